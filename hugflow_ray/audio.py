@@ -1,0 +1,364 @@
+"""The audio codec: any audio value a dataset row can hold -> mono MP3 bytes and the facts of the conversion.
+
+Pure: no Ray, no ``datasets``, no network. Input forms (see :func:`decode`):
+
+* ``{"bytes": b"...", "path": ...}`` — the Hub's undecoded ``Audio`` value; the bytes win;
+* ``{"path": "clips/a.flac", "bytes": None}`` — a file inside the dataset's own files, reached only through a
+  :class:`SafePathResolver` (never a URL, never an arbitrary local path);
+* ``{"array": ..., "sampling_rate": ...}`` — decoded samples, 1-D or 2-D, any integer or float sample type;
+* raw ``bytes``;
+* objects shaped like torchcodec's ``AudioDecoder`` (``get_all_samples()`` -> ``.data`` (channels x samples),
+  ``.sample_rate``), recognised by duck typing so that torchcodec stays optional.
+
+Every failure is a typed :class:`~hugflow_ray.errors.AudioError`; nothing here writes files.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import stat
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import soundfile
+import soxr
+
+from hugflow_ray import mp3
+from hugflow_ray.errors import (
+    AudioDecodeError,
+    AudioError,
+    AudioFormatError,
+    EmptyAudioError,
+    NonFiniteAudioError,
+    TruncatedAudioError,
+    UnsafeAudioPathError,
+)
+
+Seconds = float
+Hz = int
+
+MIN_SAMPLE_RATE: Hz = 1000
+MAX_SAMPLE_RATE: Hz = 768_000
+MAX_CHANNELS = 64
+MAX_AUDIO_PATH_LENGTH = 4096
+INT16_SCALE = 32768.0
+_LIBSNDFILE_UNRECOGNISED_FORMAT = 1  # SF_ERR_UNRECOGNISED_FORMAT: only then is another decoder worth a try
+_INTEGER_SCALES: dict[np.dtype, tuple[float, float]] = {  # dtype -> (offset, scale) onto [-1, 1)
+    np.dtype(np.int8): (0.0, 128.0),
+    np.dtype(np.uint8): (128.0, 128.0),
+    np.dtype(np.int16): (0.0, 32768.0),
+    np.dtype(np.uint16): (32768.0, 32768.0),
+    np.dtype(np.int32): (0.0, 2147483648.0),
+    np.dtype(np.int64): (0.0, 9223372036854775808.0),
+}
+
+
+@dataclass(frozen=True)
+class EncoderSettings:
+    """How MP3s are encoded; part of a dataset's fingerprint.
+
+    Attributes:
+        bitrate_kbps: requested CBR bitrate, clamped per file to the legal maximum at its output rate.
+        quality: LAME's algorithm quality, 0 (best, slowest) to 9 (fastest).
+    """
+
+    bitrate_kbps: int = 192
+    quality: int = 2
+
+    def __post_init__(self) -> None:
+        if self.bitrate_kbps not in mp3.LEGAL_BITRATES:
+            raise ValueError(f"bitrate {self.bitrate_kbps} kbps is not an MP3 bitrate; choose one of {mp3.LEGAL_BITRATES}")
+        if not 0 <= self.quality <= 9:
+            raise ValueError(f"LAME quality {self.quality} is outside 0..9")
+
+
+@dataclass(frozen=True)
+class AudioFacts:
+    """What the conversion of one row did, recorded next to its MP3."""
+
+    duration: Seconds
+    source_sample_rate: Hz
+    output_sample_rate: Hz
+    bitrate_kbps: int
+    source_channels: int
+    source_format: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> AudioFacts:
+        return cls(**{name: data[name] for name in cls.__dataclass_fields__})
+
+
+@dataclass(frozen=True)
+class EncodedAudio:
+    """An MP3 file's bytes and the facts of its conversion."""
+
+    mp3: bytes
+    facts: AudioFacts
+
+
+@dataclass(frozen=True)
+class DecodedAudio:
+    """Samples as float32, shape (frames, channels), values nominally in [-1, 1]."""
+
+    samples: np.ndarray
+    sample_rate: Hz
+    source_format: str
+
+    @property
+    def channels(self) -> int:
+        return self.samples.shape[1]
+
+
+@runtime_checkable
+class AudioDecoderLike(Protocol):
+    """What hugflow-ray uses of torchcodec's ``AudioDecoder``."""
+
+    def get_all_samples(self) -> Any: ...
+
+
+PathResolver = Callable[[str], Path]
+
+
+class SafePathResolver:
+    """Resolves an audio ``path`` from a dataset row to a regular file inside the dataset's own files.
+
+    A row's ``path`` is untrusted. Accepted: a relative path that stays inside ``root`` lexically and whose
+    real location (symlinks followed) lies inside ``root`` or one of ``allowed_targets`` (the Hub cache keeps
+    snapshot files as symlinks into its blob store). Refused: URLs, absolute paths, ``..`` escapes, NUL bytes,
+    anything that is not a regular file.
+    """
+
+    def __init__(self, root: Path, *, allowed_targets: Sequence[Path] = ()) -> None:
+        self.root = Path(os.path.abspath(root))
+        self._real_roots = [Path(os.path.realpath(p)) for p in (root, *allowed_targets)]
+
+    def __call__(self, path: str) -> Path:
+        if not isinstance(path, str) or not path:
+            raise UnsafeAudioPathError("the audio path is empty; the row has neither audio bytes nor a file")
+        if "\x00" in path or len(path) > MAX_AUDIO_PATH_LENGTH:
+            raise UnsafeAudioPathError("the audio path contains a NUL byte or is too long")
+        if "://" in path or path.startswith(("hf:", "s3:", "gs:", "file:")):
+            raise UnsafeAudioPathError(f"the audio path {path!r} is a URL; only files inside the dataset are read")
+        if os.path.isabs(path) or path.startswith("~"):
+            raise UnsafeAudioPathError(f"the audio path {path!r} is absolute; only files inside the dataset are read")
+        candidate = Path(os.path.normpath(self.root / path))
+        if not candidate.is_relative_to(self.root):
+            raise UnsafeAudioPathError(f"the audio path {path!r} leaves the dataset directory")
+        real = Path(os.path.realpath(candidate))
+        if not any(real.is_relative_to(allowed) for allowed in self._real_roots):
+            raise UnsafeAudioPathError(f"the audio path {path!r} links outside the dataset's files")
+        try:
+            mode = real.stat().st_mode
+        except OSError as e:
+            raise AudioDecodeError(f"the audio file {path!r} does not exist in the dataset") from e
+        if not stat.S_ISREG(mode):
+            raise UnsafeAudioPathError(f"the audio path {path!r} is not a regular file")
+        return real
+
+
+def decode(audio: object, *, resolve_path: PathResolver | None = None) -> DecodedAudio:
+    """Decode any supported audio value (see the module docstring) to float32 samples.
+
+    Raises:
+        AudioError: the value is not usable audio; the subclass says why.
+    """
+    if isinstance(audio, (bytes, bytearray, memoryview)):
+        return _decode_bytes(bytes(audio))
+    if isinstance(audio, Mapping):
+        return _decode_mapping(audio, resolve_path)
+    if isinstance(audio, AudioDecoderLike):
+        return _decode_decoder(audio)
+    raise AudioFormatError(
+        f"audio of type {type(audio).__name__} is not supported; expected bytes, a dict with 'bytes', 'path' or "
+        "'array' + 'sampling_rate', or an AudioDecoder"
+    )
+
+
+def _decode_mapping(audio: Mapping[str, Any], resolve_path: PathResolver | None) -> DecodedAudio:
+    if audio.get("bytes") is not None:
+        return decode(audio["bytes"])
+    if audio.get("array") is not None:
+        if "sampling_rate" not in audio:
+            raise AudioFormatError("audio with an 'array' needs a 'sampling_rate'")
+        return _from_array(audio["array"], audio["sampling_rate"], channels_first=None, source_format="array")
+    path = audio.get("path")
+    if path is None:
+        raise EmptyAudioError("the audio value has neither bytes, nor an array, nor a path")
+    if resolve_path is None:
+        raise UnsafeAudioPathError(
+            f"the audio value only names a file ({path!r}); files are read only from the dataset's own download"
+        )
+    return _decode_bytes(resolve_path(path).read_bytes())
+
+
+def _decode_decoder(decoder: AudioDecoderLike) -> DecodedAudio:
+    try:
+        samples = decoder.get_all_samples()
+        data, rate = samples.data, samples.sample_rate
+    except Exception as e:  # an arbitrary decoder's own failure: one row's error, never a crash
+        raise AudioDecodeError(f"the AudioDecoder failed: {e}") from e
+    return _from_array(data, rate, channels_first=True, source_format="decoder")
+
+
+def _decode_bytes(data: bytes) -> DecodedAudio:
+    if not data:
+        raise EmptyAudioError("the audio bytes are empty")
+    try:
+        with soundfile.SoundFile(io.BytesIO(data)) as f:
+            declared = f.frames
+            rate = f.samplerate
+            source_format = f.format.lower()
+            samples = f.read(dtype="float32", always_2d=True)
+    except soundfile.LibsndfileError as e:
+        if e.code != _LIBSNDFILE_UNRECOGNISED_FORMAT:
+            raise AudioDecodeError(f"the audio is corrupt: {e.error_string}") from e
+        return _decode_with_av(data)
+    if samples.shape[0] < declared or (source_format == "wav" and _wav_is_truncated(data)):
+        raise TruncatedAudioError(
+            f"the {source_format.upper()} audio is truncated: its header promises more samples than it holds"
+        )
+    return _checked(samples, rate, source_format)
+
+
+def _wav_is_truncated(data: bytes) -> bool:
+    """True when a RIFF/WAVE file's ``data`` chunk claims more bytes than the file holds.
+
+    libsndfile silently shortens such files to what is there.
+    """
+    if data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        return False
+    offset = 12
+    while offset + 8 <= len(data):
+        chunk_id = data[offset : offset + 4]
+        size = int.from_bytes(data[offset + 4 : offset + 8], "little")
+        if chunk_id == b"data":
+            streaming = size in (0, 0xFFFFFFFF)
+            return not streaming and offset + 8 + size > len(data)
+        offset += 8 + size + (size & 1)
+    return True
+
+
+def _decode_with_av(data: bytes) -> DecodedAudio:
+    import av  # PyAV: only for the containers libsndfile cannot read (MP4/AAC, WebM/Opus, ...)
+
+    try:
+        with av.open(io.BytesIO(data), mode="r") as container:
+            if not container.streams.audio:
+                raise AudioDecodeError("the file holds no audio stream")
+            stream = container.streams.audio[0]
+            resampler = av.AudioResampler(format="fltp")
+            chunks = [
+                out.to_ndarray()
+                for frame in container.decode(stream)
+                for out in resampler.resample(frame)
+            ]
+            rate = stream.rate
+            source_format = container.format.name.split(",")[0]
+    except av.FFmpegError as e:
+        raise AudioDecodeError("the bytes are not audio any decoder here can read") from e
+    if not chunks:
+        raise EmptyAudioError("the audio holds no samples")
+    return _checked(np.concatenate(chunks, axis=1).T, rate, source_format)
+
+
+def _from_array(array: object, rate: object, *, channels_first: bool | None, source_format: str) -> DecodedAudio:
+    try:
+        samples = np.asarray(array)
+    except Exception as e:  # objects that refuse conversion (GPU tensors, ragged lists)
+        raise AudioFormatError(f"the audio array cannot be read as numbers: {e}") from e
+    if samples.ndim == 1:
+        samples = samples[:, None]
+    elif samples.ndim == 2:
+        if channels_first is None:
+            channels_first = _channels_first(samples.shape)
+        if channels_first:
+            samples = samples.T
+    else:
+        raise AudioFormatError(f"the audio array has {samples.ndim} dimensions; expected 1 (mono) or 2 (channels)")
+    return _checked(_to_float(samples), rate, source_format)
+
+
+def _channels_first(shape: tuple[int, ...]) -> bool:
+    """Guess the layout of a 2-D array whose producer did not say: channels are the short axis."""
+    rows, columns = shape
+    if rows <= MAX_CHANNELS and rows < columns:
+        return True
+    if columns <= MAX_CHANNELS and columns < rows:
+        return False
+    raise AudioFormatError(f"the audio array's shape {shape} does not say which axis holds the channels")
+
+
+def _to_float(samples: np.ndarray) -> np.ndarray:
+    if samples.dtype.kind == "f":
+        return samples.astype(np.float32, copy=False)
+    if samples.dtype in _INTEGER_SCALES:
+        offset, scale = _INTEGER_SCALES[samples.dtype]
+        return ((samples.astype(np.float64) - offset) / scale).astype(np.float32)
+    raise AudioFormatError(f"audio samples of type {samples.dtype} are not supported; use integer or float samples")
+
+
+def _checked(samples: np.ndarray, rate: object, source_format: str) -> DecodedAudio:
+    if isinstance(rate, bool) or not isinstance(rate, (int, float, np.integer, np.floating)) or rate != int(rate):
+        raise AudioFormatError(f"the sample rate {rate!r} is not a whole number of Hz")
+    rate = int(rate)
+    if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+        raise AudioFormatError(f"the sample rate {rate} Hz is outside {MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz")
+    if samples.shape[1] == 0 or samples.shape[1] > MAX_CHANNELS:
+        raise AudioFormatError(f"the audio has {samples.shape[1]} channels; 1..{MAX_CHANNELS} are supported")
+    if samples.shape[0] == 0:
+        raise EmptyAudioError("the audio holds no samples")
+    if not np.isfinite(samples).all():
+        raise NonFiniteAudioError("the audio contains NaN or infinite samples")
+    return DecodedAudio(samples=samples, sample_rate=rate, source_format=source_format)
+
+
+def to_pcm16(decoded: DecodedAudio, rate: Hz) -> np.ndarray:
+    """Mix to mono, resample to ``rate`` when it differs, and quantise to int16 with clipping."""
+    mono = decoded.samples.mean(axis=1, dtype=np.float32) if decoded.channels > 1 else decoded.samples[:, 0]
+    if rate != decoded.sample_rate:
+        mono = soxr.resample(mono, decoded.sample_rate, rate, quality="HQ")
+    return np.clip(np.rint(mono * INT16_SCALE), -32768, 32767).astype(np.int16)
+
+
+def encode(decoded: DecodedAudio, settings: EncoderSettings) -> EncodedAudio:
+    """Encode decoded audio as a mono CBR MP3 under the rate and bitrate policy of :mod:`hugflow_ray.mp3`."""
+    rate = mp3.output_sample_rate(decoded.sample_rate)
+    bitrate = mp3.legal_bitrate(settings.bitrate_kbps, rate)
+    pcm = to_pcm16(decoded, rate)
+    if pcm.size == 0:
+        raise EmptyAudioError("the audio is too short to hold one sample at the output rate")
+    facts = AudioFacts(
+        duration=decoded.samples.shape[0] / decoded.sample_rate,
+        source_sample_rate=decoded.sample_rate,
+        output_sample_rate=rate,
+        bitrate_kbps=bitrate,
+        source_channels=decoded.channels,
+        source_format=decoded.source_format,
+    )
+    return EncodedAudio(mp3=mp3.encode_mono(pcm, rate, bitrate=bitrate, quality=settings.quality), facts=facts)
+
+
+def convert(
+    audio: object,
+    settings: EncoderSettings = EncoderSettings(),
+    *,
+    resolve_path: PathResolver | None = None,
+    row_id: int | None = None,
+) -> EncodedAudio:
+    """Decode any supported audio value and encode it as MP3.
+
+    Raises:
+        AudioError: the row's audio is unusable; ``row_id`` is attached to it.
+    """
+    try:
+        return encode(decode(audio, resolve_path=resolve_path), settings)
+    except AudioError as e:
+        e.row_id = row_id
+        raise

@@ -1,0 +1,145 @@
+"""Typed errors of hugflow-ray.
+
+Every error carries the fields a user needs to find the problem (file, line, field, dataset, row) and says
+what to do next. Third-party errors are wrapped at the adapter that meets them (``raise HubError(...) from e``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class HugflowError(Exception):
+    """Base class of every error hugflow-ray raises on purpose."""
+
+
+class SettingsError(HugflowError, ValueError):
+    """A setting from the environment or ``.env`` is invalid."""
+
+
+class RequestError(HugflowError, ValueError):
+    """A request file is malformed: the message names the file, line, field and the fix.
+
+    Attributes:
+        request_path: the request file, when the request came from a file.
+        line: 1-based line in that file, when known.
+        field: the request field at fault, when one is.
+        problem: what is wrong.
+        fix: what to do about it.
+    """
+
+    def __init__(
+        self,
+        problem: str,
+        *,
+        fix: str,
+        request_path: Path | str | None = None,
+        line: int | None = None,
+        field: str | None = None,
+    ) -> None:
+        self.problem = problem
+        self.fix = fix
+        self.request_path = Path(request_path) if request_path is not None else None
+        self.line = line
+        self.field = field
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        where = str(self.request_path) if self.request_path is not None else "<request>"
+        if self.line is not None:
+            where += f":{self.line}"
+        what = f"{self.field}: {self.problem}" if self.field else self.problem
+        return f"{where}: {what}. {self.fix}"
+
+
+class HubError(HugflowError):
+    """The Hub could not give what a request needs.
+
+    Attributes:
+        hf_id: the dataset repository id.
+        revision: the revision asked for, when one was.
+    """
+
+    def __init__(self, message: str, *, hf_id: str, revision: str | None = None) -> None:
+        self.hf_id = hf_id
+        self.revision = revision
+        super().__init__(message)
+
+
+class RepoNotFoundError(HubError, LookupError):
+    """The dataset repository does not exist (or is hidden from this token)."""
+
+
+class RepoAccessError(HubError, PermissionError):
+    """The repository is gated or private and the token is missing or lacks access."""
+
+
+class RevisionNotFoundError(HubError, LookupError):
+    """The revision (branch, tag or commit) does not exist in the repository."""
+
+
+class SubsetNotFoundError(HubError, LookupError):
+    """The subset (config) does not exist in the dataset."""
+
+
+class SplitNotFoundError(HubError, LookupError):
+    """The split does not exist in the chosen subset."""
+
+
+class ColumnNotFoundError(HubError, LookupError):
+    """A column the request names explicitly does not exist in the split."""
+
+
+class HubUnavailableError(HubError, ConnectionError):
+    """The Hub could not be reached or answered with a server error."""
+
+
+class AudioError(HugflowError, ValueError):
+    """One row's audio cannot be converted. The row is recorded as failed; nothing is written for it.
+
+    Attributes:
+        code: a short stable name of the failure kind, stored in the ledger.
+        row_id: the row, when known.
+    """
+
+    code = "audio"
+
+    def __init__(self, message: str, *, row_id: int | None = None) -> None:
+        self.row_id = row_id
+        super().__init__(message)
+
+
+class AudioDecodeError(AudioError):
+    """The bytes are not audio any decoder here can read."""
+
+    code = "undecodable"
+
+
+class TruncatedAudioError(AudioError):
+    """The audio decoded to fewer samples than its header declares."""
+
+    code = "truncated"
+
+
+class EmptyAudioError(AudioError):
+    """The audio holds no samples."""
+
+    code = "empty"
+
+
+class NonFiniteAudioError(AudioError):
+    """The samples contain NaN or infinity."""
+
+    code = "non_finite"
+
+
+class AudioFormatError(AudioError):
+    """The audio value has a shape, type or sample rate this codec does not accept."""
+
+    code = "format"
+
+
+class UnsafeAudioPathError(AudioError):
+    """An audio ``path`` points outside the dataset's own files (a URL, an absolute path, ``..``)."""
+
+    code = "unsafe_path"
