@@ -1,0 +1,67 @@
+"""Secrets never reach a log line, a PR comment, a Slack message or a file.
+
+:func:`redact` removes configured secret values and anything shaped like a token or webhook URL;
+:class:`RedactingFilter` applies it to every log record (message, arguments and traceback).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable
+
+REDACTED = "[REDACTED]"
+MIN_SECRET_LENGTH = 6  # shorter "secrets" would blank out ordinary words
+
+_TOKEN_SHAPES = re.compile(
+    r"""
+      \bhf_[A-Za-z0-9]{16,}                                 # Hugging Face user token
+    | \bapi_org_[A-Za-z0-9]{16,}                            # Hugging Face org token
+    | https?://hooks\.slack(?:-gov)?\.com/[^\s"'<>]+        # Slack incoming webhook
+    | \bxox[abposre]-[A-Za-z0-9-]{8,}                       # Slack bot/user/app token
+    | \bgh[pousr]_[A-Za-z0-9]{20,}                          # GitHub token
+    | \bgithub_pat_[A-Za-z0-9_]{20,}                        # GitHub fine-grained token
+    """,
+    re.VERBOSE,
+)
+
+
+def redact(text: str, secrets: Iterable[str] = ()) -> str:
+    """``text`` with every secret value and token-shaped string replaced by ``[REDACTED]``."""
+    text = _TOKEN_SHAPES.sub(REDACTED, text)
+    for secret in sorted({s for s in secrets if s and len(s) >= MIN_SECRET_LENGTH}, key=len, reverse=True):
+        text = text.replace(secret, REDACTED)
+    return text
+
+
+class RedactingFilter(logging.Filter):
+    """A handler filter that redacts a record's rendered message and traceback in place."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        super().__init__()
+        self.secrets = list(secrets)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = redact(record.getMessage(), self.secrets)
+        record.args = None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text, self.secrets)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info, self.secrets)
+        return True
+
+
+def configure_logging(level: str, secrets: Iterable[str] = ()) -> None:
+    """Send log records to stderr through a :class:`RedactingFilter` (idempotent)."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if getattr(handler, "_hugflow", False):
+            root.removeHandler(handler)
+    handler = logging.StreamHandler()
+    handler._hugflow = True  # type: ignore[attr-defined]
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RedactingFilter(secrets))
+    root.addHandler(handler)
+    root.setLevel(level)

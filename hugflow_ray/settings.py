@@ -1,0 +1,74 @@
+"""Settings: the one place that reads the environment and ``.env``. Every variable is in ``.env.example``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from hugflow_ray import mp3
+from hugflow_ray.audio import EncoderSettings
+from hugflow_ray.errors import SettingsError
+
+DEFAULT_HF_ENDPOINT = "https://huggingface.co"
+MAX_DOWNLOAD_CONCURRENCY = 64
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
+
+class Settings(BaseSettings):
+    """hugflow-ray's configuration, read from the environment and ``.env`` (the environment wins)."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True)
+
+    hf_token: SecretStr | None = Field(None, description="Hub token for gated or private datasets.")
+    hf_endpoint: str = Field(DEFAULT_HF_ENDPOINT, description="The Hub's base URL (a mirror or a private Hub).")
+    storage_root: Path = Field(Path("./datasets"), description="Where dataset directories are written.")
+    processed_root: Path = Field(Path("/mnt/data/processed"), description="Where symlinks to finished datasets go.")
+    state_dir: Path = Field(Path("./.hugflow-state"), description="Progress files and locks.")
+    github_token: SecretStr | None = Field(None, description="GitHub token for PR comments (else `gh auth token`).")
+    slack_webhook_url: SecretStr | None = Field(None, description="Slack incoming webhook URL.")
+    slack_channel: str | None = Field(None, description="Slack channel, with a bot token.")
+    progress_interval: int = Field(10000, ge=1, description="Rows between progress reports.")
+    max_concurrent_downloads: int = Field(5, ge=1, le=MAX_DOWNLOAD_CONCURRENCY, description="Parallel downloads.")
+    auto_merge: bool = Field(False, description="Merge the PR when every request succeeded.")
+    log_level: LogLevel = Field("INFO", description="Logging level.")
+    mp3_bitrate: int = Field(192, description="MP3 CBR bitrate in kbps, clamped per file to the legal maximum.")
+    mp3_quality: int = Field(2, ge=0, le=9, description="LAME algorithm quality: 0 best/slowest .. 9 fastest.")
+    hugflow_debug: bool = Field(False, description="Print tracebacks of known errors.")
+
+    @field_validator("mp3_bitrate")
+    @classmethod
+    def _legal_bitrate(cls, value: int) -> int:
+        if value not in mp3.LEGAL_BITRATES:
+            raise ValueError(f"must be an MP3 bitrate: one of {', '.join(map(str, mp3.LEGAL_BITRATES))}")
+        return value
+
+    @field_validator("hf_endpoint")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL")
+        return value.rstrip("/")
+
+    @property
+    def encoder(self) -> EncoderSettings:
+        """The MP3 encoder settings these settings ask for."""
+        return EncoderSettings(bitrate_kbps=self.mp3_bitrate, quality=self.mp3_quality)
+
+    def secrets(self) -> list[str]:
+        """The secret values configured, for redaction."""
+        return [s.get_secret_value() for s in (self.hf_token, self.github_token, self.slack_webhook_url) if s]
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the settings, turning validation errors into one readable :class:`SettingsError`."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as e:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in e.errors(include_input=False)
+        )
+        raise SettingsError(f"invalid settings: {problems}. Fix the environment or .env (see .env.example).") from None

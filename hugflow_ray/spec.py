@@ -1,0 +1,399 @@
+"""Request specs: the YAML files under ``requests/add/`` and ``requests/remove/``, read strictly.
+
+A request is data from a pull request, so the reader trusts nothing: one document, one flat mapping of
+plain scalars, no anchors, aliases, merge keys or tags, no duplicate keys, no implicit YAML typing
+(``revision: 1.10`` is a float and ``split: no`` is False: both are refused, never coerced), size caps,
+and ASCII-only Hub ids. Every error names the file, line, field and the fix.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+import yaml
+
+from hugflow_ray.errors import RequestError
+
+MAX_REQUEST_BYTES = 16 * 1024
+MAX_DESCRIPTION_LENGTH = 2000
+MAX_REASON_LENGTH = 2000
+MAX_FIELD_LENGTH = 256
+MAX_HF_ID_PART_LENGTH = 96
+MAX_PATH_LENGTH = 4096
+
+DEFAULT_REVISION = "main"
+DEFAULT_SPLIT = "train"
+DEFAULT_AUDIO_COLUMN = "audio"
+DEFAULT_TEXT_COLUMN = "text"
+
+_STR_TAG = "tag:yaml.org,2002:str"
+_NULL_TAG = "tag:yaml.org,2002:null"
+_YAML_TYPE_NAMES = {
+    "tag:yaml.org,2002:bool": "a boolean",
+    "tag:yaml.org,2002:int": "a number",
+    "tag:yaml.org,2002:float": "a number",
+    "tag:yaml.org,2002:timestamp": "a date",
+    "tag:yaml.org,2002:null": "empty (null)",
+}
+_HF_ID_PART = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?")
+_REVISION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/+-]*")
+_SPLIT = re.compile(r"[A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)*")
+_SUBSET = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._+ -]*[A-Za-z0-9_+])?")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+class RequestKind(str, Enum):
+    """Whether a request adds a dataset or removes one."""
+
+    ADD = "add"
+    REMOVE = "remove"
+
+
+@dataclass(frozen=True)
+class DatasetRef:
+    """Which copy of which dataset: the part of a request that names the dataset directory.
+
+    Exactly one of ``hf_id`` (a Hub repository) and ``path`` (a local directory or parquet file in Hub
+    layout, resolved against the request file's directory when relative) is set.
+    """
+
+    hf_id: str | None = None
+    path: Path | None = None
+    revision: str = DEFAULT_REVISION
+    subset: str | None = None
+    split: str = DEFAULT_SPLIT
+
+    @property
+    def source(self) -> str:
+        """The Hub id, or the local path, as a user would name it."""
+        return self.hf_id if self.hf_id is not None else str(self.path)
+
+
+@dataclass(frozen=True)
+class AddRequest:
+    """A request to bring a dataset onto this machine."""
+
+    dataset: DatasetRef
+    description: str
+    audio_column: str = DEFAULT_AUDIO_COLUMN
+    text_column: str = DEFAULT_TEXT_COLUMN
+    audio_column_explicit: bool = False
+    text_column_explicit: bool = False
+    request_path: Path | None = None
+
+    kind = RequestKind.ADD
+
+
+@dataclass(frozen=True)
+class RemoveRequest:
+    """A request to delete a dataset copy from this machine."""
+
+    dataset: DatasetRef
+    reason: str
+    request_path: Path | None = None
+
+    kind = RequestKind.REMOVE
+
+
+Request = AddRequest | RemoveRequest
+
+
+@dataclass(frozen=True)
+class _Field:
+    required: bool = False
+    max_length: int = MAX_FIELD_LENGTH
+    multiline: bool = False
+
+
+_DATASET_FIELDS = {
+    "hf_id": _Field(max_length=2 * MAX_HF_ID_PART_LENGTH + 1),
+    "path": _Field(max_length=MAX_PATH_LENGTH),
+    "revision": _Field(),
+    "subset": _Field(),
+    "split": _Field(),
+}
+_SCHEMAS: dict[RequestKind, dict[str, _Field]] = {
+    RequestKind.ADD: {
+        **_DATASET_FIELDS,
+        "description": _Field(required=True, max_length=MAX_DESCRIPTION_LENGTH, multiline=True),
+        "audio_column": _Field(),
+        "text_column": _Field(),
+    },
+    RequestKind.REMOVE: {
+        **_DATASET_FIELDS,
+        "reason": _Field(required=True, max_length=MAX_REASON_LENGTH, multiline=True),
+    },
+}
+
+
+def load_request(path: Path | str, *, kind: RequestKind | None = None) -> Request:
+    """Read and validate one request file.
+
+    Args:
+        path: the YAML file.
+        kind: add or remove; by default taken from the parent directory (``add/`` or ``remove/``), else from
+            the keys (a ``reason`` makes it a removal).
+
+    Raises:
+        RequestError: the file is unreadable or invalid; the message names the line, field and fix.
+    """
+    path = Path(path)
+    try:
+        with path.open("rb") as f:
+            data = f.read(MAX_REQUEST_BYTES + 1)
+    except OSError as e:
+        raise RequestError(f"cannot read the file ({e.strerror})", fix="Check the path.", request_path=path) from e
+    return parse_request(data, request_path=path, kind=kind)
+
+
+def parse_request(data: bytes | str, *, request_path: Path | None = None, kind: RequestKind | None = None) -> Request:
+    """Validate a request given as YAML text (see :func:`load_request`)."""
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    if len(raw) > MAX_REQUEST_BYTES:
+        raise RequestError(
+            f"the file is larger than {MAX_REQUEST_BYTES} bytes",
+            fix="A request is a few lines; shorten the description.",
+            request_path=request_path,
+        )
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise RequestError(
+            f"the file is not UTF-8 text (bad byte at offset {e.start})",
+            fix="Save it as UTF-8.",
+            request_path=request_path,
+        ) from e
+    mapping = _strict_mapping(text, request_path)
+    if kind is None:
+        kind = _kind_from(request_path, mapping)
+    values = _check_fields(mapping, _SCHEMAS[kind], request_path)
+    lines = {key: key_node.start_mark.line + 1 for key, (key_node, _) in mapping.items()}
+    return _build(kind, values, lines, request_path)
+
+
+def _kind_from(request_path: Path | None, mapping: dict[str, tuple[yaml.Node, yaml.Node]]) -> RequestKind:
+    if request_path is not None:
+        for part in reversed(request_path.parent.parts):
+            if part in (RequestKind.ADD.value, RequestKind.REMOVE.value):
+                return RequestKind(part)
+    return RequestKind.REMOVE if "reason" in mapping else RequestKind.ADD
+
+
+def _strict_mapping(text: str, request_path: Path | None) -> dict[str, tuple[yaml.Node, yaml.Node]]:
+    """Parse one YAML document holding a flat mapping; return key -> (key node, value node)."""
+
+    def fail(problem: str, fix: str, mark: yaml.Mark | None = None, field: str | None = None) -> RequestError:
+        line = mark.line + 1 if mark is not None else None
+        return RequestError(problem, fix=fix, request_path=request_path, line=line, field=field)
+
+    try:
+        events = list(yaml.parse(text, Loader=yaml.SafeLoader))
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        raise fail(f"the file is not valid YAML ({e.problem})", "Fix the YAML syntax at that line.", mark) from e
+    except yaml.YAMLError as e:
+        raise fail(f"the file is not valid YAML ({e})", "Fix the YAML syntax.") from e
+
+    documents = [e for e in events if isinstance(e, yaml.DocumentStartEvent)]
+    if len(documents) > 1:
+        raise fail(
+            "the file holds several YAML documents",
+            "Put one request in each file (remove the extra '---').",
+            documents[1].start_mark,
+        )
+    for event in events:
+        if isinstance(event, yaml.AliasEvent):
+            raise fail("YAML aliases (*name) are not allowed", "Write the value out in full.", event.start_mark)
+        if getattr(event, "anchor", None) is not None:
+            raise fail("YAML anchors (&name) are not allowed", "Remove the anchor.", event.start_mark)
+        tag = getattr(event, "tag", None)
+        implicit = getattr(event, "implicit", True)
+        if tag is not None and not (implicit is True or (isinstance(implicit, tuple) and any(implicit))):
+            raise fail(
+                f"YAML tags ({tag}) are not allowed",
+                "Remove the tag; quote the value if you need it read as text.",
+                event.start_mark,
+            )
+
+    node = yaml.compose(text, Loader=yaml.SafeLoader)
+    if node is None:
+        raise fail("the file is empty", "Write the request's fields, e.g. 'hf_id: org/name'.")
+    if not isinstance(node, yaml.MappingNode):
+        raise fail(
+            "the file must hold a mapping of fields ('key: value' lines)",
+            "Write one 'key: value' per line at the top level.",
+            node.start_mark,
+        )
+    mapping: dict[str, tuple[yaml.Node, yaml.Node]] = {}
+    for key_node, value_node in node.value:
+        if key_node.value == "<<":
+            raise fail("YAML merge keys (<<) are not allowed", "Write the fields out in full.", key_node.start_mark)
+        if not isinstance(key_node, yaml.ScalarNode) or key_node.tag != _STR_TAG:
+            raise fail(
+                f"the key {key_node.value!r} is not a plain name",
+                "Use the field names of the request schema as keys.",
+                key_node.start_mark,
+            )
+        key = key_node.value
+        if key in mapping:
+            first = mapping[key][0].start_mark.line + 1
+            raise fail(
+                f"the field appears twice (first on line {first})",
+                "Keep one of them.",
+                key_node.start_mark,
+                field=key,
+            )
+        mapping[key] = (key_node, value_node)
+    return mapping
+
+
+def _check_fields(
+    mapping: dict[str, tuple[yaml.Node, yaml.Node]], schema: dict[str, _Field], request_path: Path | None
+) -> dict[str, str]:
+    allowed = ", ".join(schema)
+    values: dict[str, str] = {}
+    for key, (key_node, value_node) in mapping.items():
+        line = key_node.start_mark.line + 1
+        if key not in schema:
+            close = difflib.get_close_matches(key, schema, n=1)
+            hint = f"Did you mean '{close[0]}'? " if close else ""
+            raise RequestError(
+                "unknown field",
+                fix=f"{hint}Allowed fields: {allowed}.",
+                request_path=request_path,
+                line=line,
+                field=key,
+            )
+        value = _scalar_text(key, value_node, schema[key], request_path)
+        if value is not None:
+            values[key] = value
+    for key, spec in schema.items():
+        if spec.required and key not in values:
+            raise RequestError(
+                "this required field is missing" if key not in mapping else "this required field is empty",
+                fix=f"Add '{key}: ...' to the request.",
+                request_path=request_path,
+                field=key,
+            )
+    return values
+
+
+def _scalar_text(key: str, node: yaml.Node, spec: _Field, request_path: Path | None) -> str | None:
+    line = node.start_mark.line + 1
+
+    def fail(problem: str, fix: str) -> RequestError:
+        return RequestError(problem, fix=fix, request_path=request_path, line=line, field=key)
+
+    if isinstance(node, yaml.SequenceNode):
+        raise fail("must be a single text value, not a list", f"Write '{key}: <text>'.")
+    if isinstance(node, yaml.MappingNode):
+        raise fail("must be a single text value, not a mapping", f"Write '{key}: <text>'.")
+    if node.tag == _NULL_TAG:
+        return None
+    if node.tag != _STR_TAG:
+        raise fail(
+            f"must be text, but YAML reads {node.value!r} as {_YAML_TYPE_NAMES.get(node.tag, node.tag)}",
+            f"Quote it: {key}: \"{node.value}\"",
+        )
+    value: str = node.value
+    if not value.strip():
+        raise fail("must not be empty", f"Give '{key}' a value or remove the line.")
+    if value != value.strip():
+        raise fail("has leading or trailing whitespace (a newline?)", "Remove the surrounding whitespace.")
+    if _CONTROL.search(value) or (not spec.multiline and "\n" in value):
+        raise fail("contains control characters or line breaks", "Remove them.")
+    if len(value) > spec.max_length:
+        raise fail(f"is longer than {spec.max_length} characters", "Shorten it.")
+    return value
+
+
+def _build(kind: RequestKind, values: dict[str, str], lines: dict[str, int], request_path: Path | None) -> Request:
+    def fail(field: str | None, problem: str, fix: str) -> RequestError:
+        return RequestError(problem, fix=fix, request_path=request_path, field=field, line=lines.get(field or ""))
+
+    hf_id, path = values.get("hf_id"), values.get("path")
+    if (hf_id is None) == (path is None):
+        raise fail(
+            "hf_id" if hf_id is None else None,
+            "name the dataset with exactly one of 'hf_id' (a Hub repository) and 'path' (a local directory or file)",
+            "Add 'hf_id: org/name'." if hf_id is None else "Remove one of 'hf_id' and 'path'.",
+        )
+    if hf_id is not None:
+        check_hf_id(hf_id, request_path=request_path, line=lines.get("hf_id"))
+    local_path: Path | None = None
+    if path is not None:
+        if "://" in path or path.startswith(("hf:", "s3:", "gs:")):
+            raise fail("path", f"{path!r} is a URL, not a local path", "For the Hub, use 'hf_id: org/name'.")
+        if "revision" in values:
+            raise fail("revision", "a local 'path' has no revisions", "Remove 'revision' (it applies to hf_id).")
+        local_path = Path(path).expanduser()
+        if not local_path.is_absolute() and request_path is not None:
+            local_path = request_path.parent / local_path
+    revision = values.get("revision", DEFAULT_REVISION)
+    if not _REVISION.fullmatch(revision) or ".." in revision or revision.endswith(("/", ".lock")):
+        raise fail(
+            "revision",
+            f"{revision!r} is not a branch, tag or commit name",
+            "Use a branch ('main'), a tag ('v1.0') or a full commit sha.",
+        )
+    split = values.get("split", DEFAULT_SPLIT)
+    if not _SPLIT.fullmatch(split):
+        raise fail("split", f"{split!r} is not a split name", "Split names are letters, digits and '_' (e.g. 'train').")
+    subset = values.get("subset")
+    if subset is not None and not _SUBSET.fullmatch(subset):
+        raise fail(
+            "subset", f"{subset!r} is not a subset (config) name", "Use the config name as the dataset card lists it."
+        )
+    dataset = DatasetRef(hf_id=hf_id, path=local_path, revision=revision, subset=subset, split=split)
+    if kind is RequestKind.REMOVE:
+        return RemoveRequest(dataset=dataset, reason=values["reason"], request_path=request_path)
+    return AddRequest(
+        dataset=dataset,
+        description=values["description"],
+        audio_column=values.get("audio_column", DEFAULT_AUDIO_COLUMN),
+        text_column=values.get("text_column", DEFAULT_TEXT_COLUMN),
+        audio_column_explicit="audio_column" in values,
+        text_column_explicit="text_column" in values,
+        request_path=request_path,
+    )
+
+
+def check_hf_id(hf_id: str, *, request_path: Path | None = None, line: int | None = None) -> str:
+    """Check that ``hf_id`` is exactly ``org/name`` in the Hub's ASCII charset.
+
+    Raises:
+        RequestError: it is not; the message says what is wrong.
+    """
+
+    def fail(problem: str) -> RequestError:
+        return RequestError(
+            problem,
+            fix="Write it as 'org/name' with ASCII letters, digits, '-', '_' and '.' (as in the Hub URL).",
+            request_path=request_path,
+            line=line,
+            field="hf_id",
+        )
+
+    if "://" in hf_id or hf_id.startswith(("datasets/", "hf:")):
+        raise fail(f"{hf_id!r} is a URL or path, not a repository id")
+    parts = hf_id.split("/")
+    if len(parts) != 2:
+        raise fail(f"{hf_id!r} must be exactly 'org/name' (one '/')")
+    if not hf_id.isascii():
+        raise fail(f"{hf_id!r} contains non-ASCII characters (look-alike letters?)")
+    for part in parts:
+        if len(part) > MAX_HF_ID_PART_LENGTH:
+            raise fail(f"{part[:20]!r}... is longer than {MAX_HF_ID_PART_LENGTH} characters")
+        if not _HF_ID_PART.fullmatch(part):
+            raise fail(f"{part!r} has characters the Hub does not allow, or starts/ends with '-', '_' or '.'")
+        if "--" in part or ".." in part:
+            raise fail(f"{part!r} contains '--' or '..', which the Hub forbids")
+    return hf_id
+
+
+def request_fields(kind: RequestKind) -> list[str]:
+    """The field names a request of ``kind`` accepts, in schema order."""
+    return list(_SCHEMAS[kind])

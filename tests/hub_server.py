@@ -1,0 +1,566 @@
+"""Test helper: a real Hugging Face Hub-compatible server on loopback.
+
+It runs `olah <https://github.com/vtuber-plan/olah>`_ (installed in the venv as
+``olah-cli``) in *offline* mode with a ``mirrors-path`` directory.  Every git
+repository found at ``<mirrors>/datasets/<org>/<name>`` (branch ``main``) is
+served through the Hub HTTP API that ``huggingface_hub`` and ``datasets`` use:
+
+* ``GET /api/datasets/<id>/revision/<rev>``  -> ``HfApi.dataset_info(..., revision=...)``
+  (``sha``, ``cardData`` parsed from the README.md YAML front matter, ``siblings``)
+* ``GET /api/datasets/<id>/tree/<rev>/<path>`` -> ``HfApi.list_repo_tree`` / ``HfFileSystem.ls``/glob
+* ``GET /api/datasets/<id>/refs``            -> ``HfApi.list_repo_refs``
+* ``HEAD|GET /datasets/<id>/resolve/<rev>/<file>`` -> ``hf_hub_download`` / ``snapshot_download``
+
+Limitations of olah 0.5.4 measured on this machine (see tests/test_hub_server.py):
+
+* ``/api/datasets/<id>`` *without* a revision answers 401 ``RepoNotFound`` (always
+  pass ``revision=``).
+* A missing revision or a missing file answers 401 ``RepoNotFound`` (not 404
+  ``RevisionNotFound``/``EntryNotFound``), i.e. ``RepositoryNotFoundError``.
+* HTTP ``Range`` is ignored (whole-file downloads only; ``HfFileSystem.open`` random
+  access does not work).
+* Repos are never private or gated (``private``/``gated`` are hard-coded False).
+* Any git blob whose size is 121..149 bytes is decoded as UTF-8 to sniff for a git-lfs
+  pointer: a *binary* file of that size crashes the request (HTTP 500).
+  ``make_dataset_repo`` refuses such files.
+
+Usage (e.g. in a conftest)::
+
+    from tests.hub_server import HubServer, make_dataset_repo, hub_client_env
+
+    @pytest.fixture(scope="session")
+    def hub(tmp_path_factory):
+        root = tmp_path_factory.mktemp("hub")
+        with HubServer(root) as server:
+            yield server
+
+    def test_x(hub, tmp_path):
+        sha = make_dataset_repo(hub.mirrors_dir, "org/ds", {"data/train-00000-of-00001.parquet": b"..."})
+        with hub_client_env(hub.endpoint, tmp_path / "hf_home"):
+            ...  # huggingface_hub / datasets now talk to the loopback server only
+
+Repos may be created before or after the server starts: olah reads the mirrors
+directory on every request.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import wave
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = [
+    "GIT_AUTHOR_NAME",
+    "GIT_AUTHOR_EMAIL",
+    "GIT_BASE_DATE",
+    "HubServer",
+    "HubServerError",
+    "audio_parquet_bytes",
+    "find_olah_cli",
+    "hub_client_env",
+    "make_dataset_repo",
+    "render_card",
+    "sine_flac_bytes",
+    "sine_wav_bytes",
+]
+
+GIT_AUTHOR_NAME = "Hub Test"
+GIT_AUTHOR_EMAIL = "hub-test@example.invalid"
+#: Unix timestamp of the first commit of every repo; commit N gets ``GIT_BASE_DATE + N`` seconds.
+GIT_BASE_DATE = 1_704_067_200  # 2024-01-01T00:00:00Z
+
+LOOPBACK = "127.0.0.1"
+
+
+class HubServerError(RuntimeError):
+    """The olah server could not be started (message includes the log tail)."""
+
+
+# --------------------------------------------------------------------------- git repos
+
+
+def _git_env() -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("GIT_")  # do not inherit GIT_DIR & co from a surrounding git hook
+    }
+    env.update(
+        GIT_CONFIG_GLOBAL=os.devnull,
+        GIT_CONFIG_NOSYSTEM="1",
+        GIT_AUTHOR_NAME=GIT_AUTHOR_NAME,
+        GIT_AUTHOR_EMAIL=GIT_AUTHOR_EMAIL,
+        GIT_COMMITTER_NAME=GIT_AUTHOR_NAME,
+        GIT_COMMITTER_EMAIL=GIT_AUTHOR_EMAIL,
+        GIT_TERMINAL_PROMPT="0",
+        LC_ALL="C",
+    )
+    return env
+
+
+def _git(repo: Path, *args: str, env: Mapping[str, str] | None = None) -> str:
+    proc = subprocess.run(
+        ["git", "-C", str(repo), *args],
+        env=dict(env) if env is not None else _git_env(),
+        capture_output=True,
+        text=True,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"git {' '.join(args)} failed in {repo}: {proc.stderr.strip()}")
+    return proc.stdout.strip()
+
+
+def render_card(card: Mapping[str, Any], body: str = "") -> bytes:
+    """README.md with ``card`` as YAML front matter (what the Hub parses into ``cardData``)."""
+    front = yaml.safe_dump(dict(card), sort_keys=False, allow_unicode=True)
+    return f"---\n{front}---\n{body}".encode()
+
+
+def _check_olah_safe(path: str, data: bytes) -> None:
+    # olah sniffs every blob of 121..149 bytes for a git-lfs pointer with .decode("utf-8").
+    if 120 < len(data) < 150:
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ValueError(
+                f"{path!r} is a {len(data)}-byte binary file: olah 0.5.4 crashes (HTTP 500) on non-UTF-8 "
+                "blobs of 121..149 bytes; pad or resize it"
+            ) from None
+
+
+def make_dataset_repo(
+    mirrors_dir: Path | str,
+    repo_id: str,
+    files: Mapping[str, bytes | str],
+    *,
+    card: Mapping[str, Any] | None = None,
+    card_body: str = "",
+    message: str = "init",
+    tag: str | None = None,
+    branch: str | None = None,
+    replace: bool = False,
+) -> str:
+    """Create (or add one commit to) the dataset git repo served as ``repo_id``; return the commit sha.
+
+    The repo lives at ``<mirrors_dir>/datasets/<org>/<name>`` on branch ``main``.
+
+    files:    path-in-repo -> content, written on top of the current tree.
+    card:     if given, README.md is (re)written with this dict as YAML front matter
+              (e.g. ``{"license": "mit", "configs": [...], "dataset_info": {...}}``).
+    replace:  remove every tracked file first, so the commit's tree is exactly ``files`` (+ card).
+    tag:      create/move a lightweight tag to the new commit.
+    branch:   create/move a branch to the new commit (``main`` always gets the commit too).
+
+    Commits are deterministic: fixed author/committer and date ``GIT_BASE_DATE + <commit index>``,
+    so the same calls always give the same shas. An identical tree still yields a new
+    (empty) commit.
+    """
+    org, sep, name = repo_id.partition("/")
+    if not sep or not org or not name or "/" in name:
+        raise ValueError(f"repo_id must be 'org/name', got {repo_id!r}")
+    if "README.md" in files and card is not None:
+        raise ValueError("give either card= or a README.md file, not both")
+
+    repo = Path(mirrors_dir) / "datasets" / org / name
+    env = _git_env()
+    if not (repo / ".git").exists():
+        repo.mkdir(parents=True, exist_ok=True)
+        _git(repo, "init", "--quiet", "--initial-branch=main", env=env)
+        n_commits = 0
+    else:
+        n_commits = int(_git(repo, "rev-list", "--count", "--all", env=env) or 0)
+        _git(repo, "checkout", "--quiet", "main", env=env)
+
+    if replace:
+        _git(repo, "rm", "-r", "--quiet", "--ignore-unmatch", ".", env=env)
+
+    to_write: dict[str, bytes] = {}
+    for rel, data in files.items():
+        to_write[rel] = data.encode() if isinstance(data, str) else bytes(data)
+    if card is not None:
+        to_write["README.md"] = render_card(card, card_body)
+    for rel, data in to_write.items():
+        if rel.startswith("/") or ".." in Path(rel).parts or rel.startswith(".git"):
+            raise ValueError(f"bad path in repo: {rel!r}")
+        _check_olah_safe(rel, data)
+        dest = repo / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes(data)
+
+    _git(repo, "add", "--all", env=env)
+    date = f"@{GIT_BASE_DATE + n_commits} +0000"
+    env.update(GIT_AUTHOR_DATE=date, GIT_COMMITTER_DATE=date)
+    _git(repo, "commit", "--quiet", "--allow-empty", "--no-gpg-sign", "--no-verify", "-m", message, env=env)
+    sha = _git(repo, "rev-parse", "HEAD", env=env)
+    if tag is not None:
+        _git(repo, "tag", "--force", tag, sha, env=env)
+    if branch is not None and branch != "main":
+        _git(repo, "branch", "--force", branch, sha, env=env)
+    return sha
+
+
+# --------------------------------------------------------------------------- audio / parquet
+
+
+def _sine_pcm16(freq: float, sampling_rate: int, seconds: float, channels: int) -> bytes:
+    import numpy as np
+
+    n = max(1, int(round(sampling_rate * seconds)))
+    t = np.arange(n) / sampling_rate
+    mono = (0.5 * np.sin(2 * math.pi * freq * t) * 32767).astype("<i2")
+    return np.repeat(mono[:, None], channels, axis=1).tobytes()
+
+
+def sine_wav_bytes(freq: float = 440.0, sampling_rate: int = 16_000, seconds: float = 0.1, channels: int = 1) -> bytes:
+    """16-bit PCM WAV of a sine tone (stdlib ``wave``)."""
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(channels)
+        w.setsampwidth(2)
+        w.setframerate(sampling_rate)
+        w.writeframes(_sine_pcm16(freq, sampling_rate, seconds, channels))
+    return buf.getvalue()
+
+
+def sine_flac_bytes(freq: float = 440.0, sampling_rate: int = 16_000, seconds: float = 0.1, channels: int = 1) -> bytes:
+    """FLAC (16-bit) of a sine tone, via ``soundfile``."""
+    import numpy as np
+    import soundfile as sf
+
+    pcm = np.frombuffer(_sine_pcm16(freq, sampling_rate, seconds, channels), dtype="<i2").reshape(-1, channels)
+    buf = io.BytesIO()
+    sf.write(buf, pcm, sampling_rate, format="FLAC", subtype="PCM_16")
+    return buf.getvalue()
+
+
+def audio_parquet_bytes(rows: list[dict[str, Any]], features: Any) -> bytes:
+    """A parquet file written by ``datasets`` (``Dataset.to_parquet``) for already-encoded rows.
+
+    Audio values must be ``{"bytes": <wav/flac bytes>, "path": "x.flac"}`` (encoding arrays
+    needs torchcodec, which is not installed). ``features`` is a ``datasets.Features`` (e.g.
+    ``Features({"audio": Audio(sampling_rate=16000), "text": Value("string")})``); the file's
+    schema metadata carries it under the ``huggingface`` key exactly as on the Hub
+    (``{"info": {"features": {"audio": {"_type": "Audio", ...}}}}``).
+    ``Dataset.from_list(rows, features=...)`` cannot be used: Audio.encode_example imports
+    torchcodec even for ``decode=False``; the table is therefore built from
+    ``features.arrow_schema`` and wrapped in a ``Dataset`` without re-encoding.
+    """
+    import datasets
+    import pyarrow as pa
+    from datasets.table import InMemoryTable
+    from datasets.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+
+    table = pa.Table.from_pylist(rows, schema=features.arrow_schema)
+    ds = datasets.Dataset(InMemoryTable(table), info=datasets.DatasetInfo(features=features))
+    buf = io.BytesIO()
+    was_disabled = are_progress_bars_disabled()
+    disable_progress_bars()
+    try:
+        ds.to_parquet(buf)
+    finally:
+        if not was_disabled:
+            enable_progress_bars()
+    return buf.getvalue()
+
+
+# --------------------------------------------------------------------------- server
+
+
+def find_olah_cli() -> Path:
+    """``olah-cli`` next to the running interpreter (venv bin), else on PATH."""
+    exe = "olah-cli.exe" if os.name == "nt" else "olah-cli"
+    candidate = Path(sys.executable).parent / exe
+    if candidate.exists():
+        return candidate
+    found = shutil.which(exe)
+    if found:
+        return Path(found)
+    raise HubServerError(f"olah-cli not found next to {sys.executable} nor on PATH (pip install olah)")
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((LOOPBACK, 0))
+        return s.getsockname()[1]
+
+
+def _toml_str(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+_NO_PROXY_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+class HubServer:
+    """olah in offline mode on ``127.0.0.1:<free port>``, serving git repos under ``mirrors_dir``.
+
+    ``with HubServer(root) as hub:`` -> ``hub.endpoint`` ("http://127.0.0.1:PORT"),
+    ``hub.mirrors_dir``, ``hub.log_path``, ``hub.startup_seconds``. ``root`` defaults to a
+    fresh temp dir (deleted on exit); ``mirrors_dir`` defaults to ``root / "mirrors"``.
+    """
+
+    def __init__(
+        self,
+        root: Path | str | None = None,
+        *,
+        mirrors_dir: Path | str | None = None,
+        startup_timeout: float = 30.0,
+        port: int | None = None,
+    ) -> None:
+        self._own_root = root is None
+        self.root = Path(tempfile.mkdtemp(prefix="hub-server-")) if root is None else Path(root)
+        self.mirrors_dir = Path(mirrors_dir) if mirrors_dir is not None else self.root / "mirrors"
+        self.startup_timeout = startup_timeout
+        self._requested_port = port
+        self.port: int | None = None
+        self.process: subprocess.Popen[bytes] | None = None
+        self.startup_seconds: float | None = None
+        self.config_path = self.root / "olah.toml"
+        self.log_path = self.root / "olah.log"
+        self._log_file: Any = None
+
+    # -- properties
+    @property
+    def endpoint(self) -> str:
+        if self.port is None:
+            raise HubServerError("server not started")
+        return f"http://{LOOPBACK}:{self.port}"
+
+    # -- lifecycle
+    def __enter__(self) -> HubServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> HubServer:
+        if self.process is not None:
+            raise HubServerError("server already started")
+        olah_cli = find_olah_cli()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.mirrors_dir.mkdir(parents=True, exist_ok=True)
+        (self.mirrors_dir / "datasets").mkdir(exist_ok=True)
+        attempts = 1 if self._requested_port else 3  # a free port can be stolen before olah binds it
+        for attempt in range(attempts):
+            self.port = self._requested_port or _free_port()
+            self._write_config()
+            try:
+                self._spawn_and_wait(olah_cli)
+                return self
+            except HubServerError:
+                port_in_use = "address already in use" in self.log_tail().lower()
+                self._terminate()
+                if not port_in_use or attempt == attempts - 1:
+                    raise
+        return self  # pragma: no cover
+
+    def _write_config(self) -> None:
+        netloc = f"{LOOPBACK}:{self.port}"
+        self.config_path.write_text(
+            "[basic]\n"
+            f"host = {_toml_str(LOOPBACK)}\n"
+            f"port = {self.port}\n"
+            f"repos-path = {_toml_str(str(self.root / 'repos'))}\n"
+            f"mirrors-path = [{_toml_str(str(self.mirrors_dir))}]\n"
+            'mirror-scheme = "http"\n'
+            f"mirror-netloc = {_toml_str(netloc)}\n"
+            f"mirror-lfs-netloc = {_toml_str(netloc)}\n"
+            "metadata-cache-ttl = 0\n"
+            "\n[accessibility]\n"
+            "offline = true\n"
+        )
+
+    def _spawn_and_wait(self, olah_cli: Path) -> None:
+        env = dict(os.environ)
+        env.update(
+            HF_HUB_OFFLINE="1",
+            HF_HUB_DISABLE_TELEMETRY="1",
+            NO_PROXY="127.0.0.1,localhost",
+            no_proxy="127.0.0.1,localhost",
+            PYTHONUNBUFFERED="1",
+        )
+        self._log_file = open(self.log_path, "ab")
+        started = time.monotonic()
+        self.process = subprocess.Popen(
+            [str(olah_cli), "-c", str(self.config_path), "--log-path", str(self.root / "logs")],
+            cwd=self.root,  # olah writes relative paths (db, logs) into its cwd
+            stdin=subprocess.DEVNULL,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,  # Ctrl-C in the test run does not hit it first
+        )
+        deadline = started + self.startup_timeout
+        while True:
+            if self.process.poll() is not None:
+                raise HubServerError(
+                    f"olah-cli exited with code {self.process.returncode} during startup\n"
+                    f"--- {self.log_path} (tail) ---\n{self.log_tail()}"
+                )
+            if self._answers_http():
+                self.startup_seconds = time.monotonic() - started
+                return
+            if time.monotonic() > deadline:
+                raise HubServerError(
+                    f"olah-cli did not answer HTTP on {self.endpoint} within {self.startup_timeout:.0f}s\n"
+                    f"--- {self.log_path} (tail) ---\n{self.log_tail()}"
+                )
+            time.sleep(0.1)
+
+    def _answers_http(self) -> bool:
+        try:
+            with _NO_PROXY_OPENER.open(f"{self.endpoint}/", timeout=2) as resp:
+                return resp.status < 500
+        except urllib.error.HTTPError as e:  # any HTTP answer means uvicorn is up
+            return e.code < 500
+        except (OSError, ValueError):
+            return False
+
+    def log_tail(self, n_bytes: int = 4000) -> str:
+        try:
+            data = self.log_path.read_bytes()
+        except OSError:
+            return "<no log>"
+        return data[-n_bytes:].decode("utf-8", "replace")
+
+    def _terminate(self) -> None:
+        proc, self.process = self.process, None
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+
+    def stop(self) -> None:
+        self._terminate()
+        if self._own_root:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+    def __repr__(self) -> str:
+        return f"HubServer(endpoint={self.endpoint if self.port else None!r}, mirrors_dir={str(self.mirrors_dir)!r})"
+
+
+# --------------------------------------------------------------------------- client configuration
+
+
+@contextlib.contextmanager
+def hub_client_env(endpoint: str, hf_home: Path | str) -> Iterator[None]:
+    """Point already-imported ``huggingface_hub`` and ``datasets`` at ``endpoint``, caches under ``hf_home``.
+
+    Both libraries copy env vars into module constants at import time, so setting
+    ``HF_ENDPOINT`` after import has no effect. This patches the constants they read at call
+    time (and sets the env vars too, for subprocesses and modules imported later), and restores
+    everything on exit:
+
+    * huggingface_hub.constants: ENDPOINT and HUGGINGFACE_CO_URL_TEMPLATE (``hf_hub_url`` builds
+      URLs from the template and only swaps the host if it starts with ``constants.ENDPOINT``),
+      HF_HUB_DISABLE_TELEMETRY (else the user-agent fetches ``{ENDPOINT}/api/agent-harnesses``),
+      HF_HOME/HF_HUB_CACHE/HF_XET_CACHE/HF_ASSETS_CACHE/token paths.
+    * datasets.config: HF_ENDPOINT and HUB_DATASETS_URL, the cache paths,
+      HF_UPDATE_DOWNLOAD_COUNTS=False (else a HEAD to S3 on every load) and
+      USE_PARQUET_EXPORT=False (else it queries ``datasets-server.<endpoint host>``).
+    """
+    endpoint = endpoint.rstrip("/")
+    home = Path(hf_home)
+    hub_cache = home / "hub"
+    ds_cache = home / "datasets"
+    for d in (hub_cache, ds_cache):
+        d.mkdir(parents=True, exist_ok=True)
+
+    env = {
+        "HF_ENDPOINT": endpoint,
+        "HF_HOME": str(home),
+        "HF_HUB_CACHE": str(hub_cache),
+        "HF_DATASETS_CACHE": str(ds_cache),
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "HF_UPDATE_DOWNLOAD_COUNTS": "0",
+        "HF_HUB_DISABLE_IMPLICIT_TOKEN": "1",
+        "NO_PROXY": "127.0.0.1,localhost",
+        "no_proxy": "127.0.0.1,localhost",
+    }
+    patches: list[tuple[Any, str, Any]] = []  # (module, attr, new value)
+
+    import huggingface_hub.constants as hc
+
+    patches += [
+        (hc, "ENDPOINT", endpoint),
+        (hc, "HUGGINGFACE_CO_URL_TEMPLATE", endpoint + "/{repo_id}/resolve/{revision}/{filename}"),
+        (hc, "HF_HUB_DISABLE_TELEMETRY", True),
+        (hc, "HF_HUB_DISABLE_IMPLICIT_TOKEN", True),
+        (hc, "HF_HOME", str(home)),
+        (hc, "HF_HUB_CACHE", str(hub_cache)),
+    ]
+    for attr, rel in (
+        ("HF_XET_CACHE", "xet"),
+        ("HF_ASSETS_CACHE", "assets"),
+        ("HF_TOKEN_PATH", "token"),
+        ("HF_STORED_TOKENS_PATH", "stored_tokens"),
+        ("AGENT_HARNESSES_PATH", ".agent_harnesses.json"),
+    ):
+        if hasattr(hc, attr):
+            patches.append((hc, attr, str(home / rel)))
+
+    if "datasets" in sys.modules or _importable("datasets"):
+        import datasets.config as dc
+
+        patches += [
+            (dc, "HF_ENDPOINT", endpoint),
+            (dc, "HUB_DATASETS_URL", endpoint + "/datasets/{repo_id}/resolve/{revision}/{path}"),
+            (dc, "HF_UPDATE_DOWNLOAD_COUNTS", False),
+            (dc, "USE_PARQUET_EXPORT", False),
+            (dc, "HF_CACHE_HOME", str(home)),
+            (dc, "HF_DATASETS_CACHE", ds_cache),
+            (dc, "HF_MODULES_CACHE", home / "modules"),
+            (dc, "DOWNLOADED_DATASETS_PATH", ds_cache / "downloads"),
+            (dc, "EXTRACTED_DATASETS_PATH", ds_cache / "downloads" / "extracted"),
+        ]
+
+    saved_env = {k: os.environ.get(k) for k in env}
+    saved_attrs = [(mod, attr, getattr(mod, attr, _MISSING)) for mod, attr, _ in patches]
+    os.environ.update(env)
+    for mod, attr, value in patches:
+        setattr(mod, attr, value)
+    try:
+        yield
+    finally:
+        for mod, attr, old in reversed(saved_attrs):
+            if old is _MISSING:
+                with contextlib.suppress(AttributeError):
+                    delattr(mod, attr)
+            else:
+                setattr(mod, attr, old)
+        for k, old in saved_env.items():
+            if old is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = old
+
+
+_MISSING = object()
+
+
+def _importable(name: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(name) is not None
