@@ -298,7 +298,7 @@ def _scalar_text(key: str, node: yaml.Node, spec: _Field, request_path: Path | N
             f"must be text, but YAML reads {node.value!r} as {_YAML_TYPE_NAMES.get(node.tag, node.tag)}",
             f"Quote it: {key}: \"{node.value}\"",
         )
-    value: str = node.value
+    value: str = node.value.strip() if spec.multiline else node.value
     if not value.strip():
         raise fail("must not be empty", f"Give '{key}' a value or remove the line.")
     if value != value.strip():
