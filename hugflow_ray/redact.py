@@ -17,7 +17,7 @@ _TOKEN_SHAPES = re.compile(
     r"""
       \bhf_[A-Za-z0-9]{16,}                                 # Hugging Face user token
     | \bapi_org_[A-Za-z0-9]{16,}                            # Hugging Face org token
-    | https?://hooks\.slack(?:-gov)?\.com/[^\s"'<>]+        # Slack incoming webhook
+    | https?://hooks\.slack(?:-gov)?\.com/[A-Za-z0-9/_-]+         # Slack incoming webhook
     | \bxox[abposre]-[A-Za-z0-9-]{8,}                       # Slack bot/user/app token
     | \bgh[pousr]_[A-Za-z0-9]{20,}                          # GitHub token
     | \bgithub_pat_[A-Za-z0-9_]{20,}                        # GitHub fine-grained token
