@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -32,3 +34,79 @@ def hermetic_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Pa
     monkeypatch.setenv("HF_ENDPOINT", os.environ["HF_ENDPOINT"])
     monkeypatch.chdir(tmp_path)
     yield tmp_path
+
+
+@dataclass(frozen=True)
+class HubFixture:
+    """A Hub-compatible server on loopback and the commits of the repositories it serves."""
+
+    endpoint: str
+    server: Any
+    shas: dict[str, str]
+
+
+def _speech_shard(rows: int, *, text: bool = True, seed: int = 0) -> bytes:
+    import datasets
+
+    from tests.hub_server import audio_parquet_bytes, sine_flac_bytes
+
+    columns: dict[str, Any] = {"audio": datasets.Audio(sampling_rate=16000), "speaker_id": datasets.Value("int32")}
+    if text:
+        columns["text"] = datasets.Value("string")
+    records = [
+        {
+            "audio": {"bytes": sine_flac_bytes(freq=220.0 + 20 * (seed + i)), "path": f"clip_{seed + i}.flac"},
+            "speaker_id": i % 3,
+            **({"text": f"utterance {seed + i}"} if text else {}),
+        }
+        for i in range(rows)
+    ]
+    return audio_parquet_bytes(records, datasets.Features(columns))
+
+
+def _text_shard() -> bytes:
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    buffer = io.BytesIO()
+    pq.write_table(pa.table({"text": ["a", "b"], "label": [0, 1]}), buffer)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="session")
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubFixture]:
+    """olah serving: org/speech (two subsets, a tag, a licence), org/plain (no configs in the card, no 'text'),
+    org/textonly (no audio), org/private (answers like a private repo)."""
+    from tests.hub_server import HubServer, block_non_loopback, make_dataset_repo
+
+    root = tmp_path_factory.mktemp("hub")
+    mirrors = root / "mirrors"
+    configs = [
+        {"config_name": "clean", "data_files": [
+            {"split": "train", "path": "clean/train-*.parquet"}, {"split": "test", "path": "clean/test-*.parquet"}]},
+        {"config_name": "other", "data_files": [{"split": "train", "path": "other/train-*.parquet"}]},
+    ]
+    shas = {
+        "org/speech@v1.0": make_dataset_repo(
+            mirrors, "org/speech",
+            {"clean/train-00000-of-00001.parquet": _speech_shard(3), "clean/test-00000-of-00001.parquet":
+             _speech_shard(2, seed=10), "other/train-00000-of-00001.parquet": _speech_shard(2, seed=20)},
+            card={"license": "cc-by-4.0", "configs": configs}, tag="v1.0",
+        ),
+    }
+    shas["org/speech"] = make_dataset_repo(
+        mirrors, "org/speech", {"clean/train-00000-of-00001.parquet": _speech_shard(4)},
+        card={"license": "cc-by-4.0", "configs": configs}, message="more rows",
+    )
+    shas["org/plain"] = make_dataset_repo(
+        mirrors, "org/plain", {"data/train-00000-of-00001.parquet": _speech_shard(2, text=False)}, card={}
+    )
+    shas["org/textonly"] = make_dataset_repo(
+        mirrors, "org/textonly", {"data/train-00000-of-00001.parquet": _text_shard()}, card={"license": "mit"}
+    )
+    shas["org/private"] = make_dataset_repo(mirrors, "org/private", {"data/train.parquet": _text_shard()}, card={})
+    with block_non_loopback() as attempts, HubServer(root, mirrors_dir=mirrors, deny_repos=["org/private"]) as server:
+        yield HubFixture(endpoint=server.endpoint, server=server, shas=shas)
+    assert attempts == [], f"tests tried to reach beyond loopback: {attempts}"

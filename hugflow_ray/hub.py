@@ -1,0 +1,336 @@
+"""The Hub adapter: the one module that talks to ``huggingface_hub`` and to the ``datasets`` library's resolution.
+
+Everything is resolved at a pinned commit sha: a revision (branch, tag, sha) is resolved first and the sha is
+passed to every later call, so what is validated is exactly what is synced. Subsets (configs), splits and data
+files come from the ``datasets`` library's own resolution of the card's ``configs`` / ``data_files``, so what
+works with ``load_dataset`` works here. Third-party errors are wrapped into :mod:`hugflow_ray.errors`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import datasets
+import datasets.config
+import huggingface_hub
+import huggingface_hub.constants
+import httpx2  # the Hub client's HTTP library: its transport errors are not OSErrors
+import pyarrow.parquet as pq
+from datasets.exceptions import DatasetNotFoundError
+from huggingface_hub import HfApi
+from huggingface_hub.errors import (
+    EntryNotFoundError,
+    GatedRepoError,
+    HfHubHTTPError,
+    RepositoryNotFoundError,
+    RevisionNotFoundError as HfRevisionNotFoundError,
+)
+
+from hugflow_ray.errors import (
+    HubError,
+    HubUnavailableError,
+    RepoAccessError,
+    RepoNotFoundError,
+    RevisionNotFoundError,
+    SplitNotFoundError,
+    SubsetNotFoundError,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CONFIG = "default"
+PARQUET_SUFFIX = ".parquet"
+_HF_URL_PREFIX = "hf://datasets/"
+
+
+@dataclass(frozen=True)
+class RepoSnapshot:
+    """A dataset repository at one commit.
+
+    Attributes:
+        hf_id: ``org/name``.
+        revision: the revision asked for.
+        sha: the commit it resolved to.
+        card: the dataset card's YAML metadata.
+        files: repository paths at that commit.
+    """
+
+    hf_id: str
+    revision: str
+    sha: str
+    card: Mapping[str, Any] = field(default_factory=dict)
+    files: tuple[str, ...] = ()
+
+    @property
+    def license(self) -> str | None:
+        value = self.card.get("license")
+        if isinstance(value, list):
+            return ", ".join(map(str, value)) or None
+        return str(value) if value else None
+
+
+@dataclass(frozen=True)
+class SplitLayout:
+    """Where one split's rows are and what columns they have.
+
+    Attributes:
+        subset: the config name, or None for a single-config dataset.
+        split: the split name.
+        data_files: the split's files in read order: repository paths (Hub) or local paths.
+        columns: column name -> feature type name (``Audio``, ``Value``...), or None when the format keeps
+            them unknown until the sync reads the files.
+        format: the reader ``datasets`` picked (``parquet``, ``audiofolder``, ``webdataset``, ``arrow``...).
+    """
+
+    subset: str | None
+    split: str
+    data_files: tuple[str, ...]
+    columns: Mapping[str, str] | None
+    format: str
+
+    @property
+    def audio_columns(self) -> list[str]:
+        return [name for name, kind in (self.columns or {}).items() if kind == "Audio"]
+
+
+def point_clients_at(endpoint: str) -> None:
+    """Point ``huggingface_hub`` and ``datasets`` at ``endpoint``, whatever ``HF_ENDPOINT`` was when imported.
+
+    Both libraries copy the endpoint into module constants at import time. Also turns off the side requests
+    ``datasets`` makes on its own (download counters, the parquet-export service): a sync downloads exactly the
+    files it resolved, and nothing else.
+    """
+    endpoint = endpoint.rstrip("/")
+    hc = huggingface_hub.constants
+    hc.ENDPOINT = endpoint
+    hc.HUGGINGFACE_CO_URL_TEMPLATE = endpoint + "/{repo_id}/resolve/{revision}/{filename}"
+    hc.HF_HUB_DISABLE_TELEMETRY = True
+    datasets.config.HF_ENDPOINT = endpoint
+    datasets.config.HUB_DATASETS_URL = endpoint + "/datasets/{repo_id}/resolve/{revision}/{path}"
+    datasets.config.HF_UPDATE_DOWNLOAD_COUNTS = False
+    datasets.config.USE_PARQUET_EXPORT = False
+
+
+class Hub:
+    """Resolves dataset requests against a Hub (or a Hub-compatible mirror) at ``endpoint``."""
+
+    def __init__(self, *, endpoint: str, token: str | None = None) -> None:
+        self.endpoint = endpoint.rstrip("/")
+        self.token = token
+        point_clients_at(self.endpoint)
+        self._api = HfApi(endpoint=self.endpoint, token=token or False)
+
+    def snapshot(self, hf_id: str, revision: str) -> RepoSnapshot:
+        """Resolve ``revision`` of the dataset ``hf_id`` to a commit.
+
+        Raises:
+            RepoNotFoundError, RepoAccessError, RevisionNotFoundError, HubUnavailableError.
+        """
+        try:
+            with self._errors(hf_id, revision):
+                info = self._api.dataset_info(hf_id, revision=revision)
+        except RepoNotFoundError:
+            # Some servers (mirrors) answer an unknown revision like an unknown repo: tell the two apart.
+            refs = self._refs(hf_id)
+            if refs is None:
+                raise
+            raise RevisionNotFoundError(
+                f"{hf_id} has no revision {revision!r}. Available branches and tags: {', '.join(refs) or 'none'}; "
+                "or use a full commit sha.",
+                hf_id=hf_id,
+                revision=revision,
+            ) from None
+        card = info.card_data.to_dict() if info.card_data is not None else {}
+        files = tuple(sibling.rfilename for sibling in info.siblings or ())
+        assert info.sha is not None
+        return RepoSnapshot(hf_id=hf_id, revision=revision, sha=info.sha, card=card, files=files)
+
+    def _refs(self, hf_id: str) -> list[str] | None:
+        """Branch and tag names, or None when the repository itself is not reachable."""
+        try:
+            with self._errors(hf_id, None):
+                refs = self._api.list_repo_refs(hf_id, repo_type="dataset")
+        except HubError:  # mirrors answer refs of an unknown repo with 401 or 404
+            return None
+        return [ref.name for ref in (*refs.branches, *refs.tags)]
+
+    def subsets(self, snapshot: RepoSnapshot) -> list[str]:
+        """The dataset's subsets (configs) at the snapshot's commit."""
+        with self._errors(snapshot.hf_id, snapshot.sha):
+            return list(datasets.get_dataset_config_names(snapshot.hf_id, revision=snapshot.sha, token=self.token))
+
+    def split_layout(self, snapshot: RepoSnapshot, subset: str | None, split: str) -> SplitLayout:
+        """Resolve a subset and split of a Hub dataset to its data files and columns.
+
+        Raises:
+            SubsetNotFoundError, SplitNotFoundError: with the available names in the message.
+        """
+        available = self.subsets(snapshot)
+        with self._errors(snapshot.hf_id, snapshot.sha):
+            layout = resolve_split(snapshot.hf_id, available, subset, split, revision=snapshot.sha, token=self.token)
+        if layout.columns is not None or layout.format != "parquet":
+            return layout
+        paths = [self._repo_path(snapshot, f) for f in layout.data_files]
+        return SplitLayout(
+            subset=layout.subset,
+            split=layout.split,
+            data_files=tuple(paths),
+            columns=self._parquet_columns(snapshot, paths),
+            format=layout.format,
+        )
+
+    @staticmethod
+    def _repo_path(snapshot: RepoSnapshot, url: str) -> str:
+        prefix = f"{_HF_URL_PREFIX}{snapshot.hf_id}@{snapshot.sha}/"
+        return url[len(prefix) :] if url.startswith(prefix) else url
+
+    def _parquet_columns(self, snapshot: RepoSnapshot, paths: list[str]) -> dict[str, str]:
+        """Columns of the split from its first shard's schema (downloaded whole: mirrors may ignore Range)."""
+        with self._errors(snapshot.hf_id, snapshot.sha):
+            local = huggingface_hub.hf_hub_download(
+                snapshot.hf_id,
+                paths[0],
+                repo_type="dataset",
+                revision=snapshot.sha,
+                endpoint=self.endpoint,
+                token=self.token or False,
+            )
+        return parquet_columns(Path(local))
+
+    @contextmanager
+    def _errors(self, hf_id: str, revision: str | None) -> Iterator[None]:
+        """Translate the Hub client's and ``datasets``' errors into hugflow-ray's, with the next step."""
+        where = f"{self.endpoint}/datasets/{hf_id}"
+        try:
+            yield
+        except GatedRepoError as e:
+            raise RepoAccessError(
+                f"{hf_id} is a gated dataset and HF_TOKEN is {'missing' if not self.token else 'not granted access'}. "
+                f"Accept its conditions at {where} with the account whose token is in HF_TOKEN.",
+                hf_id=hf_id,
+                revision=revision,
+            ) from e
+        except HfRevisionNotFoundError as e:
+            raise RevisionNotFoundError(
+                f"{hf_id} has no revision {revision!r}. Use a branch, a tag or a full commit sha that exists.",
+                hf_id=hf_id,
+                revision=revision,
+            ) from e
+        except (RepositoryNotFoundError, DatasetNotFoundError) as e:
+            if isinstance(e, DatasetNotFoundError) and "is a gated dataset" in str(e):
+                raise RepoAccessError(
+                    f"{hf_id} is a gated dataset and HF_TOKEN lacks access. Accept its conditions at {where}.",
+                    hf_id=hf_id,
+                    revision=revision,
+                ) from e
+            hint = "check the id" if self.token else "check the id, or set HF_TOKEN if it is private"
+            raise RepoNotFoundError(
+                f"{hf_id} was not found at {self.endpoint} (or is private and HF_TOKEN "
+                f"{'lacks access to it' if self.token else 'is missing'}): {hint}.",
+                hf_id=hf_id,
+                revision=revision,
+            ) from e
+        except EntryNotFoundError as e:
+            raise HubError(f"{hf_id}@{revision}: a data file is missing: {e}", hf_id=hf_id, revision=revision) from e
+        except HfHubHTTPError as e:
+            status = e.response.status_code if e.response is not None else None
+            if status in (401, 403):
+                raise RepoAccessError(
+                    f"{hf_id}: the Hub refused access ({status}). Set HF_TOKEN to a token with read access to it.",
+                    hf_id=hf_id,
+                    revision=revision,
+                ) from e
+            raise HubUnavailableError(
+                f"the Hub at {self.endpoint} failed ({status or 'no answer'}) while reading {hf_id}; try again later.",
+                hf_id=hf_id,
+                revision=revision,
+            ) from e
+        except (ConnectionError, OSError, httpx2.TransportError) as e:
+            if isinstance(e, HubError):
+                raise
+            raise HubUnavailableError(
+                f"the Hub at {self.endpoint} could not be reached while reading {hf_id}: {e}. "
+                "Check HF_ENDPOINT and the network.",
+                hf_id=hf_id,
+                revision=revision,
+            ) from e
+
+
+def resolve_split(
+    source: str, available: list[str], subset: str | None, split: str, *, revision: str | None, token: str | None
+) -> SplitLayout:
+    """Resolve a subset and split with the ``datasets`` library (a Hub id at ``revision``, or a local directory)."""
+    config = _pick_subset(source, available, subset, revision)
+    builder = datasets.load_dataset_builder(source, config, revision=revision, token=token)
+    data_files = builder.config.data_files or {}
+    if split not in data_files:
+        names = ", ".join(map(str, data_files)) or "none"
+        where = f"subset {config!r}" if subset else source
+        raise SplitNotFoundError(
+            f"{where} has no split {split!r}. Available splits: {names}.", hf_id=source, revision=revision
+        )
+    features = builder.info.features
+    columns = {name: type(feature).__name__ for name, feature in features.items()} if features else None
+    return SplitLayout(
+        subset=subset,
+        split=split,
+        data_files=tuple(str(f) for f in data_files[split]),
+        columns=columns,
+        format=builder.name,
+    )
+
+
+def _pick_subset(source: str, available: list[str], subset: str | None, revision: str | None) -> str | None:
+    if subset is None:
+        if len(available) > 1:
+            raise SubsetNotFoundError(
+                f"{source} has several subsets: {', '.join(available)}. Choose one with 'subset:'.",
+                hf_id=source,
+                revision=revision,
+            )
+        return available[0] if available else None
+    if subset not in available:
+        raise SubsetNotFoundError(
+            f"{source} has no subset {subset!r}. Available subsets: {', '.join(available) or 'none'}.",
+            hf_id=source,
+            revision=revision,
+        )
+    return subset
+
+
+def parquet_columns(path: Path) -> dict[str, str]:
+    """Column name -> feature type name, from a parquet file's schema (``datasets`` metadata when present)."""
+    schema = pq.read_schema(path)
+    try:
+        features = datasets.Features.from_arrow_schema(schema)
+    except (ValueError, TypeError, KeyError):
+        return {name: str(schema.field(name).type) for name in schema.names}
+    return {name: type(feature).__name__ for name, feature in features.items()}
+
+
+def local_layout(path: Path, subset: str | None, split: str) -> SplitLayout:
+    """Resolve a local dataset: a parquet file (one split) or a directory in Hub layout."""
+    if path.is_file():
+        if path.suffix != PARQUET_SUFFIX:
+            raise HubError(f"{path} is not a parquet file or a directory", hf_id=str(path))
+        return SplitLayout(subset, split, (str(path),), parquet_columns(path), "parquet")
+    if not path.is_dir():
+        raise RepoNotFoundError(f"{path} does not exist", hf_id=str(path))
+    try:
+        available = list(datasets.get_dataset_config_names(str(path)))
+        layout = resolve_split(str(path), available, subset, split, revision=None, token=None)
+    except (FileNotFoundError, DatasetNotFoundError, ValueError) as e:
+        if isinstance(e, HubError):
+            raise
+        raise HubError(f"{path} is not a dataset directory datasets can read: {e}", hf_id=str(path)) from e
+    if layout.columns is None and layout.format == "parquet":
+        layout = SplitLayout(
+            layout.subset, layout.split, layout.data_files, parquet_columns(Path(layout.data_files[0])), layout.format
+        )
+    return layout
+

@@ -1,0 +1,123 @@
+"""``hugflow validate``: a request file's schema, then (online) what the Hub says about it, as one verdict."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+
+from hugflow_ray.errors import HubError, RequestError
+from hugflow_ray.hub import Hub, RepoSnapshot, SplitLayout, local_layout
+from hugflow_ray.naming import dataset_dir_name
+from hugflow_ray.spec import AddRequest, Request, load_request
+
+
+class Level(str, Enum):
+    """How a finding bears on the verdict: only errors make a request invalid."""
+
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
+
+@dataclass(frozen=True)
+class Finding:
+    level: Level
+    message: str
+
+
+@dataclass
+class ValidationReport:
+    """What validating one request file found.
+
+    Attributes:
+        request_path: the file.
+        request: the parsed request, when the schema was valid.
+        sha: the commit the revision resolved to, when the Hub was asked.
+        layout: the resolved subset/split, when the Hub (or the local path) was read.
+        findings: every finding, in the order they were made.
+    """
+
+    request_path: Path
+    request: Request | None = None
+    sha: str | None = None
+    layout: SplitLayout | None = None
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def valid(self) -> bool:
+        return not any(f.level is Level.ERROR for f in self.findings)
+
+    def add(self, level: Level, message: str) -> None:
+        self.findings.append(Finding(level, message))
+
+
+def validate_file(path: Path, *, hub: Hub | None) -> ValidationReport:
+    """Validate one request file; ``hub=None`` checks the schema only (offline).
+
+    Never raises for a problem with the request or the dataset: those become error findings.
+    """
+    report = ValidationReport(request_path=path)
+    try:
+        request = load_request(path)
+    except RequestError as e:
+        report.add(Level.ERROR, str(e))
+        return report
+    report.request = request
+    ref = request.dataset
+    report.add(Level.INFO, f"{request.kind.value} request for {ref.source} -> {dataset_dir_name(ref)}")
+    if not isinstance(request, AddRequest):
+        return report
+    if ref.path is not None:
+        local_path = ref.path
+        _check_dataset(report, request, lambda: local_layout(local_path, ref.subset, ref.split))
+    elif hub is not None:
+        _check_dataset(report, request, lambda: _hub_layout(report, hub, request))
+    return report
+
+
+def _hub_layout(report: ValidationReport, hub: Hub, request: AddRequest) -> SplitLayout:
+    ref = request.dataset
+    assert ref.hf_id is not None
+    snapshot: RepoSnapshot = hub.snapshot(ref.hf_id, ref.revision)
+    report.sha = snapshot.sha
+    report.add(Level.INFO, f"revision {ref.revision!r} resolves to commit {snapshot.sha}")
+    report.add(Level.INFO, f"licence: {snapshot.license or 'not stated on the dataset card'}")
+    return hub.split_layout(snapshot, ref.subset, ref.split)
+
+
+def _check_dataset(report: ValidationReport, request: AddRequest, resolve: Callable[[], SplitLayout]) -> None:
+    try:
+        layout = resolve()
+    except HubError as e:
+        report.add(Level.ERROR, str(e))
+        return
+    report.layout = layout
+    subset = f"subset {layout.subset!r}, " if layout.subset else ""
+    report.add(Level.INFO, f"{subset}split {layout.split!r}: {len(layout.data_files)} {layout.format} file(s)")
+    _check_columns(report, request, layout)
+
+
+def _check_columns(report: ValidationReport, request: AddRequest, layout: SplitLayout) -> None:
+    if layout.columns is None:
+        report.add(Level.WARNING, f"columns of the {layout.format} layout are checked when the sync reads the files")
+        return
+    names = ", ".join(layout.columns) or "none"
+    audio, text = request.audio_column, request.text_column
+    if audio in layout.columns:
+        if layout.columns[audio] != "Audio":
+            report.add(Level.WARNING, f"audio column {audio!r} is not declared as Audio ({layout.columns[audio]})")
+        else:
+            report.add(Level.INFO, f"audio column {audio!r} found")
+    elif request.audio_column_explicit or layout.audio_columns:
+        others = f" Audio columns: {', '.join(layout.audio_columns)}." if layout.audio_columns else ""
+        report.add(Level.ERROR, f"audio column {audio!r} does not exist. Columns: {names}.{others} Set 'audio_column'.")
+    else:
+        report.add(Level.WARNING, "the dataset has no audio column: the sync will be metadata-only (JSON, no MP3)")
+    if text in layout.columns:
+        report.add(Level.INFO, f"text column {text!r} found")
+    elif request.text_column_explicit:
+        report.add(Level.ERROR, f"text column {text!r} does not exist. Columns: {names}. Fix 'text_column'.")
+    else:
+        report.add(Level.WARNING, f"no text column {text!r}: manifests will carry no transcript")
