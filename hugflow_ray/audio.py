@@ -71,7 +71,7 @@ class EncoderSettings:
 
     def __post_init__(self) -> None:
         if self.bitrate_kbps not in mp3.LEGAL_BITRATES:
-            raise ValueError(f"bitrate {self.bitrate_kbps} kbps is not an MP3 bitrate; choose one of {mp3.LEGAL_BITRATES}")
+            raise ValueError(f"{self.bitrate_kbps} kbps is not an MP3 bitrate; choose one of {mp3.LEGAL_BITRATES}")
         if not 0 <= self.quality <= 9:
             raise ValueError(f"LAME quality {self.quality} is outside 0..9")
 

@@ -17,9 +17,9 @@ from typing import Any
 
 import datasets
 import datasets.config
+import httpx2  # the Hub client's HTTP library: its transport errors are not OSErrors
 import huggingface_hub
 import huggingface_hub.constants
-import httpx2  # the Hub client's HTTP library: its transport errors are not OSErrors
 import pyarrow.parquet as pq
 from datasets.exceptions import DatasetNotFoundError
 from huggingface_hub import HfApi
@@ -28,6 +28,8 @@ from huggingface_hub.errors import (
     GatedRepoError,
     HfHubHTTPError,
     RepositoryNotFoundError,
+)
+from huggingface_hub.errors import (
     RevisionNotFoundError as HfRevisionNotFoundError,
 )
 

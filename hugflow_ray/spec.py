@@ -11,8 +11,9 @@ from __future__ import annotations
 import difflib
 import re
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
+
 import yaml
 
 from hugflow_ray.errors import RequestError
@@ -45,7 +46,7 @@ _SUBSET = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._+ -]*[A-Za-z0-9_+])?")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
-class RequestKind(str, Enum):
+class RequestKind(StrEnum):
     """Whether a request adds a dataset or removes one."""
 
     ADD = "add"

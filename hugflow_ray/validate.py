@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 
 from hugflow_ray.errors import HubError, RequestError
@@ -13,7 +13,7 @@ from hugflow_ray.naming import dataset_dir_name
 from hugflow_ray.spec import AddRequest, Request, load_request
 
 
-class Level(str, Enum):
+class Level(StrEnum):
     """How a finding bears on the verdict: only errors make a request invalid."""
 
     INFO = "info"

@@ -11,33 +11,28 @@ served through the Hub HTTP API that ``huggingface_hub`` and ``datasets`` use:
 * ``GET /api/datasets/<id>/refs``            -> ``HfApi.list_repo_refs``
 * ``HEAD|GET /datasets/<id>/resolve/<rev>/<file>`` -> ``hf_hub_download`` / ``snapshot_download``
 
-Limitations of olah 0.5.4 measured on this machine (see tests/test_hub_server.py):
+Limitations of olah 0.5.4, measured while this helper was written:
 
-* ``/api/datasets/<id>`` *without* a revision answers 401 ``RepoNotFound`` (always
-  pass ``revision=``).
-* A missing revision or a missing file answers 401 ``RepoNotFound`` (not 404
-  ``RevisionNotFound``/``EntryNotFound``), i.e. ``RepositoryNotFoundError``.
-* HTTP ``Range`` is ignored (whole-file downloads only; ``HfFileSystem.open`` random
-  access does not work).
-* Repos are never private or gated (``private``/``gated`` are hard-coded False).
-* Any git blob whose size is 121..149 bytes is decoded as UTF-8 to sniff for a git-lfs
-  pointer: a *binary* file of that size crashes the request (HTTP 500).
-  ``make_dataset_repo`` refuses such files.
+* ``/api/datasets/<id>`` *without* a revision answers 401 ``RepoNotFound``: always pass
+  ``revision=`` to ``HfApi.dataset_info``/``repo_info``.
+* A missing repo, a missing revision, or a missing file at a *branch/tag* answer 401
+  ``X-Error-Code: RepoNotFound`` -> ``RepositoryNotFoundError`` (never ``RevisionNotFoundError``).
+  A missing file at a *full sha* answers 404 ``EntryNotFound`` -> ``RemoteEntryNotFoundError``.
+  Consequence: ``datasets`` cannot resolve a repo that has no README.md at a branch name
+  (its README probe gets 401 -> ``DatasetNotFoundError``); pass the full sha, or add a README.md.
+* A well-formed but unknown 40-hex sha crashes olah (500 -> plain ``HfHubHTTPError``) and the
+  kept-alive connection is then reset: the next request fails with ``httpx2.ReadError`` unless
+  ``huggingface_hub.utils.close_session()`` is called.
+* HTTP ``Range`` is ignored: whole-file downloads work, ``HfFileSystem.open`` + seek silently
+  returns bytes from offset 0 (so ``pq.read_schema(fs.open(...))`` fails).
+* Repos are never gated (``gated``/``private`` are hard-coded False). ``deny_repos`` makes
+  a repo answer 401 ``RepoNotFound``, which is what the Hub answers an anonymous client for a
+  private repo.
+* Any git blob of 121..149 bytes is decoded as UTF-8 to sniff for a git-lfs pointer: a *binary*
+  file of that size crashes the request (500). ``make_dataset_repo`` refuses such files.
 
-Usage (e.g. in a conftest)::
-
-    from tests.hub_server import HubServer, make_dataset_repo, hub_client_env
-
-    @pytest.fixture(scope="session")
-    def hub(tmp_path_factory):
-        root = tmp_path_factory.mktemp("hub")
-        with HubServer(root) as server:
-            yield server
-
-    def test_x(hub, tmp_path):
-        sha = make_dataset_repo(hub.mirrors_dir, "org/ds", {"data/train-00000-of-00001.parquet": b"..."})
-        with hub_client_env(hub.endpoint, tmp_path / "hf_home"):
-            ...  # huggingface_hub / datasets now talk to the loopback server only
+Usage: the session fixture ``hub`` in tests/conftest.py; production code points the Hub client at
+the server itself (``hugflow_ray.hub.point_clients_at``).
 
 Repos may be created before or after the server starts: olah reads the mirrors
 directory on every request.
@@ -58,7 +53,7 @@ import time
 import urllib.error
 import urllib.request
 import wave
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -71,8 +66,8 @@ __all__ = [
     "HubServer",
     "HubServerError",
     "audio_parquet_bytes",
+    "block_non_loopback",
     "find_olah_cli",
-    "hub_client_env",
     "make_dataset_repo",
     "render_card",
     "sine_flac_bytes",
@@ -312,6 +307,12 @@ class HubServer:
     ``with HubServer(root) as hub:`` -> ``hub.endpoint`` ("http://127.0.0.1:PORT"),
     ``hub.mirrors_dir``, ``hub.log_path``, ``hub.startup_seconds``. ``root`` defaults to a
     fresh temp dir (deleted on exit); ``mirrors_dir`` defaults to ``root / "mirrors"``.
+
+    ``deny_repos``: ``org/name`` fnmatch patterns olah refuses (``[[accessibility.proxy]]``
+    ``allow = false``); they answer 401 ``X-Error-Code: RepoNotFound`` on every route even if the
+    git repo exists -- the same answer the real Hub gives an anonymous client for a *private*
+    repo. olah cannot emulate a *gated* repo (403 ``GatedRepo``): its mirror metadata hard-codes
+    ``private: false, gated: false``.
     """
 
     def __init__(
@@ -321,12 +322,14 @@ class HubServer:
         mirrors_dir: Path | str | None = None,
         startup_timeout: float = 30.0,
         port: int | None = None,
+        deny_repos: Sequence[str] = (),
     ) -> None:
         self._own_root = root is None
         self.root = Path(tempfile.mkdtemp(prefix="hub-server-")) if root is None else Path(root)
         self.mirrors_dir = Path(mirrors_dir) if mirrors_dir is not None else self.root / "mirrors"
         self.startup_timeout = startup_timeout
         self._requested_port = port
+        self.deny_repos = tuple(deny_repos)
         self.port: int | None = None
         self.process: subprocess.Popen[bytes] | None = None
         self.startup_seconds: float | None = None
@@ -384,6 +387,10 @@ class HubServer:
             "metadata-cache-ttl = 0\n"
             "\n[accessibility]\n"
             "offline = true\n"
+            + "".join(
+                f"\n[[accessibility.proxy]]\nrepo = {_toml_str(pattern)}\nallow = {str(allow).lower()}\n"
+                for pattern, allow in [("*", True), ("*/*", True), *((p, False) for p in self.deny_repos)]
+            )
         )
 
     def _spawn_and_wait(self, olah_cli: Path) -> None:
@@ -424,11 +431,13 @@ class HubServer:
             time.sleep(0.1)
 
     def _answers_http(self) -> bool:
+        # Any HTTP answer means uvicorn is serving. (olah's "/" index page answers 500 with
+        # this Jinja2 version, so probe an API route; a repo that does not exist answers 401.)
         try:
-            with _NO_PROXY_OPENER.open(f"{self.endpoint}/", timeout=2) as resp:
-                return resp.status < 500
-        except urllib.error.HTTPError as e:  # any HTTP answer means uvicorn is up
-            return e.code < 500
+            with _NO_PROXY_OPENER.open(f"{self.endpoint}/api/datasets/hub-server/probe/revision/main", timeout=2):
+                return True
+        except urllib.error.HTTPError:
+            return True
         except (OSError, ValueError):
             return False
 
@@ -465,102 +474,59 @@ class HubServer:
 
 
 @contextlib.contextmanager
-def hub_client_env(endpoint: str, hf_home: Path | str) -> Iterator[None]:
-    """Point already-imported ``huggingface_hub`` and ``datasets`` at ``endpoint``, caches under ``hf_home``.
+def block_non_loopback() -> Iterator[list[tuple[str, Any]]]:
+    """Make DNS lookups and TCP/UDP connects to anything but loopback fail in *this* process.
 
-    Both libraries copy env vars into module constants at import time, so setting
-    ``HF_ENDPOINT`` after import has no effect. This patches the constants they read at call
-    time (and sets the env vars too, for subprocesses and modules imported later), and restores
-    everything on exit:
-
-    * huggingface_hub.constants: ENDPOINT and HUGGINGFACE_CO_URL_TEMPLATE (``hf_hub_url`` builds
-      URLs from the template and only swaps the host if it starts with ``constants.ENDPOINT``),
-      HF_HUB_DISABLE_TELEMETRY (else the user-agent fetches ``{ENDPOINT}/api/agent-harnesses``),
-      HF_HOME/HF_HUB_CACHE/HF_XET_CACHE/HF_ASSETS_CACHE/token paths.
-    * datasets.config: HF_ENDPOINT and HUB_DATASETS_URL, the cache paths,
-      HF_UPDATE_DOWNLOAD_COUNTS=False (else a HEAD to S3 on every load) and
-      USE_PARQUET_EXPORT=False (else it queries ``datasets-server.<endpoint host>``).
+    Yields the list of blocked attempts (``("dns", host)`` / ``("connect", address)``) so a test
+    can assert it stayed empty: libraries swallow some network errors (``datasets`` download
+    counters, dataset-viewer probes), so a raised error alone would not prove isolation.
+    Unix sockets and loopback (127.0.0.0/8, ::1, localhost) are allowed.
     """
-    endpoint = endpoint.rstrip("/")
-    home = Path(hf_home)
-    hub_cache = home / "hub"
-    ds_cache = home / "datasets"
-    for d in (hub_cache, ds_cache):
-        d.mkdir(parents=True, exist_ok=True)
+    import ipaddress
 
-    env = {
-        "HF_ENDPOINT": endpoint,
-        "HF_HOME": str(home),
-        "HF_HUB_CACHE": str(hub_cache),
-        "HF_DATASETS_CACHE": str(ds_cache),
-        "HF_HUB_DISABLE_TELEMETRY": "1",
-        "HF_UPDATE_DOWNLOAD_COUNTS": "0",
-        "HF_HUB_DISABLE_IMPLICIT_TOKEN": "1",
-        "NO_PROXY": "127.0.0.1,localhost",
-        "no_proxy": "127.0.0.1,localhost",
-    }
-    patches: list[tuple[Any, str, Any]] = []  # (module, attr, new value)
+    attempts: list[tuple[str, Any]] = []
+    orig_getaddrinfo = socket.getaddrinfo
+    orig_connect = socket.socket.connect
+    orig_connect_ex = socket.socket.connect_ex
 
-    import huggingface_hub.constants as hc
+    def is_loopback(host: Any) -> bool:
+        if host is None:
+            return True
+        if isinstance(host, bytes):
+            host = host.decode("ascii", "replace")
+        host = str(host).strip("[]")
+        if host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(host.split("%")[0]).is_loopback
+        except ValueError:
+            return False
 
-    patches += [
-        (hc, "ENDPOINT", endpoint),
-        (hc, "HUGGINGFACE_CO_URL_TEMPLATE", endpoint + "/{repo_id}/resolve/{revision}/{filename}"),
-        (hc, "HF_HUB_DISABLE_TELEMETRY", True),
-        (hc, "HF_HUB_DISABLE_IMPLICIT_TOKEN", True),
-        (hc, "HF_HOME", str(home)),
-        (hc, "HF_HUB_CACHE", str(hub_cache)),
-    ]
-    for attr, rel in (
-        ("HF_XET_CACHE", "xet"),
-        ("HF_ASSETS_CACHE", "assets"),
-        ("HF_TOKEN_PATH", "token"),
-        ("HF_STORED_TOKENS_PATH", "stored_tokens"),
-        ("AGENT_HARNESSES_PATH", ".agent_harnesses.json"),
-    ):
-        if hasattr(hc, attr):
-            patches.append((hc, attr, str(home / rel)))
+    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if not is_loopback(host):
+            attempts.append(("dns", host))
+            raise socket.gaierror(socket.EAI_NONAME, f"blocked by block_non_loopback: {host}")
+        return orig_getaddrinfo(host, *args, **kwargs)
 
-    if "datasets" in sys.modules or _importable("datasets"):
-        import datasets.config as dc
+    def check(sock: socket.socket, address: Any) -> None:
+        if sock.family in (socket.AF_INET, socket.AF_INET6) and not is_loopback(address[0]):
+            attempts.append(("connect", address))
+            raise ConnectionRefusedError(f"blocked by block_non_loopback: {address}")
 
-        patches += [
-            (dc, "HF_ENDPOINT", endpoint),
-            (dc, "HUB_DATASETS_URL", endpoint + "/datasets/{repo_id}/resolve/{revision}/{path}"),
-            (dc, "HF_UPDATE_DOWNLOAD_COUNTS", False),
-            (dc, "USE_PARQUET_EXPORT", False),
-            (dc, "HF_CACHE_HOME", str(home)),
-            (dc, "HF_DATASETS_CACHE", ds_cache),
-            (dc, "HF_MODULES_CACHE", home / "modules"),
-            (dc, "DOWNLOADED_DATASETS_PATH", ds_cache / "downloads"),
-            (dc, "EXTRACTED_DATASETS_PATH", ds_cache / "downloads" / "extracted"),
-        ]
+    def connect(self: socket.socket, address: Any) -> Any:
+        check(self, address)
+        return orig_connect(self, address)
 
-    saved_env = {k: os.environ.get(k) for k in env}
-    saved_attrs = [(mod, attr, getattr(mod, attr, _MISSING)) for mod, attr, _ in patches]
-    os.environ.update(env)
-    for mod, attr, value in patches:
-        setattr(mod, attr, value)
+    def connect_ex(self: socket.socket, address: Any) -> Any:
+        check(self, address)
+        return orig_connect_ex(self, address)
+
+    socket.getaddrinfo = getaddrinfo  # type: ignore[assignment]
+    socket.socket.connect = connect  # type: ignore[method-assign]
+    socket.socket.connect_ex = connect_ex  # type: ignore[method-assign]
     try:
-        yield
+        yield attempts
     finally:
-        for mod, attr, old in reversed(saved_attrs):
-            if old is _MISSING:
-                with contextlib.suppress(AttributeError):
-                    delattr(mod, attr)
-            else:
-                setattr(mod, attr, old)
-        for k, old in saved_env.items():
-            if old is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = old
-
-
-_MISSING = object()
-
-
-def _importable(name: str) -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec(name) is not None
+        socket.getaddrinfo = orig_getaddrinfo  # type: ignore[assignment]
+        socket.socket.connect = orig_connect  # type: ignore[method-assign]
+        socket.socket.connect_ex = orig_connect_ex  # type: ignore[method-assign]
