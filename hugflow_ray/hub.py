@@ -149,7 +149,12 @@ class Hub:
             ) from None
         card = info.card_data.to_dict() if info.card_data is not None else {}
         files = tuple(sibling.rfilename for sibling in info.siblings or ())
-        assert info.sha is not None
+        if info.sha is None:
+            raise HubUnavailableError(
+                f"the Hub at {self.endpoint} named no commit for {hf_id}@{revision}; try again later.",
+                hf_id=hf_id,
+                revision=revision,
+            )
         return RepoSnapshot(hf_id=hf_id, revision=revision, sha=info.sha, card=card, files=files)
 
     def _refs(self, hf_id: str) -> list[str] | None:
