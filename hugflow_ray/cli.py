@@ -74,6 +74,101 @@ def validate(
         raise typer.Exit(1)
 
 
+@app.command()
+def init() -> None:
+    """Create the storage, state and request directories."""
+    settings = _settings()
+    for directory in (
+        settings.storage_root,
+        settings.state_dir / "progress",
+        settings.state_dir / "locks",
+        Path("requests/add"),
+        Path("requests/remove"),
+    ):
+        directory.mkdir(parents=True, exist_ok=True)
+        typer.echo(f"ready: {directory}")
+    try:
+        settings.processed_root.mkdir(parents=True, exist_ok=True)
+        typer.echo(f"ready: {settings.processed_root}")
+    except OSError as e:
+        typer.echo(f"warning: cannot create PROCESSED_ROOT {settings.processed_root} ({e.strerror}); "
+                   "finished datasets will not be linked there", err=True)
+
+
+@app.command("local-sync")
+def local_sync(
+    file: Annotated[Path, typer.Argument(help="An add request (requests/add/*.yaml).")],
+    restart: Annotated[
+        bool, typer.Option("--restart", help="Discard converted rows made with other settings and start over.")
+    ] = False,
+) -> None:
+    """Sync one dataset on this machine (embedded Ray, or the cluster at RAY_ADDRESS); resumes where it stopped."""
+    from hugflow_ray.sync import sync
+
+    settings = _settings()
+    report = sync(file, settings, restart=restart, progress_bar=True)
+    if report.already_complete:
+        typer.echo(f"{report.dataset_name} is already complete ({report.rows_done} rows): nothing to do.")
+        typer.echo(f"  {report.dataset_dir}")
+        return
+    errors = f" with {report.row_errors} row errors" if report.row_errors else ""
+    resumed = f", resumed from row {report.resumed_from}" if report.resumed_from else ""
+    typer.echo(f"{report.dataset_name}: completed{errors} ({report.rows_done} rows{resumed}, "
+               f"{report.seconds:.1f} s, Ray start-up {report.ray_startup_seconds:.1f} s)")
+    typer.echo(f"  MP3s:     {report.dataset_dir / 'audio'}")
+    typer.echo(f"  JSONs:    {report.dataset_dir / 'json'}")
+    typer.echo(f"  manifest: {report.manifest}")
+    if report.row_errors:
+        typer.echo(f"  errors:   hugflow status {report.dataset_name} --errors")
+
+
+@app.command()
+def status(
+    name: Annotated[str | None, typer.Argument(help="One dataset (its directory name).")] = None,
+    errors: Annotated[bool, typer.Option("--errors", help="List the dataset's failed rows.")] = False,
+) -> None:
+    """Show the datasets under STORAGE_ROOT (or one dataset's failed rows)."""
+    from hugflow_ray import sync
+
+    settings = _settings()
+    if name is not None and errors:
+        failed = sync.row_errors(settings, name)
+        typer.echo(f"{name}: {len(failed)} row errors")
+        for row in failed:
+            typer.echo(f"  row {row['row_id']}: [{row['error_code']}] {row['error']}")
+        return
+    rows = [r for r in sync.status(settings) if name is None or r.dataset_name == name]
+    if not rows:
+        typer.echo(f"no datasets under {settings.storage_root}" if name is None else f"no dataset {name!r}")
+        raise typer.Exit(0 if name is None else 1)
+    header = f"{'dataset':<60} {'state':<9} {'rows':>15} {'errors':>7} {'size':>10} {'sha':<12} updated"
+    typer.echo(header)
+    for r in rows:
+        done = f"{r.rows_done}/{r.rows_total}"
+        typer.echo(f"{r.dataset_name:<60} {r.state:<9} {done:>15} {r.row_errors:>7} "
+                   f"{_size(r.size_bytes):>10} {(r.sha or 'local')[:12]:<12} {r.updated}")
+
+
+def _size(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TiB"
+
+
+@app.command()
+def remove(file: Annotated[Path, typer.Argument(help="A remove request (requests/remove/*.yaml).")]) -> None:
+    """Delete a dataset copy: files, manifests, ledger, progress file and processed symlink."""
+    from hugflow_ray.sync import remove as remove_dataset
+
+    report = remove_dataset(file, _settings())
+    typer.echo(f"removed {report.dataset_name}:")
+    for path in report.removed:
+        typer.echo(f"  {path}")
+
+
 def main() -> None:
     """Entry point: known errors print one line and a hint (exit 1); HUGFLOW_DEBUG=1 adds the traceback."""
     try:

@@ -94,6 +94,14 @@ class HubUnavailableError(HubError, ConnectionError):
     """The Hub could not be reached or answered with a server error."""
 
 
+class PlanError(HugflowError, ValueError):
+    """A request cannot be turned into a sync plan (columns, layout); the message says what to change."""
+
+
+class SyncError(HugflowError, RuntimeError):
+    """A sync could not run or finish: locked, settings changed since the last run, too many row errors."""
+
+
 class AudioError(HugflowError, ValueError):
     """One row's audio cannot be converted. The row is recorded as failed; nothing is written for it.
 

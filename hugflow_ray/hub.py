@@ -157,6 +157,29 @@ class Hub:
             )
         return RepoSnapshot(hf_id=hf_id, revision=revision, sha=info.sha, card=card, files=files)
 
+    def file_metadata(self, snapshot: RepoSnapshot) -> dict[str, dict[str, Any]]:
+        """Size and checksums of the snapshot's files: path -> {size, sha256, blob_id} (what the Hub knows)."""
+        with self._errors(snapshot.hf_id, snapshot.sha):
+            info = self._api.dataset_info(snapshot.hf_id, revision=snapshot.sha, files_metadata=True)
+        metadata: dict[str, dict[str, Any]] = {}
+        for sibling in info.siblings or ():
+            lfs = sibling.lfs
+            metadata[sibling.rfilename] = {
+                "size": lfs.size if lfs is not None else sibling.size,
+                "sha256": lfs.sha256 if lfs is not None else None,
+                "blob_id": sibling.blob_id,
+            }
+        return metadata
+
+    def download(self, hf_id: str, sha: str, path: str) -> Path:
+        """Download one file of the dataset at commit ``sha`` into the Hub cache (resumes partial downloads)."""
+        with self._errors(hf_id, sha):
+            return Path(
+                huggingface_hub.hf_hub_download(
+                    hf_id, path, repo_type="dataset", revision=sha, endpoint=self.endpoint, token=self.token or False
+                )
+            )
+
     def _refs(self, hf_id: str) -> list[str] | None:
         """Branch and tag names, or None when the repository itself is not reachable."""
         try:
@@ -198,16 +221,7 @@ class Hub:
 
     def _parquet_columns(self, snapshot: RepoSnapshot, paths: list[str]) -> dict[str, str]:
         """Columns of the split from its first shard's schema (downloaded whole: mirrors may ignore Range)."""
-        with self._errors(snapshot.hf_id, snapshot.sha):
-            local = huggingface_hub.hf_hub_download(
-                snapshot.hf_id,
-                paths[0],
-                repo_type="dataset",
-                revision=snapshot.sha,
-                endpoint=self.endpoint,
-                token=self.token or False,
-            )
-        return parquet_columns(Path(local))
+        return parquet_columns(self.download(snapshot.hf_id, snapshot.sha, paths[0]))
 
     @contextmanager
     def _errors(self, hf_id: str, revision: str | None) -> Iterator[None]:

@@ -10,6 +10,7 @@ from pathlib import Path
 from hugflow_ray.errors import HubError, RequestError
 from hugflow_ray.hub import Hub, RepoSnapshot, SplitLayout, local_layout
 from hugflow_ray.naming import dataset_dir_name
+from hugflow_ray.plan import choose_columns
 from hugflow_ray.spec import AddRequest, Request, load_request
 
 
@@ -103,21 +104,5 @@ def _check_columns(report: ValidationReport, request: AddRequest, layout: SplitL
     if layout.columns is None:
         report.add(Level.WARNING, f"columns of the {layout.format} layout are checked when the sync reads the files")
         return
-    names = ", ".join(layout.columns) or "none"
-    audio, text = request.audio_column, request.text_column
-    if audio in layout.columns:
-        if layout.columns[audio] != "Audio":
-            report.add(Level.WARNING, f"audio column {audio!r} is not declared as Audio ({layout.columns[audio]})")
-        else:
-            report.add(Level.INFO, f"audio column {audio!r} found")
-    elif request.audio_column_explicit or layout.audio_columns:
-        others = f" Audio columns: {', '.join(layout.audio_columns)}." if layout.audio_columns else ""
-        report.add(Level.ERROR, f"audio column {audio!r} does not exist. Columns: {names}.{others} Set 'audio_column'.")
-    else:
-        report.add(Level.WARNING, "the dataset has no audio column: the sync will be metadata-only (JSON, no MP3)")
-    if text in layout.columns:
-        report.add(Level.INFO, f"text column {text!r} found")
-    elif request.text_column_explicit:
-        report.add(Level.ERROR, f"text column {text!r} does not exist. Columns: {names}. Fix 'text_column'.")
-    else:
-        report.add(Level.WARNING, f"no text column {text!r}: manifests will carry no transcript")
+    for level, message in choose_columns(request, layout.columns).notes:
+        report.add(Level(level), message)

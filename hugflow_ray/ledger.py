@@ -1,0 +1,125 @@
+"""The parquet ledger: which rows of a dataset are finished, with their files, checksums and errors.
+
+It lives inside the dataset directory (``.hugflow/ledger/part-<first row>-<n>.parquet``) and is appended to only
+after the files a part describes are durable, so a row in the ledger always has its files; a row whose files
+were written but whose part was not is simply converted and written again (same bytes, same names).
+Each part is written atomically; a reader never sees half a part. The fingerprint in ``meta.json`` pins the
+request and encoder settings the rows were made with.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from hugflow_ray import atomic
+
+STATUS_OK = "ok"
+STATUS_ERROR = "error"
+
+SCHEMA = pa.schema(
+    [
+        ("row_id", pa.int64()),
+        ("status", pa.string()),
+        ("json_file", pa.string()),
+        ("audio_file", pa.string()),
+        ("sha256", pa.string()),
+        ("duration", pa.float64()),
+        ("text", pa.string()),
+        ("error_code", pa.string()),
+        ("error", pa.string()),
+    ]
+)
+
+
+class LedgerMismatchError(ValueError):
+    """The ledger was written for other settings than this run's."""
+
+
+@dataclass(frozen=True)
+class LedgerSummary:
+    rows: int
+    errors: int
+    duration: float
+
+
+class Ledger:
+    """Append-only record of finished rows under ``<dataset dir>/.hugflow``."""
+
+    def __init__(self, dataset_dir: Path) -> None:
+        self.root = dataset_dir / ".hugflow"
+        self.parts = self.root / "ledger"
+        self.meta_path = self.root / "meta.json"
+
+    def open(self, fingerprint: dict[str, Any], *, restart: bool = False) -> None:
+        """Start or resume: create the ledger, or check that it was made with the same ``fingerprint``.
+
+        Raises:
+            LedgerMismatchError: the existing ledger has another fingerprint and ``restart`` is False.
+        """
+        self.parts.mkdir(parents=True, exist_ok=True)
+        if self.meta_path.exists() and not restart:
+            recorded = json.loads(self.meta_path.read_text())["fingerprint"]
+            if recorded != fingerprint:
+                changed = sorted(k for k in {*recorded, *fingerprint} if recorded.get(k) != fingerprint.get(k))
+                raise LedgerMismatchError(", ".join(changed))
+        elif restart:
+            for part in self.parts.glob("part-*.parquet"):
+                part.unlink()
+        atomic.remove_temp_files([self.parts, self.root])
+        atomic.write_json(self.meta_path, {"fingerprint": fingerprint})
+
+    def append(self, records: list[dict[str, Any]]) -> Path | None:
+        """Durably add the records of one batch (call only once their files are durable)."""
+        if not records:
+            return None
+        table = pa.Table.from_pylist(records, schema=SCHEMA)
+        first = min(r["row_id"] for r in records)
+        path = self.parts / f"part-{first:012d}-{len(records):06d}.parquet"
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink, compression="zstd")
+        atomic.write_bytes(path, sink.getvalue().to_pybytes())
+        return path
+
+    def read(self, columns: list[str] | None = None) -> pa.Table:
+        """Every recorded row (rows written twice by overlapping parts count once), sorted by row id."""
+        paths = sorted(self.parts.glob("part-*.parquet")) if self.parts.is_dir() else []
+        tables = [pq.read_table(p, columns=columns, schema=SCHEMA) for p in paths]
+        table = pa.concat_tables(tables) if tables else SCHEMA.empty_table().select(columns or SCHEMA.names)
+        if table.num_rows == 0:
+            return table
+        ids = table.column("row_id").to_numpy()
+        order = np.argsort(ids, kind="stable")
+        _, first = np.unique(ids[order], return_index=True)
+        return table.take(pa.array(order[first]))
+
+    def finished_ids(self) -> np.ndarray:
+        """Sorted row ids already recorded."""
+        return self.read(["row_id"]).column("row_id").to_numpy()
+
+    def summary(self) -> LedgerSummary:
+        table = self.read(["row_id", "status", "duration"])
+        statuses = table.column("status").to_pylist()
+        durations = table.column("duration").to_numpy(zero_copy_only=False)
+        return LedgerSummary(
+            rows=table.num_rows,
+            errors=statuses.count(STATUS_ERROR),
+            duration=float(np.nansum(durations.astype(float))) if len(durations) else 0.0,
+        )
+
+
+def id_ranges(ids: np.ndarray) -> list[tuple[int, int]]:
+    """Sorted ids as compact inclusive ranges: [0,1,2,5,6] -> [(0, 2), (5, 6)]."""
+    if len(ids) == 0:
+        return []
+    ids = np.asarray(ids, dtype=np.int64)
+    breaks = np.flatnonzero(np.diff(ids) != 1)
+    starts = np.concatenate(([ids[0]], ids[breaks + 1]))
+    ends = np.concatenate((ids[breaks], [ids[-1]]))
+    return [(int(s), int(e)) for s, e in zip(starts, ends, strict=True)]

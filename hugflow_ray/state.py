@@ -1,0 +1,94 @@
+"""Operator-facing state under ``STATE_DIR``: progress files and per-dataset locks."""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import json
+import os
+import socket
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hugflow_ray import atomic
+from hugflow_ray.errors import SyncError
+
+
+@dataclass
+class Progress:
+    """The seed's progress file, one per dataset: ``STATE_DIR/progress/<dataset>.json``."""
+
+    dataset_name: str
+    status: str
+    total_files: int  # rows of the split (the seed counted one file per row)
+    downloaded_files: int = 0  # rows finished (converted or recorded as row errors)
+    row_errors: int = 0
+    resumed_from: int = 0
+    newly_downloaded: int = 0
+    percent_complete: float = 0.0
+    rows_per_second: float | None = None
+    eta_seconds: float | None = None
+    resume_data: dict[str, Any] = field(default_factory=dict)
+    updated: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def progress_path(state_dir: Path, dataset_name: str) -> Path:
+    return state_dir / "progress" / f"{dataset_name}.json"
+
+
+def write_progress(state_dir: Path, progress: Progress) -> None:
+    progress.updated = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    path = progress_path(state_dir, progress.dataset_name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic.write_json(path, progress.to_dict())
+
+
+def read_progress(state_dir: Path, dataset_name: str) -> dict[str, Any] | None:
+    path = progress_path(state_dir, dataset_name)
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+class DatasetLock:
+    """One sync or removal of a dataset at a time on this host: an ``flock`` a killed process releases.
+
+    The holder (pid, host, owner, since) is recorded next to the lock so a refused caller can say who holds it.
+    """
+
+    def __init__(self, state_dir: Path, dataset_name: str, *, owner: str) -> None:
+        self.path = state_dir / "locks" / f"{dataset_name}.lock"
+        self.holder_path = self.path.with_suffix(".holder.json")
+        self.dataset_name = dataset_name
+        self.owner = owner
+        self._fd: int | None = None
+
+    def __enter__(self) -> DatasetLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise SyncError(f"{self.dataset_name} is locked by {self._holder()}; wait for it to finish") from None
+        self._fd = fd
+        holder = {"pid": os.getpid(), "host": socket.gethostname(), "owner": self.owner,
+                  "since": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
+        atomic.write_json(self.holder_path, holder)
+        return self
+
+    def _holder(self) -> str:
+        try:
+            holder = json.loads(self.holder_path.read_text())
+        except (OSError, ValueError):
+            return "another process"
+        return f"{holder['owner']} (pid {holder['pid']} on {holder['host']}, since {holder['since']})"
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fd is not None:
+            self.holder_path.unlink(missing_ok=True)
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
