@@ -109,6 +109,37 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubFixture]:
         mirrors, "org/textonly", {"data/train-00000-of-00001.parquet": _text_shard()}, card={"license": "mit"}
     )
     shas["org/private"] = make_dataset_repo(mirrors, "org/private", {"data/train.parquet": _text_shard()}, card={})
+    _add_sync_repos(mirrors, shas)
     with block_non_loopback() as attempts, HubServer(root, mirrors_dir=mirrors, deny_repos=["org/private"]) as server:
         yield HubFixture(endpoint=server.endpoint, server=server, shas=shas)
     assert attempts == [], f"tests tried to reach beyond loopback: {attempts}"
+
+
+def _add_sync_repos(mirrors: Path, shas: dict[str, str]) -> None:
+    """org/shards (3 shards, row groups of 4, hostile and duplicate audio_filename values), org/bigfile (one file,
+    one row group), org/mixed (rates MP3 cannot carry, stereo, corrupt rows)."""
+    from tests import datasets_fixtures as fx
+    from tests.hub_server import make_dataset_repo
+
+    named = fx.speech_features(with_names=True)
+    shards = {
+        f"data/train-{i:05d}-of-00003.parquet": fx.parquet_bytes(
+            fx.speech_records(count, start=start, names=fx.HOSTILE_NAMES), named, row_group_size=4
+        )
+        for i, (start, count) in enumerate([(0, 10), (10, 7), (17, 9)])
+    }
+    shas["org/shards"] = make_dataset_repo(mirrors, "org/shards", shards, card={"license": "cc-by-4.0"})
+    big = fx.parquet_bytes(fx.speech_records(64, seconds=0.1), fx.speech_features(), row_group_size=64)
+    shas["org/bigfile"] = make_dataset_repo(mirrors, "org/bigfile", {"data/train.parquet": big}, card={})
+    mixed = fx.parquet_bytes(fx.mixed_records(), fx.mixed_features(), row_group_size=3)
+    shas["org/mixed"] = make_dataset_repo(mirrors, "org/mixed", {"data/train.parquet": mixed}, card={})
+
+
+@pytest.fixture(scope="session")
+def ray_session() -> Iterator[None]:
+    """One small embedded Ray for the whole session (2 CPUs, small object store, no dashboard)."""
+    import ray
+
+    ray.init(num_cpus=2, object_store_memory=256 * 1024**2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()

@@ -1,0 +1,261 @@
+"""The pipeline end to end: the olah Hub -> Ray Data -> one writer actor -> MP3 + JSON, ledger, resume, remove."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from hugflow_ray import rows
+from hugflow_ray.cli import app
+from hugflow_ray.errors import PlanError, SyncError
+from hugflow_ray.ledger import Ledger
+from hugflow_ray.settings import Settings, load_settings
+from hugflow_ray.state import DatasetLock, read_progress
+from hugflow_ray.sync import remove, status, sync
+from hugflow_ray.transform import plan_units
+from tests.audio_fixtures import decode_back
+from tests.conftest import HubFixture
+
+pytestmark = [pytest.mark.hub, pytest.mark.usefixtures("ray_session")]
+
+
+@pytest.fixture
+def settings(hub: HubFixture, tmp_path: Path) -> Settings:
+    return load_settings(
+        hf_endpoint=hub.endpoint,
+        storage_root=tmp_path / "datasets",
+        state_dir=tmp_path / "state",
+        processed_root=tmp_path / "processed",
+        progress_interval=5,
+    )
+
+
+def request(tmp_path: Path, text: str, name: str = "req.yaml", kind: str = "add") -> Path:
+    path = tmp_path / "requests" / kind / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def tree(directory: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+def test_a_sharded_dataset_becomes_mp3s_jsons_ledger_and_manifest(
+    hub: HubFixture, settings: Settings, tmp_path: Path
+) -> None:
+    report = sync(request(tmp_path, "hf_id: org/shards\ndescription: d\n"), settings)
+    assert (report.state, report.rows_total, report.rows_done, report.row_errors) == ("complete", 26, 26, 0)
+    assert report.sha == hub.shas["org/shards"]
+    directory = settings.storage_root / "org__shards__split_train__rev_main"
+    assert report.dataset_dir == directory
+    jsons = sorted(directory.glob("json/*.json"))
+    assert [int(p.stem) for p in sorted(jsons, key=lambda p: int(p.stem))] == list(range(26))
+    assert len(list(directory.glob("audio/*.mp3"))) == 26
+    row = json.loads((directory / "json" / "11.json").read_text())
+    assert row["row_id"] == 11 and row["text"] == "utterance 11" and row["speaker_id"] == 3
+    assert row["meta"] == {"tags": ["a", "b"], "score": pytest.approx(1.1)}
+    assert "bytes" not in json.dumps(row)
+    mp3 = directory / row["audio"]["path"]
+    assert decode_back(mp3.read_bytes()).sample_rate == row["audio"]["output_sample_rate"] == 16000
+    assert row["audio"]["bitrate_kbps"] == 160 and row["audio"]["duration"] == pytest.approx(0.2)
+    ledger = Ledger(directory).read()
+    assert ledger.column("row_id").to_pylist() == list(range(26))
+    manifest = [json.loads(line) for line in (directory / "manifest.jsonl").read_text().splitlines()]
+    assert len(manifest) == 26 and manifest[0]["text"] == "utterance 0"
+    assert all((directory / m["audio_filepath"]).is_file() for m in manifest)
+    assert pq.read_table(directory / "manifest.parquet").num_rows == 26
+    assert (settings.processed_root / directory.name).resolve() == directory.resolve()
+
+
+def test_hostile_and_duplicate_audio_filenames_get_safe_unique_deterministic_names(
+    settings: Settings, tmp_path: Path
+) -> None:
+    report = sync(request(tmp_path, "hf_id: org/shards\ndescription: d\n"), settings)
+    names = sorted(p.name for p in (report.dataset_dir / "audio").iterdir())
+    assert len(names) == len(set(n.lower() for n in names)) == 26
+    assert all(len(n) <= rows.MAX_STEM_LENGTH + 20 and "/" not in n and "\x00" not in n for n in names)
+    assert "ok_name+7.mp3" in names and "x+0.mp3" in names and "dup+4.mp3" in names and "DUP+5.mp3" in names
+    assert any(n.startswith("clip_1+") or n == "clip_1.mp3" for n in names)  # empty name -> source path stem
+    again = load_settings(**{**settings.model_dump(), "storage_root": tmp_path / "again"})
+    second = sync(request(tmp_path, "hf_id: org/shards\ndescription: d\n", "b.yaml"), again)
+    assert sorted(p.name for p in (second.dataset_dir / "audio").iterdir()) == names
+
+
+def test_a_single_big_file_is_cut_into_units_that_use_every_core(settings: Settings, tmp_path: Path) -> None:
+    assert len(plan_units([("big.parquet", [64])], cpus=2)) == 8
+    report = sync(request(tmp_path, "hf_id: org/bigfile\ndescription: d\n"), settings)
+    assert (report.rows_done, report.row_errors) == (64, 0)
+    assert len(list((report.dataset_dir / "json").iterdir())) == 64
+
+
+def test_a_subset_syncs_its_own_split(hub: HubFixture, settings: Settings, tmp_path: Path) -> None:
+    report = sync(request(tmp_path, "hf_id: org/speech\ndescription: d\nsubset: clean\nsplit: test\n"), settings)
+    assert report.dataset_dir.name == "org__speech__subset_clean__split_test__rev_main"
+    assert report.rows_done == 2
+
+
+def test_awkward_rates_are_converted_and_bad_rows_recorded_not_fatal(settings: Settings, tmp_path: Path) -> None:
+    lenient = load_settings(**{**settings.model_dump(), "max_row_error_rate": 0.6})
+    report = sync(request(tmp_path, "hf_id: org/mixed\ndescription: d\n"), lenient)
+    assert (report.state, report.rows_done, report.row_errors) == ("complete", 8, 4)
+    facts = {
+        row_id: json.loads((report.dataset_dir / "json" / f"{row_id}.json").read_text())["audio"]
+        for row_id in range(4)
+    }
+    assert (facts[0]["source_sample_rate"], facts[0]["source_channels"], facts[0]["output_sample_rate"]) == (
+        44100, 2, 44100
+    )
+    assert facts[1]["output_sample_rate"] == 48000 and facts[1]["bitrate_kbps"] == 192
+    assert facts[2]["output_sample_rate"] == 8000 and facts[2]["bitrate_kbps"] == 64
+    assert (facts[3]["source_sample_rate"], facts[3]["output_sample_rate"]) == (96000, 48000)
+    assert not any((report.dataset_dir / "json" / f"{row_id}.json").exists() for row_id in range(4, 8))
+    result = CliRunner().invoke(app, ["status", report.dataset_name, "--errors"],
+                                env={"STORAGE_ROOT": str(settings.storage_root)})
+    assert result.exit_code == 0, result.output
+    assert "4 row errors" in result.output
+    assert "row 4: [undecodable]" in result.output and "row 5: [non_finite]" in result.output
+    assert "row 7: [empty]" in result.output
+
+
+def test_too_many_row_errors_fail_the_sync(settings: Settings, tmp_path: Path) -> None:
+    with pytest.raises(SyncError, match=r"4 of 8 rows failed \(limit 5%\)"):
+        sync(request(tmp_path, "hf_id: org/mixed\ndescription: d\n"), settings)
+    assert status(settings)[0].state == "failed"
+
+
+def test_a_text_only_dataset_is_synced_metadata_only(settings: Settings, tmp_path: Path) -> None:
+    report = sync(request(tmp_path, "hf_id: org/textonly\ndescription: d\n"), settings)
+    assert report.rows_done == 2
+    assert not list((report.dataset_dir / "audio").iterdir())
+    assert json.loads((report.dataset_dir / "json" / "1.json").read_text()) == {
+        "text": "b", "label": 1, "row_id": 1, "audio": None
+    }
+
+
+def test_a_missing_split_fails_before_any_work(settings: Settings, tmp_path: Path) -> None:
+    from hugflow_ray.errors import SplitNotFoundError
+
+    with pytest.raises(SplitNotFoundError):
+        sync(request(tmp_path, "hf_id: org/shards\ndescription: d\nsplit: dev\n"), settings)
+    assert not settings.storage_root.exists()
+
+
+def test_a_missing_explicit_audio_column_fails_before_any_work(settings: Settings, tmp_path: Path) -> None:
+    with pytest.raises(PlanError, match="audio column 'speech' does not exist"):
+        sync(request(tmp_path, "hf_id: org/shards\ndescription: d\naudio_column: speech\n"), settings)
+
+
+def test_a_complete_dataset_is_left_untouched(settings: Settings, tmp_path: Path) -> None:
+    path = request(tmp_path, "hf_id: org/bigfile\ndescription: d\n")
+    first = sync(path, settings)
+    stamps = {p: p.stat().st_mtime_ns for p in first.dataset_dir.rglob("*")}
+    second = sync(path, settings)
+    assert second.already_complete and second.newly_processed == 0
+    assert {p: p.stat().st_mtime_ns for p in first.dataset_dir.rglob("*")} == stamps
+
+
+def test_a_resume_converts_only_the_missing_rows(settings: Settings, tmp_path: Path) -> None:
+    path = request(tmp_path, "hf_id: org/shards\ndescription: d\n")
+    first = sync(path, settings)
+    expected = tree(first.dataset_dir / "audio")
+    ledger = Ledger(first.dataset_dir)
+    parts = sorted(ledger.parts.iterdir())
+    for part in parts[len(parts) // 2 :]:
+        part.unlink()
+    for mp3 in (first.dataset_dir / "audio").iterdir():
+        mp3.unlink()  # a resumed row must be rewritten; a finished one must not be touched
+    remaining = ledger.finished_ids()
+    (first.dataset_dir / ".hugflow" / "status.json").unlink()
+    report = sync(path, settings)
+    assert report.resumed_from == len(remaining) > 0
+    assert report.newly_processed == 26 - len(remaining)
+    rewritten = tree(first.dataset_dir / "audio")
+    assert len(rewritten) == 26 - len(remaining)
+    assert all(expected[name] == data for name, data in rewritten.items())
+    progress = read_progress(settings.state_dir, report.dataset_name)
+    assert progress is not None and progress["resumed_from"] == len(remaining)
+    assert progress["resume_data"]["finished_ranges"] == [[0, 25]]
+
+
+def test_changed_settings_refuse_to_resume_until_restart(settings: Settings, tmp_path: Path) -> None:
+    path = request(tmp_path, "hf_id: org/bigfile\ndescription: d\n")
+    sync(path, settings)
+    lower = load_settings(**{**settings.model_dump(), "mp3_bitrate": 64})
+    (settings.storage_root / "org__bigfile__split_train__rev_main" / ".hugflow" / "status.json").unlink()
+    with pytest.raises(SyncError, match=r"other settings \(encoder\); run again with --restart"):
+        sync(path, lower)
+    report = sync(path, lower, restart=True)
+    row = json.loads((report.dataset_dir / "json" / "0.json").read_text())
+    assert row["audio"]["bitrate_kbps"] == 64
+
+
+def test_a_second_sync_of_a_locked_dataset_is_refused_naming_the_holder(settings: Settings, tmp_path: Path) -> None:
+    path = request(tmp_path, "hf_id: org/bigfile\ndescription: d\n")
+    with DatasetLock(settings.state_dir, "org__bigfile__split_train__rev_main", owner="PR #42"):
+        with pytest.raises(SyncError, match=rf"locked by PR #42 \(pid {os.getpid()} on "):
+            sync(path, settings)
+
+
+def test_progress_is_written_at_the_interval_and_reported(settings: Settings, tmp_path: Path) -> None:
+    seen: list[int] = []
+    sync(request(tmp_path, "hf_id: org/shards\ndescription: d\n"), settings,
+         on_progress=lambda p: seen.append(p.downloaded_files))
+    assert seen[0] == 0 and seen[-1] == 26
+    assert len(seen) >= 3 and seen == sorted(seen)
+    progress = read_progress(settings.state_dir, "org__shards__split_train__rev_main")
+    assert progress is not None
+    assert (progress["status"], progress["total_files"], progress["percent_complete"]) == ("complete", 26, 100.0)
+
+
+def test_remove_deletes_the_copy_its_link_and_progress(settings: Settings, tmp_path: Path) -> None:
+    report = sync(request(tmp_path, "hf_id: org/bigfile\ndescription: d\n"), settings)
+    link = settings.processed_root / report.dataset_name
+    assert link.is_symlink()
+    removal = remove(request(tmp_path, "hf_id: org/bigfile\nreason: r\n", kind="remove"), settings)
+    assert not report.dataset_dir.exists() and not link.exists()
+    assert read_progress(settings.state_dir, report.dataset_name) is None
+    assert str(report.dataset_dir) in removal.removed
+    with pytest.raises(SyncError, match="nothing to remove"):
+        remove(request(tmp_path, "hf_id: org/bigfile\nreason: r\n", kind="remove"), settings)
+
+
+def test_remove_never_follows_a_symlink_out_of_storage(settings: Settings, tmp_path: Path) -> None:
+    outside = tmp_path / "precious"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("keep")
+    settings.storage_root.mkdir(parents=True)
+    (settings.storage_root / "org__bigfile__split_train__rev_main").symlink_to(outside)
+    remove(request(tmp_path, "hf_id: org/bigfile\nreason: r\n", kind="remove"), settings)
+    assert (outside / "keep.txt").read_text() == "keep"
+
+
+def test_a_foreign_file_at_the_processed_link_is_never_replaced(settings: Settings, tmp_path: Path) -> None:
+    settings.processed_root.mkdir(parents=True)
+    foreign = settings.processed_root / "org__bigfile__split_train__rev_main"
+    foreign.write_text("not ours")
+    report = sync(request(tmp_path, "hf_id: org/bigfile\ndescription: d\n"), settings)
+    assert report.state == "complete" and foreign.read_text() == "not ours"
+
+
+def test_the_cli_syncs_reports_status_and_removes(hub: HubFixture, tmp_path: Path) -> None:
+    env = {"HF_ENDPOINT": hub.endpoint, "STORAGE_ROOT": str(tmp_path / "ds"), "STATE_DIR": str(tmp_path / "st"),
+           "PROCESSED_ROOT": str(tmp_path / "pr")}
+    runner = CliRunner()
+    add = request(tmp_path, "hf_id: org/bigfile\ndescription: d\n")
+    result = runner.invoke(app, ["local-sync", str(add)], env=env)
+    assert result.exit_code == 0, result.output
+    assert "org__bigfile__split_train__rev_main: completed (64 rows" in result.output
+    result = runner.invoke(app, ["local-sync", str(add)], env=env)
+    assert "is already complete (64 rows): nothing to do." in result.output
+    result = runner.invoke(app, ["status"], env=env)
+    assert "org__bigfile__split_train__rev_main" in result.output and "complete" in result.output
+    assert "64/64" in result.output and hub.shas["org/bigfile"][:12] in result.output
+    gone = request(tmp_path, "hf_id: org/bigfile\nreason: r\n", kind="remove")
+    result = runner.invoke(app, ["remove", str(gone)], env=env)
+    assert result.exit_code == 0 and "removed org__bigfile__split_train__rev_main" in result.output
