@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 from hugflow_ray import atomic, rows
 from hugflow_ray.ledger import SCHEMA as LEDGER_SCHEMA
 from hugflow_ray.ledger import STATUS_OK, Ledger
+from hugflow_ray.settings import failpoint
 
 STATUS_FILE = "status.json"
 MANIFEST_PARQUET = "manifest.parquet"
@@ -56,6 +57,7 @@ class DatasetWriter:
             atomic.write_bytes(self.dataset_dir / record["json_file"], record["json"], sync_dir=False)
         atomic.fsync_dir(self.audio_dir)
         atomic.fsync_dir(self.json_dir)
+        failpoint("files-written")
         self.ledger.append([{name: record.get(name) for name in LEDGER_SCHEMA.names} for record in records])
         self.rows_written += len(records)
         self.errors_written += sum(record["status"] != STATUS_OK for record in records)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
 from typing import Literal
 
@@ -13,6 +15,7 @@ from hugflow_ray.audio import EncoderSettings
 from hugflow_ray.errors import SettingsError
 
 DEFAULT_HF_ENDPOINT = "https://huggingface.co"
+FAILPOINT_VARIABLE = "HUGFLOW_FAILPOINT"
 MAX_DOWNLOAD_CONCURRENCY = 64
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
@@ -76,3 +79,13 @@ def load_settings(**overrides: object) -> Settings:
             f"{'.'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in e.errors(include_input=False)
         )
         raise SettingsError(f"invalid settings: {problems}. Fix the environment or .env (see .env.example).") from None
+
+
+def failpoint(name: str) -> None:
+    """Crash-test hook: SIGKILL this process at the point ``name`` when ``HUGFLOW_FAILPOINT`` names it.
+
+    Points: ``files-written`` (a batch's files are durable, its ledger part is not yet written; in the writer
+    actor) and ``finalize`` (manifests written, status not yet complete; in the driver).
+    """
+    if os.environ.get(FAILPOINT_VARIABLE) == name:
+        os.kill(os.getpid(), signal.SIGKILL)

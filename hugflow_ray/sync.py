@@ -24,7 +24,7 @@ from hugflow_ray.ledger import STATUS_ERROR, Ledger, LedgerMismatchError, id_ran
 from hugflow_ray.naming import dataset_dir_name
 from hugflow_ray.output import DatasetStatus
 from hugflow_ray.plan import Plan, download, make_plan, parquet_row_groups
-from hugflow_ray.settings import Settings
+from hugflow_ray.settings import Settings, failpoint
 from hugflow_ray.spec import AddRequest, RemoveRequest, Request, load_request
 from hugflow_ray.state import DatasetLock, Progress, progress_path, write_progress
 from hugflow_ray.transform import RowConverter, name_candidates, pending, plan_units
@@ -161,6 +161,7 @@ def _sync_locked(
         reporter.finish("failed")
         raise SyncError(f"{plan.dataset_name}: {status.error}; see `hugflow status {plan.dataset_name} --errors`")
     output.write_manifests(dataset_dir)
+    failpoint("finalize")
     status.state = "complete"
     output.write_status(dataset_dir, status)
     link_processed(settings, plan.dataset_name, dataset_dir)

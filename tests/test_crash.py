@@ -1,0 +1,137 @@
+"""Crash consistency: SIGKILL `hugflow local-sync` at random moments, rerun, and get exactly an uninterrupted run's tree.
+
+Randomness is seeded (CRASH_SEED), so a failure reproduces. Two kills are aimed at the moments random timing
+rarely hits: after a batch's files are durable but before its ledger part, and during finalize.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from hugflow_ray.settings import FAILPOINT_VARIABLE
+from tests import datasets_fixtures as fx
+
+CRASH_SEED = 20261122
+RANDOM_KILLS = 10
+MAX_ATTEMPTS = 40
+ROWS_PER_SHARD = (70, 50, 80)
+RUN_TIMEOUT = 240
+
+pytestmark = pytest.mark.crash
+
+
+def digest_tree(dataset_dir: Path) -> dict[str, str]:
+    """sha256 of every output file (the ledger's own bookkeeping under .hugflow/ excluded)."""
+    return {
+        str(p.relative_to(dataset_dir)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(dataset_dir.rglob("*"))
+        if p.is_file() and ".hugflow" not in p.relative_to(dataset_dir).parts
+    }
+
+
+def raw_ledger_ids(dataset_dir: Path) -> list[int]:
+    parts = sorted((dataset_dir / ".hugflow" / "ledger").glob("part-*.parquet"))
+    return pa.concat_tables([pq.read_table(p, columns=["row_id"]) for p in parts]).column("row_id").to_pylist()
+
+
+class Runner:
+    def __init__(self, root: Path, request: Path) -> None:
+        self.root, self.request = root, request
+
+    def env(self, storage: str, failpoint: str | None = None) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", FAILPOINT_VARIABLE)}
+        env.update(STORAGE_ROOT=str(self.root / storage), STATE_DIR=str(self.root / f"{storage}-state"),
+                   PROCESSED_ROOT=str(self.root / f"{storage}-processed"))
+        if failpoint:
+            env[FAILPOINT_VARIABLE] = failpoint
+        return env
+
+    def start(self, storage: str, failpoint: str | None = None) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "hugflow_ray", "local-sync", str(self.request)],
+            env=self.env(storage, failpoint), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def complete(self, storage: str) -> tuple[float, bytes]:
+        started = time.perf_counter()
+        proc = self.start(storage)
+        out, _ = proc.communicate(timeout=RUN_TIMEOUT)
+        assert proc.returncode == 0, out.decode(errors="replace")[-3000:]
+        return time.perf_counter() - started, out
+
+    @staticmethod
+    def kill(proc: subprocess.Popen[bytes], after: float) -> None:
+        try:
+            proc.wait(timeout=after)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+
+
+def test_killed_syncs_resume_to_exactly_the_uninterrupted_tree(tmp_path: Path) -> None:
+    shards = [
+        fx.parquet_bytes(fx.speech_records(n, start=sum(ROWS_PER_SHARD[:i]), seconds=1.0,
+                                           names=fx.HOSTILE_NAMES), fx.speech_features(with_names=True),
+                         row_group_size=16)
+        for i, n in enumerate(ROWS_PER_SHARD)
+    ]
+    fx.write_local_dataset(tmp_path / "source", shards)
+    request = tmp_path / "requests" / "add" / "crash.yaml"
+    request.parent.mkdir(parents=True)
+    request.write_text("path: ../../source\ndescription: crash test\n")
+    runner = Runner(tmp_path, request)
+    total = sum(ROWS_PER_SHARD)
+
+    full_seconds, _ = runner.complete("reference")
+    reference_dir = next((tmp_path / "reference").iterdir())
+    reference = digest_tree(reference_dir)
+    assert len([k for k in reference if k.startswith("audio/")]) == total
+
+    def check(storage: str) -> Path:
+        dataset_dir = tmp_path / storage / reference_dir.name
+        assert digest_tree(dataset_dir) == reference
+        assert sorted(raw_ledger_ids(dataset_dir)) == list(range(total)), "each row exactly once in the ledger"
+        assert not list(dataset_dir.rglob(".*.tmp-hugflow"))
+        return dataset_dir
+
+    for point in ("files-written", "finalize"):
+        proc = runner.start(point, failpoint=point)
+        out, _ = proc.communicate(timeout=RUN_TIMEOUT)
+        assert proc.returncode != 0, f"failpoint {point} not reached: " + out.decode(errors="replace")[-2000:]
+        runner.complete(point)
+        check(point)
+
+    rng = random.Random(CRASH_SEED)
+    kills = 0
+    for _ in range(MAX_ATTEMPTS):
+        if kills >= RANDOM_KILLS:
+            break
+        proc = runner.start("crashed")
+        runner.kill(proc, after=rng.uniform(0.2, full_seconds))
+        if proc.returncode == -signal.SIGKILL:
+            kills += 1
+            continue
+        assert proc.returncode == 0
+        check("crashed")  # this chain of killed runs ended in a complete, correct dataset: start another
+        shutil.rmtree(tmp_path / "crashed")
+    assert kills >= RANDOM_KILLS
+    runner.complete("crashed")
+    crashed_dir = check("crashed")
+
+    stamps = {p: p.stat().st_mtime_ns for p in crashed_dir.rglob("*")}
+    _, out = runner.complete("crashed")
+    assert b"already complete" in out
+    assert {p: p.stat().st_mtime_ns for p in crashed_dir.rglob("*")} == stamps
