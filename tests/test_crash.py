@@ -1,4 +1,4 @@
-"""Crash consistency: SIGKILL `hugflow local-sync` at random moments, rerun, and get exactly an uninterrupted run's tree.
+"""Crash consistency: SIGKILL `hugflow local-sync` at random moments, rerun, get exactly the uninterrupted tree.
 
 Randomness is seeded (CRASH_SEED), so a failure reproduces. Two kills are aimed at the moments random timing
 rarely hits: after a batch's files are durable but before its ledger part, and during finalize.
