@@ -1,80 +1,100 @@
-"""``python -m hugflow_ray.demo``: the foundation at work, offline.
+"""``python -m hugflow_ray.demo``: the whole job end to end, offline, on an embedded Ray.
 
-Validates the example requests (schema), then converts a handful of synthetic speech-like clips in the awkward
-shapes real datasets hold (stereo 44.1 kHz, 96 kHz, 37.8 kHz, 8 kHz, int16 arrays, a corrupt file) and writes
-the MP3s with a JSON of facts each under ``--out`` (default ``./demo``).
+Builds a small speech-like dataset in Hub layout (parquet shards with the ``datasets`` Audio feature: 16 kHz
+FLAC, stereo 44.1 kHz WAV, 96 kHz, 8 kHz, one corrupt row), writes an add request for it, syncs it, and prints
+where the MP3s, JSONs and manifest are. Everything goes under ``--out`` (default ``./demo``).
 """
 
 from __future__ import annotations
 
 import argparse
 import io
-import json
+import logging
 from pathlib import Path
 
+import datasets
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import soundfile
 
-from hugflow_ray import audio
-from hugflow_ray.errors import AudioError
-from hugflow_ray.spec import load_request
+from hugflow_ray.settings import load_settings
+from hugflow_ray.sync import status, sync
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "requests"
+ROWS_PER_SHARD = 12
+SHARDS = 2
+WORDS = ["hello", "world", "speech", "dataset", "audio", "model", "train", "voice"]
 
 
-def _voice(rate: int, seconds: float, channels: int = 1) -> np.ndarray:
+def _voice(rate: int, seconds: float, channels: int, seed: int) -> np.ndarray:
+    """A speech-like signal: a gliding pitch with harmonics, syllable envelope and a little noise."""
+    rng = np.random.default_rng(seed)
     t = np.arange(int(rate * seconds)) / rate
-    pitch = 140 + 40 * np.sin(2 * np.pi * 0.7 * t)
-    voice = 0.3 * np.sin(2 * np.pi * np.cumsum(pitch) / rate) * (0.6 + 0.4 * np.sin(2 * np.pi * 3 * t))
-    return np.stack([voice * (1 - 0.3 * k) for k in range(channels)], axis=1).astype(np.float32)
+    pitch = 110 + 40 * seed % 90 + 30 * np.sin(2 * np.pi * 0.8 * t)
+    phase = 2 * np.pi * np.cumsum(pitch) / rate
+    voice = sum(np.sin(k * phase) / k for k in (1, 2, 3)) * np.clip(np.sin(2 * np.pi * 3.5 * t), 0, None)
+    mono = 0.25 * voice + 0.01 * rng.standard_normal(t.size)
+    return np.stack([mono * (1 - 0.2 * c) for c in range(channels)], axis=1).astype(np.float32)
 
 
-def _file(samples: np.ndarray, rate: int, fmt: str) -> bytes:
+def _audio_file(samples: np.ndarray, rate: int, fmt: str) -> bytes:
     buffer = io.BytesIO()
     soundfile.write(buffer, samples, rate, format=fmt)
     return buffer.getvalue()
 
 
-def sample_rows() -> dict[str, object]:
-    """Row audio values in the forms a dataset hands over."""
-    flac = _file(_voice(16000, 2.0), 16000, "FLAC")
-    return {
-        "flac_16k": {"bytes": flac, "path": "utt_0001.flac"},
-        "wav_stereo_44k": {"bytes": _file(_voice(44100, 1.5, 2), 44100, "WAV"), "path": "utt_0002.wav"},
-        "wav_96k": _file(_voice(96000, 1.0), 96000, "WAV"),
-        "flac_37k8": {"bytes": _file(_voice(37800, 1.0), 37800, "FLAC"), "path": None},
-        "array_8k_int16": {"array": (_voice(8000, 1.0)[:, 0] * 32767).astype(np.int16), "sampling_rate": 8000},
-        "truncated_flac": {"bytes": flac[: len(flac) // 2], "path": "utt_0006.flac"},
-    }
+def build_dataset(root: Path) -> Path:
+    """Write the demo dataset as ``root/data/train-0000i-of-0000n.parquet``; returns ``root``."""
+    features = datasets.Features(
+        {"audio": datasets.Audio(), "text": datasets.Value("string"), "speaker_id": datasets.Value("int32")}
+    )
+    shapes = [(16000, 1, "FLAC"), (44100, 2, "WAV"), (96000, 1, "WAV"), (8000, 1, "FLAC")]
+    (root / "data").mkdir(parents=True, exist_ok=True)
+    for shard in range(SHARDS):
+        records = []
+        for i in range(ROWS_PER_SHARD):
+            row = shard * ROWS_PER_SHARD + i
+            rate, channels, fmt = shapes[row % len(shapes)]
+            data = _audio_file(_voice(rate, 1.0 + 0.25 * (row % 3), channels, row), rate, fmt)
+            if row == 5:
+                data = data[: len(data) // 3]  # a corrupt row: recorded as a row error, not fatal
+            words = " ".join(WORDS[(row + k) % len(WORDS)] for k in range(3))
+            records.append({"audio": {"bytes": data, "path": f"utt_{row:04d}.{fmt.lower()}"}, "text": words,
+                            "speaker_id": row % 3})
+        table = pa.Table.from_pylist(records, schema=features.arrow_schema)
+        pq.write_table(table, root / "data" / f"train-{shard:05d}-of-{SHARDS:05d}.parquet", row_group_size=4)
+    return root
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("demo"))
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    out = args.out.resolve()
 
-    print("1. Example requests (schema):")
-    for path in sorted(EXAMPLES.glob("*/*.yaml")):
-        request = load_request(path)
-        print(f"   valid {request.kind.value:6} {path.relative_to(EXAMPLES.parent)} -> {request.dataset.source}")
+    source = build_dataset(out / "source")
+    request = out / "requests" / "add" / "demo_speech.yaml"
+    request.parent.mkdir(parents=True, exist_ok=True)
+    request.write_text("path: ../../source\ndescription: Synthetic speech-like rows for the hugflow-ray demo.\n")
+    print(f"1. Built {SHARDS * ROWS_PER_SHARD} rows in {source} and the request {request}")
 
-    print(f"\n2. Audio rows -> mono MP3 + facts, in {args.out}/:")
-    args.out.mkdir(parents=True, exist_ok=True)
-    for row_id, (name, value) in enumerate(sample_rows().items()):
-        try:
-            result = audio.convert(value, row_id=row_id)
-        except AudioError as e:
-            print(f"   row {row_id} {name:15} row error [{e.code}]: {e}")
-            continue
-        facts = result.facts
-        (args.out / f"{name}.mp3").write_bytes(result.mp3)
-        (args.out / f"{name}.json").write_text(json.dumps({"audio": f"{name}.mp3", **facts.to_dict()}, indent=2))
-        print(
-            f"   row {row_id} {name:15} {facts.source_sample_rate:>6} Hz x{facts.source_channels} -> "
-            f"{facts.output_sample_rate:>5} Hz mono {facts.bitrate_kbps} kbps, {facts.duration:.2f} s, "
-            f"{len(result.mp3)} bytes"
-        )
-    print(f"\nMP3s and JSONs: {args.out.resolve()}")
+    settings = load_settings(storage_root=out / "datasets", state_dir=out / ".hugflow-state",
+                             processed_root=out / "processed", max_row_error_rate=0.1)
+    print("2. Syncing on an embedded Ray (first start takes a few seconds)...")
+    report = sync(request, settings, progress_bar=True)
+    note = f" with {report.row_errors} row errors" if report.row_errors else ""
+    print(f"   {report.dataset_name}: {report.state}{note}, {report.rows_done} rows in {report.seconds:.1f} s "
+          f"(Ray start-up {report.ray_startup_seconds:.1f} s)")
+    print("3. Output:")
+    print(f"   MP3s:     {report.dataset_dir / 'audio'}")
+    print(f"   JSONs:    {report.dataset_dir / 'json'}")
+    print(f"   manifest: {report.manifest}")
+    print(f"   linked:   {settings.processed_root / report.dataset_name}")
+    for row in status(settings):
+        print(f"   status:   {row.state}, {row.rows_done}/{row.rows_total} rows, {row.row_errors} row errors")
+    print(f"Run again to see a resume that finds nothing to do; `STORAGE_ROOT={settings.storage_root} hugflow "
+          "status` lists it.")
     return 0
 
 

@@ -34,7 +34,7 @@ ENCODE_CPUS = 1.0
 
 def ensure_ray(address: str | None) -> tuple[bool, float]:
     """Connect to ``address`` (a running cluster) or start an embedded Ray; returns (started here, seconds)."""
-    logging.getLogger("ray.data").setLevel(logging.WARNING)  # our progress file and bar report progress
+    logging.getLogger("ray.data").setLevel(logging.ERROR)  # our progress file and bar report progress
     ray.data.DataContext.get_current().enable_progress_bars = False
     if ray.is_initialized():
         return False, 0.0

@@ -14,17 +14,18 @@ from tests.audio_fixtures import decode_back
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_the_demo_converts_every_good_row_and_reports_the_bad_one(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+@pytest.mark.usefixtures("ray_session")
+def test_the_demo_syncs_a_built_dataset_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert demo.main(["--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "row error [undecodable]" in out
-    mp3s = sorted(tmp_path.glob("*.mp3"))
-    assert [p.stem for p in mp3s] == sorted(k for k in demo.sample_rows() if k != "truncated_flac")
-    for path in mp3s:
-        facts = json.loads(path.with_suffix(".json").read_text())
-        assert decode_back(path.read_bytes()).sample_rate == facts["output_sample_rate"]
+    assert "complete with 1 row errors, 24 rows" in out
+    dataset_dir = next((tmp_path / "datasets").iterdir())
+    manifest = [json.loads(line) for line in (dataset_dir / "manifest.jsonl").read_text().splitlines()]
+    assert len(manifest) == 23 == len(list((dataset_dir / "audio").glob("*.mp3")))
+    for entry in manifest:
+        mp3 = decode_back((dataset_dir / entry["audio_filepath"]).read_bytes())
+        assert len(mp3.samples) / mp3.sample_rate == pytest.approx(entry["duration"], abs=0.01)
+    assert (tmp_path / "processed" / dataset_dir.name).resolve() == dataset_dir.resolve()
 
 
 def test_the_codec_benchmark_runs_in_smoke_mode(tmp_path: Path) -> None:
