@@ -203,15 +203,12 @@ class Hub:
         available = self.subsets(snapshot)
         with self._errors(snapshot.hf_id, snapshot.sha):
             layout = resolve_split(snapshot.hf_id, available, subset, split, revision=snapshot.sha, token=self.token)
-        if layout.columns is not None or layout.format != "parquet":
-            return layout
         paths = [self._repo_path(snapshot, f) for f in layout.data_files]
+        columns = layout.columns
+        if columns is None and layout.format == "parquet":
+            columns = self._parquet_columns(snapshot, paths)
         return SplitLayout(
-            subset=layout.subset,
-            split=layout.split,
-            data_files=tuple(paths),
-            columns=self._parquet_columns(snapshot, paths),
-            format=layout.format,
+            subset=layout.subset, split=layout.split, data_files=tuple(paths), columns=columns, format=layout.format
         )
 
     @staticmethod

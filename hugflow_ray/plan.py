@@ -6,6 +6,7 @@ checksum), the columns, and the encoder settings (its fingerprint). A resume wit
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import time
@@ -20,6 +21,7 @@ import pyarrow.parquet as pq
 from hugflow_ray.audio import EncoderSettings
 from hugflow_ray.errors import HubError, HubUnavailableError, PlanError
 from hugflow_ray.hub import Hub, SplitLayout, local_layout
+from hugflow_ray.layouts import STAGED_FORMATS
 from hugflow_ray.naming import dataset_dir_name
 from hugflow_ray.spec import AddRequest
 
@@ -146,11 +148,7 @@ def make_plan(request: AddRequest, *, hub: Hub | None) -> Plan:
         meta = hub.file_metadata(snapshot)
         files = tuple(SourceFile(path=p, **meta.get(p, {})) for p in layout.data_files)
     _check_readable(request, layout)
-    choice = choose_columns(request, layout.columns or {})
-    errors = [message for level, message in choice.notes if level == "error"]
-    if errors:
-        raise PlanError(f"{request.request_path or ref.source}: {' '.join(errors)}")
-    return Plan(
+    plan = Plan(
         request=request,
         dataset_name=dataset_dir_name(ref),
         source=ref.source,
@@ -159,16 +157,31 @@ def make_plan(request: AddRequest, *, hub: Hub | None) -> Plan:
         split=ref.split,
         format=layout.format,
         files=files,
-        audio_column=choice.audio,
-        text_column=choice.text,
+        audio_column=request.audio_column,
+        text_column=request.text_column,
         license=license,
     )
+    return with_columns(plan, layout.columns) if layout.columns is not None else plan
+
+
+def with_columns(plan: Plan, columns: Mapping[str, str]) -> Plan:
+    """The plan with its audio and text columns chosen from the split's actual ``columns``.
+
+    Raises:
+        PlanError: a column the request names explicitly (or the audio column of an audio dataset) is missing.
+    """
+    choice = choose_columns(plan.request, columns)
+    errors = [message for level, message in choice.notes if level == "error"]
+    if errors:
+        raise PlanError(f"{plan.request.request_path or plan.source}: {' '.join(errors)}")
+    return dataclasses.replace(plan, audio_column=choice.audio, text_column=choice.text)
 
 
 def _check_readable(request: AddRequest, layout: SplitLayout) -> None:
-    if layout.format != "parquet" or layout.columns is None:
+    if layout.format != "parquet" and layout.format not in STAGED_FORMATS:
+        readable = ", ".join(sorted({"parquet", *STAGED_FORMATS}))
         raise PlanError(
-            f"{request.dataset.source}: the {layout.format} layout is not synced yet; only parquet splits are. "
+            f"{request.dataset.source}: the {layout.format} layout is not synced; readable layouts: {readable}. "
             "Convert the split to parquet (the Hub does this on its refs/convert/parquet branch)."
         )
     if not layout.data_files:

@@ -20,10 +20,11 @@ import pyarrow.parquet as pq
 from hugflow_ray import output, rows
 from hugflow_ray.errors import PlanError, SyncError
 from hugflow_ray.hub import Hub
+from hugflow_ray.layouts import STAGED_FORMATS, stage
 from hugflow_ray.ledger import STATUS_ERROR, Ledger, LedgerMismatchError, id_ranges
 from hugflow_ray.naming import dataset_dir_name
 from hugflow_ray.output import DatasetStatus
-from hugflow_ray.plan import Plan, download, make_plan, parquet_row_groups
+from hugflow_ray.plan import Plan, download, make_plan, parquet_row_groups, with_columns
 from hugflow_ray.settings import Settings, failpoint
 from hugflow_ray.spec import AddRequest, RemoveRequest, Request, load_request
 from hugflow_ray.state import DatasetLock, Progress, progress_path, write_progress
@@ -109,14 +110,28 @@ def _sync_locked(
     fingerprint = plan.fingerprint(settings.encoder)
     ledger = Ledger(dataset_dir)
     current = output.read_status(dataset_dir)
-    if not restart and current is not None and current.state == "complete" and _recorded(ledger) == fingerprint:
+
+    def already_complete() -> SyncReport | None:
+        if restart or current is None or current.state != "complete" or _recorded(ledger) != fingerprint:
+            return None
         return _report(plan, dataset_dir, current, resumed=current.rows_done, new=0, already=True, started=started)
 
+    if plan.format not in STAGED_FORMATS and (done := already_complete()):
+        return done
+
     local_files = download(plan, hub=hub, concurrency=settings.max_concurrent_downloads)
-    groups = [(str(path), parquet_row_groups(path)) for path in local_files]
-    total = sum(sum(g) for _, g in groups)
     if restart:
         _clear_outputs(dataset_dir)
+    if plan.format in STAGED_FORMATS:
+        names = [f.path if plan.sha else Path(f.path).name for f in plan.files]
+        staged, columns = stage(plan.format, local_files, names, dataset_dir / ".hugflow" / "staging")
+        plan = with_columns(plan, columns)
+        local_files = [staged]
+        fingerprint = plan.fingerprint(settings.encoder)
+        if done := already_complete():
+            return done
+    groups = [(str(path), parquet_row_groups(path)) for path in local_files]
+    total = sum(sum(g) for _, g in groups)
     try:
         ledger.open(fingerprint, restart=restart)
     except LedgerMismatchError as e:

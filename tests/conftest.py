@@ -133,6 +133,8 @@ def _add_sync_repos(mirrors: Path, shas: dict[str, str]) -> None:
     shas["org/bigfile"] = make_dataset_repo(mirrors, "org/bigfile", {"data/train.parquet": big}, card={})
     mixed = fx.parquet_bytes(fx.mixed_records(), fx.mixed_features(), row_group_size=3)
     shas["org/mixed"] = make_dataset_repo(mirrors, "org/mixed", {"data/train.parquet": mixed}, card={})
+    shas["org/audiofolder"] = make_dataset_repo(mirrors, "org/audiofolder", fx.audiofolder_files(), card={})
+    shas["org/wds"] = make_dataset_repo(mirrors, "org/wds", fx.webdataset_files(), card={})
 
 
 @pytest.fixture(scope="session")

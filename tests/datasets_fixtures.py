@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import json
+import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -80,3 +82,31 @@ def write_local_dataset(root: Path, shards: list[bytes]) -> Path:
     for i, shard in enumerate(shards):
         (root / "data" / f"train-{i:05d}-of-{len(shards):05d}.parquet").write_bytes(shard)
     return root
+
+
+def audiofolder_files() -> dict[str, bytes]:
+    """An audio folder: three clips (one without a metadata row) and a metadata.csv with an orphan row."""
+    return {
+        "data/train/a.flac": encoded(sine(16000, 0.3), 16000),
+        "data/train/b.wav": encoded(sine(22050, 0.2, channels=2), 22050, format="WAV"),
+        "data/train/c.flac": encoded(sine(8000, 0.25), 8000),
+        "data/train/metadata.csv": b"file_name,text,speaker\na.flac,hello there,s1\nb.wav,general kenobi,s2\n"
+                                   b"missing.flac,never read,s3\n",
+    }
+
+
+def webdataset_files() -> dict[str, bytes]:
+    """Two WebDataset shards: samples with a flac, a txt transcript and a json of metadata."""
+    def shard(keys: list[str]) -> bytes:
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as archive:
+            for n, key in enumerate(keys):
+                members = [("flac", encoded(sine(16000, 0.2 + 0.05 * n), 16000)), ("txt", f"text of {key}".encode()),
+                           ("json", json.dumps({"speaker": key[-1], "quality": n}).encode())]
+                for extension, data in members:
+                    info = tarfile.TarInfo(f"{key}.{extension}")
+                    info.size = len(data)
+                    archive.addfile(info, io.BytesIO(data))
+        return buffer.getvalue()
+
+    return {"train/shard-000.tar": shard(["s0", "s1"]), "train/shard-001.tar": shard(["s2"])}
