@@ -268,7 +268,9 @@ def _decode_with_av(data: bytes) -> DecodedAudio:
     return _checked(np.concatenate(chunks, axis=1).T, rate, source_format)
 
 
-def _from_array(array: object, rate: object, *, channels_first: bool | None, source_format: str) -> DecodedAudio:
+def _from_array(
+    array: object, rate: object, *, channels_first: bool | None, source_format: str, check_finite: bool = True
+) -> DecodedAudio:
     try:
         samples = np.asarray(array)
     except Exception as e:  # objects that refuse conversion (GPU tensors, ragged lists)
@@ -282,7 +284,7 @@ def _from_array(array: object, rate: object, *, channels_first: bool | None, sou
             samples = samples.T
     else:
         raise AudioFormatError(f"the audio array has {samples.ndim} dimensions; expected 1 (mono) or 2 (channels)")
-    return _checked(_to_float(samples), rate, source_format)
+    return _checked(_to_float(samples), rate, source_format, check_finite=check_finite)
 
 
 def _channels_first(shape: tuple[int, ...]) -> bool:
@@ -304,7 +306,7 @@ def _to_float(samples: np.ndarray) -> np.ndarray:
     raise AudioFormatError(f"audio samples of type {samples.dtype} are not supported; use integer or float samples")
 
 
-def _checked(samples: np.ndarray, rate: object, source_format: str) -> DecodedAudio:
+def _checked(samples: np.ndarray, rate: object, source_format: str, *, check_finite: bool = True) -> DecodedAudio:
     if isinstance(rate, bool) or not isinstance(rate, (int, float, np.integer, np.floating)) or rate != int(rate):
         raise AudioFormatError(f"the sample rate {rate!r} is not a whole number of Hz")
     rate = int(rate)
@@ -314,9 +316,29 @@ def _checked(samples: np.ndarray, rate: object, source_format: str) -> DecodedAu
         raise AudioFormatError(f"the audio has {samples.shape[1]} channels; 1..{MAX_CHANNELS} are supported")
     if samples.shape[0] == 0:
         raise EmptyAudioError("the audio holds no samples")
-    if not np.isfinite(samples).all():
+    if check_finite and not np.isfinite(samples).all():
         raise NonFiniteAudioError("the audio contains NaN or infinite samples")
     return DecodedAudio(samples=samples, sample_rate=rate, source_format=source_format)
+
+
+def to_lossless_wav(audio: object) -> bytes:
+    """Decoded audio (an array dict, an AudioDecoder) as float WAV bytes: exact samples, NaN kept, for staging.
+
+    Raises:
+        AudioError: the value is not audio at all (shape, type, rate).
+    """
+    if isinstance(audio, Mapping) and audio.get("array") is not None:
+        decoded = _from_array(audio["array"], audio.get("sampling_rate"), channels_first=None, source_format="array",
+                              check_finite=False)
+    elif isinstance(audio, AudioDecoderLike) and not isinstance(audio, Mapping):
+        samples = audio.get_all_samples()
+        decoded = _from_array(samples.data, samples.sample_rate, channels_first=True, source_format="decoder",
+                              check_finite=False)
+    else:
+        raise AudioFormatError("only decoded audio (an array or an AudioDecoder) is staged as WAV")
+    buffer = io.BytesIO()
+    soundfile.write(buffer, decoded.samples, decoded.sample_rate, format="WAV", subtype="FLOAT")
+    return buffer.getvalue()
 
 
 def to_pcm16(decoded: DecodedAudio, rate: Hz) -> np.ndarray:

@@ -259,3 +259,29 @@ def test_the_cli_syncs_reports_status_and_removes(hub: HubFixture, tmp_path: Pat
     gone = request(tmp_path, "hf_id: org/bigfile\nreason: r\n", kind="remove")
     result = runner.invoke(app, ["remove", str(gone)], env=env)
     assert result.exit_code == 0 and "removed org__bigfile__split_train__rev_main" in result.output
+
+
+def test_in_memory_rows_with_arrays_decoders_and_bytes_reach_the_codec(settings: Settings) -> None:
+    import numpy as np
+
+    from hugflow_ray.sync import sync_rows
+    from tests.audio_fixtures import encoded, sine
+    from tests.test_audio import FakeAudioDecoder
+
+    nan = sine(16000)[:, 0].copy()
+    nan[3] = np.nan
+    records = [
+        {"audio": {"array": sine(24000)[:, 0], "sampling_rate": 24000}, "text": "array"},
+        {"audio": FakeAudioDecoder(sine(44100, channels=2).T.copy(), 44100), "text": "decoder"},
+        {"audio": {"bytes": encoded(sine(8000), 8000), "path": "x.flac"}, "text": "hub dict"},
+        {"audio": encoded(sine(16000), 16000, format="WAV"), "text": "raw bytes"},
+        {"audio": {"array": nan, "sampling_rate": 16000}, "text": "nan"},
+    ]
+    lenient = load_settings(**{**settings.model_dump(), "max_row_error_rate": 0.5})
+    report = sync_rows(records, lenient, name="my rows")
+    assert (report.rows_done, report.row_errors) == (5, 1)
+    facts = [json.loads((report.dataset_dir / "json" / f"{i}.json").read_text())["audio"] for i in range(4)]
+    assert [f["output_sample_rate"] for f in facts] == [24000, 44100, 8000, 16000]
+    assert facts[1]["source_channels"] == 2
+    assert Ledger(report.dataset_dir).read().to_pylist()[4]["error_code"] == "non_finite"
+    assert sync_rows(records, lenient, name="my rows").already_complete
