@@ -90,6 +90,10 @@ class ColumnNotFoundError(HubError, LookupError):
     """A column the request names explicitly does not exist in the split."""
 
 
+class UnreadableLayoutError(HubError):
+    """The repository's own files cannot be read (a loading script, no data files)."""
+
+
 class HubUnavailableError(HubError, ConnectionError):
     """The Hub could not be reached or answered with a server error."""
 

@@ -41,12 +41,14 @@ from hugflow_ray.errors import (
     RevisionNotFoundError,
     SplitNotFoundError,
     SubsetNotFoundError,
+    UnreadableLayoutError,
 )
 
 log = logging.getLogger(__name__)
 
 DEFAULT_CONFIG = "default"
 PARQUET_SUFFIX = ".parquet"
+PARQUET_CONVERSION_REF = "refs/convert/parquet"
 _HF_URL_PREFIX = "hf://datasets/"
 
 
@@ -192,7 +194,60 @@ class Hub:
     def subsets(self, snapshot: RepoSnapshot) -> list[str]:
         """The dataset's subsets (configs) at the snapshot's commit."""
         with self._errors(snapshot.hf_id, snapshot.sha):
-            return list(datasets.get_dataset_config_names(snapshot.hf_id, revision=snapshot.sha, token=self.token))
+            try:
+                names = datasets.get_dataset_config_names(snapshot.hf_id, revision=snapshot.sha, token=self.token)
+            except (RuntimeError, FileNotFoundError) as e:  # a loading script, or no data files datasets reads
+                raise UnreadableLayoutError(
+                    f"{snapshot.hf_id}@{snapshot.sha[:12]} cannot be read from its own files: {e}",
+                    hf_id=snapshot.hf_id,
+                    revision=snapshot.sha,
+                ) from e
+            return list(names)
+
+    def parquet_conversion(self, snapshot: RepoSnapshot, subset: str | None, split: str) -> tuple[str, SplitLayout]:
+        """The split from the Hub's parquet conversion (``refs/convert/parquet``): its commit and layout.
+
+        The Hub converts the main branch of datasets it can read to ``<config>/<split>/NNNN.parquet``.
+
+        Raises:
+            UnreadableLayoutError: there is no conversion. SubsetNotFoundError, SplitNotFoundError.
+        """
+        hf_id = snapshot.hf_id
+        with self._errors(hf_id, PARQUET_CONVERSION_REF):
+            refs = self._api.list_repo_refs(hf_id, repo_type="dataset")
+            convert = next((r for r in refs.converts if r.ref == PARQUET_CONVERSION_REF), None)
+            if convert is None:
+                raise UnreadableLayoutError(
+                    f"{hf_id} cannot be read from its own files and the Hub has no parquet conversion of it "
+                    f"({PARQUET_CONVERSION_REF}); ask its authors to publish parquet",
+                    hf_id=hf_id,
+                    revision=snapshot.sha,
+                )
+            info = self._api.dataset_info(hf_id, revision=convert.target_commit)
+        files = sorted(s.rfilename for s in info.siblings or () if s.rfilename.endswith(PARQUET_SUFFIX))
+        configs = sorted({f.split("/")[0] for f in files if f.count("/") >= 2})
+        if subset is None and len(configs) == 1:
+            config: str | None = configs[0]
+        elif subset is None and DEFAULT_CONFIG in configs:
+            config = DEFAULT_CONFIG
+        else:
+            config = _pick_subset(hf_id, configs, subset, convert.target_commit)
+        by_split: dict[str, list[str]] = {}
+        for f in files:
+            parts = f.split("/")
+            if len(parts) >= 3 and parts[0] == config:
+                by_split.setdefault(parts[1].removeprefix("partial-"), []).append(f)
+        if split not in by_split:
+            raise SplitNotFoundError(
+                f"the parquet conversion of {hf_id} has no split {split!r} in {config!r}. "
+                f"Available splits: {', '.join(sorted(by_split)) or 'none'}.",
+                hf_id=hf_id,
+                revision=convert.target_commit,
+            )
+        converted = RepoSnapshot(hf_id=hf_id, revision=PARQUET_CONVERSION_REF, sha=convert.target_commit)
+        paths = by_split[split]
+        columns = self._parquet_columns(converted, paths)
+        return convert.target_commit, SplitLayout(subset, split, tuple(paths), columns, "parquet")
 
     def split_layout(self, snapshot: RepoSnapshot, subset: str | None, split: str) -> SplitLayout:
         """Resolve a subset and split of a Hub dataset to its data files and columns.

@@ -19,8 +19,8 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from hugflow_ray.audio import EncoderSettings
-from hugflow_ray.errors import HubError, HubUnavailableError, PlanError
-from hugflow_ray.hub import Hub, SplitLayout, local_layout
+from hugflow_ray.errors import HubError, HubUnavailableError, PlanError, UnreadableLayoutError
+from hugflow_ray.hub import Hub, RepoSnapshot, SplitLayout, local_layout
 from hugflow_ray.layouts import STAGED_FORMATS
 from hugflow_ray.naming import dataset_dir_name
 from hugflow_ray.spec import AddRequest
@@ -104,6 +104,7 @@ class Plan:
     audio_column: str | None
     text_column: str | None
     license: str | None
+    files_sha: str | None = None  # the commit the files come from, when not ``sha`` (the parquet conversion)
 
     @property
     def download_bytes(self) -> int | None:
@@ -116,6 +117,7 @@ class Plan:
             "format_version": FORMAT_VERSION,
             "source": self.source,
             "sha": self.sha,
+            "files_sha": self.files_sha,
             "subset": self.subset,
             "split": self.split,
             "files": [f.path if self.sha else Path(f.path).name for f in self.files],
@@ -134,6 +136,7 @@ def make_plan(request: AddRequest, *, hub: Hub | None) -> Plan:
     """
     ref = request.dataset
     sha: str | None = None
+    files_sha: str | None = None
     license: str | None = None
     if ref.path is not None:
         layout = local_layout(ref.path, ref.subset, ref.split)
@@ -144,8 +147,8 @@ def make_plan(request: AddRequest, *, hub: Hub | None) -> Plan:
         assert ref.hf_id is not None
         snapshot = hub.snapshot(ref.hf_id, ref.revision)
         sha, license = snapshot.sha, snapshot.license
-        layout = hub.split_layout(snapshot, ref.subset, ref.split)
-        meta = hub.file_metadata(snapshot)
+        files_sha, layout = resolve_hub_layout(hub, snapshot, ref.subset, ref.split)
+        meta = hub.file_metadata(RepoSnapshot(ref.hf_id, ref.revision, files_sha or sha))
         files = tuple(SourceFile(path=p, **meta.get(p, {})) for p in layout.data_files)
     _check_readable(request, layout)
     plan = Plan(
@@ -160,6 +163,7 @@ def make_plan(request: AddRequest, *, hub: Hub | None) -> Plan:
         audio_column=request.audio_column,
         text_column=request.text_column,
         license=license,
+        files_sha=files_sha,
     )
     return with_columns(plan, layout.columns) if layout.columns is not None else plan
 
@@ -175,6 +179,25 @@ def with_columns(plan: Plan, columns: Mapping[str, str]) -> Plan:
     if errors:
         raise PlanError(f"{plan.request.request_path or plan.source}: {' '.join(errors)}")
     return dataclasses.replace(plan, audio_column=choice.audio, text_column=choice.text)
+
+
+def resolve_hub_layout(
+    hub: Hub, snapshot: RepoSnapshot, subset: str | None, split: str
+) -> tuple[str | None, SplitLayout]:
+    """The split's layout from the repository's own files, else from the Hub's parquet conversion.
+
+    Returns:
+        The commit of the parquet conversion when it is used (else None), and the layout.
+    """
+    try:
+        layout = hub.split_layout(snapshot, subset, split)
+    except UnreadableLayoutError:
+        layout = None
+    if layout is not None and (layout.format == "parquet" or layout.format in STAGED_FORMATS):
+        return None, layout
+    files_sha, converted = hub.parquet_conversion(snapshot, subset, split)
+    log.info("%s: reading the Hub's parquet conversion at %s", snapshot.hf_id, files_sha)
+    return files_sha, converted
 
 
 def _check_readable(request: AddRequest, layout: SplitLayout) -> None:
@@ -197,7 +220,7 @@ def download(plan: Plan, *, hub: Hub | None, concurrency: int) -> list[Path]:
     if plan.sha is None:
         return [Path(f.path) for f in plan.files]
     assert hub is not None and plan.request.dataset.hf_id is not None
-    hf_id, sha = plan.request.dataset.hf_id, plan.sha
+    hf_id, sha = plan.request.dataset.hf_id, plan.files_sha or plan.sha
 
     def fetch(source: SourceFile) -> Path:
         path = _retrying(lambda: hub.download(hf_id, sha, source.path), what=source.path)

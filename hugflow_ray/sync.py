@@ -163,7 +163,7 @@ def _sync_locked(
             text_column=plan.text_column,
             encoder=settings.encoder,
             duplicated=rows.duplicated_stems(c for c in candidates if c),
-            files_root=str(_files_root(plan, local_files[0])),
+            files_root=None if plan.format in STAGED_FORMATS else str(_files_root(plan, local_files[0])),
         )
         ray_runner.run(units, converter, dataset_dir, columns=None, on_progress=reporter.update)
 

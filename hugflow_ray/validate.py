@@ -10,7 +10,7 @@ from pathlib import Path
 from hugflow_ray.errors import HubError, RequestError
 from hugflow_ray.hub import Hub, RepoSnapshot, SplitLayout, local_layout
 from hugflow_ray.naming import dataset_dir_name
-from hugflow_ray.plan import choose_columns
+from hugflow_ray.plan import choose_columns, resolve_hub_layout
 from hugflow_ray.spec import AddRequest, Request, load_request
 
 
@@ -85,7 +85,10 @@ def _hub_layout(report: ValidationReport, hub: Hub, request: AddRequest) -> Spli
     report.sha = snapshot.sha
     report.add(Level.INFO, f"revision {ref.revision!r} resolves to commit {snapshot.sha}")
     report.add(Level.INFO, f"licence: {snapshot.license or 'not stated on the dataset card'}")
-    return hub.split_layout(snapshot, ref.subset, ref.split)
+    files_sha, layout = resolve_hub_layout(hub, snapshot, ref.subset, ref.split)
+    if files_sha is not None:
+        report.add(Level.INFO, f"its own files cannot be read: the Hub's parquet conversion ({files_sha}) is used")
+    return layout
 
 
 def _check_dataset(report: ValidationReport, request: AddRequest, resolve: Callable[[], SplitLayout]) -> None:

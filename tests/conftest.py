@@ -135,6 +135,25 @@ def _add_sync_repos(mirrors: Path, shas: dict[str, str]) -> None:
     shas["org/mixed"] = make_dataset_repo(mirrors, "org/mixed", {"data/train.parquet": mixed}, card={})
     shas["org/audiofolder"] = make_dataset_repo(mirrors, "org/audiofolder", fx.audiofolder_files(), card={})
     shas["org/wds"] = make_dataset_repo(mirrors, "org/wds", fx.webdataset_files(), card={})
+    _add_script_repos(mirrors, shas)
+
+
+def _add_script_repos(mirrors: Path, shas: dict[str, str]) -> None:
+    """org/script: a loading script on main and the Hub's parquet conversion on refs/convert/parquet;
+    org/script-only: a loading script and no conversion."""
+    from tests import datasets_fixtures as fx
+    from tests.hub_server import _git, make_dataset_repo
+
+    script = {"script.py": b"# a dataset loading script\n"}
+    main = make_dataset_repo(mirrors, "org/script", script, card={})
+    shard = fx.parquet_bytes(fx.speech_records(5), fx.speech_features(), row_group_size=2)
+    converted = make_dataset_repo(mirrors, "org/script", {"default/train/0000.parquet": shard}, card={},
+                                  replace=True, message="parquet conversion")
+    repo = mirrors / "datasets" / "org" / "script"
+    _git(repo, "update-ref", "refs/convert/parquet", converted)
+    _git(repo, "reset", "--hard", main)
+    shas["org/script"], shas["org/script@parquet"] = main, converted
+    shas["org/script-only"] = make_dataset_repo(mirrors, "org/script-only", script, card={})
 
 
 @pytest.fixture(scope="session")

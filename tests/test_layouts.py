@@ -84,3 +84,29 @@ def test_a_local_csv_split_is_metadata_only(settings: Settings, tmp_path: Path) 
     report = sync(request(tmp_path, "path: ../../ds\ndescription: d\n"), settings)
     assert report.rows_done == 2 and row(report, 1)["text"] == "second"
     assert not list((report.dataset_dir / "audio").iterdir())
+
+
+@pytest.mark.hub
+def test_a_repo_with_a_loading_script_is_read_from_the_hubs_parquet_conversion(
+    hub: HubFixture, settings: Settings, tmp_path: Path
+) -> None:
+    from hugflow_ray.hub import Hub
+    from hugflow_ray.plan import make_plan
+    from hugflow_ray.spec import parse_request
+
+    plan = make_plan(parse_request("hf_id: org/script\ndescription: d\n"), hub=Hub(endpoint=hub.endpoint))
+    assert (plan.sha, plan.files_sha) == (hub.shas["org/script"], hub.shas["org/script@parquet"])
+    assert [f.path for f in plan.files] == ["default/train/0000.parquet"]
+    report = sync(request(tmp_path, "hf_id: org/script\ndescription: d\n"), settings)
+    assert (report.rows_done, report.sha) == (5, hub.shas["org/script"])
+    assert row(report, 4)["text"] == "utterance 4"
+
+
+@pytest.mark.hub
+def test_a_loading_script_without_a_conversion_is_refused_with_the_reason(
+    settings: Settings, tmp_path: Path
+) -> None:
+    from hugflow_ray.errors import UnreadableLayoutError
+
+    with pytest.raises(UnreadableLayoutError, match="has no parquet conversion"):
+        sync(request(tmp_path, "hf_id: org/script-only\ndescription: d\n"), settings)

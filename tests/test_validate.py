@@ -212,3 +212,11 @@ def test_a_local_directory_in_hub_layout_resolves_its_splits(tmp_path: Path) -> 
     assert "has no split 'dev'. Available splits: train, test." in messages(missing, Level.ERROR)
     nowhere = validate_file(write_request(tmp_path, "path: ../../nope\ndescription: d\n", "n.yaml"), hub=None)
     assert "does not exist" in messages(nowhere, Level.ERROR)
+
+
+def test_a_loading_script_repo_validates_through_the_parquet_conversion(hub: HubFixture, tmp_path: Path) -> None:
+    report = validate(hub, tmp_path, "hf_id: org/script\ndescription: d\n")
+    assert report.valid, report.findings
+    assert f"the Hub's parquet conversion ({hub.shas['org/script@parquet']}) is used" in messages(report, Level.INFO)
+    refused = validate(hub, tmp_path, "hf_id: org/script-only\ndescription: d\n")
+    assert "has no parquet conversion" in messages(refused, Level.ERROR)
