@@ -23,6 +23,7 @@ from ray.data import Datasink, Datasource, ReadTask
 from ray.data.block import Block, BlockMetadata
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from hugflow_ray.errors import SyncError
 from hugflow_ray.output import DatasetWriter
 from hugflow_ray.transform import ReadUnit, RowConverter, read_unit
 
@@ -40,7 +41,13 @@ def ensure_ray(address: str | None) -> tuple[bool, float]:
         return False, 0.0
     start = time.perf_counter()
     if address:
-        ray.init(address=address, log_to_driver=False)
+        try:
+            ray.init(address=address, log_to_driver=False)
+        except ConnectionError as e:
+            raise SyncError(
+                f"cannot join the Ray cluster at RAY_ADDRESS={address}: {e}. Start it (`ray start --head`) or unset "
+                "RAY_ADDRESS to use an embedded Ray."
+            ) from e
     else:
         ray.init(include_dashboard=False, log_to_driver=False)
     return True, time.perf_counter() - start

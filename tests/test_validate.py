@@ -220,3 +220,13 @@ def test_a_loading_script_repo_validates_through_the_parquet_conversion(hub: Hub
     assert f"the Hub's parquet conversion ({hub.shas['org/script@parquet']}) is used" in messages(report, Level.INFO)
     refused = validate(hub, tmp_path, "hf_id: org/script-only\ndescription: d\n")
     assert "has no parquet conversion" in messages(refused, Level.ERROR)
+
+
+def test_init_creates_the_working_directories(tmp_path: Path) -> None:
+    env = {"STORAGE_ROOT": str(tmp_path / "ds"), "STATE_DIR": str(tmp_path / "st"),
+           "PROCESSED_ROOT": str(tmp_path / "pr")}
+    result = CliRunner().invoke(app, ["init"], env=env)
+    assert result.exit_code == 0, result.output
+    for directory in ("ds", "st/progress", "st/locks", "pr", "requests/add", "requests/remove"):
+        assert (tmp_path / directory).is_dir(), directory
+    assert f"ready: {tmp_path / 'pr'}" in result.output
