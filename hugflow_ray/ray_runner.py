@@ -48,8 +48,8 @@ def ensure_ray(address: str | None) -> tuple[bool, float]:
                 f"cannot join the Ray cluster at RAY_ADDRESS={address}: {e}. Start it (`ray start --head`) or unset "
                 "RAY_ADDRESS to use an embedded Ray."
             ) from e
-    else:
-        ray.init(include_dashboard=False, log_to_driver=False)
+    else:  # "local": always a new embedded Ray, never a cluster some earlier `ray start` left on this machine
+        ray.init(address="local", include_dashboard=False, log_to_driver=False)
     return True, time.perf_counter() - start
 
 

@@ -161,6 +161,7 @@ def ray_session() -> Iterator[None]:
     """One small embedded Ray for the whole session (2 CPUs, small object store, no dashboard)."""
     import ray
 
-    ray.init(num_cpus=2, object_store_memory=256 * 1024**2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, object_store_memory=256 * 1024**2, include_dashboard=False,
+             log_to_driver=False)
     yield
     ray.shutdown()
