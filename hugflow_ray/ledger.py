@@ -46,7 +46,6 @@ class LedgerMismatchError(ValueError):
 class LedgerSummary:
     rows: int
     errors: int
-    duration: float
 
 
 class Ledger:
@@ -64,8 +63,8 @@ class Ledger:
             LedgerMismatchError: the existing ledger has another fingerprint and ``restart`` is False.
         """
         self.parts.mkdir(parents=True, exist_ok=True)
-        if self.meta_path.exists() and not restart:
-            recorded = json.loads(self.meta_path.read_text())["fingerprint"]
+        recorded = self.recorded_fingerprint()
+        if recorded is not None and not restart:
             if recorded != fingerprint:
                 changed = sorted(k for k in {*recorded, *fingerprint} if recorded.get(k) != fingerprint.get(k))
                 raise LedgerMismatchError(", ".join(changed))
@@ -74,6 +73,13 @@ class Ledger:
                 part.unlink()
         atomic.remove_temp_files([self.parts, self.root])
         atomic.write_json(self.meta_path, {"fingerprint": fingerprint})
+
+    def recorded_fingerprint(self) -> dict[str, Any] | None:
+        """The fingerprint the ledger was opened with, or None when there is no ledger yet."""
+        try:
+            return json.loads(self.meta_path.read_text())["fingerprint"]
+        except (OSError, ValueError, KeyError):
+            return None
 
     def append(self, records: list[dict[str, Any]]) -> Path | None:
         """Durably add the records of one batch (call only once their files are durable)."""
@@ -104,14 +110,8 @@ class Ledger:
         return self.read(["row_id"]).column("row_id").to_numpy()
 
     def summary(self) -> LedgerSummary:
-        table = self.read(["row_id", "status", "duration"])
-        statuses = table.column("status").to_pylist()
-        durations = table.column("duration").to_numpy(zero_copy_only=False)
-        return LedgerSummary(
-            rows=table.num_rows,
-            errors=statuses.count(STATUS_ERROR),
-            duration=float(np.nansum(durations.astype(float))) if len(durations) else 0.0,
-        )
+        table = self.read(["row_id", "status"])
+        return LedgerSummary(rows=table.num_rows, errors=table.column("status").to_pylist().count(STATUS_ERROR))
 
 
 def id_ranges(ids: np.ndarray) -> list[tuple[int, int]]:

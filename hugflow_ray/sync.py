@@ -5,7 +5,6 @@ This is the Python API the CLI calls (``sync``, ``status``, ``remove``), returni
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -114,7 +113,7 @@ def _sync_locked(
     current = output.read_status(dataset_dir)
 
     def already_complete() -> SyncReport | None:
-        if restart or current is None or current.state != "complete" or _recorded(ledger) != fingerprint:
+        if restart or current is None or current.state != "complete" or ledger.recorded_fingerprint() != fingerprint:
             return None
         return _report(plan, dataset_dir, current, resumed=current.rows_done, new=0, already=True, started=started)
 
@@ -245,13 +244,6 @@ def _staged_audio(value: object) -> dict[str, Any] | None:
     if isinstance(value, Mapping) and value.get("array") is None:
         return {"bytes": value.get("bytes"), "path": value.get("path")}
     return {"bytes": audio.to_lossless_wav(value), "path": None}
-
-
-def _recorded(ledger: Ledger) -> dict | None:
-    try:
-        return json.loads(ledger.meta_path.read_text())["fingerprint"]
-    except (OSError, ValueError, KeyError):
-        return None
 
 
 def _report(plan: Plan, dataset_dir: Path, status: DatasetStatus, *, resumed: int, new: int, already: bool,
