@@ -29,7 +29,7 @@ from hugflow_ray.plan import Plan, download, make_plan, parquet_row_groups, with
 from hugflow_ray.settings import Settings, failpoint
 from hugflow_ray.spec import AddRequest, DatasetRef, RemoveRequest, Request, load_request
 from hugflow_ray.state import DatasetLock, Progress, progress_path, write_progress
-from hugflow_ray.transform import RowConverter, name_candidates, pending, plan_units
+from hugflow_ray.transform import RowConverter, available_cpus, name_candidates, pending, plan_units
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +149,7 @@ def _sync_locked(
                                  on_progress, progress_bar)
     reporter.update(0, 0, force=True)
 
-    units = pending(plan_units(groups, cpus=_cpus()), finished)
+    units = pending(plan_units(groups, cpus=available_cpus()), finished)
     startup = 0.0
     if units:
         from hugflow_ray import ray_runner
@@ -255,10 +255,6 @@ def _report(plan: Plan, dataset_dir: Path, status: DatasetStatus, *, resumed: in
         seconds=time.perf_counter() - started, ray_startup_seconds=ray_startup,
         manifest=dataset_dir / output.MANIFEST_JSONL,
     )
-
-
-def _cpus() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _files_root(plan: Plan, first_local: Path) -> Path:

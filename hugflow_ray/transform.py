@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,11 @@ class ReadUnit:
     @property
     def last_row_id(self) -> int:
         return self.first_row_id + self.num_rows - 1
+
+
+def available_cpus() -> int:
+    """CPUs this process may use (its affinity mask, e.g. a container's or taskset's limit)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def plan_units(files: list[tuple[str, list[int]]], *, cpus: int) -> list[ReadUnit]:

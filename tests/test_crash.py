@@ -20,7 +20,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from hugflow_ray.plan import parquet_row_groups
 from hugflow_ray.settings import FAILPOINT_VARIABLE
+from hugflow_ray.transform import available_cpus, plan_units
 from tests import datasets_fixtures as fx
 
 CRASH_SEED = 20261122
@@ -65,20 +67,30 @@ class Runner:
             start_new_session=True,
         )
 
-    def complete(self, storage: str) -> tuple[float, bytes]:
-        started = time.perf_counter()
+    def complete(self, storage: str) -> bytes:
         proc = self.start(storage)
         out, _ = proc.communicate(timeout=RUN_TIMEOUT)
         assert proc.returncode == 0, out.decode(errors="replace")[-3000:]
-        return time.perf_counter() - started, out
+        return out
 
     @staticmethod
-    def kill(proc: subprocess.Popen[bytes], after: float) -> None:
-        try:
-            proc.wait(timeout=after)
-        except subprocess.TimeoutExpired:
+    def kill_after(proc: subprocess.Popen[bytes], parts_dir: Path, more_parts: int, delay: float) -> None:
+        """SIGKILL the run's process group once ``more_parts`` more ledger parts exist, ``delay`` s later.
+
+        Tying the moment to progress (not to wall time) lands kills during start-up, conversion and finalize
+        whatever the machine's speed.
+        """
+        def parts() -> int:
+            return len(list(parts_dir.glob("part-*.parquet"))) if parts_dir.is_dir() else 0
+
+        target = parts() + more_parts
+        deadline = time.monotonic() + RUN_TIMEOUT
+        while proc.poll() is None and parts() < target and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(delay)
+        if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=30)
+        proc.wait(timeout=60)
 
 
 def test_killed_syncs_resume_to_exactly_the_uninterrupted_tree(tmp_path: Path) -> None:
@@ -89,13 +101,14 @@ def test_killed_syncs_resume_to_exactly_the_uninterrupted_tree(tmp_path: Path) -
         for i, n in enumerate(ROWS_PER_SHARD)
     ]
     fx.write_local_dataset(tmp_path / "source", shards)
+    source_files = list((tmp_path / "source" / "data").glob("*.parquet"))
     request = tmp_path / "requests" / "add" / "crash.yaml"
     request.parent.mkdir(parents=True)
     request.write_text("path: ../../source\ndescription: crash test\n")
     runner = Runner(tmp_path, request)
     total = sum(ROWS_PER_SHARD)
 
-    full_seconds, _ = runner.complete("reference")
+    runner.complete("reference")
     reference_dir = next((tmp_path / "reference").iterdir())
     reference = digest_tree(reference_dir)
     assert len([k for k in reference if k.startswith("audio/")]) == total
@@ -115,12 +128,16 @@ def test_killed_syncs_resume_to_exactly_the_uninterrupted_tree(tmp_path: Path) -
         check(point)
 
     rng = random.Random(CRASH_SEED)
+    groups = [(str(p), parquet_row_groups(p)) for p in sorted(source_files)]
+    total_parts = len(plan_units(groups, cpus=available_cpus()))
+    parts_dir = tmp_path / "crashed" / reference_dir.name / ".hugflow" / "ledger"
     kills = 0
     for _ in range(MAX_ATTEMPTS):
         if kills >= RANDOM_KILLS:
             break
+        done = len(list(parts_dir.glob("part-*.parquet"))) if parts_dir.is_dir() else 0
         proc = runner.start("crashed")
-        runner.kill(proc, after=rng.uniform(0.2, full_seconds))
+        runner.kill_after(proc, parts_dir, rng.randint(0, max(0, total_parts - done)), rng.uniform(0.0, 0.3))
         if proc.returncode == -signal.SIGKILL:
             kills += 1
             continue
@@ -132,6 +149,6 @@ def test_killed_syncs_resume_to_exactly_the_uninterrupted_tree(tmp_path: Path) -
     crashed_dir = check("crashed")
 
     stamps = {p: p.stat().st_mtime_ns for p in crashed_dir.rglob("*")}
-    _, out = runner.complete("crashed")
+    out = runner.complete("crashed")
     assert b"already complete" in out
     assert {p: p.stat().st_mtime_ns for p in crashed_dir.rglob("*")} == stamps
