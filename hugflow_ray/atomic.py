@@ -43,10 +43,14 @@ def write_bytes(path: Path, data: bytes, *, sync_dir: bool = True) -> None:
         fsync_dir(path.parent)
 
 
+def json_bytes(value: Any) -> bytes:
+    """``value`` as canonical JSON: UTF-8, sorted keys, no NaN; the same value always gives the same bytes."""
+    return (json.dumps(value, ensure_ascii=False, sort_keys=True, indent=1, allow_nan=False) + "\n").encode("utf-8")
+
+
 def write_json(path: Path, value: Any, *, sync_dir: bool = True) -> None:
-    """Write ``value`` as JSON atomically (UTF-8, sorted keys: the same value gives the same bytes)."""
-    text = json.dumps(value, ensure_ascii=False, sort_keys=True, indent=1, allow_nan=False) + "\n"
-    write_bytes(path, text.encode("utf-8"), sync_dir=sync_dir)
+    """Write ``value`` as canonical JSON (:func:`json_bytes`) atomically."""
+    write_bytes(path, json_bytes(value), sync_dir=sync_dir)
 
 
 def remove_temp_files(directories: Iterable[Path]) -> int:

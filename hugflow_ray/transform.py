@@ -8,7 +8,6 @@ ledger) are dropped while reading, before any decode.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import os
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from hugflow_ray import audio, rows
+from hugflow_ray import atomic, audio, rows
 from hugflow_ray.audio import EncoderSettings, SafePathResolver
 from hugflow_ray.errors import AudioError
 from hugflow_ray.ledger import STATUS_ERROR, STATUS_OK
@@ -161,5 +160,4 @@ class RowConverter:
             facts = encoded.facts
             record.update(mp3=encoded.mp3, sha256=hashlib.sha256(encoded.mp3).hexdigest(), duration=facts.duration)
         document = rows.sidecar(row_id, row, audio_file=audio_file, facts=facts)
-        payload = json.dumps(document, ensure_ascii=False, sort_keys=True, indent=1, allow_nan=False) + "\n"
-        return {**record, "status": STATUS_OK, "audio_file": audio_file, "json": payload.encode("utf-8")}
+        return {**record, "status": STATUS_OK, "audio_file": audio_file, "json": atomic.json_bytes(document)}

@@ -50,20 +50,21 @@ class HubFixture:
 def _speech_shard(rows: int, *, text: bool = True, seed: int = 0) -> bytes:
     import datasets
 
-    from tests.hub_server import audio_parquet_bytes, sine_flac_bytes
+    from tests.audio_fixtures import encoded, sine
+    from tests.datasets_fixtures import parquet_bytes
 
     columns: dict[str, Any] = {"audio": datasets.Audio(sampling_rate=16000), "speaker_id": datasets.Value("int32")}
     if text:
         columns["text"] = datasets.Value("string")
     records = [
         {
-            "audio": {"bytes": sine_flac_bytes(freq=220.0 + 20 * (seed + i)), "path": f"clip_{seed + i}.flac"},
+            "audio": {"bytes": encoded(sine(16000, 0.1), 16000), "path": f"clip_{seed + i}.flac"},
             "speaker_id": i % 3,
             **({"text": f"utterance {seed + i}"} if text else {}),
         }
         for i in range(rows)
     ]
-    return audio_parquet_bytes(records, datasets.Features(columns))
+    return parquet_bytes(records, datasets.Features(columns), row_group_size=100)
 
 
 def _text_shard() -> bytes:

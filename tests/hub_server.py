@@ -41,8 +41,6 @@ directory on every request.
 from __future__ import annotations
 
 import contextlib
-import io
-import math
 import os
 import shutil
 import socket
@@ -52,7 +50,6 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-import wave
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -65,13 +62,10 @@ __all__ = [
     "GIT_BASE_DATE",
     "HubServer",
     "HubServerError",
-    "audio_parquet_bytes",
     "block_non_loopback",
     "find_olah_cli",
     "make_dataset_repo",
     "render_card",
-    "sine_flac_bytes",
-    "sine_wav_bytes",
 ]
 
 GIT_AUTHOR_NAME = "Hub Test"
@@ -212,65 +206,8 @@ def make_dataset_repo(
 # --------------------------------------------------------------------------- audio / parquet
 
 
-def _sine_pcm16(freq: float, sampling_rate: int, seconds: float, channels: int) -> bytes:
-    import numpy as np
-
-    n = max(1, int(round(sampling_rate * seconds)))
-    t = np.arange(n) / sampling_rate
-    mono = (0.5 * np.sin(2 * math.pi * freq * t) * 32767).astype("<i2")
-    return np.repeat(mono[:, None], channels, axis=1).tobytes()
 
 
-def sine_wav_bytes(freq: float = 440.0, sampling_rate: int = 16_000, seconds: float = 0.1, channels: int = 1) -> bytes:
-    """16-bit PCM WAV of a sine tone (stdlib ``wave``)."""
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as w:
-        w.setnchannels(channels)
-        w.setsampwidth(2)
-        w.setframerate(sampling_rate)
-        w.writeframes(_sine_pcm16(freq, sampling_rate, seconds, channels))
-    return buf.getvalue()
-
-
-def sine_flac_bytes(freq: float = 440.0, sampling_rate: int = 16_000, seconds: float = 0.1, channels: int = 1) -> bytes:
-    """FLAC (16-bit) of a sine tone, via ``soundfile``."""
-    import numpy as np
-    import soundfile as sf
-
-    pcm = np.frombuffer(_sine_pcm16(freq, sampling_rate, seconds, channels), dtype="<i2").reshape(-1, channels)
-    buf = io.BytesIO()
-    sf.write(buf, pcm, sampling_rate, format="FLAC", subtype="PCM_16")
-    return buf.getvalue()
-
-
-def audio_parquet_bytes(rows: list[dict[str, Any]], features: Any) -> bytes:
-    """A parquet file written by ``datasets`` (``Dataset.to_parquet``) for already-encoded rows.
-
-    Audio values must be ``{"bytes": <wav/flac bytes>, "path": "x.flac"}`` (encoding arrays
-    needs torchcodec, which is not installed). ``features`` is a ``datasets.Features`` (e.g.
-    ``Features({"audio": Audio(sampling_rate=16000), "text": Value("string")})``); the file's
-    schema metadata carries it under the ``huggingface`` key exactly as on the Hub
-    (``{"info": {"features": {"audio": {"_type": "Audio", ...}}}}``).
-    ``Dataset.from_list(rows, features=...)`` cannot be used: Audio.encode_example imports
-    torchcodec even for ``decode=False``; the table is therefore built from
-    ``features.arrow_schema`` and wrapped in a ``Dataset`` without re-encoding.
-    """
-    import datasets
-    import pyarrow as pa
-    from datasets.table import InMemoryTable
-    from datasets.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
-
-    table = pa.Table.from_pylist(rows, schema=features.arrow_schema)
-    ds = datasets.Dataset(InMemoryTable(table), info=datasets.DatasetInfo(features=features))
-    buf = io.BytesIO()
-    was_disabled = are_progress_bars_disabled()
-    disable_progress_bars()
-    try:
-        ds.to_parquet(buf)
-    finally:
-        if not was_disabled:
-            enable_progress_bars()
-    return buf.getvalue()
 
 
 # --------------------------------------------------------------------------- server
