@@ -57,10 +57,9 @@ def validate(
     settings = _settings()
     hub = None
     if not offline:
-        from hugflow_ray.hub import Hub
+        from hugflow_ray.sync import hub_for
 
-        token = settings.hf_token.get_secret_value() if settings.hf_token else None
-        hub = Hub(endpoint=settings.hf_endpoint, token=token)
+        hub = hub_for(settings)
     invalid = 0
     for path in files:
         report = validate_file(path, hub=hub)
@@ -101,12 +100,18 @@ def local_sync(
     restart: Annotated[
         bool, typer.Option("--restart", help="Discard converted rows made with other settings and start over.")
     ] = False,
+    lock_owner: Annotated[
+        str, typer.Option("--lock-owner", help="Who holds the dataset's lock, as others are told (e.g. 'PR #12').")
+    ] = "local-sync",
+    expect_sha: Annotated[
+        str | None, typer.Option("--expect-sha", help="Refuse unless the revision still resolves to this commit.")
+    ] = None,
 ) -> None:
     """Sync one dataset on this machine (embedded Ray, or the cluster at RAY_ADDRESS); resumes where it stopped."""
     from hugflow_ray.sync import sync
 
     settings = _settings()
-    report = sync(file, settings, restart=restart, progress_bar=True)
+    report = sync(file, settings, restart=restart, owner=lock_owner, expect_sha=expect_sha, progress_bar=True)
     if report.already_complete:
         typer.echo(f"{report.dataset_name} is already complete ({report.rows_done} rows): nothing to do.")
         typer.echo(f"  {report.dataset_dir}")
@@ -120,6 +125,21 @@ def local_sync(
     typer.echo(f"  manifest: {report.manifest}")
     if report.row_errors:
         typer.echo(f"  errors:   hugflow status {report.dataset_name} --errors")
+
+
+@app.command("sync")
+def sync_command(
+    ci_mode: Annotated[
+        bool, typer.Option("--ci-mode", help="Sync the request files of the pull request in GitHub Actions' event.")
+    ] = False,
+) -> None:
+    """In GitHub Actions: sync the PR's requests, reporting on the PR (and Slack); non-zero when any failed."""
+    if not ci_mode:
+        raise typer.BadParameter("only --ci-mode exists; on this machine use `hugflow local-sync FILE`",
+                                 param_hint="--ci-mode")
+    from hugflow_ray import ci
+
+    raise typer.Exit(ci.run(_settings()))
 
 
 @app.command()

@@ -155,3 +155,11 @@ class UnsafeAudioPathError(AudioError):
     """An audio ``path`` points outside the dataset's own files (a URL, an absolute path, ``..``)."""
 
     code = "unsafe_path"
+
+
+class CIError(HugflowError, RuntimeError):
+    """``sync --ci-mode`` cannot run here: not in GitHub Actions, no pull request in the event, no token."""
+
+
+class GitHubError(HugflowError, ConnectionError):
+    """The GitHub API refused or kept failing after the retries; the message says which call and why."""

@@ -77,6 +77,18 @@ class RepoSnapshot:
             return ", ".join(map(str, value)) or None
         return str(value) if value else None
 
+    def rows(self, subset: str | None, split: str) -> int | None:
+        """The split's row count as the card's ``dataset_info`` states it (None when it does not)."""
+        info = self.card.get("dataset_info")
+        infos = info if isinstance(info, list) else [info] if isinstance(info, Mapping) else []
+        for entry in infos:
+            if not isinstance(entry, Mapping) or entry.get("config_name", "default") != (subset or "default"):
+                continue
+            for s in entry.get("splits") or []:
+                if isinstance(s, Mapping) and s.get("name") == split and isinstance(s.get("num_examples"), int):
+                    return s["num_examples"]
+        return None
+
 
 @dataclass(frozen=True)
 class SplitLayout:

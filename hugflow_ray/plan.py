@@ -105,6 +105,7 @@ class Plan:
     text_column: str | None
     license: str | None
     files_sha: str | None = None  # the commit the files come from, when not ``sha`` (the parquet conversion)
+    rows: int | None = None  # as the card states it, before the download; the sync counts the files' rows
 
     @property
     def download_bytes(self) -> int | None:
@@ -138,6 +139,7 @@ def make_plan(request: AddRequest, *, hub: Hub | None) -> Plan:
     sha: str | None = None
     files_sha: str | None = None
     license: str | None = None
+    rows: int | None = None
     if ref.path is not None:
         layout = local_layout(ref.path, ref.subset, ref.split)
         files = tuple(SourceFile(path=str(Path(p).resolve())) for p in layout.data_files)
@@ -146,7 +148,7 @@ def make_plan(request: AddRequest, *, hub: Hub | None) -> Plan:
             raise PlanError(f"{ref.hf_id}: a Hub request needs the Hub (HF_ENDPOINT)")
         assert ref.hf_id is not None
         snapshot = hub.snapshot(ref.hf_id, ref.revision)
-        sha, license = snapshot.sha, snapshot.license
+        sha, license, rows = snapshot.sha, snapshot.license, snapshot.rows(ref.subset, ref.split)
         files_sha, layout = resolve_hub_layout(hub, snapshot, ref.subset, ref.split)
         meta = hub.file_metadata(RepoSnapshot(ref.hf_id, ref.revision, files_sha or sha))
         files = tuple(SourceFile(path=p, **meta.get(p, {})) for p in layout.data_files)
@@ -164,6 +166,7 @@ def make_plan(request: AddRequest, *, hub: Hub | None) -> Plan:
         text_column=request.text_column,
         license=license,
         files_sha=files_sha,
+        rows=rows,
     )
     return with_columns(plan, layout.columns) if layout.columns is not None else plan
 

@@ -15,6 +15,8 @@ from hugflow_ray.audio import EncoderSettings
 from hugflow_ray.errors import SettingsError
 
 DEFAULT_HF_ENDPOINT = "https://huggingface.co"
+DEFAULT_GITHUB_API_URL = "https://api.github.com"
+DEFAULT_SLACK_API_URL = "https://slack.com/api/"
 FAILPOINT_VARIABLE = "HUGFLOW_FAILPOINT"
 MAX_DOWNLOAD_CONCURRENCY = 64
 
@@ -33,7 +35,16 @@ class Settings(BaseSettings):
     state_dir: Path = Field(Path("./.hugflow-state"), description="Progress files and locks.")
     github_token: SecretStr | None = Field(None, description="GitHub token for PR comments (else `gh auth token`).")
     slack_webhook_url: SecretStr | None = Field(None, description="Slack incoming webhook URL.")
+    slack_bot_token: SecretStr | None = Field(None, description="Slack bot token (xoxb-...), with SLACK_CHANNEL.")
     slack_channel: str | None = Field(None, description="Slack channel, with a bot token.")
+    slack_api_url: str = Field(DEFAULT_SLACK_API_URL, description="Slack Web API base URL (bot token only).")
+    github_actions: bool = Field(False, description="Set to true by GitHub Actions; `sync --ci-mode` needs it.")
+    github_event_path: Path | None = Field(None, description="The Actions event file (set by Actions).")
+    github_repository: str | None = Field(None, description="owner/name of the repository (set by Actions).")
+    github_api_url: str = Field(DEFAULT_GITHUB_API_URL, description="GitHub REST API URL (Enterprise: set by Actions).")
+    sync_approval_label: str = Field(
+        "sync-approved", description="Label a maintainer puts on a fork PR's reviewed head commit to let it sync."
+    )
     progress_interval: int = Field(10000, ge=1, description="Rows between progress reports.")
     max_concurrent_downloads: int = Field(5, ge=1, le=MAX_DOWNLOAD_CONCURRENCY, description="Parallel downloads.")
     auto_merge: bool = Field(False, description="Merge the PR when every request succeeded.")
@@ -53,7 +64,7 @@ class Settings(BaseSettings):
             raise ValueError(f"must be an MP3 bitrate: one of {', '.join(map(str, mp3.LEGAL_BITRATES))}")
         return value
 
-    @field_validator("hf_endpoint")
+    @field_validator("hf_endpoint", "github_api_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):
@@ -67,7 +78,8 @@ class Settings(BaseSettings):
 
     def secrets(self) -> list[str]:
         """The secret values configured, for redaction."""
-        return [s.get_secret_value() for s in (self.hf_token, self.github_token, self.slack_webhook_url) if s]
+        values = (self.hf_token, self.github_token, self.slack_webhook_url, self.slack_bot_token)
+        return [s.get_secret_value() for s in values if s]
 
 
 def load_settings(**overrides: object) -> Settings:
@@ -89,3 +101,15 @@ def failpoint(name: str) -> None:
     """
     if os.environ.get(FAILPOINT_VARIABLE) == name:
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+# The control plane's credentials: the data-plane driver never needs them, so it never gets them.
+CONTROL_PLANE_VARIABLES = (
+    "GITHUB_TOKEN", "GH_TOKEN", "GH_ENTERPRISE_TOKEN", "SLACK_WEBHOOK_URL", "SLACK_BOT_TOKEN",
+    "ACTIONS_RUNTIME_TOKEN", "ACTIONS_ID_TOKEN_REQUEST_TOKEN", "ACTIONS_ID_TOKEN_REQUEST_URL",
+)
+
+
+def driver_environment() -> dict[str, str]:
+    """The environment for a data-plane driver process: this one without the control plane's credentials."""
+    return {k: v for k, v in os.environ.items() if k.upper() not in CONTROL_PLANE_VARIABLES}

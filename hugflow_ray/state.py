@@ -79,6 +79,20 @@ class DatasetLock:
         atomic.write_json(self.holder_path, holder)
         return self
 
+    def held_by(self) -> str | None:
+        """Who holds the lock now, or None when it is free (checked without keeping it)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return self._holder()
+        else:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return None
+        finally:
+            os.close(fd)
+
     def _holder(self) -> str:
         try:
             holder = json.loads(self.holder_path.read_text())

@@ -60,7 +60,8 @@ class SyncReport:
     manifest: Path | None
 
 
-def _hub(settings: Settings) -> Hub:
+def hub_for(settings: Settings) -> Hub:
+    """The Hub client these settings point at (``HF_ENDPOINT``, ``HF_TOKEN``)."""
     token = settings.hf_token.get_secret_value() if settings.hf_token else None
     return Hub(endpoint=settings.hf_endpoint, token=token)
 
@@ -78,6 +79,7 @@ def sync(
     *,
     restart: bool = False,
     owner: str = "local-sync",
+    expect_sha: str | None = None,
     on_progress: ProgressCallback | None = None,
     progress_bar: bool = False,
 ) -> SyncReport:
@@ -86,13 +88,17 @@ def sync(
     Raises:
         RequestError, HubError, PlanError: before any heavy work.
         SyncError: locked by another run, settings changed since the last run (use ``restart``), or more
-            row errors than ``MAX_ROW_ERROR_RATE`` allows.
+            row errors than ``MAX_ROW_ERROR_RATE`` allows, or the revision no longer resolves to ``expect_sha``
+            (the commit a plan was shown for).
     """
     started = time.perf_counter()
     request = _request(source, AddRequest)
     assert isinstance(request, AddRequest)
-    hub = _hub(settings) if request.dataset.hf_id is not None else None
+    hub = hub_for(settings) if request.dataset.hf_id is not None else None
     plan = make_plan(request, hub=hub)
+    if expect_sha is not None and plan.sha != expect_sha:
+        raise SyncError(f"{plan.source}@{request.dataset.revision} now resolves to {plan.sha}, not {expect_sha} "
+                        "as planned: the revision moved; run again to plan the new commit")
     dataset_dir = settings.storage_root / plan.dataset_name
     with DatasetLock(settings.state_dir, plan.dataset_name, owner=owner):
         return _sync_locked(plan, dataset_dir, settings, hub, restart, started, on_progress, progress_bar)
@@ -366,10 +372,14 @@ def status(settings: Settings) -> list[StatusRow]:
         current = output.read_status(dataset_dir)
         if current is None:
             continue
-        size = sum(f.stat().st_size for f in dataset_dir.rglob("*") if f.is_file() and not f.is_symlink())
         rows_.append(StatusRow(current.dataset_name, current.state, current.rows_done, current.rows_total,
-                               current.row_errors, size, current.sha, current.updated))
+                               current.row_errors, dataset_size(dataset_dir), current.sha, current.updated))
     return rows_
+
+
+def dataset_size(dataset_dir: Path) -> int:
+    """Bytes of a dataset copy's own files (symlinks not followed)."""
+    return sum(f.stat().st_size for f in dataset_dir.rglob("*") if f.is_file() and not f.is_symlink())
 
 
 def row_errors(settings: Settings, name: str) -> list[dict]:

@@ -1,0 +1,324 @@
+"""``hugflow sync --ci-mode``: the control plane of the pull-request workflow.
+
+It reads the Actions event, asks GitHub what the PR changes, decides (:func:`hugflow_ray.gitops.gate`) what
+may run, and for each request file keeps one living PR comment (and Slack) up to date. The data plane is a
+separate driver process (``hugflow local-sync``), started without the GitHub and Slack credentials; the two
+talk only through the progress file, the ledger and the dataset's status, so the driver can move into
+``ray job submit`` unchanged.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from hugflow_ray import gitops, output, sync
+from hugflow_ray.errors import CIError, GitHubError, HugflowError, RequestError
+from hugflow_ray.github import PullRequestClient
+from hugflow_ray.plan import Plan, make_plan
+from hugflow_ray.redact import redact
+from hugflow_ray.settings import Settings, driver_environment
+from hugflow_ray.slack import Slack
+from hugflow_ray.spec import AddRequest, RemoveRequest, RequestKind, parse_request
+from hugflow_ray.state import DatasetLock, read_progress
+
+log = logging.getLogger(__name__)
+
+MILESTONES = (25, 50, 75)
+FIX_THE_REQUEST = "fix the request file in this PR and push; the sync runs again on the new commit."
+
+
+def load_event(settings: Settings) -> gitops.EventFacts:
+    """The pull request the Actions event is about.
+
+    Raises:
+        CIError: not in GitHub Actions, no event file, or no pull request in the event.
+    """
+    if not settings.github_actions or settings.github_event_path is None:
+        raise CIError("--ci-mode runs inside GitHub Actions (GITHUB_ACTIONS=true, GITHUB_EVENT_PATH set); "
+                      "on this machine use `hugflow local-sync FILE`")
+    if not settings.github_repository:
+        raise CIError("GITHUB_REPOSITORY is not set; Actions sets it to owner/name")
+    try:
+        event = json.loads(settings.github_event_path.read_text())
+    except (OSError, ValueError) as e:
+        raise CIError(f"cannot read the event file {settings.github_event_path} ({e})") from None
+    pull = event.get("pull_request") if isinstance(event, dict) else None
+    if not isinstance(pull, dict) or not isinstance(pull.get("number"), int):
+        raise CIError(f"the event in {settings.github_event_path} has no pull request; the dataset-sync workflow "
+                      "runs on pull_request_target events")
+    label = event.get("label")
+    return gitops.EventFacts(number=pull["number"], action=str(event.get("action", "")), head_sha=pull["head"]["sha"],
+                             label=label.get("name") if isinstance(label, dict) else None)
+
+
+def github_token(settings: Settings) -> str:
+    """``GITHUB_TOKEN``, else what ``gh auth token`` prints."""
+    if settings.github_token is not None:
+        return settings.github_token.get_secret_value()
+    gh = shutil.which("gh")
+    if gh is not None:
+        result = subprocess.run([gh, "auth", "token"], capture_output=True, text=True, timeout=30, check=False)
+        if result.returncode == 0 and result.stdout.strip():
+            return result.stdout.strip()
+    raise CIError("no GitHub token: set GITHUB_TOKEN (the workflow passes github.token) or log in with `gh auth login`")
+
+
+class DriverRun(Protocol):
+    def poll(self) -> int | None: ...
+    def wait(self) -> int: ...
+    @property
+    def error(self) -> str | None: ...
+
+
+class Driver(Protocol):
+    def start(self, request_file: Path, *, owner: str, expect_sha: str | None) -> DriverRun: ...
+
+
+class LocalDriver:
+    """Runs ``hugflow local-sync`` as a child process on this host, without the control plane's credentials."""
+
+    def __init__(self, secrets: list[str]) -> None:
+        self._secrets = secrets
+
+    def start(self, request_file: Path, *, owner: str, expect_sha: str | None) -> _ProcessRun:
+        command = [sys.executable, "-m", "hugflow_ray", "local-sync", str(request_file), "--lock-owner", owner]
+        if expect_sha:
+            command += ["--expect-sha", expect_sha]
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                   env=driver_environment(), errors="replace")
+        return _ProcessRun(process, self._secrets)
+
+
+class _ProcessRun:
+    """A driver process whose output is echoed (redacted) to this job's log and whose last error is kept."""
+
+    def __init__(self, process: subprocess.Popen[str], secrets: list[str]) -> None:
+        self._process, self._secrets = process, secrets
+        self._tail: collections.deque[str] = collections.deque(maxlen=50)
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self._process.stdout is not None
+        for line in self._process.stdout:
+            line = redact(line.rstrip("\n"), self._secrets)
+            self._tail.append(line)
+            print(f"  | {line}", flush=True)
+
+    def poll(self) -> int | None:
+        return self._process.poll()
+
+    def wait(self) -> int:
+        code = self._process.wait()
+        self._reader.join(timeout=10)
+        return code
+
+    @property
+    def error(self) -> str | None:
+        errors = [line for line in self._tail if line.startswith("error: ")]
+        if errors:
+            return errors[-1].removeprefix("error: ")
+        code = self._process.returncode
+        if code is not None and code < 0:
+            return f"the sync process was killed by {signal.Signals(-code).name}"
+        return next((line for line in reversed(self._tail) if line.strip()), None)
+
+
+@dataclass
+class _Reporter:
+    """Where a request's news goes: its living PR comment and Slack. Neither can fail the sync."""
+
+    github: PullRequestClient
+    slack: Slack
+    secrets: list[str]
+    prefix: str
+
+    def comment(self, marker: str, body: str) -> None:
+        try:
+            self.github.upsert_comment(marker, redact(body, self.secrets))
+        except GitHubError as e:
+            log.warning("%s; the sync goes on without this comment update", e)
+
+    def notify(self, text: str) -> None:
+        if self.slack.configured:
+            self.slack.post(redact(f"{self.prefix} {text}", self.secrets))
+
+
+def run(settings: Settings, *, driver: Driver | None = None, github: PullRequestClient | None = None,
+        poll_seconds: float = 1.0) -> int:
+    """Sync what the PR asks for; 0 when every request succeeded (or there was nothing to do), else 1."""
+    event = load_event(settings)
+    assert settings.github_repository is not None
+    if github is None:
+        github = PullRequestClient(api_url=settings.github_api_url, token=github_token(settings),
+                                   repository=settings.github_repository, number=event.number)
+    secrets = settings.secrets()
+    reporter = _Reporter(github, Slack(settings), secrets, f"[{settings.github_repository}#{event.number}]")
+    pull = github.facts()
+    decision = gitops.gate(event, pull, github.changed_files(), settings.sync_approval_label)
+    if decision.drop_approval:
+        try:
+            github.remove_label(settings.sync_approval_label)
+        except GitHubError as e:
+            log.warning("%s", e)
+    if decision.refusal is not None:
+        log.error("not synced: %s", decision.refusal)
+        reporter.comment(gitops.PR_MARKER, gitops.refused(decision.refusal))
+        return 1
+    for path in decision.ignored:
+        log.info("%s: not a request to run (deleted, or not a YAML file under requests/add|remove)", path)
+    if not decision.requests:
+        log.info("#%d changes no request files: nothing to sync", event.number)
+        return 0
+    job = _Job(settings, event, github, reporter, driver or LocalDriver(secrets), poll_seconds)
+    results = [job.remove(r.path) if r.kind == "remove" else job.add(r.path) for r in decision.requests]
+    if all(results) and settings.auto_merge:
+        job.merge()
+    return 0 if all(results) else 1
+
+
+class _Job:
+    """The requests of one PR, one after another."""
+
+    def __init__(self, settings: Settings, event: gitops.EventFacts, github: PullRequestClient,
+                 reporter: _Reporter, driver: Driver, poll_seconds: float) -> None:
+        self.settings, self.event, self.github, self.reporter = settings, event, github, reporter
+        self.driver, self.poll_seconds = driver, poll_seconds
+        self.owner = f"PR #{event.number} of {settings.github_repository}"
+
+    def _load(self, path: str, kind: RequestKind) -> tuple[bytes, AddRequest | RemoveRequest]:
+        """The request file at the head commit, read as data and parsed strictly."""
+        data = self.github.file_at(path, self.event.head_sha)
+        request = parse_request(data, request_path=Path(path), kind=kind)
+        assert isinstance(request, AddRequest | RemoveRequest)
+        if request.dataset.path is not None:
+            raise RequestError("a pull request may only request Hub datasets", field="path", request_path=Path(path),
+                               fix="Use 'hf_id'; local datasets are synced on the server with `hugflow local-sync`.")
+        return data, request
+
+    def _fail(self, path: str, error: str, hint: str) -> bool:
+        log.error("%s: %s", path, error)
+        self.reporter.comment(gitops.request_marker(path), gitops.failed(path, error, hint))
+        self.reporter.notify(f"`{path}` failed: {error}")
+        return False
+
+    def add(self, path: str) -> bool:
+        marker = gitops.request_marker(path)
+        self.reporter.comment(marker, gitops.starting(path))
+        try:
+            data, request = self._load(path, RequestKind.ADD)
+            assert isinstance(request, AddRequest)
+            plan = make_plan(request, hub=sync.hub_for(self.settings))
+        except GitHubError as e:
+            return self._fail(path, str(e), "re-run the job once GitHub answers again.")
+        except HugflowError as e:
+            return self._fail(path, str(e), FIX_THE_REQUEST)
+        holder = DatasetLock(self.settings.state_dir, plan.dataset_name, owner=self.owner).held_by()
+        if holder is not None:
+            return self._fail(path, f"{plan.dataset_name} is being synced or removed by {holder}",
+                              "wait until that finishes, then re-run this job (or close this PR if it asks for "
+                              "the same dataset).")
+        view = self._view(plan)
+        self.reporter.comment(marker, gitops.planned(path, view))
+        self.reporter.notify(f"syncing `{plan.source}` ({view.rows or '?'} rows, "
+                             f"{gitops.human_size(view.download_bytes or 0)} to download) from `{path}`")
+        staged = self.settings.state_dir / "ci" / f"pr-{self.event.number}" / self.event.head_sha[:12] / path
+        staged.parent.mkdir(parents=True, exist_ok=True)
+        staged.write_bytes(data)
+        started = time.monotonic()
+        run = self.driver.start(staged, owner=self.owner, expect_sha=plan.sha)
+        self._follow(run, path, plan, view)
+        code = run.wait()
+        return self._finish(path, plan, view, code, run.error, time.monotonic() - started)
+
+    def _view(self, plan: Plan) -> gitops.PlanView:
+        return gitops.PlanView(
+            dataset_name=plan.dataset_name, source=plan.source, sha=plan.sha, subset=plan.subset, split=plan.split,
+            rows=plan.rows, download_bytes=plan.download_bytes, license=plan.license,
+            target=str(self.settings.storage_root / plan.dataset_name), audio_column=plan.audio_column,
+            text_column=plan.text_column,
+        )
+
+    def _follow(self, run: DriverRun, path: str, plan: Plan, view: gitops.PlanView) -> None:
+        """Until the driver exits: each new progress file becomes a comment edit; milestones go to Slack."""
+        marker = gitops.request_marker(path)
+        before = read_progress(self.settings.state_dir, plan.dataset_name)
+        seen = before.get("updated") if before else None
+        announced = set()
+        while run.poll() is None:
+            time.sleep(self.poll_seconds)
+            progress = read_progress(self.settings.state_dir, plan.dataset_name)
+            if not progress or progress.get("updated") == seen or progress.get("status") != "syncing":
+                continue
+            seen = progress.get("updated")
+            done, total = progress["downloaded_files"], progress["total_files"]
+            self.reporter.comment(marker, gitops.progress(path, view, done, total, progress.get("rows_per_second"),
+                                                          progress.get("eta_seconds"), progress["row_errors"]))
+            percent = 100 * done / total if total else 100
+            for milestone in MILESTONES:
+                if percent >= milestone and milestone not in announced:
+                    announced.add(milestone)
+                    if milestone == max(m for m in MILESTONES if percent >= m):
+                        self.reporter.notify(f"`{plan.source}`: {milestone} % ({done:,} of {total:,} rows)")
+
+    def _finish(self, path: str, plan: Plan, view: gitops.PlanView, code: int, error: str | None,
+                seconds: float) -> bool:
+        dataset_dir = self.settings.storage_root / plan.dataset_name
+        status = output.read_status(dataset_dir)
+        if code != 0 or status is None or status.state != "complete":
+            progress = read_progress(self.settings.state_dir, plan.dataset_name) or {}
+            done = progress.get("downloaded_files")
+            resume = f" It resumes from the {done:,} rows finished so far." if done else ""
+            return self._fail(path, error or f"the sync ended with exit status {code}",
+                              f"read the job log for the cause; fix it and re-run the job.{resume}")
+        errors = sync.row_errors(self.settings, plan.dataset_name) if status.row_errors else []
+        link = self.settings.processed_root / plan.dataset_name
+        result = gitops.ResultView(
+            dataset_dir=str(dataset_dir), link=str(link) if link.is_symlink() else None, rows=status.rows_done,
+            row_errors=status.row_errors,
+            first_errors=tuple(f"row {e['row_id']}: [{e['error_code']}] {e['error']}"
+                               for e in errors[: gitops.ROW_ERRORS_LISTED]),
+            size_bytes=sync.dataset_size(dataset_dir), seconds=seconds, sha=status.sha,
+        )
+        self.reporter.comment(gitops.request_marker(path), gitops.succeeded(path, view, result))
+        self.reporter.notify(f"`{plan.source}` synced: {result.rows:,} rows, {result.row_errors:,} row errors, "
+                             f"{gitops.human_size(result.size_bytes)} in {gitops.duration(seconds)}")
+        return True
+
+    def remove(self, path: str) -> bool:
+        marker = gitops.request_marker(path)
+        self.reporter.comment(marker, gitops.starting(path))
+        try:
+            _, request = self._load(path, RequestKind.REMOVE)
+            report = sync.remove(request, self.settings, owner=self.owner)
+        except GitHubError as e:
+            return self._fail(path, str(e), "re-run the job once GitHub answers again.")
+        except RequestError as e:
+            return self._fail(path, str(e), FIX_THE_REQUEST)
+        except HugflowError as e:
+            return self._fail(path, str(e), "if a sync of this dataset is running, wait for it and re-run this job; "
+                                            "otherwise check the dataset name (`hugflow status`).")
+        self.reporter.comment(marker, gitops.removed(path, report.dataset_name, report.removed))
+        self.reporter.notify(f"`{report.dataset_name}` removed ({path})")
+        return True
+
+    def merge(self) -> None:
+        try:
+            self.github.merge(self.event.head_sha)
+        except GitHubError as e:
+            log.warning("%s", e)
+            self.reporter.comment(gitops.PR_MARKER, gitops.not_merged(str(e)))
+            return
+        log.info("merged #%d (AUTO_MERGE)", self.event.number)
+        self.reporter.notify("every request succeeded: merged (AUTO_MERGE)")

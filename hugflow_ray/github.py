@@ -1,0 +1,202 @@
+"""The GitHub adapter: one pull request, through PyGithub, with retries that never give up the data.
+
+Reads (the PR, its changed files, a file at a commit) raise :class:`GitHubError` once the retries are spent:
+without them the run cannot know what to sync. Writes that only report (comments) are the caller's to forgive.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import requests
+from github import Auth, Github, GithubException
+from github.IssueComment import IssueComment
+
+from hugflow_ray.errors import GitHubError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+COMMENT_LIMIT = 65536  # GitHub's maximum comment body, in characters
+ATTEMPTS = 5
+BACKOFF_SECONDS = 2.0
+MAX_WAIT_SECONDS = 300.0  # never sleep longer than this for one rate-limit reset
+
+
+@dataclass(frozen=True)
+class ChangedFile:
+    """One file a pull request changes: its path, GitHub's status, and the old path of a rename."""
+
+    path: str
+    status: str  # added | modified | removed | renamed | copied | changed | unchanged
+    previous_path: str | None = None
+
+
+@dataclass(frozen=True)
+class PullFacts:
+    """What the sync needs to know about a pull request, fresh from the API."""
+
+    number: int
+    head_sha: str
+    base_sha: str
+    head_repo: str | None  # None when the fork was deleted
+    base_repo: str
+    labels: tuple[str, ...]
+    state: str
+    merged: bool
+
+    @property
+    def from_fork(self) -> bool:
+        return self.head_repo != self.base_repo
+
+
+class PullRequestClient:
+    """One pull request of one repository.
+
+    Args:
+        api_url: the REST API (``GITHUB_API_URL``: github.com or GitHub Enterprise Server).
+        seconds_between_writes: PyGithub's pause between writes, which keeps clear of secondary rate limits.
+        sleep: how to wait between attempts (tests pass a short one).
+    """
+
+    def __init__(
+        self,
+        *,
+        api_url: str,
+        token: str,
+        repository: str,
+        number: int,
+        attempts: int = ATTEMPTS,
+        backoff_seconds: float = BACKOFF_SECONDS,
+        seconds_between_writes: float = 1.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        # Retries are ours (below), so that 5xx and rate limits are retried the same way for every call.
+        self._github = Github(auth=Auth.Token(token), base_url=api_url, retry=None, timeout=30,
+                              seconds_between_requests=None, seconds_between_writes=seconds_between_writes)
+        self.repository, self.number = repository, number
+        self._attempts, self._backoff, self._sleep = attempts, backoff_seconds, sleep
+        self._repo = self._github.get_repo(repository, lazy=True)
+        self._pull = None
+        self._comments: dict[str, IssueComment] = {}
+        self._login: str | None = None
+
+    def _call(self, what: str, fn: Callable[[], T]) -> T:
+        """``fn()``, retried with back-off on 5xx, rate limits and connection errors."""
+        for attempt in range(1, self._attempts + 1):
+            try:
+                return fn()
+            except GithubException as e:
+                wait = _retry_wait(e, attempt, self._backoff)
+                problem = f"HTTP {e.status}: {_message(e)}"
+            except (requests.ConnectionError, requests.Timeout) as e:
+                wait, problem = self._backoff * 2 ** (attempt - 1), f"no connection ({type(e).__name__})"
+            if wait is None or attempt == self._attempts:
+                raise GitHubError(f"GitHub {what} failed ({problem})") from None
+            log.warning("GitHub %s: %s; retrying in %.1f s (attempt %d of %d)", what, problem, wait, attempt,
+                        self._attempts)
+            self._sleep(wait)
+        raise AssertionError("unreachable")
+
+    def _pr(self):  # noqa: ANN202 - PyGithub's PullRequest
+        if self._pull is None:
+            self._pull = self._call("read pull request", lambda: self._repo.get_pull(self.number))
+        return self._pull
+
+    def facts(self) -> PullFacts:
+        """The pull request as it is now."""
+        pr = self._call("read pull request", lambda: self._repo.get_pull(self.number))
+        self._pull = pr
+        head_repo = pr.head.repo.full_name if pr.head.repo is not None else None
+        return PullFacts(number=pr.number, head_sha=pr.head.sha, base_sha=pr.base.sha, head_repo=head_repo,
+                         base_repo=pr.base.repo.full_name, labels=tuple(label.name for label in pr.labels),
+                         state=pr.state, merged=bool(pr.merged))
+
+    def changed_files(self) -> list[ChangedFile]:
+        """Every file the pull request changes (GitHub lists up to 3000)."""
+        return self._call("list changed files", lambda: [
+            ChangedFile(path=f.filename, status=f.status, previous_path=f.previous_filename)
+            for f in self._pr().get_files()
+        ])
+
+    def file_at(self, path: str, sha: str) -> bytes:
+        """A file's bytes at a commit, read as data through the contents API (never checked out)."""
+        def get() -> bytes:
+            content = self._repo.get_contents(path, ref=sha)
+            if isinstance(content, list) or content.type != "file":
+                raise GitHubError(f"{path} at {sha[:12]} is not a file")
+            return content.decoded_content
+
+        return self._call(f"read {path} at {sha[:12]}", get)
+
+    def upsert_comment(self, marker: str, body: str) -> None:
+        """Create or edit in place the one comment carrying ``marker`` (a hidden HTML comment)."""
+        body = fit_comment(f"{body}\n\n{marker}")
+        comment = self._comments.get(marker) or self._find_comment(marker)
+        if comment is None:
+            self._comments[marker] = self._call("create comment", lambda: self._pr().create_issue_comment(body))
+        else:
+            self._call("edit comment", lambda: comment.edit(body))
+            self._comments[marker] = comment
+
+    def _find_comment(self, marker: str) -> IssueComment | None:
+        """Our earlier comment with ``marker`` (a re-run edits it): written by this token's user, or a bot."""
+        login = self._whoami()
+        for comment in self._call("list comments", lambda: list(self._pr().get_issue_comments())):
+            ours = comment.user.login == login if login else comment.user.type == "Bot"
+            if ours and marker in (comment.body or ""):
+                return comment
+        return None
+
+    def _whoami(self) -> str | None:
+        """This token's login; None for an Actions token, which may not read ``/user``."""
+        if self._login is None:
+            try:
+                self._login = self._call("read user", lambda: self._github.get_user().login)
+            except GitHubError:
+                self._login = ""
+        return self._login or None
+
+    def remove_label(self, name: str) -> None:
+        self._call(f"remove label {name!r}", lambda: self._pr().remove_from_labels(name))
+
+    def merge(self, sha: str) -> None:
+        """Merge, but only if the head is still ``sha`` (what was synced)."""
+        status = self._call("merge", lambda: self._pr().merge(sha=sha, merge_method="merge"))
+        if not status.merged:
+            raise GitHubError(f"GitHub did not merge #{self.number}: {status.message}")
+
+
+def fit_comment(body: str, limit: int = COMMENT_LIMIT) -> str:
+    """``body`` cut under GitHub's comment limit, keeping its end (the marker) and saying it was cut."""
+    if len(body) <= limit:
+        return body
+    note = "\n\n… (cut to fit GitHub's comment limit) …\n\n"
+    tail = body[-200:]
+    return body[: limit - len(note) - len(tail)] + note + tail
+
+
+def _message(e: GithubException) -> str:
+    data = e.data if isinstance(e.data, dict) else {}
+    return str(data.get("message") or e.message or "no message")[:300]
+
+
+def _retry_wait(e: GithubException, attempt: int, backoff: float) -> float | None:
+    """Seconds to wait before retrying ``e``, or None when retrying cannot help (404, 422, a plain 403)."""
+    headers = {k.lower(): v for k, v in (e.headers or {}).items()}
+    rate_limited = e.status == 429 or (
+        e.status == 403 and (headers.get("x-ratelimit-remaining") == "0" or "retry-after" in headers
+                             or "rate limit" in _message(e).lower())
+    )
+    if not (rate_limited or e.status >= 500):
+        return None
+    if "retry-after" in headers and headers["retry-after"].isdigit():
+        return min(float(headers["retry-after"]), MAX_WAIT_SECONDS)
+    if headers.get("x-ratelimit-remaining") == "0" and headers.get("x-ratelimit-reset", "").isdigit():
+        return min(max(float(headers["x-ratelimit-reset"]) - time.time(), 0.0) + 1.0, MAX_WAIT_SECONDS)
+    return backoff * 2 ** (attempt - 1)
