@@ -81,7 +81,7 @@ class PullRequestClient:
                               seconds_between_requests=None, seconds_between_writes=seconds_between_writes)
         self.repository, self.number = repository, number
         self._attempts, self._backoff, self._sleep = attempts, backoff_seconds, sleep
-        self._repo = self._github.get_repo(repository, lazy=True)
+        self._repository = None
         self._pull = None
         self._comments: dict[str, IssueComment] = {}
         self._login: str | None = None
@@ -102,6 +102,12 @@ class PullRequestClient:
                         self._attempts)
             self._sleep(wait)
         raise AssertionError("unreachable")
+
+    @property
+    def _repo(self):  # noqa: ANN202 - PyGithub's Repository
+        if self._repository is None:
+            self._repository = self._call("read repository", lambda: self._github.get_repo(self.repository))
+        return self._repository
 
     def _pr(self):  # noqa: ANN202 - PyGithub's PullRequest
         if self._pull is None:

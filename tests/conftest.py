@@ -24,7 +24,9 @@ _CREDENTIALS = (
 )
 _SETTINGS = (
     "STORAGE_ROOT", "PROCESSED_ROOT", "STATE_DIR", "SLACK_CHANNEL", "PROGRESS_INTERVAL", "MAX_CONCURRENT_DOWNLOADS",
-    "AUTO_MERGE", "LOG_LEVEL", "MP3_BITRATE", "MP3_QUALITY", "HUGFLOW_DEBUG", "RAY_ADDRESS",
+    "AUTO_MERGE", "LOG_LEVEL", "MP3_BITRATE", "MP3_QUALITY", "HUGFLOW_DEBUG", "RAY_ADDRESS", "MAX_ROW_ERROR_RATE",
+    "SLACK_API_URL", "GITHUB_ACTIONS", "GITHUB_EVENT_PATH", "GITHUB_REPOSITORY", "GITHUB_API_URL",
+    "SYNC_APPROVAL_LABEL", "HUGFLOW_FAILPOINT",
 )
 
 
@@ -118,7 +120,8 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubFixture]:
 
 def _add_sync_repos(mirrors: Path, shas: dict[str, str]) -> None:
     """org/shards (3 shards, row groups of 4, hostile and duplicate audio_filename values), org/bigfile (one file,
-    one row group), org/mixed (rates MP3 cannot carry, stereo, corrupt rows)."""
+    one row group), org/mixed (rates MP3 cannot carry, stereo, corrupt rows), org/calls (12 rows, a card stating
+    its row count and licence)."""
     from tests import datasets_fixtures as fx
     from tests.hub_server import make_dataset_repo
 
@@ -134,6 +137,9 @@ def _add_sync_repos(mirrors: Path, shas: dict[str, str]) -> None:
     shas["org/bigfile"] = make_dataset_repo(mirrors, "org/bigfile", {"data/train.parquet": big}, card={})
     mixed = fx.parquet_bytes(fx.mixed_records(), fx.mixed_features(), row_group_size=3)
     shas["org/mixed"] = make_dataset_repo(mirrors, "org/mixed", {"data/train.parquet": mixed}, card={})
+    calls = fx.parquet_bytes(fx.speech_records(12, seconds=0.1), fx.speech_features(), row_group_size=4)
+    card = {"license": "cc-by-4.0", "dataset_info": {"splits": [{"name": "train", "num_examples": 12}]}}
+    shas["org/calls"] = make_dataset_repo(mirrors, "org/calls", {"data/train.parquet": calls}, card=card)
     shas["org/audiofolder"] = make_dataset_repo(mirrors, "org/audiofolder", fx.audiofolder_files(), card={})
     shas["org/wds"] = make_dataset_repo(mirrors, "org/wds", fx.webdataset_files(), card={})
     _add_script_repos(mirrors, shas)

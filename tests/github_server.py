@@ -1,0 +1,277 @@
+"""A stateful fake of the GitHub REST API on loopback, answering what PyGithub asks for one repository.
+
+Pull requests, their changed files and file contents come from a **real git repository** (``git diff`` and
+``git show`` between real base and head commits); comments, labels and merges are kept in memory. Faults
+(5xx, rate limits) can be queued for matching requests; every request body is recorded for the canary checks.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import subprocess
+import threading
+import time
+import urllib.parse
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+BOT = {"login": "hugflow-bot", "id": 41, "type": "Bot"}
+
+
+@dataclass
+class Pull:
+    number: int
+    head_sha: str
+    base_sha: str
+    head_repo: str
+    labels: list[str] = field(default_factory=list)
+    merged: bool = False
+    merge_sha: str | None = None
+
+
+@dataclass
+class Fault:
+    method: str
+    path: re.Pattern[str]
+    status: int
+    headers: dict[str, str]
+    times: int
+
+
+class FakeGitHub:
+    """``with FakeGitHub(git_dir, "acme/datasets") as gh:`` then ``gh.api_url`` for PyGithub's base_url."""
+
+    def __init__(self, git_dir: Path, repository: str) -> None:
+        self.git_dir, self.repository = git_dir, repository
+        self.pulls: dict[int, Pull] = {}
+        self.comments: dict[int, dict[str, Any]] = {}
+        self.requests: list[tuple[str, str, str]] = []  # (method, path, body) of every request
+        self._faults: list[Fault] = []
+        self._next_id = 1000
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self) -> FakeGitHub:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    # ---- set-up and inspection ----
+
+    def open_pull(self, number: int, *, head_sha: str, base_sha: str, head_repo: str | None = None,
+                  labels: list[str] | None = None) -> Pull:
+        pull = Pull(number, head_sha, base_sha, head_repo or self.repository, list(labels or []))
+        self.pulls[number] = pull
+        return pull
+
+    def fail(self, method: str, path_regex: str, status: int, *, times: int = 1,
+             headers: dict[str, str] | None = None) -> None:
+        """Answer the next ``times`` matching requests with ``status`` (and ``headers``) instead."""
+        self._faults.append(Fault(method, re.compile(path_regex), status, headers or {}, times))
+
+    def comments_on(self, number: int) -> list[str]:
+        return [c["body"] for c in self.comments.values() if c["issue"] == number]
+
+    def add_foreign_comment(self, number: int, body: str, login: str = "someone") -> None:
+        self._comment(number, body, {"login": login, "id": 7, "type": "User"})
+
+    def bodies(self) -> list[str]:
+        """Everything clients sent (request bodies), for canary checks."""
+        return [body for _, _, body in self.requests]
+
+    # ---- the API ----
+
+    def _git(self, *args: str) -> bytes:
+        return subprocess.run(["git", "-C", str(self.git_dir), *args], check=True, capture_output=True).stdout
+
+    def _comment(self, number: int, body: str, user: dict[str, Any]) -> dict[str, Any]:
+        self._next_id += 1
+        comment = {"id": self._next_id, "issue": number, "body": body, "user": user,
+                   "url": f"{self.api_url}/repos/{self.repository}/issues/comments/{self._next_id}"}
+        self.comments[self._next_id] = comment
+        return comment
+
+    def _pull_json(self, pull: Pull) -> dict[str, Any]:
+        base = f"{self.api_url}/repos/{self.repository}"
+
+        def side(sha: str, repo: str) -> dict[str, Any]:
+            return {"sha": sha, "ref": "branch", "repo": {"full_name": repo, "name": repo.split("/")[1]}}
+
+        return {
+            "number": pull.number, "state": "closed" if pull.merged else "open", "merged": pull.merged,
+            "url": f"{base}/pulls/{pull.number}", "issue_url": f"{base}/issues/{pull.number}",
+            "head": side(pull.head_sha, pull.head_repo), "base": side(pull.base_sha, self.repository),
+            "labels": [{"name": name} for name in pull.labels], "user": {"login": "author", "type": "User"},
+        }
+
+    def _files(self, pull: Pull) -> list[dict[str, Any]]:
+        statuses = {"A": "added", "M": "modified", "D": "removed", "R": "renamed", "C": "copied", "T": "changed"}
+        out = self._git("diff", "--name-status", "-M", pull.base_sha, pull.head_sha).decode()
+        files = []
+        for line in out.splitlines():
+            parts = line.split("\t")
+            entry = {"filename": parts[-1], "status": statuses[parts[0][0]]}
+            if parts[0][0] == "R":
+                entry["previous_filename"] = parts[1]
+            files.append(entry)
+        return files
+
+    def _route(self, method: str, path: str, query: dict[str, list[str]], body: dict[str, Any]) -> tuple[int, Any]:
+        repo = f"/repos/{self.repository}"
+        if method == "GET" and path == "/user":
+            return 200, BOT
+        if not path.startswith(repo):
+            return 404, {"message": "Not Found"}
+        rest = path[len(repo):]
+        if rest == "" and method == "GET":
+            return 200, {"full_name": self.repository, "name": self.repository.split("/")[1],
+                         "url": f"{self.api_url}{repo}"}
+        if m := re.fullmatch(r"/pulls/(\d+)(/files|/merge)?", rest):
+            pull = self.pulls.get(int(m.group(1)))
+            if pull is None:
+                return 404, {"message": "Not Found"}
+            if m.group(2) is None and method == "GET":
+                return 200, self._pull_json(pull)
+            if m.group(2) == "/files" and method == "GET":
+                return 200, self._files(pull)
+            if m.group(2) == "/merge" and method == "PUT":
+                if body.get("sha") != pull.head_sha:
+                    return 409, {"message": "Head branch was modified. Review and try the merge again."}
+                pull.merged, pull.merge_sha = True, pull.head_sha
+                return 200, {"merged": True, "sha": pull.head_sha, "message": "Pull Request successfully merged"}
+        if (m := re.fullmatch(r"/contents/(.+)", rest)) and method == "GET":
+            ref = query.get("ref", ["HEAD"])[0]
+            try:
+                data = self._git("show", f"{ref}:{urllib.parse.unquote(m.group(1))}")
+            except subprocess.CalledProcessError:
+                return 404, {"message": "Not Found"}
+            name = m.group(1).rsplit("/", 1)[-1]
+            return 200, {"type": "file", "encoding": "base64", "content": base64.b64encode(data).decode(),
+                         "path": m.group(1), "name": name, "size": len(data), "sha": "0" * 40}
+        if m := re.fullmatch(r"/issues/(\d+)/comments", rest):
+            number = int(m.group(1))
+            if method == "GET":
+                return 200, [c for c in self.comments.values() if c["issue"] == number]
+            if method == "POST":
+                return 201, self._comment(number, body["body"], BOT)
+        if (m := re.fullmatch(r"/issues/comments/(\d+)", rest)) and method == "PATCH":
+            comment = self.comments.get(int(m.group(1)))
+            if comment is None:
+                return 404, {"message": "Not Found"}
+            if comment["user"]["login"] != BOT["login"]:
+                return 403, {"message": "Must have admin rights to Repository."}
+            comment["body"] = body["body"]
+            return 200, comment
+        if (m := re.fullmatch(r"/issues/(\d+)/labels/(.+)", rest)) and method == "DELETE":
+            pull = self.pulls[int(m.group(1))]
+            name = urllib.parse.unquote(m.group(2))
+            if name not in pull.labels:
+                return 404, {"message": "Label does not exist"}
+            pull.labels.remove(name)
+            return 200, [{"name": label} for label in pull.labels]
+        return 404, {"message": "Not Found"}
+
+    def _fault_for(self, method: str, path: str) -> Fault | None:
+        for fault in self._faults:
+            if fault.times > 0 and fault.method == method and fault.path.search(path):
+                fault.times -= 1
+                return fault
+        return None
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _serve(self) -> None:
+                url = urllib.parse.urlsplit(self.path)
+                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
+                with fake._lock:
+                    fake.requests.append((self.command, url.path, raw))
+                    fault = fake._fault_for(self.command, url.path)
+                    if fault is not None:
+                        message = _FAULT_MESSAGES.get(fault.status, "Server Error")
+                        status, payload, headers = fault.status, {"message": message}, fault.headers
+                    else:
+                        status, payload = fake._route(self.command, url.path, urllib.parse.parse_qs(url.query),
+                                                      json.loads(raw) if raw else {})
+                        headers = {}
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _serve
+
+        return Handler
+
+
+_FAULT_MESSAGES = {403: "API rate limit exceeded for installation.", 429: "Too Many Requests", 502: "Bad Gateway"}
+
+
+def rate_limit_headers(reset_in: float = 0.0) -> dict[str, str]:
+    """Headers of GitHub's primary rate-limit answer (403), resetting ``reset_in`` seconds from now."""
+    return {"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(int(time.time() + reset_in))}
+
+
+class SlackReceiver:
+    """Loopback Slack: an incoming-webhook path and the Web API's ``chat.postMessage``; records every body."""
+
+    def __init__(self) -> None:
+        self.bodies: list[str] = []
+        self.messages: list[str] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
+                receiver.bodies.append(raw)
+                if self.headers.get("Content-Type", "").startswith("application/json"):
+                    payload = json.loads(raw)
+                else:
+                    payload = {k: v[0] for k, v in urllib.parse.parse_qs(raw).items()}
+                receiver.messages.append(payload.get("text", ""))
+                is_api = self.path.endswith("/chat.postMessage")
+                data = json.dumps({"ok": True, "channel": payload.get("channel"), "ts": "1.0"}).encode() \
+                    if is_api else b"ok"
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json" if is_api else "text/plain")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self) -> SlackReceiver:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"

@@ -1,0 +1,354 @@
+"""The pull-request workflow end to end: the real PyGithub against a stateful fake GitHub API on loopback, the
+real slack_sdk against a loopback receiver, the olah Hub, a real git repository with base and head commits,
+an Actions-shaped event file, and the real driver process (``hugflow local-sync`` on an embedded Ray).
+
+Every flow ends by counting canary secrets (HF_TOKEN, GITHUB_TOKEN, the Slack webhook URL) in every comment,
+Slack payload, log line, output line and file written: the count must be zero.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from hugflow_ray import ci, gitops
+from hugflow_ray.errors import CIError
+from hugflow_ray.github import COMMENT_LIMIT, ChangedFile, PullFacts, PullRequestClient, fit_comment
+from hugflow_ray.settings import load_settings
+from hugflow_ray.state import DatasetLock
+from tests.conftest import HubFixture
+from tests.github_server import FakeGitHub, SlackReceiver, rate_limit_headers
+from tests.hub_server import _git
+
+pytestmark = pytest.mark.hub
+
+REPO = "acme/datasets"
+CANARY_HF = "hf_CanaryHubToken0123456789abcdef"
+CANARY_GH = "ghs_CanaryGitHubToken0123456789abcdefABCD"
+CANARY_SLACK_PATH = "/services/T0CANARY/B0CANARY/CanarySlackSecret42"
+CANARIES = (CANARY_HF, CANARY_GH, CANARY_SLACK_PATH.rsplit("/", 1)[1])
+
+
+@pytest.fixture(scope="module")
+def git_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The dataset-requests repository: a base commit with code, request directories and an example."""
+    repo = tmp_path_factory.mktemp("requests-repo")
+    _git(repo, "init", "-q", "-b", "main")
+    files = {"README.md": "# datasets\n", "hugflow_ray/__init__.py": "", "requests/add/.gitkeep": "",
+             "requests/remove/.gitkeep": ""}
+    for name, text in files.items():
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
+        (repo / name).write_text(text)
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-q", "-m", "base")
+    return repo
+
+
+def commit(repo: Path, files: dict[str, str], *, on: str = "main") -> str:
+    """A head commit on top of ``on`` that writes ``files``; returns its sha (``main`` is left where it was)."""
+    _git(repo, "checkout", "-q", "--detach", on)
+    for name, text in files.items():
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
+        (repo / name).write_text(text)
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-q", "-m", f"change {', '.join(files)}")
+    sha = _git(repo, "rev-parse", "HEAD")
+    _git(repo, "checkout", "-q", "main")
+    return sha
+
+
+def request_yaml(hf_id: str, **fields: str) -> str:
+    extra = "".join(f"{k}: {v}\n" for k, v in fields.items())
+    return f"hf_id: {hf_id}\ndescription: calls for the test\n{extra}"
+
+
+@dataclass
+class World:
+    """The fake GitHub, the Slack receiver, the paths, and the canary check over all of them."""
+
+    github: FakeGitHub
+    slack: SlackReceiver
+    repo: Path
+    base: str
+    root: Path
+    monkeypatch: pytest.MonkeyPatch
+
+    def open_pull(self, number: int, files: dict[str, str], *, action: str = "opened", head_repo: str | None = None,
+                  labels: list[str] | None = None, label: str | None = None) -> str:
+        head = commit(self.repo, files)
+        self.github.open_pull(number, head_sha=head, base_sha=self.base, head_repo=head_repo, labels=labels)
+        event = {"action": action, "number": number, "pull_request": {
+            "number": number, "head": {"sha": head, "repo": {"full_name": head_repo or REPO}},
+            "base": {"sha": self.base, "repo": {"full_name": REPO}}}}
+        if label:
+            event["label"] = {"name": label}
+        path = self.root / f"event-{number}-{action}.json"
+        path.write_text(json.dumps(event))
+        self.monkeypatch.setenv("GITHUB_EVENT_PATH", str(path))
+        return head
+
+    def run(self, **env: str) -> int:
+        """``sync --ci-mode`` in process (fast retries, no write spacing); the driver is a real child process."""
+        for key, value in env.items():
+            self.monkeypatch.setenv(key, value)
+        settings = load_settings()
+        number = ci.load_event(settings).number
+        client = PullRequestClient(api_url=self.github.api_url, token=CANARY_GH, repository=REPO, number=number,
+                                   attempts=4, backoff_seconds=0.05, seconds_between_writes=0)
+        return ci.run(settings, github=client, poll_seconds=0.2)
+
+    def comment(self, number: int, path: str) -> str:
+        bodies = [b for b in self.github.comments_on(number) if gitops.request_marker(path) in b]
+        assert len(bodies) == 1, f"expected one living comment for {path}, found {len(bodies)}"
+        return bodies[0]
+
+    def history(self, path: str) -> list[str]:
+        """Every body ever sent for ``path``'s comment (creates and edits, in order)."""
+        marker = gitops.request_marker(path)
+        return [json.loads(b)["body"] for m, _, b in self.github.requests if m in ("POST", "PATCH") and marker in b]
+
+    def assert_no_canary(self, *texts: str) -> None:
+        found = []
+        sources = {"github request bodies": self.github.bodies(), "slack payloads": self.slack.bodies,
+                   "outputs and logs": list(texts)}
+        for name, items in sources.items():
+            found += [(name, c) for item in items for c in CANARIES if c in item]
+        for path in self.root.rglob("*"):
+            if path.is_file() and not path.is_symlink():
+                data = path.read_bytes()
+                found += [(str(path), c) for c in CANARIES if c.encode() in data]
+        assert found == [], f"canary secrets leaked: {found}"
+
+
+@pytest.fixture
+def world(hub: HubFixture, git_repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+    with FakeGitHub(git_repo, REPO) as github, SlackReceiver() as slack:
+        monkeypatch.setenv("GITHUB_ACTIONS", "true")
+        monkeypatch.setenv("GITHUB_REPOSITORY", REPO)
+        monkeypatch.setenv("GITHUB_API_URL", github.api_url)
+        monkeypatch.setenv("GITHUB_TOKEN", CANARY_GH)
+        monkeypatch.setenv("HF_TOKEN", CANARY_HF)
+        monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
+        monkeypatch.setenv("SLACK_WEBHOOK_URL", slack.url + CANARY_SLACK_PATH)
+        monkeypatch.setenv("STORAGE_ROOT", str(tmp_path / "datasets"))
+        monkeypatch.setenv("STATE_DIR", str(tmp_path / "state"))
+        monkeypatch.setenv("PROCESSED_ROOT", str(tmp_path / "processed"))
+        monkeypatch.setenv("PROGRESS_INTERVAL", "4")
+        yield World(github, slack, git_repo, _git(git_repo, "rev-parse", "main"), tmp_path, monkeypatch)
+
+
+def test_an_add_request_syncs_and_reports_on_one_living_comment(world: World, hub: HubFixture,
+                                                               tmp_path: Path) -> None:
+    """Through the real command (`hugflow sync --ci-mode` as a process): plan, progress, success; no merge."""
+    path = "requests/add/calls.yaml"
+    head = world.open_pull(1, {path: request_yaml("org/calls")})
+    result = subprocess.run([sys.executable, "-m", "hugflow_ray", "sync", "--ci-mode"], capture_output=True,
+                            text=True, timeout=300, env=dict(os.environ))
+    assert result.returncode == 0, result.stdout + result.stderr
+    history = world.history(path)
+    assert "starting" in history[0]
+    planned = next(b for b in history if "planned" in b)
+    assert hub.shas["org/calls"] in planned and "| rows | 12 |" in planned and "cc-by-4.0" in planned
+    assert any("syncing" in b and "/ 12 rows" in b for b in history), history
+    final = world.comment(1, path)
+    assert final == history[-1] and "✅ synced" in final and "| rows | 12 |" in final
+    assert hub.shas["org/calls"] in final and str(tmp_path / "datasets") in final
+    dataset = next((tmp_path / "datasets").iterdir())
+    assert len(list((dataset / "audio").glob("*.mp3"))) == 12
+    assert not world.github.pulls[1].merged, "AUTO_MERGE is off by default: an operator merges"
+    assert world.github.requests.count(("GET", f"/repos/{REPO}/contents/{path}", "")) == 1
+    assert any(head[:12] in str(p) for p in (tmp_path / "state" / "ci" / "pr-1").iterdir())
+    assert "syncing `org/calls`" in world.slack.messages[0] and "synced: 12 rows" in world.slack.messages[-1]
+    world.assert_no_canary(result.stdout, result.stderr)
+
+
+def test_row_errors_are_listed_and_github_failures_do_not_stop_the_sync(
+    world: World, capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """502s and a 403 rate limit mid-run are retried; edits that still fail are dropped; the sync completes."""
+    path = "requests/add/mixed.yaml"
+    head = world.open_pull(2, {path: request_yaml("org/mixed")})
+    comment_writes = rf"/repos/{REPO}/issues/(2/)?comments"
+    world.github.fail("PATCH", comment_writes, 502, times=2)
+    world.github.fail("PATCH", comment_writes, 403, headers=rate_limit_headers(reset_in=0))
+    world.github.fail("PATCH", comment_writes, 502, times=4)  # one whole edit gives up after its 4 attempts
+    assert world.run(MAX_ROW_ERROR_RATE="0.6", AUTO_MERGE="true") == 0
+    final = world.comment(2, path)
+    assert "✅ synced" in final and "| row errors | 4 |" in final
+    assert "[undecodable]" in final and "[non_finite]" in final and "--errors" in final
+    assert world.github.pulls[2].merged and world.github.pulls[2].merge_sha == head
+    assert "retrying" in caplog.text and "goes on without this comment update" in caplog.text
+    out = capfd.readouterr()
+    world.assert_no_canary(out.out, out.err, caplog.text)
+
+
+def test_a_failing_request_gets_a_failure_comment_and_a_non_zero_exit(world: World, tmp_path: Path,
+                                                                      caplog: pytest.LogCaptureFixture) -> None:
+    path = "requests/add/calls-bad-split.yaml"
+    world.open_pull(3, {path: request_yaml("org/calls", split="nope")})
+    assert world.run(AUTO_MERGE="true") == 1
+    final = world.comment(3, path)
+    assert "❌ failed" in final and "nope" in final and "train" in final and "What to do" in final
+    assert not world.github.pulls[3].merged
+    assert not (tmp_path / "datasets").exists(), "nothing is downloaded for a request that does not resolve"
+    assert "failed" in world.slack.messages[-1]
+    world.assert_no_canary(caplog.text)
+
+
+def test_a_killed_driver_is_reported_and_a_rerun_resumes(world: World, tmp_path: Path,
+                                                         capfd: pytest.CaptureFixture[str]) -> None:
+    path = "requests/add/calls.yaml"
+    world.open_pull(4, {path: request_yaml("org/calls")})
+    assert world.run(HUGFLOW_FAILPOINT="finalize") == 1
+    failed = world.comment(4, path)
+    assert "❌ failed" in failed and "SIGKILL" in failed and "resumes from the 12 rows" in failed
+    world.monkeypatch.delenv("HUGFLOW_FAILPOINT")
+    assert world.run() == 0, "a re-run of the job continues from the ledger"
+    assert "✅ synced" in world.comment(4, path)
+    out = capfd.readouterr()
+    world.assert_no_canary(out.out, out.err)
+
+
+def test_a_second_pr_for_a_dataset_being_synced_is_told_who_holds_it(world: World, hub: HubFixture,
+                                                                      tmp_path: Path) -> None:
+    path = "requests/add/calls-again.yaml"
+    world.open_pull(6, {path: request_yaml("org/calls")})
+    from hugflow_ray.naming import dataset_dir_name
+    from hugflow_ray.spec import DatasetRef
+
+    name = dataset_dir_name(DatasetRef(hf_id="org/calls"))
+    with DatasetLock(tmp_path / "state", name, owner=f"PR #5 of {REPO}"):  # what PR #5's driver holds
+        assert world.run() == 1
+    final = world.comment(6, path)
+    assert "❌ failed" in final and f"PR #5 of {REPO}" in final
+    assert not (tmp_path / "datasets").exists()
+    world.assert_no_canary()
+
+
+def test_remove_deletes_the_dataset_and_refuses_while_a_sync_holds_it(world: World, tmp_path: Path) -> None:
+    world.open_pull(7, {"requests/add/calls.yaml": request_yaml("org/calls")})
+    assert world.run() == 0
+    dataset = next((tmp_path / "datasets").iterdir())
+    path = "requests/remove/calls.yaml"
+    world.open_pull(8, {path: "hf_id: org/calls\nreason: no longer needed\n"})
+    with DatasetLock(tmp_path / "state", dataset.name, owner=f"PR #9 of {REPO}"):
+        assert world.run() == 1
+    assert "❌ failed" in world.comment(8, path) and "PR #9" in world.comment(8, path) and dataset.is_dir()
+    assert world.run() == 0
+    final = world.comment(8, path)
+    assert "removed" in final and dataset.name in final and not dataset.exists()
+    world.assert_no_canary()
+
+
+def test_a_pr_that_touches_code_is_refused_without_reading_its_files(world: World) -> None:
+    world.open_pull(10, {"requests/add/x.yaml": request_yaml("org/calls"), "hugflow_ray/evil.py": "import os\n"})
+    assert world.run() == 1
+    (body,) = world.github.comments_on(10)
+    assert "outside `requests/`" in body and "hugflow_ray/evil.py" in body
+    assert not [p for m, p, _ in world.github.requests if "/contents/" in p]
+    world.assert_no_canary()
+
+
+def test_a_fork_pr_is_refused_without_approval_and_a_new_push_withdraws_it(world: World) -> None:
+    files = {"requests/add/fork.yaml": request_yaml("org/calls")}
+    world.open_pull(11, files, head_repo="mallory/datasets")
+    assert world.run() == 1
+    assert "fork" in world.github.comments_on(11)[0] and "`sync-approved`" in world.github.comments_on(11)[0]
+    world.open_pull(12, files, action="synchronize", head_repo="mallory/datasets", labels=["sync-approved"])
+    assert world.run() == 1
+    assert world.github.pulls[12].labels == [], "the approval was for an older commit: it comes off"
+    assert "withdrawn" in world.github.comments_on(12)[0]
+    assert not [p for m, p, _ in world.github.requests if "/contents/" in p]
+    world.assert_no_canary()
+
+
+def test_ci_mode_outside_actions_or_without_a_pr_is_a_clear_error(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(CIError, match="inside GitHub Actions"):
+        ci.load_event(load_settings())
+    event = tmp_path / "push.json"
+    event.write_text(json.dumps({"ref": "refs/heads/main"}))
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    monkeypatch.setenv("GITHUB_EVENT_PATH", str(event))
+    monkeypatch.setenv("GITHUB_REPOSITORY", REPO)
+    with pytest.raises(CIError, match="no pull request"):
+        ci.load_event(load_settings())
+    result = subprocess.run([sys.executable, "-m", "hugflow_ray", "sync", "--ci-mode"], capture_output=True,
+                            text=True, env=dict(os.environ))
+    assert result.returncode == 1 and "has no pull request" in result.stderr
+
+
+def test_the_token_falls_back_to_gh_auth_token(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    gh = tmp_path / "bin" / "gh"
+    gh.parent.mkdir()
+    gh.write_text('#!/bin/sh\n[ "$1 $2" = "auth token" ] && echo token-from-gh\n')
+    gh.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{gh.parent}{os.pathsep}{os.environ['PATH']}")
+    assert ci.github_token(load_settings()) == "token-from-gh"
+    assert ci.github_token(load_settings(github_token="set")) == "set"
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with pytest.raises(CIError, match="GITHUB_TOKEN"):
+        ci.github_token(load_settings())
+
+
+# ---- the gate and the comment, pure ----------------------------------------------------------------------
+
+def _pull(head_repo: str = REPO, labels: tuple[str, ...] = (), head: str = "h" * 40) -> PullFacts:
+    return PullFacts(number=1, head_sha=head, base_sha="b" * 40, head_repo=head_repo, base_repo=REPO,
+                     labels=labels, state="open", merged=False)
+
+
+@pytest.mark.parametrize(
+    ("event", "pull", "allowed"),
+    [
+        (gitops.EventFacts(1, "opened", "h" * 40), _pull(), True),
+        (gitops.EventFacts(1, "opened", "h" * 40), _pull("fork/x"), False),
+        (gitops.EventFacts(1, "labeled", "h" * 40, "sync-approved"), _pull("fork/x", ("sync-approved",)), True),
+        (gitops.EventFacts(1, "labeled", "h" * 40, "other"), _pull("fork/x", ("sync-approved", "other")), False),
+        (gitops.EventFacts(1, "labeled", "h" * 40, "sync-approved"),
+         _pull("fork/x", ("sync-approved",), head="n" * 40), False),  # pushed again after the label
+        (gitops.EventFacts(1, "synchronize", "h" * 40), _pull("fork/x", ("sync-approved",)), False),
+        (gitops.EventFacts(1, "opened", "h" * 40), _pull(None), False),  # type: ignore[arg-type]
+    ],
+    ids=["same-repo", "fork", "fork-approved-at-this-sha", "fork-other-label", "fork-approved-older-sha",
+         "fork-synchronize-with-stale-label", "deleted-fork"],
+)
+def test_the_gate_syncs_forks_only_when_approved_at_the_exact_head(event: gitops.EventFacts, pull: PullFacts,
+                                                                    allowed: bool) -> None:
+    decision = gitops.gate(event, pull, [ChangedFile("requests/add/a.yaml", "added")], "sync-approved")
+    assert (decision.refusal is None) is allowed
+    assert [r.path for r in decision.requests] == (["requests/add/a.yaml"] if allowed else [])
+
+
+@pytest.mark.parametrize(
+    ("changed", "refusal", "requests"),
+    [
+        ([ChangedFile("requests/add/a.yaml", "added"), ChangedFile("requests/remove/b.yml", "modified")], None,
+         ["requests/remove/b.yml", "requests/add/a.yaml"]),
+        ([ChangedFile("requests/add/a.yaml", "removed"), ChangedFile("requests/README.md", "added")], None, []),
+        ([ChangedFile("requests/add/new.yaml", "renamed", previous_path="docs/old.yaml")], "outside", []),
+        ([ChangedFile("requests/add/../../setup.py", "added")], "outside", []),
+        ([ChangedFile(".github/workflows/x.yml", "modified")], "outside", []),
+        ([ChangedFile("requests/add/sub/a.yaml", "added")], "subdirectory", []),
+    ],
+    ids=["add-and-remove", "deleted-and-non-yaml-ignored", "rename-from-outside", "dot-dot", "workflow", "nested"],
+)
+def test_the_gate_runs_only_request_files(changed: list[ChangedFile], refusal: str | None,
+                                          requests: list[str]) -> None:
+    decision = gitops.gate(gitops.EventFacts(1, "opened", "h" * 40), _pull(), changed, "sync-approved")
+    assert (refusal is None and decision.refusal is None) or (refusal and refusal in (decision.refusal or ""))
+    assert [r.path for r in decision.requests] == requests
+
+
+def test_long_comments_are_cut_under_githubs_limit_keeping_the_marker() -> None:
+    marker = gitops.request_marker("requests/add/a.yaml")
+    body = fit_comment(gitops.failed("requests/add/a.yaml", "x" * 200_000, "fix it") + "\n" + "y" * 100_000
+                       + f"\n\n{marker}")
+    assert len(body) <= COMMENT_LIMIT and body.endswith(marker) and "cut to fit" in body
