@@ -31,6 +31,7 @@ from hugflow_ray.settings import Settings, driver_environment
 from hugflow_ray.slack import Slack
 from hugflow_ray.spec import AddRequest, RemoveRequest, RequestKind, parse_request
 from hugflow_ray.state import DatasetLock, read_progress
+from hugflow_ray.units import duration, human_size
 
 log = logging.getLogger(__name__)
 
@@ -232,7 +233,7 @@ class _Job:
         view = self._view(plan)
         self.reporter.comment(marker, gitops.planned(path, view))
         self.reporter.notify(f"syncing `{plan.source}` ({view.rows or '?'} rows, "
-                             f"{gitops.human_size(view.download_bytes or 0)} to download) from `{path}`")
+                             f"{human_size(view.download_bytes or 0)} to download) from `{path}`")
         staged = self.settings.state_dir / "ci" / f"pr-{self.event.number}" / self.event.head_sha[:12] / path
         staged.parent.mkdir(parents=True, exist_ok=True)
         staged.write_bytes(data)
@@ -253,15 +254,14 @@ class _Job:
     def _follow(self, run: DriverRun, path: str, plan: Plan, view: gitops.PlanView) -> None:
         """Until the driver exits: each new progress file becomes a comment edit; milestones go to Slack."""
         marker = gitops.request_marker(path)
-        before = read_progress(self.settings.state_dir, plan.dataset_name)
-        seen = before.get("updated") if before else None
+        seen = read_progress(self.settings.state_dir, plan.dataset_name)  # an earlier run's, if any
         announced = set()
         while run.poll() is None:
             time.sleep(self.poll_seconds)
             progress = read_progress(self.settings.state_dir, plan.dataset_name)
-            if not progress or progress.get("updated") == seen or progress.get("status") != "syncing":
+            if not progress or progress == seen or progress.get("status") != "syncing":
                 continue
-            seen = progress.get("updated")
+            seen = progress
             done, total = progress["downloaded_files"], progress["total_files"]
             self.reporter.comment(marker, gitops.progress(path, view, done, total, progress.get("rows_per_second"),
                                                           progress.get("eta_seconds"), progress["row_errors"]))
@@ -293,7 +293,7 @@ class _Job:
         )
         self.reporter.comment(gitops.request_marker(path), gitops.succeeded(path, view, result))
         self.reporter.notify(f"`{plan.source}` synced: {result.rows:,} rows, {result.row_errors:,} row errors, "
-                             f"{gitops.human_size(result.size_bytes)} in {gitops.duration(seconds)}")
+                             f"{human_size(result.size_bytes)} in {duration(seconds)}")
         return True
 
     def remove(self, path: str) -> bool:

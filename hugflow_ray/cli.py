@@ -13,6 +13,7 @@ from hugflow_ray import __version__
 from hugflow_ray.errors import HugflowError, SettingsError
 from hugflow_ray.redact import configure_logging, redact
 from hugflow_ray.settings import Settings, load_settings
+from hugflow_ray.units import human_size
 
 app = typer.Typer(
     name="hugflow",
@@ -166,16 +167,7 @@ def status(
     for r in rows:
         done = f"{r.rows_done}/{r.rows_total}"
         typer.echo(f"{r.dataset_name:<60} {r.state:<9} {done:>15} {r.row_errors:>7} "
-                   f"{_size(r.size_bytes):>10} {(r.sha or 'local')[:12]:<12} {r.updated}")
-
-
-def _size(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KiB", "MiB"):
-        if value < 1024:
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} GiB"
+                   f"{human_size(r.size_bytes):>10} {(r.sha or 'local')[:12]:<12} {r.updated}")
 
 
 @app.command()

@@ -6,11 +6,11 @@ these functions render.
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
 from hugflow_ray.github import ChangedFile, PullFacts
+from hugflow_ray.units import duration, human_size
 
 REQUEST_DIRS = {"add": "requests/add", "remove": "requests/remove"}
 REQUEST_SUFFIXES = (".yaml", ".yml")
@@ -206,16 +206,3 @@ def refused(reason: str) -> str:
 def not_merged(reason: str) -> str:
     return f"### hugflow-ray · synced, not merged\n\nEvery request succeeded, but AUTO_MERGE could not merge: " \
            f"{reason}. Merge by hand."
-
-
-def human_size(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
-
-
-def duration(seconds: float) -> str:
-    return str(dt.timedelta(seconds=round(seconds)))

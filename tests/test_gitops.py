@@ -352,3 +352,23 @@ def test_long_comments_are_cut_under_githubs_limit_keeping_the_marker() -> None:
     body = fit_comment(gitops.failed("requests/add/a.yaml", "x" * 200_000, "fix it") + "\n" + "y" * 100_000
                        + f"\n\n{marker}")
     assert len(body) <= COMMENT_LIMIT and body.endswith(marker) and "cut to fit" in body
+
+
+# ---- Slack, both ways of configuring it -------------------------------------------------------------------
+
+def test_slack_posts_escaped_text_by_webhook_or_bot_token_and_nothing_when_unconfigured() -> None:
+    from hugflow_ray.slack import Slack
+
+    text = "<!channel> synced `a&b` <http://evil|click>"
+    with SlackReceiver() as receiver:
+        assert Slack(load_settings(slack_webhook_url=receiver.url + CANARY_SLACK_PATH)).post(text)
+        bot = load_settings(slack_bot_token="xoxb-canary-0123456789", slack_channel="#datasets",
+                            slack_api_url=receiver.url + "/api/")
+        assert Slack(bot).post(text)
+        unconfigured = Slack(load_settings())
+        assert not unconfigured.configured and not unconfigured.post(text)
+        no_channel = Slack(load_settings(slack_bot_token="xoxb-canary-0123456789"))
+        assert not no_channel.configured
+    escaped = "&lt;!channel&gt; synced `a&amp;b` &lt;http://evil|click&gt;"
+    assert receiver.messages == [escaped, escaped]
+    assert "channel=%23datasets" in receiver.bodies[1] or '"channel": "#datasets"' in receiver.bodies[1]
