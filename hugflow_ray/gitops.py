@@ -165,12 +165,11 @@ class ResultView:
     size_bytes: int
     seconds: float
     sha: str | None
-    already_complete: bool = False
 
 
 def succeeded(path: str, plan: PlanView, result: ResultView) -> str:
     lines = [
-        _heading(path, "✅ synced" + (" (already complete)" if result.already_complete else "")), "",
+        _heading(path, "✅ synced"), "",
         f"| location | `{result.dataset_dir}` |", "|---|---|",
         *([f"| processed link | `{result.link}` |"] if result.link else []),
         f"| rows | {result.rows:,} |",

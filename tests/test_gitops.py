@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -79,6 +80,8 @@ class World:
     base: str
     root: Path
     monkeypatch: pytest.MonkeyPatch
+    capfd: pytest.CaptureFixture[str]
+    caplog: pytest.LogCaptureFixture
 
     def open_pull(self, number: int, files: dict[str, str], *, action: str = "opened", head_repo: str | None = None,
                   labels: list[str] | None = None, label: str | None = None) -> str:
@@ -115,9 +118,12 @@ class World:
         return [json.loads(b)["body"] for m, _, b in self.github.requests if m in ("POST", "PATCH") and marker in b]
 
     def assert_no_canary(self, *texts: str) -> None:
+        """No canary in what GitHub and Slack received, in ``texts``, this process's output and log records,
+        or any file under the test's directory (datasets, state, processed links, the event)."""
+        captured = self.capfd.readouterr()
         found = []
         sources = {"github request bodies": self.github.bodies(), "slack payloads": self.slack.bodies,
-                   "outputs and logs": list(texts)}
+                   "outputs and logs": [*texts, captured.out, captured.err, self.caplog.text]}
         for name, items in sources.items():
             found += [(name, c) for item in items for c in CANARIES if c in item]
         for path in self.root.rglob("*"):
@@ -128,7 +134,8 @@ class World:
 
 
 @pytest.fixture
-def world(hub: HubFixture, git_repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+def world(hub: HubFixture, git_repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+          capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> Iterator[World]:
     with FakeGitHub(git_repo, REPO) as github, SlackReceiver() as slack:
         monkeypatch.setenv("GITHUB_ACTIONS", "true")
         monkeypatch.setenv("GITHUB_REPOSITORY", REPO)
@@ -141,7 +148,8 @@ def world(hub: HubFixture, git_repo: Path, tmp_path: Path, monkeypatch: pytest.M
         monkeypatch.setenv("STATE_DIR", str(tmp_path / "state"))
         monkeypatch.setenv("PROCESSED_ROOT", str(tmp_path / "processed"))
         monkeypatch.setenv("PROGRESS_INTERVAL", "4")
-        yield World(github, slack, git_repo, _git(git_repo, "rev-parse", "main"), tmp_path, monkeypatch)
+        yield World(github, slack, git_repo, _git(git_repo, "rev-parse", "main"), tmp_path, monkeypatch, capfd,
+                    caplog)
 
 
 def test_an_add_request_syncs_and_reports_on_one_living_comment(world: World, hub: HubFixture,
@@ -169,9 +177,7 @@ def test_an_add_request_syncs_and_reports_on_one_living_comment(world: World, hu
     world.assert_no_canary(result.stdout, result.stderr)
 
 
-def test_row_errors_are_listed_and_github_failures_do_not_stop_the_sync(
-    world: World, capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
-) -> None:
+def test_row_errors_are_listed_and_github_failures_do_not_stop_the_sync(world: World) -> None:
     """502s and a 403 rate limit mid-run are retried; edits that still fail are dropped; the sync completes."""
     path = "requests/add/mixed.yaml"
     head = world.open_pull(2, {path: request_yaml("org/mixed")})
@@ -184,13 +190,11 @@ def test_row_errors_are_listed_and_github_failures_do_not_stop_the_sync(
     assert "✅ synced" in final and "| row errors | 4 |" in final
     assert "[undecodable]" in final and "[non_finite]" in final and "--errors" in final
     assert world.github.pulls[2].merged and world.github.pulls[2].merge_sha == head
-    assert "retrying" in caplog.text and "goes on without this comment update" in caplog.text
-    out = capfd.readouterr()
-    world.assert_no_canary(out.out, out.err, caplog.text)
+    assert "retrying" in world.caplog.text and "goes on without this comment update" in world.caplog.text
+    world.assert_no_canary()
 
 
-def test_a_failing_request_gets_a_failure_comment_and_a_non_zero_exit(world: World, tmp_path: Path,
-                                                                      caplog: pytest.LogCaptureFixture) -> None:
+def test_a_failing_request_gets_a_failure_comment_and_a_non_zero_exit(world: World, tmp_path: Path) -> None:
     path = "requests/add/calls-bad-split.yaml"
     world.open_pull(3, {path: request_yaml("org/calls", split="nope")})
     assert world.run(AUTO_MERGE="true") == 1
@@ -199,11 +203,22 @@ def test_a_failing_request_gets_a_failure_comment_and_a_non_zero_exit(world: Wor
     assert not world.github.pulls[3].merged
     assert not (tmp_path / "datasets").exists(), "nothing is downloaded for a request that does not resolve"
     assert "failed" in world.slack.messages[-1]
-    world.assert_no_canary(caplog.text)
+    world.assert_no_canary()
 
 
-def test_a_killed_driver_is_reported_and_a_rerun_resumes(world: World, tmp_path: Path,
-                                                         capfd: pytest.CaptureFixture[str]) -> None:
+def test_an_unreachable_slack_never_leaks_its_url_or_fails_the_run(world: World) -> None:
+    with socket.socket() as probe:  # a loopback port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    path = "requests/add/calls-bad-split.yaml"
+    world.open_pull(13, {path: request_yaml("org/calls", split="nope")})
+    assert world.run(SLACK_WEBHOOK_URL=closed + CANARY_SLACK_PATH) == 1
+    assert "❌ failed" in world.comment(13, path)
+    assert "Slack could not be reached" in world.caplog.text
+    world.assert_no_canary()
+
+
+def test_a_killed_driver_is_reported_and_a_rerun_resumes(world: World) -> None:
     path = "requests/add/calls.yaml"
     world.open_pull(4, {path: request_yaml("org/calls")})
     assert world.run(HUGFLOW_FAILPOINT="finalize") == 1
@@ -212,8 +227,7 @@ def test_a_killed_driver_is_reported_and_a_rerun_resumes(world: World, tmp_path:
     world.monkeypatch.delenv("HUGFLOW_FAILPOINT")
     assert world.run() == 0, "a re-run of the job continues from the ledger"
     assert "✅ synced" in world.comment(4, path)
-    out = capfd.readouterr()
-    world.assert_no_canary(out.out, out.err)
+    world.assert_no_canary()
 
 
 def test_a_second_pr_for_a_dataset_being_synced_is_told_who_holds_it(world: World, hub: HubFixture,
