@@ -126,3 +126,16 @@ def test_configure_logging_installs_one_redacting_handler(capfd: pytest.CaptureF
         for h in [h for h in root.handlers if getattr(h, "_hugflow", False)]:
             root.removeHandler(h)
         root.setLevel(level)
+
+
+def test_the_driver_environment_keeps_the_hub_token_and_drops_github_and_slack(monkeypatch: pytest.MonkeyPatch) -> None:
+    from hugflow_ray.settings import driver_environment
+
+    for name, value in {"HF_TOKEN": CANARY_HF, "GITHUB_TOKEN": "ghs_x", "GH_TOKEN": "gho_x",
+                        "SLACK_WEBHOOK_URL": CANARY_SLACK, "SLACK_BOT_TOKEN": "xoxb-x", "STORAGE_ROOT": "/data",
+                        "ACTIONS_ID_TOKEN_REQUEST_TOKEN": "oidc"}.items():
+        monkeypatch.setenv(name, value)
+    env = driver_environment()
+    assert env["HF_TOKEN"] == CANARY_HF and env["STORAGE_ROOT"] == "/data"
+    assert not {"GITHUB_TOKEN", "GH_TOKEN", "SLACK_WEBHOOK_URL", "SLACK_BOT_TOKEN",
+                "ACTIONS_ID_TOKEN_REQUEST_TOKEN"} & set(env)
