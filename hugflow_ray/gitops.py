@@ -58,6 +58,8 @@ class Gate:
 
 def gate(event: EventFacts, pull: PullFacts, changed: list[ChangedFile], approval_label: str) -> Gate:
     """Decide whether this PR is synced and which request files are run (security model: docs/DESIGN.md)."""
+    if pull.state != "open":
+        return Gate(refusal=f"this PR is {'merged' if pull.merged else pull.state}: nothing is synced for it.")
     outside = sorted({p for f in changed for p in (f.path, f.previous_path) if p and not _under(p, "requests")})
     if outside:
         listed = ", ".join(outside[:5]) + (f" and {len(outside) - 5} more" if len(outside) > 5 else "")

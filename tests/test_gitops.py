@@ -314,9 +314,9 @@ def test_the_token_falls_back_to_gh_auth_token(tmp_path: Path, monkeypatch: pyte
 
 # ---- the gate and the comment, pure ----------------------------------------------------------------------
 
-def _pull(head_repo: str = REPO, labels: tuple[str, ...] = (), head: str = "h" * 40) -> PullFacts:
+def _pull(head_repo: str = REPO, labels: tuple[str, ...] = (), head: str = "h" * 40, state: str = "open") -> PullFacts:
     return PullFacts(number=1, head_sha=head, base_sha="b" * 40, head_repo=head_repo, base_repo=REPO,
-                     labels=labels, state="open", merged=False)
+                     labels=labels, state=state, merged=False)
 
 
 @pytest.mark.parametrize(
@@ -330,9 +330,10 @@ def _pull(head_repo: str = REPO, labels: tuple[str, ...] = (), head: str = "h" *
          _pull("fork/x", ("sync-approved",), head="n" * 40), False),  # pushed again after the label
         (gitops.EventFacts(1, "synchronize", "h" * 40), _pull("fork/x", ("sync-approved",)), False),
         (gitops.EventFacts(1, "opened", "h" * 40), _pull(None), False),  # type: ignore[arg-type]
+        (gitops.EventFacts(1, "reopened", "h" * 40), _pull(state="closed"), False),
     ],
     ids=["same-repo", "fork", "fork-approved-at-this-sha", "fork-other-label", "fork-approved-older-sha",
-         "fork-synchronize-with-stale-label", "deleted-fork"],
+         "fork-synchronize-with-stale-label", "deleted-fork", "closed-meanwhile"],
 )
 def test_the_gate_syncs_forks_only_when_approved_at_the_exact_head(event: gitops.EventFacts, pull: PullFacts,
                                                                     allowed: bool) -> None:
