@@ -183,7 +183,7 @@ def run(settings: Settings, *, driver: Driver | None = None, github: PullRequest
         log.info("#%d changes no request files: nothing to sync", event.number)
         return 0
     job = _Job(settings, event, github, reporter, driver or LocalDriver(secrets), poll_seconds)
-    results = [job.remove(r.path) if r.kind == "remove" else job.add(r.path) for r in decision.requests]
+    results = [job.run(r) for r in decision.requests]
     if all(results) and settings.auto_merge:
         job.merge()
     return 0 if all(results) else 1
@@ -197,6 +197,15 @@ class _Job:
         self.settings, self.event, self.github, self.reporter = settings, event, github, reporter
         self.driver, self.poll_seconds = driver, poll_seconds
         self.owner = f"PR #{event.number} of {settings.github_repository}"
+
+    def run(self, request: gitops.RequestFile) -> bool:
+        """One request file; an unexpected error fails it on the PR (then the next request runs)."""
+        try:
+            return self.remove(request.path) if request.kind == "remove" else self.add(request.path)
+        except Exception as e:  # noqa: BLE001 - reported on the PR and in the log with its traceback
+            log.exception("%s: unexpected error", request.path)
+            return self._fail(request.path, f"unexpected error: {type(e).__name__}: {e}",
+                              "this is a hugflow bug or a problem of the runner host: see the job log, then re-run.")
 
     def _load(self, path: str, kind: RequestKind) -> tuple[bytes, AddRequest | RemoveRequest]:
         """The request file at the head commit, read as data and parsed strictly."""

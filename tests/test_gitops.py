@@ -261,6 +261,19 @@ def test_remove_deletes_the_dataset_and_refuses_while_a_sync_holds_it(world: Wor
     world.assert_no_canary()
 
 
+def test_an_unexpected_error_fails_that_request_on_the_pr_and_the_next_one_still_runs(world: World,
+                                                                                      tmp_path: Path) -> None:
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "ci").write_text("a file where the staging directory goes")
+    first, second = "requests/add/a-calls.yaml", "requests/add/b-bad.yaml"
+    world.open_pull(14, {first: request_yaml("org/calls"), second: request_yaml("org/calls", split="nope")})
+    assert world.run() == 1
+    assert "unexpected error: NotADirectoryError" in world.comment(14, first)
+    assert "❌ failed" in world.comment(14, second) and "nope" in world.comment(14, second)
+    assert "Traceback" in world.caplog.text
+    world.assert_no_canary()
+
+
 def test_a_pr_that_touches_code_is_refused_without_reading_its_files(world: World) -> None:
     world.open_pull(10, {"requests/add/x.yaml": request_yaml("org/calls"), "hugflow_ray/evil.py": "import os\n"})
     assert world.run() == 1
