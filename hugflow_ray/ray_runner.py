@@ -1,15 +1,16 @@
 """The Ray adapter: the only module that imports Ray.
 
 A custom :class:`ray.data.Datasource` turns read units into read tasks (designed parallelism: one task per
-unit, finished rows dropped before decode); ``map_batches`` converts rows on every core of every node; a
-:class:`ray.data.Datasink` whose write tasks take no CPU hands each block to one ``OutputWriter`` actor, pinned to
-the driver's node (the node that owns ``STORAGE_ROOT``), which writes files then the ledger.
+unit, finished rows dropped before decode); ``map_batches`` converts rows on every core of every node; the driver
+pulls the converted blocks and hands each to one ``OutputWriter`` actor, pinned to the driver's node (the node
+that owns ``STORAGE_ROOT``), which writes files then the ledger. Nothing that waits on the writer ever holds a
+CPU an encoder could use.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
+import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import ray
-from ray.data import Datasink, Datasource, ReadTask
+from ray.data import Datasource, ReadTask
 from ray.data.block import Block, BlockMetadata
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -29,12 +30,16 @@ from hugflow_ray.transform import ReadUnit, RowConverter, read_unit
 
 log = logging.getLogger(__name__)
 
-POLL_SECONDS = 0.5
 ENCODE_CPUS = 1.0
+MAX_WRITES_IN_FLIGHT = 2
 
 
 def ensure_ray(address: str | None) -> tuple[bool, float]:
-    """Connect to ``address`` (a running cluster) or start an embedded Ray; returns (started here, seconds)."""
+    """Connect to ``address`` (a running cluster) or start an embedded Ray; returns (started here, seconds).
+
+    An embedded Ray's start-up includes one warm worker per CPU (Ray's own start, then the imports a conversion
+    task needs), so that it is reported apart from the conversion rate.
+    """
     logging.getLogger("ray.data").setLevel(logging.ERROR)  # our progress file and bar report progress
     ray.data.DataContext.get_current().enable_progress_bars = False
     if ray.is_initialized():
@@ -50,7 +55,18 @@ def ensure_ray(address: str | None) -> tuple[bool, float]:
             ) from e
     else:  # "local": always a new embedded Ray, never a cluster some earlier `ray start` left on this machine
         ray.init(address="local", include_dashboard=False, log_to_driver=False)
+        cpus = int(ray.cluster_resources().get("CPU", 1))
+        ray.get([_warm_worker.remote() for _ in range(cpus)])
     return True, time.perf_counter() - start
+
+
+@ray.remote(num_cpus=ENCODE_CPUS)
+def _warm_worker() -> int:
+    """Import what a conversion task needs, so the first blocks do not wait for the workers' imports."""
+    import ray.data  # noqa: F401
+    from hugflow_ray import transform  # noqa: F401
+
+    return os.getpid()
 
 
 class UnitDatasource(Datasource):
@@ -81,37 +97,30 @@ def _reader(unit: ReadUnit, finished: np.ndarray, columns: list[str] | None) -> 
 
 @ray.remote(num_cpus=0, max_concurrency=1)
 class OutputWriter:
-    """The one writer of a dataset directory."""
+    """The one writer of a dataset directory; one block at a time, in the order the driver hands them over."""
 
     def __init__(self, dataset_dir: str) -> None:
         self._writer = DatasetWriter(Path(dataset_dir))
 
-    def write(self, block: pa.Table) -> int:
-        return self._writer.write_batch(block)
-
-    def counts(self) -> tuple[int, int]:
-        return self._writer.rows_written, self._writer.errors_written
-
-
-class ActorSink(Datasink[int]):
-    """Hands every block to the writer actor; the write tasks themselves need no CPU."""
-
-    def __init__(self, writer: Any) -> None:
-        self._writer = writer
-
-    @property
-    def supports_distributed_writes(self) -> bool:
-        return True
-
-    def write(self, blocks: Iterable[Block], ctx: Any) -> int:
-        return sum(ray.get(self._writer.write.remote(block)) for block in blocks)
+    def write(self, block: pa.Table) -> tuple[int, int, float]:
+        """Write a converted block; returns its rows, its row errors and the seconds the write took."""
+        started = time.perf_counter()
+        rows, errors = self._writer.write_batch(block)
+        return rows, errors, time.perf_counter() - started
 
 
 @dataclass(frozen=True)
 class RunResult:
+    """What a run wrote, and how busy the output actor was (``writer_seconds`` of ``seconds``)."""
+
     rows: int
     errors: int
     seconds: float
+    writer_seconds: float
+
+    @property
+    def writer_busy_fraction(self) -> float:
+        return self.writer_seconds / self.seconds if self.seconds > 0 else 0.0
 
 
 def run(
@@ -122,7 +131,12 @@ def run(
     columns: list[str] | None,
     on_progress: Callable[[int, int], None],
 ) -> RunResult:
-    """Convert and write the pending units; calls ``on_progress(rows, errors)`` as the writer advances."""
+    """Convert and write the pending units; calls ``on_progress(rows, errors)`` as blocks are written.
+
+    The driver pulls converted blocks from Ray Data and hands each to the output actor, with at most
+    ``MAX_WRITES_IN_FLIGHT`` handed over and not yet written: the actor always has the next block waiting, and
+    when it falls behind the driver stops pulling, so Ray Data's backpressure bounds the blocks in memory.
+    """
     start = time.perf_counter()
     node = ray.get_runtime_context().get_node_id()
     writer = OutputWriter.options(
@@ -130,22 +144,27 @@ def run(
     ).remote(str(dataset_dir))
     dataset = ray.data.read_datasource(UnitDatasource(units, columns), override_num_blocks=len(units))
     dataset = dataset.map_batches(converter, batch_format="pyarrow", batch_size=None, num_cpus=ENCODE_CPUS)
-    failure: list[BaseException] = []
+    rows = errors = 0
+    writer_seconds = 0.0
+    in_flight: list[ray.ObjectRef] = []
 
-    def execute() -> None:
-        try:
-            dataset.write_datasink(ActorSink(writer), ray_remote_args={"num_cpus": 0})
-        except BaseException as e:  # re-raised in the driver's thread below
-            failure.append(e)
+    def settle(wait_for: int) -> None:
+        """Account for the finished writes, waiting until at least ``wait_for`` have finished."""
+        nonlocal in_flight, rows, errors, writer_seconds
+        if not in_flight:
+            return
+        done, in_flight = ray.wait(in_flight, num_returns=wait_for or len(in_flight), timeout=None if wait_for else 0)
+        if not done:
+            return
+        for block_rows, block_errors, seconds in ray.get(done):
+            rows, errors, writer_seconds = rows + block_rows, errors + block_errors, writer_seconds + seconds
+        on_progress(rows, errors)
 
-    thread = threading.Thread(target=execute, name="hugflow-ray-write", daemon=True)
-    thread.start()
-    while thread.is_alive():
-        thread.join(POLL_SECONDS)
-        on_progress(*ray.get(writer.counts.remote()))
-    rows, errors = ray.get(writer.counts.remote())
-    on_progress(rows, errors)
-    ray.kill(writer)
-    if failure:
-        raise failure[0]
-    return RunResult(rows=rows, errors=errors, seconds=time.perf_counter() - start)
+    try:
+        for block in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
+            in_flight.append(writer.write.remote(block))
+            settle(max(0, len(in_flight) - MAX_WRITES_IN_FLIGHT + 1))
+        settle(len(in_flight))
+    finally:
+        ray.kill(writer)
+    return RunResult(rows=rows, errors=errors, seconds=time.perf_counter() - start, writer_seconds=writer_seconds)

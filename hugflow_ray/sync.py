@@ -58,6 +58,7 @@ class SyncReport:
     seconds: float
     ray_startup_seconds: float
     manifest: Path | None
+    output_busy_fraction: float | None
 
 
 def hub_for(settings: Settings) -> Hub:
@@ -157,6 +158,7 @@ def _sync_locked(
 
     units = pending(plan_units(groups, cpus=available_cpus()), finished)
     startup = 0.0
+    busy: float | None = None
     if units:
         from hugflow_ray import ray_runner
 
@@ -170,7 +172,8 @@ def _sync_locked(
             duplicated=rows.duplicated_stems(c for c in candidates if c),
             files_root=None if plan.format in STAGED_FORMATS else str(_files_root(plan, local_files[0])),
         )
-        ray_runner.run(units, converter, dataset_dir, columns=None, on_progress=reporter.update)
+        busy = ray_runner.run(units, converter, dataset_dir, columns=None,
+                              on_progress=reporter.update).writer_busy_fraction
 
     summary = ledger.summary()
     if summary.rows != total:
@@ -189,7 +192,7 @@ def _sync_locked(
     link_processed(settings, plan.dataset_name, dataset_dir)
     reporter.finish("complete")
     return _report(plan, dataset_dir, status, resumed=len(finished), new=total - len(finished), already=False,
-                   started=started, ray_startup=startup)
+                   started=started, ray_startup=startup, output_busy=busy)
 
 
 def sync_rows(
@@ -253,13 +256,13 @@ def _staged_audio(value: object) -> dict[str, Any] | None:
 
 
 def _report(plan: Plan, dataset_dir: Path, status: DatasetStatus, *, resumed: int, new: int, already: bool,
-            started: float, ray_startup: float = 0.0) -> SyncReport:
+            started: float, ray_startup: float = 0.0, output_busy: float | None = None) -> SyncReport:
     return SyncReport(
         dataset_name=plan.dataset_name, dataset_dir=dataset_dir, state=status.state, sha=plan.sha,
         rows_total=status.rows_total, rows_done=status.rows_done, row_errors=status.row_errors,
         resumed_from=resumed, newly_processed=new, already_complete=already,
         seconds=time.perf_counter() - started, ray_startup_seconds=ray_startup,
-        manifest=dataset_dir / output.MANIFEST_JSONL,
+        manifest=dataset_dir / output.MANIFEST_JSONL, output_busy_fraction=output_busy,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -46,16 +47,22 @@ def ray_head() -> Iterator[str]:
     deadline = time.monotonic() + HEAD_START_SECONDS
     while not list(Path(temp_dir).glob("session_*/logs/raylet.out")) or not _answers(port):
         if head.poll() is not None or time.monotonic() > deadline:
-            os.killpg(head.pid, signal.SIGKILL)
-            pytest.fail(f"ray start --head did not come up: {head.stdout.read() if head.stdout else ''}")
+            _kill_group(head)
+            pytest.fail(f"ray start --head did not come up (exit {head.returncode}): {head.stdout.read()}")
         time.sleep(0.5)
     try:
         yield f"127.0.0.1:{port}"
     finally:
-        os.killpg(head.pid, signal.SIGKILL)
-        head.wait(timeout=30)
+        _kill_group(head)
         subprocess.run(["pkill", "-9", "-f", temp_dir], check=False)
         shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def _kill_group(head: subprocess.Popen[str]) -> None:
+    """SIGKILL the head's process group; it may already be gone when `ray start` exited by itself."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(head.pid, signal.SIGKILL)
+    head.wait(timeout=30)
 
 
 def _answers(port: int) -> bool:

@@ -1,10 +1,12 @@
-"""The README's main job and the codec benchmark run, so neither can rot."""
+"""The README's main job and the benchmarks run (smoke sizes), so none of them can rot."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,12 +30,40 @@ def test_the_demo_syncs_a_built_dataset_end_to_end(tmp_path: Path, capsys: pytes
     assert (tmp_path / "processed" / dataset_dir.name).resolve() == dataset_dir.resolve()
 
 
-def test_the_codec_benchmark_runs_in_smoke_mode(tmp_path: Path) -> None:
-    spec = importlib.util.spec_from_file_location("codec_throughput", ROOT / "benchmarks" / "codec_throughput.py")
+def load_benchmark(name: str) -> Any:
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # its dataclasses look their module up there
     spec.loader.exec_module(module)
+    return module
+
+
+def test_the_codec_benchmark_runs_in_smoke_mode(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
-    results = module.main(["--clips", "2", "--seconds", "0.5", "--rates", "8000", "--rounds", "1", "--json", str(out)])
+    results = load_benchmark("codec_throughput").main(
+        ["--clips", "2", "--seconds", "0.5", "--rates", "8000", "--rounds", "1", "--json", str(out)])
     assert json.loads(out.read_text()) == results
     assert results["8000"]["ratio_median"] > 0
+
+
+def test_the_throughput_benchmark_compares_every_variant_in_smoke_mode(tmp_path: Path) -> None:
+    out = tmp_path / "throughput.json"
+    result = load_benchmark("throughput").main(["--smoke", "--work", str(tmp_path / "work"), "--json", str(out)])
+    assert json.loads(out.read_text()) == result
+    assert set(result["x_realtime"]) == {"limit", "seed", "pool", "hugflow"}
+    assert all(figures["median"] > 0 for figures in result["x_realtime"].values())
+    assert set(result["ratios"]) == {"hugflow/limit", "hugflow/seed", "hugflow/pool"}
+    assert all(result["peak_rss_mib"][variant]["median"] > 10 for variant in ("limit1", "seed", "pool", "hugflow"))
+    assert 0 < result["output_actor_busy_fraction"]["median"] < 1
+    cpu = result["hugflow_cpu_s_by_process"]
+    assert cpu["python hugflow_ray"] > 0 and any(name.startswith("ray::") for name in cpu), cpu
+
+
+def test_the_throughput_benchmark_measures_scale_and_resume_in_smoke_mode(tmp_path: Path) -> None:
+    result = load_benchmark("throughput").main(["--smoke", "--scale", "--work", str(tmp_path / "work")])
+    assert list(result["sizes"]) == ["4 rows", "12 rows", "12 rows, one file, one row group"]
+    assert all(size["x_realtime"]["median"] > 0 for size in result["sizes"].values())
+    assert result["rss_ratio_largest_over_middle"] > 0
+    resume = result["resume"]
+    assert 0 < resume["rows_left_fraction"] <= 0.5 and resume["resume_s"] > 0 and resume["full_s"] > 0

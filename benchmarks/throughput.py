@@ -1,0 +1,456 @@
+"""End-to-end throughput of hugflow against the seed's way, a hand-rolled pool and the physical limit, in one run.
+
+    python benchmarks/throughput.py                    # 2000 clips x 5 s, 16 kHz FLAC, 4 shards, 3 rounds
+    python benchmarks/throughput.py --rate 48000 --seconds 10 --clips 500 --one-file
+    python benchmarks/throughput.py --scale            # hugflow at 500 / 2000 / 8000 rows, one big file, resume
+    python benchmarks/throughput.py --smoke            # seconds; what the test suite runs
+
+The ``seed`` variant needs pydub and ffmpeg: ``pip install -e '.[bench]'`` and ``apt-get install ffmpeg``.
+
+Variants, run interleaved (A B C D A B C D ...), each as its own process tree so that peak RSS and CPU are its own:
+
+* ``limit1``: a bare single-process decode + encode loop over the same clips, same encoder settings, no files.
+  The physical limit is cores x limit1.
+* ``seed``: the seed's way: per row, pydub ``AudioSegment`` -> ffmpeg subprocess MP3 at 192k, one JSON per row,
+  sequential.
+* ``pool``: hugflow's codec over a ``multiprocessing`` pool of all cores, one task per row group, writing
+  MP3 + JSON (what an engineer would hand-roll without Ray).
+* ``hugflow``: ``hugflow local-sync`` of the same data as a local dataset in Hub layout, on an embedded Ray:
+  files, ledger and manifests written. Ray start-up is reported apart and excluded from the rate.
+
+Rates are audio-seconds per wall-second of each process (interpreter start included; a variant's excluded
+start-up is Ray's for hugflow and loading the clips into memory for limit1). Prints medians with min-max, the
+ratios, peak RSS of each process tree, where hugflow's CPU time went (by process), and the output actor's busy
+fraction; ``--json PATH`` writes every figure for comparison across commits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import io
+import json
+import multiprocessing
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from codec_throughput import bare, iter_clips  # noqa: E402
+
+from hugflow_ray import audio  # noqa: E402
+
+PAGE = os.sysconf("SC_PAGE_SIZE")
+TICK = os.sysconf("SC_CLK_TCK")
+SAMPLE_SECONDS = 0.2
+VARIANTS = ("limit1", "seed", "pool", "hugflow")
+SEED_BITRATE = "192k"
+ROW_GROUP_ROWS = 100  # what the Hub's parquet export uses for audio datasets
+SCALE_ROWS = (500, 2000, 8000)
+RESUME_DONE_FRACTION = 0.9
+
+
+# ---------------------------------------------------------------------------------------------- the dataset
+
+
+@dataclass(frozen=True)
+class Data:
+    """A synthetic dataset in Hub layout: ``root/data/train-*.parquet`` with the ``datasets`` Audio feature."""
+
+    root: Path
+    clips: int
+    seconds: float
+    rate: int
+
+    @property
+    def audio_seconds(self) -> float:
+        return self.clips * self.seconds
+
+    @property
+    def files(self) -> list[Path]:
+        return sorted((self.root / "data").glob("*.parquet"))
+
+
+def make_data(root: Path, *, clips: int, seconds: float, rate: int, shards: int, row_group_rows: int) -> Data:
+    """Write (or reuse, when ``root`` already holds exactly this dataset) the deterministic dataset."""
+    import datasets  # the real Audio feature metadata, as the Hub writes it
+
+    recipe = {"clips": clips, "seconds": seconds, "rate": rate, "shards": shards, "row_group_rows": row_group_rows}
+    marker = root / "recipe.json"
+    if marker.is_file() and json.loads(marker.read_text()) == recipe:
+        return Data(root, clips, seconds, rate)
+    shutil.rmtree(root, ignore_errors=True)
+    (root / "data").mkdir(parents=True)
+    schema = datasets.Features({"audio": datasets.Audio(), "text": datasets.Value("string")}).arrow_schema
+    per = -(-clips // shards)
+    generated = iter_clips(clips, seconds, rate)
+    for shard in range(shards):
+        ids = range(shard * per, min(clips, (shard + 1) * per))
+        rows = [{"audio": {"bytes": next(generated), "path": f"clip_{i:06d}.flac"}, "text": f"utterance {i}"}
+                for i in ids]
+        path = root / "data" / f"train-{shard:05d}-of-{shards:05d}.parquet"
+        pq.write_table(pa.Table.from_pylist(rows, schema=schema), path, row_group_size=row_group_rows)
+    marker.write_text(json.dumps(recipe))
+    return Data(root, clips, seconds, rate)
+
+
+# ------------------------------------------------------------------ the variants that run as children of this file
+
+
+def child_limit1(data: Data, out: Path) -> dict[str, float]:
+    start = time.perf_counter()
+    clips = [c["bytes"] for f in data.files for c in pq.read_table(f, columns=["audio"]).column("audio").to_pylist()]
+    loaded = time.perf_counter()
+    settings = audio.EncoderSettings()
+    for clip in clips:
+        bare(clip, settings)
+    return {"startup_s": loaded - start}
+
+
+def child_seed(data: Data, out: Path) -> dict[str, float]:
+    from pydub import AudioSegment
+
+    (out / "audio").mkdir(parents=True)
+    (out / "json").mkdir()
+    row_id = 0
+    for path in data.files:
+        for row in pq.read_table(path).to_pylist():
+            segment = AudioSegment.from_file(io.BytesIO(row["audio"]["bytes"]))
+            name = f"audio/{Path(row['audio']['path']).stem}.mp3"
+            segment.set_channels(1).export(out / name, format="mp3", bitrate=SEED_BITRATE)
+            document = {"row_id": row_id, "text": row["text"], "audio": {"path": name, "duration": segment.duration_seconds}}
+            (out / "json" / f"{row_id}.json").write_text(json.dumps(document))
+            row_id += 1
+    return {"startup_s": 0.0}
+
+
+def _pool_task(task: tuple[str, int, int, str]) -> int:
+    """Convert one row group and write its MP3 + JSON files (a pool worker)."""
+    path, group, first_row_id, out = task
+    settings = audio.EncoderSettings()
+    table = pq.ParquetFile(path).read_row_group(group)
+    for offset, row in enumerate(table.to_pylist()):
+        row_id = first_row_id + offset
+        encoded = audio.convert(row["audio"], settings, row_id=row_id)
+        name = f"audio/{Path(row['audio']['path']).stem}.mp3"
+        Path(out, name).write_bytes(encoded.mp3)
+        document = {"row_id": row_id, "text": row["text"], "audio": {"path": name, **encoded.facts.to_dict()}}
+        Path(out, "json", f"{row_id}.json").write_text(json.dumps(document))
+    return table.num_rows
+
+
+def child_pool(data: Data, out: Path) -> dict[str, float]:
+    (out / "audio").mkdir(parents=True)
+    (out / "json").mkdir()
+    tasks, row_id = [], 0
+    for path in data.files:
+        metadata = pq.ParquetFile(path).metadata
+        for group in range(metadata.num_row_groups):
+            tasks.append((str(path), group, row_id, str(out)))
+            row_id += metadata.row_group(group).num_rows
+    with multiprocessing.Pool(len(os.sched_getaffinity(0))) as pool:
+        done = sum(pool.imap_unordered(_pool_task, tasks))
+    assert done == data.clips
+    return {"startup_s": 0.0}
+
+
+CHILDREN: dict[str, Callable[[Data, Path], dict[str, float]]] = {
+    "limit1": child_limit1, "seed": child_seed, "pool": child_pool,
+}
+
+
+# ------------------------------------------------------------------------------ measuring a process tree
+
+
+@dataclass
+class TreeSample:
+    """Peak RSS of a process tree, and CPU seconds per process (by the name Ray gives its workers)."""
+
+    peak_rss: int = 0
+    cpu_ticks: dict[int, int] = field(default_factory=dict)
+    titles: dict[int, collections.Counter[str]] = field(default_factory=dict)
+
+    def sample(self, root: int) -> None:
+        parents: dict[int, int] = {}
+        stats: dict[int, tuple[int, int]] = {}
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+                pages = int(Path(f"/proc/{entry}/statm").read_text().split()[1])
+            except (OSError, IndexError):
+                continue
+            parents[int(entry)] = int(stat[1])
+            stats[int(entry)] = (pages * PAGE, int(stat[11]) + int(stat[12]))
+        tree, stack = [], [root]
+        while stack:
+            pid = stack.pop()
+            tree.append(pid)
+            stack.extend(p for p, parent in parents.items() if parent == pid)
+        self.peak_rss = max(self.peak_rss, sum(stats[p][0] for p in tree if p in stats))
+        for pid in tree:
+            if pid in stats:
+                self.cpu_ticks[pid] = stats[pid][1]
+                self.titles.setdefault(pid, collections.Counter())[_title(pid)] += 1
+
+    def cpu_by_process(self) -> dict[str, float]:
+        totals: collections.Counter[str] = collections.Counter()
+        for pid, ticks in self.cpu_ticks.items():
+            titles = self.titles[pid]
+            busy = [t for t in titles if t != "ray::IDLE"]
+            totals[max(busy, key=titles.__getitem__) if busy else "ray::IDLE"] += ticks / TICK
+        return dict(totals.most_common())
+
+
+def _title(pid: int) -> str:
+    try:
+        words = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return "?"
+    first = words[0].decode(errors="replace")
+    if first.startswith("ray::"):
+        return first.split(" ")[0]
+    name = Path(first).name
+    if name.startswith("python"):
+        script = next((w.decode() for w in words[1:] if w and not w.startswith(b"-")), "")
+        return f"python {Path(script).name}" if script else name
+    return name
+
+
+@dataclass(frozen=True)
+class Run:
+    variant: str
+    wall_s: float
+    startup_s: float
+    peak_rss: int
+    cpu: dict[str, float]
+    writer_busy: float | None
+
+    def rate(self, audio_seconds: float) -> float:
+        return audio_seconds / (self.wall_s - self.startup_s)
+
+
+def measured(command: list[str], env: dict[str, str] | None = None) -> tuple[float, str, TreeSample]:
+    """Run ``command``; its wall time, output, and the samples of its process tree."""
+    tree = TreeSample()
+    start = time.perf_counter()
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            tree.sample(proc.pid)
+            done.wait(SAMPLE_SECONDS)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    output, _ = proc.communicate()
+    wall = time.perf_counter() - start
+    done.set()
+    sampler.join()
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed:\n{output[-3000:]}")
+    return wall, output, tree
+
+
+def run_variant(variant: str, data: Data, work: Path) -> Run:
+    out = work / f"out-{variant}"
+    shutil.rmtree(out, ignore_errors=True)
+    if variant != "hugflow":
+        command = [sys.executable, __file__, "--child", variant, "--data", str(data.root), "--out", str(out),
+                   "--clips", str(data.clips), "--seconds", str(data.seconds), "--rate", str(data.rate)]
+        wall, output, tree = measured(command)
+        reported = json.loads(output.strip().splitlines()[-1])
+        run = Run(variant, wall, reported["startup_s"], tree.peak_rss, tree.cpu_by_process(), None)
+    else:
+        run = run_hugflow(data, out)
+    shutil.rmtree(out, ignore_errors=True)
+    return run
+
+
+def hugflow_env(out: Path) -> dict[str, str]:
+    env = {**os.environ, "STORAGE_ROOT": str(out / "datasets"), "STATE_DIR": str(out / "state"),
+           "PROCESSED_ROOT": str(out / "processed"), "PROGRESS_INTERVAL": "1000000"}
+    env.pop("RAY_ADDRESS", None)
+    return env
+
+
+def run_hugflow(data: Data, out: Path) -> Run:
+    """``hugflow local-sync`` of ``data`` into ``out`` (kept: scale mode resumes from it)."""
+    request = out / "bench.yaml"
+    request.parent.mkdir(parents=True, exist_ok=True)
+    request.write_text(f"path: {data.root}\ndescription: benchmark\n")
+    command = [sys.executable, "-m", "hugflow_ray", "local-sync", str(request)]
+    wall, output, tree = measured(command, env=hugflow_env(out))
+    startup = re.search(r"Ray start-up ([0-9.]+) s", output)
+    busy = re.search(r"output actor busy ([0-9.]+) %", output)
+    return Run("hugflow", wall, float(startup.group(1)) if startup else 0.0, tree.peak_rss,
+               tree.cpu_by_process(), float(busy.group(1)) / 100 if busy else None)
+
+
+# ---------------------------------------------------------------------------------------------- reports
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def show(values: dict[str, float], unit: str = "") -> str:
+    return f"{values['median']:8.2f}{unit} ({values['min']:.2f}-{values['max']:.2f})"
+
+
+def compare(data: Data, variants: list[str], rounds: int, work: Path) -> dict[str, Any]:
+    """The interleaved comparison; returns the figures."""
+    cores = len(os.sched_getaffinity(0))
+    runs: dict[str, list[Run]] = {v: [] for v in variants}
+    for round_ in range(rounds):
+        for variant in variants:
+            run = run_variant(variant, data, work)
+            runs[variant].append(run)
+            print(f"  round {round_ + 1} {variant:8} {run.rate(data.audio_seconds):8.1f} x realtime "
+                  f"({run.wall_s:.1f} s wall, {run.startup_s:.1f} s start-up)", flush=True)
+    rates = {v: [r.rate(data.audio_seconds) * (cores if v == "limit1" else 1) for r in runs[v]] for v in variants}
+    result: dict[str, Any] = {"cores": cores, "clips": data.clips, "clip_seconds": data.seconds, "rate_hz": data.rate,
+                              "rounds": rounds, "x_realtime": {}, "peak_rss_mib": {}, "ratios": {}}
+    print(f"\n{data.clips} clips x {data.seconds:g} s at {data.rate} Hz, {cores} cores, {rounds} rounds "
+          "(x realtime: median (min-max); limit = cores x limit1)")
+    for variant in variants:
+        name = "limit" if variant == "limit1" else variant
+        result["x_realtime"][name] = spread(rates[variant])
+        result["peak_rss_mib"][variant] = spread([r.peak_rss / 2**20 for r in runs[variant]])
+        print(f"  {name:8} {show(result['x_realtime'][name])}   peak RSS "
+              f"{show(result['peak_rss_mib'][variant], ' MiB')}")
+    if "hugflow" in variants:
+        result["ray_startup_s"] = spread([r.startup_s for r in runs["hugflow"]])
+        busy = [r.writer_busy for r in runs["hugflow"] if r.writer_busy is not None]
+        if busy:
+            result["output_actor_busy_fraction"] = spread(busy)
+        for other in (v for v in variants if v != "hugflow"):
+            name = "limit" if other == "limit1" else other
+            per_round = [h / o for h, o in zip(rates["hugflow"], rates[other], strict=True)]
+            result["ratios"][f"hugflow/{name}"] = spread(per_round)
+            print(f"  hugflow/{name:6} {show(result['ratios'][f'hugflow/{name}'])}")
+        print(f"  Ray start-up {show(result['ray_startup_s'], ' s')}"
+              + (f", output actor busy {show(result['output_actor_busy_fraction'])}" if busy else ""))
+        cpu = runs["hugflow"][len(runs["hugflow"]) // 2].cpu
+        result["hugflow_cpu_s_by_process"] = cpu
+        print("  hugflow CPU seconds by process (middle round): "
+              + ", ".join(f"{name} {seconds:.1f}" for name, seconds in cpu.items() if seconds >= 0.05))
+    return result
+
+
+def scale(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    """hugflow at several sizes and as one big file; the cost of resuming a dataset that is 90 % done."""
+    result: dict[str, Any] = {"sizes": {}}
+    cases = [(f"{rows} rows", rows, args.shards, ROW_GROUP_ROWS) for rows in args.scale_rows]
+    middle = args.scale_rows[len(args.scale_rows) // 2]
+    cases.append((f"{middle} rows, one file, one row group", middle, 1, middle))
+    for label, rows, shards, group in cases:
+        data = make_data(work / f"data-{rows}-{shards}-{group}", clips=rows, seconds=args.seconds, rate=args.rate,
+                         shards=shards, row_group_rows=group)
+        runs = [run_variant("hugflow", data, work) for _ in range(args.rounds)]
+        figures = {"x_realtime": spread([r.rate(data.audio_seconds) for r in runs]),
+                   "peak_rss_mib": spread([r.peak_rss / 2**20 for r in runs])}
+        result["sizes"][label] = figures
+        print(f"  {label:34} {show(figures['x_realtime'])} x realtime, peak RSS "
+              f"{show(figures['peak_rss_mib'], ' MiB')}", flush=True)
+    sizes = result["sizes"]
+    first, last = (f"{r} rows" for r in (args.scale_rows[0], args.scale_rows[-1]))
+    mid = f"{middle} rows"
+    result["rss_ratio_largest_over_middle"] = sizes[last]["peak_rss_mib"]["median"] / sizes[mid]["peak_rss_mib"]["median"]
+    result["rate_ratio_largest_over_smallest"] = sizes[last]["x_realtime"]["median"] / sizes[first]["x_realtime"]["median"]
+    print(f"  peak RSS {last} / {mid}: {result['rss_ratio_largest_over_middle']:.2f}; "
+          f"rate {last} / {first}: {result['rate_ratio_largest_over_smallest']:.2f}")
+    result["resume"] = resume_cost(args, work, middle)
+    return result
+
+
+def resume_cost(args: argparse.Namespace, work: Path, rows: int) -> dict[str, float]:
+    """Full sync, then drop the ledger parts of the last 10 % of rows and sync again: what does skipping cost?"""
+    data = make_data(work / f"data-{rows}-{args.shards}-{ROW_GROUP_ROWS}", clips=rows, seconds=args.seconds,
+                     rate=args.rate, shards=args.shards, row_group_rows=ROW_GROUP_ROWS)
+    fulls, resumes, fractions = [], [], []
+    for _ in range(args.rounds):
+        out = work / "out-resume"
+        shutil.rmtree(out, ignore_errors=True)
+        full = run_hugflow(data, out)
+        dataset = next((out / "datasets").iterdir())
+        dropped = 0
+        for part in sorted((dataset / ".hugflow" / "ledger").glob("part-*.parquet")):
+            first, count = (int(x) for x in part.stem.split("-")[1:3])
+            if first + count > rows * RESUME_DONE_FRACTION:
+                part.unlink()
+                dropped += count
+        (dataset / ".hugflow" / "status.json").unlink()
+        resumed = run_hugflow(data, out)
+        shutil.rmtree(out)
+        fulls.append(full.wall_s - full.startup_s)
+        resumes.append(resumed.wall_s - resumed.startup_s)
+        fractions.append(dropped / rows)
+    full_s, resume_s, todo = (statistics.median(x) for x in (fulls, resumes, fractions))
+    figures = {"full_s": full_s, "resume_s": resume_s, "rows_left_fraction": todo,
+               "skip_cost_fraction_of_full": (resume_s - todo * full_s) / full_s}
+    print(f"  resume with {todo:.0%} of {rows} rows left: {resume_s:.1f} s against {full_s:.1f} s for all; "
+          f"skipping the finished rows costs {figures['skip_cost_fraction_of_full']:.1%} of a full run")
+    return figures
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clips", type=int, default=2000)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--rate", type=int, default=16000)
+    parser.add_argument("--shards", type=int, default=4)
+    parser.add_argument("--one-file", action="store_true", help="one parquet file (row groups of 100 rows)")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, of {','.join(VARIANTS)}")
+    parser.add_argument("--scale", action="store_true", help="hugflow at several sizes, one big file, and resume")
+    parser.add_argument("--scale-rows", type=int, nargs="+", default=list(SCALE_ROWS))
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes and one round: that it runs, not figures")
+    parser.add_argument("--work", type=Path, help="keep generated data here (reused when it matches)")
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
+    parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        figures = CHILDREN[args.child](Data(args.data, args.clips, args.seconds, args.rate), args.out)
+        print(json.dumps(figures))
+        return figures
+    if args.smoke:
+        args.clips, args.seconds, args.rounds, args.scale_rows = 8, 0.5, 1, [4, 12]
+    variants = args.variants.split(",")
+    if unknown := set(variants) - set(VARIANTS):
+        parser.error(f"unknown variants {sorted(unknown)}; choose from {','.join(VARIANTS)}")
+    if "seed" in variants and not shutil.which("ffmpeg"):
+        parser.error("the seed variant needs ffmpeg (apt-get install ffmpeg), or leave it out with --variants")
+    with tempfile.TemporaryDirectory(prefix="hugflow-bench-") as tmp:
+        work = args.work or Path(tmp)
+        if args.scale:
+            result = scale(args, work)
+        else:
+            shards = 1 if args.one_file else args.shards
+            data = make_data(work / "data", clips=args.clips, seconds=args.seconds, rate=args.rate, shards=shards,
+                             row_group_rows=ROW_GROUP_ROWS)
+            result = compare(data, variants, args.rounds, work)
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+    return result
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
