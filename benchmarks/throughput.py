@@ -16,10 +16,10 @@ Variants, run interleaved (A B C D A B C D ...), each as its own process tree so
 * ``pool``: hugflow's codec over a ``multiprocessing`` pool of all cores, one task per row group, writing
   MP3 + JSON (what an engineer would hand-roll without Ray).
 * ``hugflow``: ``hugflow local-sync`` of the same data as a local dataset in Hub layout, on an embedded Ray:
-  files, ledger and manifests written. Ray start-up is reported apart and excluded from the rate.
+  files, ledger and manifests written. Ray's start-up and shut-down are reported apart and excluded from the rate.
 
 Rates are audio-seconds per wall-second of each process (interpreter start included; a variant's excluded
-start-up is Ray's for hugflow and loading the clips into memory for limit1). Prints medians with min-max, the
+start-up is Ray's start-up and shut-down for hugflow, and loading the clips into memory for limit1). Prints medians with min-max, the
 ratios, peak RSS of each process tree, where hugflow's CPU time went (by process), and the output actor's busy
 fraction; ``--json PATH`` writes every figure for comparison across commits.
 """
@@ -284,7 +284,7 @@ def run_variant(variant: str, data: Data, work: Path) -> Run:
 
 def hugflow_env(out: Path) -> dict[str, str]:
     env = {**os.environ, "STORAGE_ROOT": str(out / "datasets"), "STATE_DIR": str(out / "state"),
-           "PROCESSED_ROOT": str(out / "processed"), "PROGRESS_INTERVAL": "1000000"}
+           "PROCESSED_ROOT": str(out / "processed")}
     env.pop("RAY_ADDRESS", None)
     return env
 
@@ -296,10 +296,10 @@ def run_hugflow(data: Data, out: Path) -> Run:
     request.write_text(f"path: {data.root}\ndescription: benchmark\n")
     command = [sys.executable, "-m", "hugflow_ray", "local-sync", str(request)]
     wall, output, tree = measured(command, env=hugflow_env(out))
-    startup = re.search(r"Ray start-up ([0-9.]+) s", output)
+    ray_fixed = sum(float(m) for m in re.findall(r"(?:Ray start-up|shut-down) ([0-9.]+) s", output))
     busy = re.search(r"output actor busy ([0-9.]+) %", output)
-    return Run("hugflow", wall, float(startup.group(1)) if startup else 0.0, tree.peak_rss,
-               tree.cpu_by_process(), float(busy.group(1)) / 100 if busy else None)
+    return Run("hugflow", wall, ray_fixed, tree.peak_rss, tree.cpu_by_process(),
+               float(busy.group(1)) / 100 if busy else None)
 
 
 # ---------------------------------------------------------------------------------------------- reports
@@ -335,7 +335,8 @@ def compare(data: Data, variants: list[str], rounds: int, work: Path) -> dict[st
         print(f"  {name:8} {show(result['x_realtime'][name])}   peak RSS "
               f"{show(result['peak_rss_mib'][variant], ' MiB')}")
     if "hugflow" in variants:
-        result["ray_startup_s"] = spread([r.startup_s for r in runs["hugflow"]])
+        result["ray_startup_shutdown_s"] = spread([r.startup_s for r in runs["hugflow"]])
+        result["hugflow_x_realtime_incl_ray_startup"] = spread([data.audio_seconds / r.wall_s for r in runs["hugflow"]])
         busy = [r.writer_busy for r in runs["hugflow"] if r.writer_busy is not None]
         if busy:
             result["output_actor_busy_fraction"] = spread(busy)
@@ -344,7 +345,8 @@ def compare(data: Data, variants: list[str], rounds: int, work: Path) -> dict[st
             per_round = [h / o for h, o in zip(rates["hugflow"], rates[other], strict=True)]
             result["ratios"][f"hugflow/{name}"] = spread(per_round)
             print(f"  hugflow/{name:6} {show(result['ratios'][f'hugflow/{name}'])}")
-        print(f"  Ray start-up {show(result['ray_startup_s'], ' s')}"
+        print(f"  hugflow with Ray's start-up and shut-down counted {show(result['hugflow_x_realtime_incl_ray_startup'])}")
+        print(f"  Ray start-up + shut-down {show(result['ray_startup_shutdown_s'], ' s')}"
               + (f", output actor busy {show(result['output_actor_busy_fraction'])}" if busy else ""))
         cpu = runs["hugflow"][len(runs["hugflow"]) // 2].cpu
         result["hugflow_cpu_s_by_process"] = cpu

@@ -109,10 +109,11 @@ def local_sync(
     ] = None,
 ) -> None:
     """Sync one dataset on this machine (embedded Ray, or the cluster at RAY_ADDRESS); resumes where it stopped."""
-    from hugflow_ray.sync import sync
+    from hugflow_ray.sync import release_ray, sync
 
     settings = _settings()
     report = sync(file, settings, restart=restart, owner=lock_owner, expect_sha=expect_sha, progress_bar=True)
+    shutdown = release_ray()
     if report.already_complete:
         typer.echo(f"{report.dataset_name} is already complete ({report.rows_done} rows): nothing to do.")
         typer.echo(f"  {report.dataset_dir}")
@@ -121,7 +122,7 @@ def local_sync(
     resumed = f", resumed from row {report.resumed_from}" if report.resumed_from else ""
     busy = f", output actor busy {100 * report.output_busy_fraction:.1f} %" if report.output_busy_fraction else ""
     typer.echo(f"{report.dataset_name}: completed{errors} ({report.rows_done} rows{resumed}, "
-               f"{report.seconds:.1f} s, Ray start-up {report.ray_startup_seconds:.1f} s{busy})")
+               f"{report.seconds:.1f} s, Ray start-up {report.ray_startup_seconds:.1f} s, shut-down {shutdown:.1f} s{busy})")
     typer.echo(f"  MP3s:     {report.dataset_dir / 'audio'}")
     typer.echo(f"  JSONs:    {report.dataset_dir / 'json'}")
     typer.echo(f"  manifest: {report.manifest}")

@@ -60,6 +60,15 @@ def ensure_ray(address: str | None) -> tuple[bool, float]:
     return True, time.perf_counter() - start
 
 
+def shutdown() -> float:
+    """Stop the Ray this process started or joined; returns the seconds it took (0 when none is running)."""
+    if not ray.is_initialized():
+        return 0.0
+    start = time.perf_counter()
+    ray.shutdown()
+    return time.perf_counter() - start
+
+
 @ray.remote(num_cpus=ENCODE_CPUS)
 def _warm_worker() -> int:
     """Import what a conversion task needs, so the first blocks do not wait for the workers' imports."""

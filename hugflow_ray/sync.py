@@ -195,6 +195,15 @@ def _sync_locked(
                    started=started, ray_startup=startup, output_busy=busy)
 
 
+def release_ray() -> float:
+    """Stop the Ray that a sync in this process started (or joined); returns the seconds it took."""
+    if "ray" not in sys.modules:
+        return 0.0
+    from hugflow_ray import ray_runner
+
+    return ray_runner.shutdown()
+
+
 def sync_rows(
     records: Iterable[Mapping[str, Any]],
     settings: Settings,
