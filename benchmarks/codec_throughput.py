@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--rates", type=int, nargs="+", default=[16000, 48000])
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--quality", type=int, default=2)
+    parser.add_argument("--quality", type=int, default=audio.EncoderSettings().quality)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     settings = audio.EncoderSettings(quality=args.quality)

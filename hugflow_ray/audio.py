@@ -67,7 +67,7 @@ class EncoderSettings:
     """
 
     bitrate_kbps: int = 192
-    quality: int = 2
+    quality: int = 3
 
     def __post_init__(self) -> None:
         if self.bitrate_kbps not in mp3.LEGAL_BITRATES:

@@ -50,7 +50,7 @@ class Settings(BaseSettings):
     auto_merge: bool = Field(False, description="Merge the PR when every request succeeded.")
     log_level: LogLevel = Field("INFO", description="Logging level.")
     mp3_bitrate: int = Field(192, description="MP3 CBR bitrate in kbps, clamped per file to the legal maximum.")
-    mp3_quality: int = Field(2, ge=0, le=9, description="LAME algorithm quality: 0 best/slowest .. 9 fastest.")
+    mp3_quality: int = Field(3, ge=0, le=9, description="LAME algorithm quality: 0 best/slowest .. 9 fastest.")
     max_row_error_rate: float = Field(
         0.05, ge=0.0, le=1.0, description="Fail a sync when more than this fraction of rows have unusable audio."
     )

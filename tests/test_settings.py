@@ -22,7 +22,7 @@ def test_defaults_match_the_documented_contract() -> None:
     assert settings.state_dir == Path(".hugflow-state")
     assert (settings.progress_interval, settings.max_concurrent_downloads) == (10000, 5)
     assert (settings.auto_merge, settings.log_level, settings.mp3_bitrate, settings.mp3_quality) == (
-        False, "INFO", 192, 2
+        False, "INFO", 192, 3
     )
     assert settings.hf_token is None and settings.github_token is None and settings.slack_webhook_url is None
 
