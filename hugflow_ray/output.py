@@ -6,8 +6,9 @@ Layout of ``STORAGE_ROOT/<dataset_name>/``::
     manifest.parquet          manifest.jsonl (audio_filepath, duration, text: NeMo/Lhotse style)
     .hugflow/ledger/*.parquet .hugflow/meta.json (fingerprint)   .hugflow/status.json
 
-Every file is written atomically; a batch's files are made durable (one directory fsync per batch, not per
-file) before its ledger part is written, so the ledger never names a file that is not on disk.
+Every file is written atomically; a batch's files are made durable together (one filesystem sync for their
+contents, one for their names; not an fsync per file) before its ledger part is written, so the ledger never
+names a file that is not on disk.
 """
 
 from __future__ import annotations

@@ -1,0 +1,35 @@
+"""Batch writes: all files land whole, or the targets keep what they had."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hugflow_ray import atomic
+
+
+def test_a_batch_writes_every_file_whole_and_leaves_no_temp_files(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "old.mp3").write_bytes(b"old bytes")
+    files = [(tmp_path / "a" / "old.mp3", b"new bytes"), (tmp_path / "a" / "1.json", b"{}\n"),
+             (tmp_path / "a" / "big.mp3", bytes(range(256)) * 4096)]
+    atomic.write_many(files, root=tmp_path)
+    assert [path.read_bytes() for path, _ in files] == [data for _, data in files]
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["1.json", "big.mp3", "old.mp3"]
+
+
+def test_a_batch_that_fails_part_way_leaves_every_target_as_it_was(tmp_path: Path) -> None:
+    (tmp_path / "audio").mkdir()
+    (tmp_path / "audio" / "x.mp3").write_bytes(b"old bytes")
+    files = [(tmp_path / "audio" / "x.mp3", b"new bytes"), (tmp_path / "missing-dir" / "y.json", b"{}")]
+    with pytest.raises(FileNotFoundError):
+        atomic.write_many(files, root=tmp_path)
+    assert (tmp_path / "audio" / "x.mp3").read_bytes() == b"old bytes"
+    assert atomic.remove_temp_files([tmp_path / "audio"]) == 1, "the next writer clears what the failed batch left"
+    assert [p.name for p in (tmp_path / "audio").iterdir()] == ["x.mp3"]
+
+
+def test_an_empty_batch_writes_nothing(tmp_path: Path) -> None:
+    atomic.write_many([], root=tmp_path)
+    assert list(tmp_path.iterdir()) == []
