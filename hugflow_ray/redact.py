@@ -53,8 +53,26 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+_BASE_RECORD_FACTORY = logging.getLogRecordFactory()
+
+
 def configure_logging(level: str, secrets: Iterable[str] = ()) -> None:
-    """Send log records to stderr through a :class:`RedactingFilter` (idempotent)."""
+    """Send log records to stderr, and redact every record as it is created (idempotent).
+
+    Redacting at creation, not only in our handler, matters: a handler some library added to the root logger
+    before ours (Ray adds one) would otherwise print the record first, unredacted.
+    """
+    redactor = RedactingFilter(secrets)
+
+    def redacted_record(*args: object, **kwargs: object) -> logging.LogRecord:
+        record = _BASE_RECORD_FACTORY(*args, **kwargs)
+        try:
+            redactor.filter(record)
+        except Exception:  # noqa: BLE001 - a record whose message cannot be rendered fails in the handler as usual
+            pass
+        return record
+
+    logging.setLogRecordFactory(redacted_record)
     root = logging.getLogger()
     for handler in list(root.handlers):
         if getattr(handler, "_hugflow", False):
@@ -62,6 +80,6 @@ def configure_logging(level: str, secrets: Iterable[str] = ()) -> None:
     handler = logging.StreamHandler()
     handler._hugflow = True  # type: ignore[attr-defined]
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler.addFilter(RedactingFilter(secrets))
+    handler.addFilter(redactor)
     root.addHandler(handler)
     root.setLevel(level)

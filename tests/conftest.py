@@ -40,6 +40,20 @@ def hermetic_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Pa
     yield tmp_path
 
 
+@pytest.fixture(autouse=True)
+def restore_logging() -> Iterator[None]:
+    """What a test's `configure_logging` installs (root handlers, level, record factory) goes away after it."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level, factory = list(root.handlers), root.level, logging.getLogRecordFactory()
+    yield
+    for handler in [h for h in root.handlers if h not in handlers]:
+        root.removeHandler(handler)
+    root.setLevel(level)
+    logging.setLogRecordFactory(factory)
+
+
 @dataclass(frozen=True)
 class HubFixture:
     """A Hub-compatible server on loopback and the commits of the repositories it serves."""

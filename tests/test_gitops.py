@@ -22,6 +22,7 @@ import pytest
 from hugflow_ray import ci, gitops
 from hugflow_ray.errors import CIError
 from hugflow_ray.github import COMMENT_LIMIT, ChangedFile, PullFacts, PullRequestClient, fit_comment
+from hugflow_ray.redact import configure_logging
 from hugflow_ray.settings import load_settings
 from hugflow_ray.state import DatasetLock
 from tests.conftest import HubFixture
@@ -102,6 +103,7 @@ class World:
         for key, value in env.items():
             self.monkeypatch.setenv(key, value)
         settings = load_settings()
+        configure_logging(settings.log_level, settings.secrets())  # as the CLI does
         number = ci.load_event(settings).number
         client = PullRequestClient(api_url=self.github.api_url, token=CANARY_GH, repository=REPO, number=number,
                                    attempts=4, backoff_seconds=0.05, seconds_between_writes=0)
