@@ -26,7 +26,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from hugflow_ray.errors import SyncError
 from hugflow_ray.output import DatasetWriter
-from hugflow_ray.transform import ReadUnit, RowConverter, read_unit
+from hugflow_ray.transform import ROW_ID, ReadUnit, RowConverter, read_unit
 
 log = logging.getLogger(__name__)
 
@@ -112,11 +112,11 @@ class OutputWriter:
     def __init__(self, dataset_dir: str) -> None:
         self._writer = DatasetWriter(Path(dataset_dir))
 
-    def write(self, block: pa.Table) -> tuple[int, int, float]:
-        """Write a converted block; returns its rows, its row errors and the seconds the write took."""
+    def write(self, block: pa.Table) -> tuple[np.ndarray, int, float]:
+        """Write a converted block; returns its row ids, its row errors and the seconds the write took."""
         started = time.perf_counter()
-        rows, errors = self._writer.write_batch(block)
-        return rows, errors, time.perf_counter() - started
+        _, errors = self._writer.write_batch(block)
+        return block.column(ROW_ID).to_numpy(), errors, time.perf_counter() - started
 
 
 @dataclass(frozen=True)
@@ -139,9 +139,10 @@ def run(
     dataset_dir: Path,
     *,
     columns: list[str] | None,
-    on_progress: Callable[[int, int], None],
+    on_progress: Callable[[int, int, np.ndarray], None],
 ) -> RunResult:
-    """Convert and write the pending units; calls ``on_progress(rows, errors)`` as blocks are written.
+    """Convert and write the pending units; calls ``on_progress(rows, errors, ids)`` as blocks are written
+    (totals so far, and the ids of the rows written since the last call).
 
     The driver pulls converted blocks from Ray Data and hands each to the output actor, with at most
     ``MAX_WRITES_IN_FLIGHT`` handed over and not yet written: the actor always has the next block waiting, and
@@ -166,9 +167,10 @@ def run(
         done, in_flight = ray.wait(in_flight, num_returns=wait_for or len(in_flight), timeout=None if wait_for else 0)
         if not done:
             return
-        for block_rows, block_errors, seconds in ray.get(done):
-            rows, errors, writer_seconds = rows + block_rows, errors + block_errors, writer_seconds + seconds
-        on_progress(rows, errors)
+        results = ray.get(done)
+        for ids, block_errors, seconds in results:
+            rows, errors, writer_seconds = rows + len(ids), errors + block_errors, writer_seconds + seconds
+        on_progress(rows, errors, np.concatenate([ids for ids, _, _ in results]))
 
     try:
         for block in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
