@@ -18,8 +18,8 @@ Variants, run interleaved (A B C D A B C D ...), each as its own process tree so
 * ``hugflow``: ``hugflow local-sync`` of the same data as a local dataset in Hub layout, on an embedded Ray:
   files, ledger and manifests written. Ray's start-up and shut-down are reported apart and excluded from the rate.
 
-Rates are audio-seconds per wall-second of each process (interpreter start included; a variant's excluded
-start-up is Ray's start-up and shut-down for hugflow, and loading the clips into memory for limit1). Prints medians with min-max, the
+Rates are audio-seconds per wall-second of each process (interpreter start included). Excluded as start-up: Ray's
+start-up and shut-down for hugflow, loading the clips into memory for limit1. Prints medians with min-max, the
 ratios, peak RSS of each process tree, where hugflow's CPU time went (by process), and the output actor's busy
 fraction; ``--json PATH`` writes every figure for comparison across commits.
 """
@@ -131,7 +131,8 @@ def child_seed(data: Data, out: Path) -> dict[str, float]:
             segment = AudioSegment.from_file(io.BytesIO(row["audio"]["bytes"]))
             name = f"audio/{Path(row['audio']['path']).stem}.mp3"
             segment.set_channels(1).export(out / name, format="mp3", bitrate=SEED_BITRATE)
-            document = {"row_id": row_id, "text": row["text"], "audio": {"path": name, "duration": segment.duration_seconds}}
+            document = {"row_id": row_id, "text": row["text"],
+                        "audio": {"path": name, "duration": segment.duration_seconds}}
             (out / "json" / f"{row_id}.json").write_text(json.dumps(document))
             row_id += 1
     return {"startup_s": 0.0}
@@ -345,7 +346,8 @@ def compare(data: Data, variants: list[str], rounds: int, work: Path) -> dict[st
             per_round = [h / o for h, o in zip(rates["hugflow"], rates[other], strict=True)]
             result["ratios"][f"hugflow/{name}"] = spread(per_round)
             print(f"  hugflow/{name:6} {show(result['ratios'][f'hugflow/{name}'])}")
-        print(f"  hugflow with Ray's start-up and shut-down counted {show(result['hugflow_x_realtime_incl_ray_startup'])}")
+        counted = result["hugflow_x_realtime_incl_ray_startup"]
+        print(f"  hugflow with Ray's start-up and shut-down counted {show(counted)}")
         print(f"  Ray start-up + shut-down {show(result['ray_startup_shutdown_s'], ' s')}"
               + (f", output actor busy {show(result['output_actor_busy_fraction'])}" if busy else ""))
         cpu = runs["hugflow"][len(runs["hugflow"]) // 2].cpu
@@ -373,8 +375,10 @@ def scale(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     sizes = result["sizes"]
     first, last = (f"{r} rows" for r in (args.scale_rows[0], args.scale_rows[-1]))
     mid = f"{middle} rows"
-    result["rss_ratio_largest_over_middle"] = sizes[last]["peak_rss_mib"]["median"] / sizes[mid]["peak_rss_mib"]["median"]
-    result["rate_ratio_largest_over_smallest"] = sizes[last]["x_realtime"]["median"] / sizes[first]["x_realtime"]["median"]
+    rss, rate = ({label: figures[key]["median"] for label, figures in sizes.items()}
+                 for key in ("peak_rss_mib", "x_realtime"))
+    result["rss_ratio_largest_over_middle"] = rss[last] / rss[mid]
+    result["rate_ratio_largest_over_smallest"] = rate[last] / rate[first]
     print(f"  peak RSS {last} / {mid}: {result['rss_ratio_largest_over_middle']:.2f}; "
           f"rate {last} / {first}: {result['rate_ratio_largest_over_smallest']:.2f}")
     result["resume"] = resume_cost(args, work, middle)

@@ -121,8 +121,9 @@ def local_sync(
     errors = f" with {report.row_errors} row errors" if report.row_errors else ""
     resumed = f", resumed from row {report.resumed_from}" if report.resumed_from else ""
     busy = f", output actor busy {100 * report.output_busy_fraction:.1f} %" if report.output_busy_fraction else ""
-    typer.echo(f"{report.dataset_name}: completed{errors} ({report.rows_done} rows{resumed}, "
-               f"{report.seconds:.1f} s, Ray start-up {report.ray_startup_seconds:.1f} s, shut-down {shutdown:.1f} s{busy})")
+    ray_times = f"Ray start-up {report.ray_startup_seconds:.1f} s, shut-down {shutdown:.1f} s"
+    typer.echo(f"{report.dataset_name}: completed{errors} ({report.rows_done} rows{resumed}, {report.seconds:.1f} s, "
+               f"{ray_times}{busy})")
     typer.echo(f"  MP3s:     {report.dataset_dir / 'audio'}")
     typer.echo(f"  JSONs:    {report.dataset_dir / 'json'}")
     typer.echo(f"  manifest: {report.manifest}")

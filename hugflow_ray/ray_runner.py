@@ -74,6 +74,7 @@ def shutdown() -> float:
 def _warm_worker() -> int:
     """Import what a conversion task needs, so the first blocks do not wait for the workers' imports."""
     import ray.data  # noqa: F401
+
     from hugflow_ray import transform  # noqa: F401
 
     return os.getpid()
