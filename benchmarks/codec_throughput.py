@@ -3,7 +3,7 @@
     python benchmarks/codec_throughput.py [--clips 200] [--seconds 5] [--rates 16000 48000] [--rounds 3]
 
 * ``bare``: soundfile decode -> int16 -> lameenc encode, nothing else (no checks, no tag, no resampling).
-* ``codec``: :func:`hugflow_ray.audio.convert` (typed checks, mixdown, rate/bitrate policy, gapless tag).
+* ``codec``: :func:`hugflow_ray.codec.audio.convert` (typed checks, mixdown, rate/bitrate policy, gapless tag).
 
 Both run in one process on one core, A B A B..., and report audio-seconds per wall-second (median, min-max)
 and the ratio codec/bare. Prints a table and, with ``--json PATH``, writes the figures.
@@ -24,7 +24,8 @@ import lameenc
 import numpy as np
 import soundfile
 
-from hugflow_ray import audio, mp3
+from hugflow_ray.codec import audio
+from hugflow_ray.core.encoding import EncoderSettings, legal_bitrate
 
 
 def iter_clips(count: int, seconds: float, rate: int) -> Iterator[bytes]:
@@ -44,22 +45,22 @@ def make_clips(count: int, seconds: float, rate: int) -> list[bytes]:
     return list(iter_clips(count, seconds, rate))
 
 
-def bare(clip: bytes, settings: audio.EncoderSettings) -> bytes:
+def bare(clip: bytes, settings: EncoderSettings) -> bytes:
     samples, rate = soundfile.read(io.BytesIO(clip), dtype="int16")
     encoder = lameenc.Encoder()
     encoder.set_channels(1)
     encoder.set_in_sample_rate(rate)
     encoder.set_out_sample_rate(rate)
-    encoder.set_bit_rate(mp3.legal_bitrate(settings.bitrate_kbps, rate))
+    encoder.set_bit_rate(legal_bitrate(settings.bitrate_kbps, rate))
     encoder.set_quality(settings.quality)
     return bytes(encoder.encode(samples.tobytes())) + bytes(encoder.flush())
 
 
-def codec(clip: bytes, settings: audio.EncoderSettings) -> bytes:
+def codec(clip: bytes, settings: EncoderSettings) -> bytes:
     return audio.convert({"bytes": clip, "path": None}, settings).mp3
 
 
-def timed(run: Callable[[bytes, audio.EncoderSettings], bytes], clips: list[bytes], settings: audio.EncoderSettings,
+def timed(run: Callable[[bytes, EncoderSettings], bytes], clips: list[bytes], settings: EncoderSettings,
           audio_seconds: float) -> float:
     start = time.perf_counter()
     for clip in clips:
@@ -73,10 +74,10 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--rates", type=int, nargs="+", default=[16000, 48000])
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--quality", type=int, default=audio.EncoderSettings().quality)
+    parser.add_argument("--quality", type=int, default=EncoderSettings().quality)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
-    settings = audio.EncoderSettings(quality=args.quality)
+    settings = EncoderSettings(quality=args.quality)
     results: dict[str, dict[str, float]] = {}
     print(f"{args.clips} clips x {args.seconds:g} s, 192 kbps requested, LAME quality {args.quality}, one core")
     print(f"{'rate':>6} {'bare (x realtime)':>22} {'codec (x realtime)':>22} {'codec/bare':>11}")

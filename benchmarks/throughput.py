@@ -51,7 +51,8 @@ import pyarrow.parquet as pq
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from codec_throughput import bare, iter_clips  # noqa: E402
 
-from hugflow_ray import audio  # noqa: E402
+from hugflow_ray.codec import audio  # noqa: E402
+from hugflow_ray.core.encoding import EncoderSettings  # noqa: E402
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 TICK = os.sysconf("SC_CLK_TCK")
@@ -114,7 +115,7 @@ def child_limit1(data: Data, out: Path) -> dict[str, float]:
     start = time.perf_counter()
     clips = [c["bytes"] for f in data.files for c in pq.read_table(f, columns=["audio"]).column("audio").to_pylist()]
     loaded = time.perf_counter()
-    settings = audio.EncoderSettings()
+    settings = EncoderSettings()
     for clip in clips:
         bare(clip, settings)
     return {"startup_s": loaded - start}
@@ -141,7 +142,7 @@ def child_seed(data: Data, out: Path) -> dict[str, float]:
 def _pool_task(task: tuple[str, int, int, str]) -> int:
     """Convert one row group and write its MP3 + JSON files (a pool worker)."""
     path, group, first_row_id, out = task
-    settings = audio.EncoderSettings()
+    settings = EncoderSettings()
     table = pq.ParquetFile(path).read_row_group(group)
     for offset, row in enumerate(table.to_pylist()):
         row_id = first_row_id + offset

@@ -1,5 +1,5 @@
 """``python -m hugflow_ray``."""
 
-from hugflow_ray.cli import main
+from hugflow_ray.cli.main import main
 
 main()

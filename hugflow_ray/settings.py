@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import os
-import signal
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from hugflow_ray import mp3
-from hugflow_ray.audio import EncoderSettings
+from hugflow_ray.core.encoding import LEGAL_BITRATES, EncoderSettings
 from hugflow_ray.errors import SettingsError
 
 DEFAULT_HF_ENDPOINT = "https://huggingface.co"
 DEFAULT_GITHUB_API_URL = "https://api.github.com"
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
-FAILPOINT_VARIABLE = "HUGFLOW_FAILPOINT"
 MAX_DOWNLOAD_CONCURRENCY = 64
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
@@ -60,8 +56,8 @@ class Settings(BaseSettings):
     @field_validator("mp3_bitrate")
     @classmethod
     def _legal_bitrate(cls, value: int) -> int:
-        if value not in mp3.LEGAL_BITRATES:
-            raise ValueError(f"must be an MP3 bitrate: one of {', '.join(map(str, mp3.LEGAL_BITRATES))}")
+        if value not in LEGAL_BITRATES:
+            raise ValueError(f"must be an MP3 bitrate: one of {', '.join(map(str, LEGAL_BITRATES))}")
         return value
 
     @field_validator("hf_endpoint", "github_api_url")
@@ -92,24 +88,3 @@ def load_settings(**overrides: object) -> Settings:
         )
         raise SettingsError(f"invalid settings: {problems}. Fix the environment or .env (see .env.example).") from None
 
-
-def failpoint(name: str) -> None:
-    """Crash-test hook: SIGKILL this process at the point ``name`` when ``HUGFLOW_FAILPOINT`` names it.
-
-    Points: ``files-written`` (a batch's files are durable, its ledger part is not yet written; in the writer
-    actor) and ``finalize`` (manifests written, status not yet complete; in the driver).
-    """
-    if os.environ.get(FAILPOINT_VARIABLE) == name:
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
-# The control plane's credentials: the data-plane driver never needs them, so it never gets them.
-CONTROL_PLANE_VARIABLES = (
-    "GITHUB_TOKEN", "GH_TOKEN", "GH_ENTERPRISE_TOKEN", "SLACK_WEBHOOK_URL", "SLACK_BOT_TOKEN",
-    "ACTIONS_RUNTIME_TOKEN", "ACTIONS_ID_TOKEN_REQUEST_TOKEN", "ACTIONS_ID_TOKEN_REQUEST_URL",
-)
-
-
-def driver_environment() -> dict[str, str]:
-    """The environment for a data-plane driver process: this one without the control plane's credentials."""
-    return {k: v for k, v in os.environ.items() if k.upper() not in CONTROL_PLANE_VARIABLES}

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import soundfile
 
-from hugflow_ray import mp3
+from hugflow_ray.codec import mp3
 
 TONE_HZ = 440.0
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from hugflow_ray import atomic
+from hugflow_ray.utils import atomic
 
 
 def test_a_batch_writes_every_file_whole_and_leaves_no_temp_files(tmp_path: Path) -> None:

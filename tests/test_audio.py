@@ -10,8 +10,9 @@ import av
 import numpy as np
 import pytest
 
-from hugflow_ray import audio, mp3
-from hugflow_ray.audio import EncoderSettings, SafePathResolver
+from hugflow_ray.codec import audio, mp3
+from hugflow_ray.codec.audio import EncoderSettings, SafePathResolver
+from hugflow_ray.core import encoding
 from hugflow_ray.errors import (
     AudioDecodeError,
     AudioError,
@@ -33,20 +34,20 @@ def assert_faithful(result: audio.EncodedAudio, source: np.ndarray, source_rate:
     assert back.sample_rate == facts.output_sample_rate
     assert back.channels == 1
     assert back.bitrate == facts.bitrate_kbps
-    frame = mp3.samples_per_frame(facts.output_sample_rate) / facts.output_sample_rate
+    frame = encoding.samples_per_frame(facts.output_sample_rate) / facts.output_sample_rate
     assert abs(len(back.samples) / back.sample_rate - source.shape[0] / source_rate) <= frame
     assert facts.duration == pytest.approx(source.shape[0] / source_rate)
     expected = audio.to_pcm16(audio.DecodedAudio(source, source_rate, "x"), facts.output_sample_rate) / 32768
     assert correlation(back.samples, expected) > 0.98
 
 
-@pytest.mark.parametrize("rate", mp3.LEGAL_SAMPLE_RATES)
+@pytest.mark.parametrize("rate", encoding.LEGAL_SAMPLE_RATES)
 def test_legal_rates_are_kept_with_the_bitrate_clamped_to_the_legal_maximum(rate: int) -> None:
     source = sine(rate)
     result = audio.convert({"bytes": encoded(source, rate), "path": "a.flac"})
     assert result.facts.source_sample_rate == rate
     assert result.facts.output_sample_rate == rate
-    assert result.facts.bitrate_kbps == min(192, mp3.max_bitrate(rate))
+    assert result.facts.bitrate_kbps == min(192, encoding.max_bitrate(rate))
     assert_faithful(result, source, rate)
 
 

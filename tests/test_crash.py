@@ -20,9 +20,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from hugflow_ray.plan import parquet_row_groups
-from hugflow_ray.settings import FAILPOINT_VARIABLE
-from hugflow_ray.transform import available_cpus, plan_units
+from hugflow_ray.pipeline.readers.units import available_cpus, parquet_row_groups, plan_units
+from hugflow_ray.utils.failpoints import FAILPOINT_VARIABLE
 from tests import datasets_fixtures as fx
 
 CRASH_SEED = 20261122

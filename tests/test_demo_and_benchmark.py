@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from hugflow_ray import demo
+from hugflow_ray.cli import demo
 from tests.audio_fixtures import decode_back
 
 ROOT = Path(__file__).resolve().parents[1]

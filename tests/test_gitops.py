@@ -19,12 +19,12 @@ from pathlib import Path
 
 import pytest
 
-from hugflow_ray import ci, gitops
+from hugflow_ray.adapters.github import COMMENT_LIMIT, ChangedFile, PullFacts, PullRequestClient, fit_comment
 from hugflow_ray.errors import CIError
-from hugflow_ray.github import COMMENT_LIMIT, ChangedFile, PullFacts, PullRequestClient, fit_comment
-from hugflow_ray.redact import configure_logging
+from hugflow_ray.gitops import comments, control, gate
+from hugflow_ray.pipeline.locks import DatasetLock
 from hugflow_ray.settings import load_settings
-from hugflow_ray.state import DatasetLock
+from hugflow_ray.utils.redact import configure_logging
 from tests.conftest import HubFixture
 from tests.github_server import FakeGitHub, SlackReceiver, rate_limit_headers
 from tests.hub_server import _git
@@ -104,19 +104,19 @@ class World:
             self.monkeypatch.setenv(key, value)
         settings = load_settings()
         configure_logging(settings.log_level, settings.secrets())  # as the CLI does
-        number = ci.load_event(settings).number
+        number = control.load_event(settings).number
         client = PullRequestClient(api_url=self.github.api_url, token=CANARY_GH, repository=REPO, number=number,
                                    attempts=4, backoff_seconds=0.05, seconds_between_writes=0)
-        return ci.run(settings, github=client, poll_seconds=0.2)
+        return control.run(settings, github=client, poll_seconds=0.2)
 
     def comment(self, number: int, path: str) -> str:
-        bodies = [b for b in self.github.comments_on(number) if gitops.request_marker(path) in b]
+        bodies = [b for b in self.github.comments_on(number) if comments.request_marker(path) in b]
         assert len(bodies) == 1, f"expected one living comment for {path}, found {len(bodies)}"
         return bodies[0]
 
     def history(self, path: str) -> list[str]:
         """Every body ever sent for ``path``'s comment (creates and edits, in order)."""
-        marker = gitops.request_marker(path)
+        marker = comments.request_marker(path)
         return [json.loads(b)["body"] for m, _, b in self.github.requests if m in ("POST", "PATCH") and marker in b]
 
     def assert_no_canary(self, *texts: str) -> None:
@@ -236,8 +236,8 @@ def test_a_second_pr_for_a_dataset_being_synced_is_told_who_holds_it(world: Worl
                                                                       tmp_path: Path) -> None:
     path = "requests/add/calls-again.yaml"
     world.open_pull(6, {path: request_yaml("org/calls")})
-    from hugflow_ray.naming import dataset_dir_name
-    from hugflow_ray.spec import DatasetRef
+    from hugflow_ray.core.naming import dataset_dir_name
+    from hugflow_ray.core.request import DatasetRef
 
     name = dataset_dir_name(DatasetRef(hf_id="org/calls"))
     with DatasetLock(tmp_path / "state", name, owner=f"PR #5 of {REPO}"):  # what PR #5's driver holds
@@ -301,14 +301,14 @@ def test_a_fork_pr_is_refused_without_approval_and_a_new_push_withdraws_it(world
 def test_ci_mode_outside_actions_or_without_a_pr_is_a_clear_error(tmp_path: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(CIError, match="inside GitHub Actions"):
-        ci.load_event(load_settings())
+        control.load_event(load_settings())
     event = tmp_path / "push.json"
     event.write_text(json.dumps({"ref": "refs/heads/main"}))
     monkeypatch.setenv("GITHUB_ACTIONS", "true")
     monkeypatch.setenv("GITHUB_EVENT_PATH", str(event))
     monkeypatch.setenv("GITHUB_REPOSITORY", REPO)
     with pytest.raises(CIError, match="no pull request"):
-        ci.load_event(load_settings())
+        control.load_event(load_settings())
     result = subprocess.run([sys.executable, "-m", "hugflow_ray", "sync", "--ci-mode"], capture_output=True,
                             text=True, env=dict(os.environ))
     assert result.returncode == 1 and "has no pull request" in result.stderr
@@ -320,11 +320,11 @@ def test_the_token_falls_back_to_gh_auth_token(tmp_path: Path, monkeypatch: pyte
     gh.write_text('#!/bin/sh\n[ "$1 $2" = "auth token" ] && echo token-from-gh\n')
     gh.chmod(0o755)
     monkeypatch.setenv("PATH", f"{gh.parent}{os.pathsep}{os.environ['PATH']}")
-    assert ci.github_token(load_settings()) == "token-from-gh"
-    assert ci.github_token(load_settings(github_token="set")) == "set"
+    assert control.github_token(load_settings()) == "token-from-gh"
+    assert control.github_token(load_settings(github_token="set")) == "set"
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     with pytest.raises(CIError, match="GITHUB_TOKEN"):
-        ci.github_token(load_settings())
+        control.github_token(load_settings())
 
 
 # ---- the gate and the comment, pure ----------------------------------------------------------------------
@@ -337,22 +337,22 @@ def _pull(head_repo: str = REPO, labels: tuple[str, ...] = (), head: str = "h" *
 @pytest.mark.parametrize(
     ("event", "pull", "allowed"),
     [
-        (gitops.EventFacts(1, "opened", "h" * 40), _pull(), True),
-        (gitops.EventFacts(1, "opened", "h" * 40), _pull("fork/x"), False),
-        (gitops.EventFacts(1, "labeled", "h" * 40, "sync-approved"), _pull("fork/x", ("sync-approved",)), True),
-        (gitops.EventFacts(1, "labeled", "h" * 40, "other"), _pull("fork/x", ("sync-approved", "other")), False),
-        (gitops.EventFacts(1, "labeled", "h" * 40, "sync-approved"),
+        (gate.EventFacts(1, "opened", "h" * 40), _pull(), True),
+        (gate.EventFacts(1, "opened", "h" * 40), _pull("fork/x"), False),
+        (gate.EventFacts(1, "labeled", "h" * 40, "sync-approved"), _pull("fork/x", ("sync-approved",)), True),
+        (gate.EventFacts(1, "labeled", "h" * 40, "other"), _pull("fork/x", ("sync-approved", "other")), False),
+        (gate.EventFacts(1, "labeled", "h" * 40, "sync-approved"),
          _pull("fork/x", ("sync-approved",), head="n" * 40), False),  # pushed again after the label
-        (gitops.EventFacts(1, "synchronize", "h" * 40), _pull("fork/x", ("sync-approved",)), False),
-        (gitops.EventFacts(1, "opened", "h" * 40), _pull(None), False),  # type: ignore[arg-type]
-        (gitops.EventFacts(1, "reopened", "h" * 40), _pull(state="closed"), False),
+        (gate.EventFacts(1, "synchronize", "h" * 40), _pull("fork/x", ("sync-approved",)), False),
+        (gate.EventFacts(1, "opened", "h" * 40), _pull(None), False),  # type: ignore[arg-type]
+        (gate.EventFacts(1, "reopened", "h" * 40), _pull(state="closed"), False),
     ],
     ids=["same-repo", "fork", "fork-approved-at-this-sha", "fork-other-label", "fork-approved-older-sha",
          "fork-synchronize-with-stale-label", "deleted-fork", "closed-meanwhile"],
 )
-def test_the_gate_syncs_forks_only_when_approved_at_the_exact_head(event: gitops.EventFacts, pull: PullFacts,
+def test_the_gate_syncs_forks_only_when_approved_at_the_exact_head(event: gate.EventFacts, pull: PullFacts,
                                                                     allowed: bool) -> None:
-    decision = gitops.gate(event, pull, [ChangedFile("requests/add/a.yaml", "added")], "sync-approved")
+    decision = gate.gate(event, pull, [ChangedFile("requests/add/a.yaml", "added")], "sync-approved")
     assert (decision.refusal is None) is allowed
     assert [r.path for r in decision.requests] == (["requests/add/a.yaml"] if allowed else [])
 
@@ -372,14 +372,14 @@ def test_the_gate_syncs_forks_only_when_approved_at_the_exact_head(event: gitops
 )
 def test_the_gate_runs_only_request_files(changed: list[ChangedFile], refusal: str | None,
                                           requests: list[str]) -> None:
-    decision = gitops.gate(gitops.EventFacts(1, "opened", "h" * 40), _pull(), changed, "sync-approved")
+    decision = gate.gate(gate.EventFacts(1, "opened", "h" * 40), _pull(), changed, "sync-approved")
     assert (refusal is None and decision.refusal is None) or (refusal and refusal in (decision.refusal or ""))
     assert [r.path for r in decision.requests] == requests
 
 
 def test_long_comments_are_cut_under_githubs_limit_keeping_the_marker() -> None:
-    marker = gitops.request_marker("requests/add/a.yaml")
-    body = fit_comment(gitops.failed("requests/add/a.yaml", "x" * 200_000, "fix it") + "\n" + "y" * 100_000
+    marker = comments.request_marker("requests/add/a.yaml")
+    body = fit_comment(comments.failed("requests/add/a.yaml", "x" * 200_000, "fix it") + "\n" + "y" * 100_000
                        + f"\n\n{marker}")
     assert len(body) <= COMMENT_LIMIT and body.endswith(marker) and "cut to fit" in body
 
@@ -387,7 +387,7 @@ def test_long_comments_are_cut_under_githubs_limit_keeping_the_marker() -> None:
 # ---- Slack, both ways of configuring it -------------------------------------------------------------------
 
 def test_slack_posts_escaped_text_by_webhook_or_bot_token_and_nothing_when_unconfigured() -> None:
-    from hugflow_ray.slack import Slack
+    from hugflow_ray.adapters.slack import Slack
 
     text = "<!channel> synced `a&b` <http://evil|click>"
     with SlackReceiver() as receiver:

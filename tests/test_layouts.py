@@ -9,8 +9,8 @@ import pyarrow as pa
 import pyarrow.ipc
 import pytest
 
+from hugflow_ray.api import sync
 from hugflow_ray.settings import Settings, load_settings
-from hugflow_ray.sync import sync
 from tests.audio_fixtures import decode_back
 from tests.conftest import HubFixture
 
@@ -90,9 +90,9 @@ def test_a_local_csv_split_is_metadata_only(settings: Settings, tmp_path: Path) 
 def test_a_repo_with_a_loading_script_is_read_from_the_hubs_parquet_conversion(
     hub: HubFixture, settings: Settings, tmp_path: Path
 ) -> None:
-    from hugflow_ray.hub import Hub
-    from hugflow_ray.plan import make_plan
-    from hugflow_ray.spec import parse_request
+    from hugflow_ray.adapters.hub import Hub
+    from hugflow_ray.core.request import parse_request
+    from hugflow_ray.pipeline.plan import make_plan
 
     plan = make_plan(parse_request("hf_id: org/script\ndescription: d\n"), hub=Hub(endpoint=hub.endpoint))
     assert (plan.sha, plan.files_sha) == (hub.shas["org/script"], hub.shas["org/script@parquet"])

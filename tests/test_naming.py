@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from hugflow_ray.naming import dataset_dir_name
-from hugflow_ray.spec import DatasetRef
+from hugflow_ray.core.naming import dataset_dir_name
+from hugflow_ray.core.request import DatasetRef
 
 
 def test_the_seed_layout_for_ordinary_names() -> None:

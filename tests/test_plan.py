@@ -8,11 +8,13 @@ from pathlib import Path
 import pytest
 from huggingface_hub.hf_api import DatasetInfo
 
-from hugflow_ray.audio import EncoderSettings
+from hugflow_ray.adapters.hub import Hub, RepoSnapshot
+from hugflow_ray.codec.audio import EncoderSettings
+from hugflow_ray.core.plan import SourceFile
+from hugflow_ray.core.request import parse_request
 from hugflow_ray.errors import HubError
-from hugflow_ray.hub import Hub, RepoSnapshot
-from hugflow_ray.plan import SourceFile, make_plan, verify
-from hugflow_ray.spec import parse_request
+from hugflow_ray.pipeline.download import verify
+from hugflow_ray.pipeline.plan import make_plan
 from tests.conftest import HubFixture
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from hugflow_ray.errors import SettingsError
-from hugflow_ray.redact import REDACTED, RedactingFilter, configure_logging, redact
 from hugflow_ray.settings import Settings, load_settings
+from hugflow_ray.utils.redact import REDACTED, RedactingFilter, configure_logging, redact
 
 CANARY_HF = "hf_CanaryCanaryCanaryCanary0123456789"
 CANARY_SLACK = "https://hooks.slack.com/services/T000/B000/CanarySecretValue"
@@ -138,7 +138,7 @@ def test_a_handler_a_library_added_before_ours_never_sees_a_secret() -> None:
 
 
 def test_the_driver_environment_keeps_the_hub_token_and_drops_github_and_slack(monkeypatch: pytest.MonkeyPatch) -> None:
-    from hugflow_ray.settings import driver_environment
+    from hugflow_ray.executors.child_process import driver_environment
 
     for name, value in {"HF_TOKEN": CANARY_HF, "GITHUB_TOKEN": "ghs_x", "GH_TOKEN": "gho_x",
                         "SLACK_WEBHOOK_URL": CANARY_SLACK, "SLACK_BOT_TOKEN": "xoxb-x", "STORAGE_ROOT": "/data",

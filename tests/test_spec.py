@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from hugflow_ray.errors import RequestError
-from hugflow_ray.spec import (
+from hugflow_ray.core.request import (
     MAX_REQUEST_BYTES,
     AddRequest,
     RemoveRequest,
@@ -17,6 +16,7 @@ from hugflow_ray.spec import (
     parse_request,
     request_fields,
 )
+from hugflow_ray.errors import RequestError
 
 OK = "hf_id: org/name\ndescription: Speech for tests\n"
 

@@ -10,14 +10,15 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from hugflow_ray import rows
-from hugflow_ray.cli import app
+from hugflow_ray.api import remove, status, sync
+from hugflow_ray.cli.main import app
+from hugflow_ray.core import naming
 from hugflow_ray.errors import PlanError, SyncError
-from hugflow_ray.ledger import Ledger
+from hugflow_ray.pipeline.ledger import Ledger
+from hugflow_ray.pipeline.locks import DatasetLock
+from hugflow_ray.pipeline.progress import read_progress
+from hugflow_ray.pipeline.readers.units import plan_units
 from hugflow_ray.settings import Settings, load_settings
-from hugflow_ray.state import DatasetLock, read_progress
-from hugflow_ray.sync import remove, status, sync
-from hugflow_ray.transform import plan_units
 from tests.audio_fixtures import decode_back
 from tests.conftest import HubFixture
 
@@ -79,7 +80,7 @@ def test_hostile_and_duplicate_audio_filenames_get_safe_unique_deterministic_nam
     report = sync(request(tmp_path, "hf_id: org/shards\ndescription: d\n"), settings)
     names = sorted(p.name for p in (report.dataset_dir / "audio").iterdir())
     assert len(names) == len(set(n.lower() for n in names)) == 26
-    assert all(len(n) <= rows.MAX_STEM_LENGTH + 20 and "/" not in n and "\x00" not in n for n in names)
+    assert all(len(n) <= naming.MAX_STEM_LENGTH + 20 and "/" not in n and "\x00" not in n for n in names)
     assert "ok_name+7.mp3" in names and "x+0.mp3" in names and "dup+4.mp3" in names and "DUP+5.mp3" in names
     assert any(n.startswith("clip_1+") or n == "clip_1.mp3" for n in names)  # empty name -> source path stem
     again = load_settings(**{**settings.model_dump(), "storage_root": tmp_path / "again"})
@@ -264,7 +265,7 @@ def test_the_cli_syncs_reports_status_and_removes(hub: HubFixture, tmp_path: Pat
 def test_in_memory_rows_with_arrays_decoders_and_bytes_reach_the_codec(settings: Settings) -> None:
     import numpy as np
 
-    from hugflow_ray.sync import sync_rows
+    from hugflow_ray.api import sync_rows
     from tests.audio_fixtures import encoded, sine
     from tests.test_audio import FakeAudioDecoder
 

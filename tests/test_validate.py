@@ -12,10 +12,10 @@ import pytest
 from huggingface_hub.utils import hf_raise_for_status
 from typer.testing import CliRunner
 
-from hugflow_ray.cli import app
+from hugflow_ray.adapters.hub import Hub
+from hugflow_ray.cli.main import app
 from hugflow_ray.errors import HubUnavailableError, RepoAccessError
-from hugflow_ray.hub import Hub
-from hugflow_ray.validate import Level, ValidationReport, validate_file
+from hugflow_ray.pipeline.validate import Level, ValidationReport, validate_file
 from tests.conftest import HubFixture
 
 pytestmark = pytest.mark.hub

@@ -26,8 +26,8 @@ import pyarrow.ipc
 import pyarrow.json
 import pyarrow.parquet as pq
 
-from hugflow_ray import atomic
 from hugflow_ray.errors import PlanError
+from hugflow_ray.utils import atomic
 
 STAGED_FORMATS = frozenset({"audiofolder", "webdataset", "arrow", "csv", "json"})
 AUDIO_EXTENSIONS = frozenset({"wav", "flac", "mp3", "ogg", "opus", "m4a", "aac", "webm", "aiff", "aif", "au", "sph"})

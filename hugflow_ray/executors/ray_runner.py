@@ -25,8 +25,9 @@ from ray.data.block import Block, BlockMetadata
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from hugflow_ray.errors import SyncError
-from hugflow_ray.output import DatasetWriter
-from hugflow_ray.transform import ROW_ID, ReadUnit, RowConverter, read_unit
+from hugflow_ray.pipeline.convert import RowConverter
+from hugflow_ray.pipeline.readers.units import ROW_ID, ReadUnit, read_unit
+from hugflow_ray.pipeline.writer import DatasetWriter
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ def _warm_worker() -> int:
     """Import what a conversion task needs, so the first blocks do not wait for the workers' imports."""
     import ray.data  # noqa: F401
 
-    from hugflow_ray import transform  # noqa: F401
+    from hugflow_ray.pipeline import convert  # noqa: F401
 
     return os.getpid()
 

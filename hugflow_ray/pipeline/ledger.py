@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from hugflow_ray import atomic
+from hugflow_ray.utils import atomic
 
 STATUS_OK = "ok"
 STATUS_ERROR = "error"

@@ -19,7 +19,7 @@ import io
 import os
 import stat
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -27,7 +27,8 @@ import numpy as np
 import soundfile
 import soxr
 
-from hugflow_ray import mp3
+from hugflow_ray.codec import mp3
+from hugflow_ray.core.encoding import AudioFacts, EncoderSettings, Hz, legal_bitrate, output_sample_rate
 from hugflow_ray.errors import (
     AudioDecodeError,
     AudioError,
@@ -37,9 +38,6 @@ from hugflow_ray.errors import (
     TruncatedAudioError,
     UnsafeAudioPathError,
 )
-
-Seconds = float
-Hz = int
 
 MIN_SAMPLE_RATE: Hz = 1000
 MAX_SAMPLE_RATE: Hz = 768_000
@@ -55,44 +53,6 @@ _INTEGER_SCALES: dict[np.dtype, tuple[float, float]] = {  # dtype -> (offset, sc
     np.dtype(np.int32): (0.0, 2147483648.0),
     np.dtype(np.int64): (0.0, 9223372036854775808.0),
 }
-
-
-@dataclass(frozen=True)
-class EncoderSettings:
-    """How MP3s are encoded; part of a dataset's fingerprint.
-
-    Attributes:
-        bitrate_kbps: requested CBR bitrate, clamped per file to the legal maximum at its output rate.
-        quality: LAME's algorithm quality, 0 (best, slowest) to 9 (fastest).
-    """
-
-    bitrate_kbps: int = 192
-    quality: int = 3
-
-    def __post_init__(self) -> None:
-        if self.bitrate_kbps not in mp3.LEGAL_BITRATES:
-            raise ValueError(f"{self.bitrate_kbps} kbps is not an MP3 bitrate; choose one of {mp3.LEGAL_BITRATES}")
-        if not 0 <= self.quality <= 9:
-            raise ValueError(f"LAME quality {self.quality} is outside 0..9")
-
-
-@dataclass(frozen=True)
-class AudioFacts:
-    """What the conversion of one row did, recorded next to its MP3."""
-
-    duration: Seconds
-    source_sample_rate: Hz
-    output_sample_rate: Hz
-    bitrate_kbps: int
-    source_channels: int
-    source_format: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> AudioFacts:
-        return cls(**{name: data[name] for name in cls.__dataclass_fields__})
 
 
 @dataclass(frozen=True)
@@ -350,9 +310,9 @@ def to_pcm16(decoded: DecodedAudio, rate: Hz) -> np.ndarray:
 
 
 def encode(decoded: DecodedAudio, settings: EncoderSettings) -> EncodedAudio:
-    """Encode decoded audio as a mono CBR MP3 under the rate and bitrate policy of :mod:`hugflow_ray.mp3`."""
-    rate = mp3.output_sample_rate(decoded.sample_rate)
-    bitrate = mp3.legal_bitrate(settings.bitrate_kbps, rate)
+    """Encode decoded audio as a mono CBR MP3 under the rate and bitrate policy of :mod:`hugflow_ray.core.encoding`."""
+    rate = output_sample_rate(decoded.sample_rate)
+    bitrate = legal_bitrate(settings.bitrate_kbps, rate)
     pcm = to_pcm16(decoded, rate)
     if pcm.size == 0:
         raise EmptyAudioError("the audio is too short to hold one sample at the output rate")

@@ -1,4 +1,4 @@
-"""``python -m hugflow_ray.demo``: the whole job end to end, offline, on an embedded Ray.
+"""``python -m hugflow_ray.cli.demo``: the whole job end to end, offline, on an embedded Ray.
 
 Builds a small speech-like dataset in Hub layout (parquet shards with the ``datasets`` Audio feature: 16 kHz
 FLAC, stereo 44.1 kHz WAV, 96 kHz, 8 kHz, one corrupt row), writes an add request for it, syncs it, and prints
@@ -18,8 +18,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import soundfile
 
+from hugflow_ray.pipeline.store import status
+from hugflow_ray.pipeline.sync import sync
 from hugflow_ray.settings import load_settings
-from hugflow_ray.sync import status, sync
 
 ROWS_PER_SHARD = 12
 SHARDS = 2

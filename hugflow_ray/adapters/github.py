@@ -9,13 +9,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TypeVar
 
 import requests
 from github import Auth, Github, GithubException
 from github.IssueComment import IssueComment
 
+from hugflow_ray.core.pull_request import ChangedFile, PullFacts
 from hugflow_ray.errors import GitHubError
 
 log = logging.getLogger(__name__)
@@ -26,33 +26,6 @@ COMMENT_LIMIT = 65536  # GitHub's maximum comment body, in characters
 ATTEMPTS = 5
 BACKOFF_SECONDS = 2.0
 MAX_WAIT_SECONDS = 300.0  # never sleep longer than this for one rate-limit reset
-
-
-@dataclass(frozen=True)
-class ChangedFile:
-    """One file a pull request changes: its path, GitHub's status, and the old path of a rename."""
-
-    path: str
-    status: str  # added | modified | removed | renamed | copied | changed | unchanged
-    previous_path: str | None = None
-
-
-@dataclass(frozen=True)
-class PullFacts:
-    """What the sync needs to know about a pull request, fresh from the API."""
-
-    number: int
-    head_sha: str
-    base_sha: str
-    head_repo: str | None  # None when the fork was deleted
-    base_repo: str
-    labels: tuple[str, ...]
-    state: str
-    merged: bool
-
-    @property
-    def from_fork(self) -> bool:
-        return self.head_repo != self.base_repo
 
 
 class PullRequestClient:

@@ -1,4 +1,4 @@
-"""Operator-facing state under ``STATE_DIR``: progress files and per-dataset locks."""
+"""One sync or removal of a dataset at a time on this host: per-dataset ``flock``s under ``STATE_DIR/locks/``."""
 
 from __future__ import annotations
 
@@ -7,49 +7,10 @@ import fcntl
 import json
 import os
 import socket
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
-from hugflow_ray import atomic
 from hugflow_ray.errors import SyncError
-
-
-@dataclass
-class Progress:
-    """The seed's progress file, one per dataset: ``STATE_DIR/progress/<dataset>.json``."""
-
-    dataset_name: str
-    status: str
-    total_files: int  # rows of the split (the seed counted one file per row)
-    downloaded_files: int = 0  # rows finished (converted or recorded as row errors)
-    row_errors: int = 0
-    resumed_from: int = 0
-    newly_downloaded: int = 0
-    percent_complete: float = 0.0
-    rows_per_second: float | None = None
-    eta_seconds: float | None = None
-    resume_data: dict[str, Any] = field(default_factory=dict)
-    updated: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def progress_path(state_dir: Path, dataset_name: str) -> Path:
-    return state_dir / "progress" / f"{dataset_name}.json"
-
-
-def write_progress(state_dir: Path, progress: Progress) -> None:
-    progress.updated = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    path = progress_path(state_dir, progress.dataset_name)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic.write_json(path, progress.to_dict())
-
-
-def read_progress(state_dir: Path, dataset_name: str) -> dict[str, Any] | None:
-    path = progress_path(state_dir, dataset_name)
-    return json.loads(path.read_text()) if path.is_file() else None
+from hugflow_ray.utils import atomic
 
 
 class DatasetLock:

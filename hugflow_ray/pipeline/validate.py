@@ -7,11 +7,12 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
+from hugflow_ray.adapters.hub import Hub, RepoSnapshot, SplitLayout, local_layout
+from hugflow_ray.core.naming import dataset_dir_name
+from hugflow_ray.core.plan import choose_columns
+from hugflow_ray.core.request import AddRequest, Request, load_request
 from hugflow_ray.errors import HubError, RequestError
-from hugflow_ray.hub import Hub, RepoSnapshot, SplitLayout, local_layout
-from hugflow_ray.naming import dataset_dir_name
-from hugflow_ray.plan import choose_columns, resolve_hub_layout
-from hugflow_ray.spec import AddRequest, Request, load_request
+from hugflow_ray.pipeline.plan import resolve_hub_layout
 
 
 class Level(StrEnum):

@@ -1,13 +1,8 @@
-"""MP3 (MPEG audio layer III) rules and the LAME encoder, in one pure module.
+"""The LAME encoder and the gapless "Info" frame: mono int16 PCM -> a CBR MP3 decoders trim exactly.
 
-The rules decided once (see DESIGN notes):
-
-* Output sample rate: the source rate when MP3 can carry it, otherwise the nearest legal rate at or above it,
-  capped at 48 kHz (7 kHz -> 8 kHz, 37.8 kHz -> 44.1 kHz, 96 kHz -> 48 kHz).
-* Bitrate: the requested CBR bitrate clamped to the largest legal bitrate at the output rate that does not
-  exceed it (192 kbps at 16 kHz -> 160 kbps; LAME caps MPEG-2.5 rates at 64 kbps).
-* Every file starts with a LAME "Info" frame that records the encoder delay and padding, so decoders
-  (mpg123, ffmpeg) return exactly the source's sample count. lameenc does not write that frame itself.
+Every file starts with a LAME "Info" frame that records the encoder delay and padding, so decoders (mpg123,
+ffmpeg) return exactly the source's sample count. lameenc does not write that frame itself. The rules (legal
+rates and bitrates) are :mod:`hugflow_ray.core.encoding`.
 """
 
 from __future__ import annotations
@@ -18,20 +13,7 @@ from dataclasses import dataclass
 import lameenc
 import numpy as np
 
-Hz = int
-Kbps = int
-
-MPEG1_RATES: tuple[Hz, ...] = (32000, 44100, 48000)
-MPEG2_RATES: tuple[Hz, ...] = (16000, 22050, 24000)
-MPEG25_RATES: tuple[Hz, ...] = (8000, 11025, 12000)
-LEGAL_SAMPLE_RATES: tuple[Hz, ...] = tuple(sorted(MPEG1_RATES + MPEG2_RATES + MPEG25_RATES))
-MAX_OUTPUT_RATE: Hz = 48000
-
-MPEG1_BITRATES: tuple[Kbps, ...] = (32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320)
-MPEG2_BITRATES: tuple[Kbps, ...] = (8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160)
-# LAME refuses more than 64 kbps at 8 / 11.025 / 12 kHz (measured: it silently encodes 64 when asked for more).
-MPEG25_MAX_BITRATE: Kbps = 64
-LEGAL_BITRATES: tuple[Kbps, ...] = tuple(sorted(set(MPEG1_BITRATES) | set(MPEG2_BITRATES)))
+from hugflow_ray.core.encoding import MPEG1_BITRATES, MPEG2_BITRATES, Hz, Kbps, bitrate_table, samples_per_frame
 
 LAME_ENCODER_DELAY = 576  # samples LAME 3.100 prepends (ENCDELAY); decoders add their own 529 and skip both.
 LAME_VERSION_TAG = b"LAME3.100"
@@ -43,52 +25,6 @@ _RATE_TABLE = {"1": (44100, 48000, 32000), "2": (22050, 24000, 16000), "2.5": (1
 _INFO_FLAGS = 0x0F  # frames, bytes, TOC and quality fields present
 _TOC_SIZE = 100
 _LAME_EXTENSION_SIZE = 36
-
-
-def output_sample_rate(source_rate: Hz) -> Hz:
-    """The sample rate an MP3 of audio at ``source_rate`` is written at (see the module docstring)."""
-    if source_rate in LEGAL_SAMPLE_RATES:
-        return source_rate
-    for rate in LEGAL_SAMPLE_RATES:
-        if rate >= source_rate:
-            return rate
-    return MAX_OUTPUT_RATE
-
-
-def _version_of(rate: Hz) -> str:
-    if rate in MPEG1_RATES:
-        return "1"
-    if rate in MPEG2_RATES:
-        return "2"
-    if rate in MPEG25_RATES:
-        return "2.5"
-    raise ValueError(f"{rate} Hz is not a legal MP3 sample rate; legal rates: {LEGAL_SAMPLE_RATES}")
-
-
-def _bitrate_table(rate: Hz) -> tuple[Kbps, ...]:
-    version = _version_of(rate)
-    if version == "1":
-        return MPEG1_BITRATES
-    if version == "2":
-        return MPEG2_BITRATES
-    return tuple(b for b in MPEG2_BITRATES if b <= MPEG25_MAX_BITRATE)
-
-
-def max_bitrate(rate: Hz) -> Kbps:
-    """The highest CBR bitrate LAME writes at the legal sample rate ``rate``."""
-    return _bitrate_table(rate)[-1]
-
-
-def legal_bitrate(requested: Kbps, rate: Hz) -> Kbps:
-    """The largest legal bitrate at ``rate`` that does not exceed ``requested`` (the smallest legal one if all do)."""
-    table = _bitrate_table(rate)
-    fitting = [b for b in table if b <= requested]
-    return fitting[-1] if fitting else table[0]
-
-
-def samples_per_frame(rate: Hz) -> int:
-    """Samples per channel in one layer III frame at ``rate``."""
-    return 1152 if _version_of(rate) == "1" else 576
 
 
 @dataclass(frozen=True)
@@ -184,7 +120,7 @@ def gapless_info_frame(frames: bytes, num_samples: int) -> bytes:
     body_size = first.side_info_size + 4 + 4 + 4 + 4 + _TOC_SIZE + 4 + _LAME_EXTENSION_SIZE
     bitrate = next(
         b
-        for b in _bitrate_table(first.sample_rate)
+        for b in bitrate_table(first.sample_rate)
         if b >= first.bitrate and _frame_length(first.version, b, first.sample_rate) >= 4 + body_size
     )
     bitrate_index = (MPEG1_BITRATES if first.version == "1" else MPEG2_BITRATES).index(bitrate) + 1
@@ -214,13 +150,13 @@ def encode_mono(pcm: np.ndarray, rate: Hz, *, bitrate: Kbps, quality: int) -> by
     Args:
         pcm: 1-D int16 samples, at least one.
         rate: a legal MP3 sample rate; the output keeps it (set explicitly, LAME would otherwise pick).
-        bitrate: a bitrate legal at ``rate`` (see :func:`legal_bitrate`).
+        bitrate: a bitrate legal at ``rate`` (see :func:`hugflow_ray.core.encoding.legal_bitrate`).
         quality: LAME's algorithm quality, 0 (best, slowest) to 9 (fastest).
     """
     if pcm.dtype != np.int16 or pcm.ndim != 1 or pcm.size == 0:
         raise ValueError("encode_mono needs a non-empty 1-D int16 array")
-    if bitrate not in _bitrate_table(rate):
-        raise ValueError(f"{bitrate} kbps is not legal at {rate} Hz; use legal_bitrate()")
+    if bitrate not in bitrate_table(rate):
+        raise ValueError(f"{bitrate} kbps is not legal at {rate} Hz; use core.encoding.legal_bitrate()")
     encoder = lameenc.Encoder()
     encoder.set_channels(1)
     encoder.set_in_sample_rate(rate)

@@ -1,37 +1,38 @@
 """``hugflow sync --ci-mode``: the control plane of the pull-request workflow.
 
-It reads the Actions event, asks GitHub what the PR changes, decides (:func:`hugflow_ray.gitops.gate`) what
+It reads the Actions event, asks GitHub what the PR changes, decides (:func:`hugflow_ray.gitops.gate.gate`) what
 may run, and for each request file keeps one living PR comment (and Slack) up to date. The data plane is a
-separate driver process (``hugflow local-sync``), started without the GitHub and Slack credentials; the two
-talk only through the progress file, the ledger and the dataset's status, so the driver can move into
-``ray job submit`` unchanged.
+separate driver (:mod:`hugflow_ray.executors.child_process`: ``hugflow local-sync``), started without the GitHub
+and Slack credentials; the two talk only through the progress file, the ledger and the dataset's status, so the
+driver can move into ``ray job submit`` unchanged.
 """
 
 from __future__ import annotations
 
-import collections
 import json
 import logging
 import shutil
-import signal
 import subprocess
-import sys
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from hugflow_ray import gitops, output, sync
+from hugflow_ray.adapters.github import PullRequestClient
+from hugflow_ray.adapters.slack import Slack
+from hugflow_ray.core.plan import Plan
+from hugflow_ray.core.request import AddRequest, RemoveRequest, RequestKind, parse_request
 from hugflow_ray.errors import CIError, GitHubError, HugflowError, RequestError
-from hugflow_ray.github import PullRequestClient
-from hugflow_ray.plan import Plan, make_plan
-from hugflow_ray.redact import redact
-from hugflow_ray.settings import Settings, driver_environment
-from hugflow_ray.slack import Slack
-from hugflow_ray.spec import AddRequest, RemoveRequest, RequestKind, parse_request
-from hugflow_ray.state import DatasetLock, read_progress
-from hugflow_ray.units import duration, human_size
+from hugflow_ray.executors.child_process import LocalDriver
+from hugflow_ray.gitops import comments, gate
+from hugflow_ray.pipeline import store
+from hugflow_ray.pipeline.locks import DatasetLock
+from hugflow_ray.pipeline.plan import hub_for, make_plan
+from hugflow_ray.pipeline.progress import read_progress
+from hugflow_ray.pipeline.status import read_status
+from hugflow_ray.settings import Settings
+from hugflow_ray.utils.humanize import duration, human_size
+from hugflow_ray.utils.redact import redact
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ MILESTONES = (25, 50, 75)
 FIX_THE_REQUEST = "fix the request file in this PR and push; the sync runs again on the new commit."
 
 
-def load_event(settings: Settings) -> gitops.EventFacts:
+def load_event(settings: Settings) -> gate.EventFacts:
     """The pull request the Actions event is about.
 
     Raises:
@@ -59,7 +60,7 @@ def load_event(settings: Settings) -> gitops.EventFacts:
         raise CIError(f"the event in {settings.github_event_path} has no pull request; the dataset-sync workflow "
                       "runs on pull_request_target events")
     label = event.get("label")
-    return gitops.EventFacts(number=pull["number"], action=str(event.get("action", "")), head_sha=pull["head"]["sha"],
+    return gate.EventFacts(number=pull["number"], action=str(event.get("action", "")), head_sha=pull["head"]["sha"],
                              label=label.get("name") if isinstance(label, dict) else None)
 
 
@@ -84,56 +85,6 @@ class DriverRun(Protocol):
 
 class Driver(Protocol):
     def start(self, request_file: Path, *, owner: str, expect_sha: str | None) -> DriverRun: ...
-
-
-class LocalDriver:
-    """Runs ``hugflow local-sync`` as a child process on this host, without the control plane's credentials."""
-
-    def __init__(self, secrets: list[str]) -> None:
-        self._secrets = secrets
-
-    def start(self, request_file: Path, *, owner: str, expect_sha: str | None) -> _ProcessRun:
-        command = [sys.executable, "-m", "hugflow_ray", "local-sync", str(request_file), "--lock-owner", owner]
-        if expect_sha:
-            command += ["--expect-sha", expect_sha]
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                   env=driver_environment(), errors="replace")
-        return _ProcessRun(process, self._secrets)
-
-
-class _ProcessRun:
-    """A driver process whose output is echoed (redacted) to this job's log and whose last error is kept."""
-
-    def __init__(self, process: subprocess.Popen[str], secrets: list[str]) -> None:
-        self._process, self._secrets = process, secrets
-        self._tail: collections.deque[str] = collections.deque(maxlen=50)
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self._process.stdout is not None
-        for line in self._process.stdout:
-            line = redact(line.rstrip("\n"), self._secrets)
-            self._tail.append(line)
-            print(f"  | {line}", flush=True)
-
-    def poll(self) -> int | None:
-        return self._process.poll()
-
-    def wait(self) -> int:
-        code = self._process.wait()
-        self._reader.join(timeout=10)
-        return code
-
-    @property
-    def error(self) -> str | None:
-        errors = [line for line in self._tail if line.startswith("error: ")]
-        if errors:
-            return errors[-1].removeprefix("error: ")
-        code = self._process.returncode
-        if code is not None and code < 0:
-            return f"the sync process was killed by {signal.Signals(-code).name}"
-        return next((line for line in reversed(self._tail) if line.strip()), None)
 
 
 @dataclass
@@ -167,7 +118,7 @@ def run(settings: Settings, *, driver: Driver | None = None, github: PullRequest
     secrets = settings.secrets()
     reporter = _Reporter(github, Slack(settings), secrets, f"[{settings.github_repository}#{event.number}]")
     pull = github.facts()
-    decision = gitops.gate(event, pull, github.changed_files(), settings.sync_approval_label)
+    decision = gate.gate(event, pull, github.changed_files(), settings.sync_approval_label)
     if decision.drop_approval:
         try:
             github.remove_label(settings.sync_approval_label)
@@ -175,7 +126,7 @@ def run(settings: Settings, *, driver: Driver | None = None, github: PullRequest
             log.warning("%s", e)
     if decision.refusal is not None:
         log.error("not synced: %s", decision.refusal)
-        reporter.comment(gitops.PR_MARKER, gitops.refused(decision.refusal))
+        reporter.comment(comments.PR_MARKER, comments.refused(decision.refusal))
         return 1
     for path in decision.ignored:
         log.info("%s: not a request to run (deleted, or not a YAML file under requests/add|remove)", path)
@@ -192,13 +143,13 @@ def run(settings: Settings, *, driver: Driver | None = None, github: PullRequest
 class _Job:
     """The requests of one PR, one after another."""
 
-    def __init__(self, settings: Settings, event: gitops.EventFacts, github: PullRequestClient,
+    def __init__(self, settings: Settings, event: gate.EventFacts, github: PullRequestClient,
                  reporter: _Reporter, driver: Driver, poll_seconds: float) -> None:
         self.settings, self.event, self.github, self.reporter = settings, event, github, reporter
         self.driver, self.poll_seconds = driver, poll_seconds
         self.owner = f"PR #{event.number} of {settings.github_repository}"
 
-    def run(self, request: gitops.RequestFile) -> bool:
+    def run(self, request: gate.RequestFile) -> bool:
         """One request file; an unexpected error fails it on the PR (then the next request runs)."""
         try:
             return self.remove(request.path) if request.kind == "remove" else self.add(request.path)
@@ -219,17 +170,17 @@ class _Job:
 
     def _fail(self, path: str, error: str, hint: str) -> bool:
         log.error("%s: %s", path, error)
-        self.reporter.comment(gitops.request_marker(path), gitops.failed(path, error, hint))
+        self.reporter.comment(comments.request_marker(path), comments.failed(path, error, hint))
         self.reporter.notify(f"`{path}` failed: {error}")
         return False
 
     def add(self, path: str) -> bool:
-        marker = gitops.request_marker(path)
-        self.reporter.comment(marker, gitops.starting(path))
+        marker = comments.request_marker(path)
+        self.reporter.comment(marker, comments.starting(path))
         try:
             data, request = self._load(path, RequestKind.ADD)
             assert isinstance(request, AddRequest)
-            plan = make_plan(request, hub=sync.hub_for(self.settings))
+            plan = make_plan(request, hub=hub_for(self.settings))
         except GitHubError as e:
             return self._fail(path, str(e), "re-run the job once GitHub answers again.")
         except HugflowError as e:
@@ -240,7 +191,7 @@ class _Job:
                               "wait until that finishes, then re-run this job (or close this PR if it asks for "
                               "the same dataset).")
         view = self._view(plan)
-        self.reporter.comment(marker, gitops.planned(path, view))
+        self.reporter.comment(marker, comments.planned(path, view))
         self.reporter.notify(f"syncing `{plan.source}` ({view.rows or '?'} rows, "
                              f"{human_size(view.download_bytes or 0)} to download) from `{path}`")
         staged = self.settings.state_dir / "ci" / f"pr-{self.event.number}" / self.event.head_sha[:12] / path
@@ -252,17 +203,17 @@ class _Job:
         code = run.wait()
         return self._finish(path, plan, view, code, run.error, time.monotonic() - started)
 
-    def _view(self, plan: Plan) -> gitops.PlanView:
-        return gitops.PlanView(
+    def _view(self, plan: Plan) -> comments.PlanView:
+        return comments.PlanView(
             dataset_name=plan.dataset_name, source=plan.source, sha=plan.sha, subset=plan.subset, split=plan.split,
             rows=plan.rows, download_bytes=plan.download_bytes, license=plan.license,
             target=str(self.settings.storage_root / plan.dataset_name), audio_column=plan.audio_column,
             text_column=plan.text_column,
         )
 
-    def _follow(self, run: DriverRun, path: str, plan: Plan, view: gitops.PlanView) -> None:
+    def _follow(self, run: DriverRun, path: str, plan: Plan, view: comments.PlanView) -> None:
         """Until the driver exits: each new progress file becomes a comment edit; milestones go to Slack."""
-        marker = gitops.request_marker(path)
+        marker = comments.request_marker(path)
         seen = read_progress(self.settings.state_dir, plan.dataset_name)  # an earlier run's, if any
         announced = set()
         while run.poll() is None:
@@ -272,7 +223,7 @@ class _Job:
                 continue
             seen = progress
             done, total = progress["downloaded_files"], progress["total_files"]
-            self.reporter.comment(marker, gitops.progress(path, view, done, total, progress.get("rows_per_second"),
+            self.reporter.comment(marker, comments.progress(path, view, done, total, progress.get("rows_per_second"),
                                                           progress.get("eta_seconds"), progress["row_errors"]))
             percent = 100 * done / total if total else 100
             for milestone in MILESTONES:
@@ -281,36 +232,36 @@ class _Job:
                     if milestone == max(m for m in MILESTONES if percent >= m):
                         self.reporter.notify(f"`{plan.source}`: {milestone} % ({done:,} of {total:,} rows)")
 
-    def _finish(self, path: str, plan: Plan, view: gitops.PlanView, code: int, error: str | None,
+    def _finish(self, path: str, plan: Plan, view: comments.PlanView, code: int, error: str | None,
                 seconds: float) -> bool:
         dataset_dir = self.settings.storage_root / plan.dataset_name
-        status = output.read_status(dataset_dir)
+        status = read_status(dataset_dir)
         if code != 0 or status is None or status.state != "complete":
             progress = read_progress(self.settings.state_dir, plan.dataset_name) or {}
             done = progress.get("downloaded_files")
             resume = f" It resumes from the {done:,} rows finished so far." if done else ""
             return self._fail(path, error or f"the sync ended with exit status {code}",
                               f"read the job log for the cause; fix it and re-run the job.{resume}")
-        errors = sync.row_errors(self.settings, plan.dataset_name) if status.row_errors else []
+        errors = store.row_errors(self.settings, plan.dataset_name) if status.row_errors else []
         link = self.settings.processed_root / plan.dataset_name
-        result = gitops.ResultView(
+        result = comments.ResultView(
             dataset_dir=str(dataset_dir), link=str(link) if link.is_symlink() else None, rows=status.rows_done,
             row_errors=status.row_errors,
             first_errors=tuple(f"row {e['row_id']}: [{e['error_code']}] {e['error']}"
-                               for e in errors[: gitops.ROW_ERRORS_LISTED]),
-            size_bytes=sync.dataset_size(dataset_dir), seconds=seconds, sha=status.sha,
+                               for e in errors[: comments.ROW_ERRORS_LISTED]),
+            size_bytes=store.dataset_size(dataset_dir), seconds=seconds, sha=status.sha,
         )
-        self.reporter.comment(gitops.request_marker(path), gitops.succeeded(path, view, result))
+        self.reporter.comment(comments.request_marker(path), comments.succeeded(path, view, result))
         self.reporter.notify(f"`{plan.source}` synced: {result.rows:,} rows, {result.row_errors:,} row errors, "
                              f"{human_size(result.size_bytes)} in {duration(seconds)}")
         return True
 
     def remove(self, path: str) -> bool:
-        marker = gitops.request_marker(path)
-        self.reporter.comment(marker, gitops.starting(path))
+        marker = comments.request_marker(path)
+        self.reporter.comment(marker, comments.starting(path))
         try:
             _, request = self._load(path, RequestKind.REMOVE)
-            report = sync.remove(request, self.settings, owner=self.owner)
+            report = store.remove(request, self.settings, owner=self.owner)
         except GitHubError as e:
             return self._fail(path, str(e), "re-run the job once GitHub answers again.")
         except RequestError as e:
@@ -318,7 +269,7 @@ class _Job:
         except HugflowError as e:
             return self._fail(path, str(e), "if a sync of this dataset is running, wait for it and re-run this job; "
                                             "otherwise check the dataset name (`hugflow status`).")
-        self.reporter.comment(marker, gitops.removed(path, report.dataset_name, report.removed))
+        self.reporter.comment(marker, comments.removed(path, report.dataset_name, report.removed))
         self.reporter.notify(f"`{report.dataset_name}` removed ({path})")
         return True
 
@@ -327,7 +278,7 @@ class _Job:
             self.github.merge(self.event.head_sha)
         except GitHubError as e:
             log.warning("%s", e)
-            self.reporter.comment(gitops.PR_MARKER, gitops.not_merged(str(e)))
+            self.reporter.comment(comments.PR_MARKER, comments.not_merged(str(e)))
             return
         log.info("merged #%d (AUTO_MERGE)", self.event.number)
         self.reporter.notify("every request succeeded: merged (AUTO_MERGE)")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from hugflow_ray.errors import RequestError
+from hugflow_ray.errors import PlanError, RequestError
 
 MAX_REQUEST_BYTES = 16 * 1024
 MAX_DESCRIPTION_LENGTH = 2000
@@ -398,3 +398,15 @@ def check_hf_id(hf_id: str, *, request_path: Path | None = None, line: int | Non
 def request_fields(kind: RequestKind) -> list[str]:
     """The field names a request of ``kind`` accepts, in schema order."""
     return list(_SCHEMAS[kind])
+
+
+def request_of_kind(source: Path | Request, kind: type[AddRequest] | type[RemoveRequest]) -> Request:
+    """``source`` (a request file, or an already parsed request) as a request of ``kind``.
+
+    Raises:
+        RequestError: the file is invalid. PlanError: it is a request of the other kind.
+    """
+    request = load_request(source) if isinstance(source, Path) else source
+    if not isinstance(request, kind):
+        raise PlanError(f"{getattr(request, 'request_path', None) or source}: expected a {kind.__name__}")
+    return request

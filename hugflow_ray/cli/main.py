@@ -11,9 +11,9 @@ import typer
 
 from hugflow_ray import __version__
 from hugflow_ray.errors import HugflowError, SettingsError
-from hugflow_ray.redact import configure_logging, redact
 from hugflow_ray.settings import Settings, load_settings
-from hugflow_ray.units import human_size
+from hugflow_ray.utils.humanize import human_size
+from hugflow_ray.utils.redact import configure_logging, redact
 
 app = typer.Typer(
     name="hugflow",
@@ -53,12 +53,12 @@ def validate(
     offline: Annotated[bool, typer.Option("--offline", help="Check the schema only; do not ask the Hub.")] = False,
 ) -> None:
     """Check request files: the schema, then (unless --offline) the repository, revision, subset, split, columns."""
-    from hugflow_ray.validate import validate_file
+    from hugflow_ray.pipeline.validate import validate_file
 
     settings = _settings()
     hub = None
     if not offline:
-        from hugflow_ray.sync import hub_for
+        from hugflow_ray.pipeline.plan import hub_for
 
         hub = hub_for(settings)
     invalid = 0
@@ -109,7 +109,7 @@ def local_sync(
     ] = None,
 ) -> None:
     """Sync one dataset on this machine (embedded Ray, or the cluster at RAY_ADDRESS); resumes where it stopped."""
-    from hugflow_ray.sync import release_ray, sync
+    from hugflow_ray.pipeline.sync import release_ray, sync
 
     settings = _settings()
     report = sync(file, settings, restart=restart, owner=lock_owner, expect_sha=expect_sha, progress_bar=True)
@@ -141,9 +141,9 @@ def sync_command(
     if not ci_mode:
         raise typer.BadParameter("only --ci-mode exists; on this machine use `hugflow local-sync FILE`",
                                  param_hint="--ci-mode")
-    from hugflow_ray import ci
+    from hugflow_ray.gitops import control
 
-    raise typer.Exit(ci.run(_settings()))
+    raise typer.Exit(control.run(_settings()))
 
 
 @app.command()
@@ -152,16 +152,16 @@ def status(
     errors: Annotated[bool, typer.Option("--errors", help="List the dataset's failed rows.")] = False,
 ) -> None:
     """Show the datasets under STORAGE_ROOT (or one dataset's failed rows)."""
-    from hugflow_ray import sync
+    from hugflow_ray.pipeline import store
 
     settings = _settings()
     if name is not None and errors:
-        failed = sync.row_errors(settings, name)
+        failed = store.row_errors(settings, name)
         typer.echo(f"{name}: {len(failed)} row errors")
         for row in failed:
             typer.echo(f"  row {row['row_id']}: [{row['error_code']}] {row['error']}")
         return
-    rows = [r for r in sync.status(settings) if name is None or r.dataset_name == name]
+    rows = [r for r in store.status(settings) if name is None or r.dataset_name == name]
     if not rows:
         typer.echo(f"no datasets under {settings.storage_root}" if name is None else f"no dataset {name!r}")
         raise typer.Exit(0 if name is None else 1)
@@ -176,7 +176,7 @@ def status(
 @app.command()
 def remove(file: Annotated[Path, typer.Argument(help="A remove request (requests/remove/*.yaml).")]) -> None:
     """Delete a dataset copy: files, manifests, ledger, progress file and processed symlink."""
-    from hugflow_ray.sync import remove as remove_dataset
+    from hugflow_ray.pipeline.store import remove as remove_dataset
 
     report = remove_dataset(file, _settings())
     typer.echo(f"removed {report.dataset_name}:")

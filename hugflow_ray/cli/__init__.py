@@ -1,0 +1,1 @@
+"""The `hugflow` command and the demo: parse, call one function, print."""

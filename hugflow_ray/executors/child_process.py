@@ -1,0 +1,75 @@
+"""The data-plane driver as a child process on this host: ``hugflow local-sync`` without the control plane's
+credentials, its output echoed (redacted) to the job's log."""
+
+from __future__ import annotations
+
+import collections
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from hugflow_ray.utils.redact import redact
+
+# The control plane's credentials: the data-plane driver never needs them, so it never gets them.
+CONTROL_PLANE_VARIABLES = (
+    "GITHUB_TOKEN", "GH_TOKEN", "GH_ENTERPRISE_TOKEN", "SLACK_WEBHOOK_URL", "SLACK_BOT_TOKEN",
+    "ACTIONS_RUNTIME_TOKEN", "ACTIONS_ID_TOKEN_REQUEST_TOKEN", "ACTIONS_ID_TOKEN_REQUEST_URL",
+)
+
+
+def driver_environment() -> dict[str, str]:
+    """The environment for a data-plane driver process: this one without the control plane's credentials."""
+    return {k: v for k, v in os.environ.items() if k.upper() not in CONTROL_PLANE_VARIABLES}
+
+
+class LocalDriver:
+    """Runs ``hugflow local-sync`` as a child process on this host, without the control plane's credentials."""
+
+    def __init__(self, secrets: list[str]) -> None:
+        self._secrets = secrets
+
+    def start(self, request_file: Path, *, owner: str, expect_sha: str | None) -> _ProcessRun:
+        command = [sys.executable, "-m", "hugflow_ray", "local-sync", str(request_file), "--lock-owner", owner]
+        if expect_sha:
+            command += ["--expect-sha", expect_sha]
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                   env=driver_environment(), errors="replace")
+        return _ProcessRun(process, self._secrets)
+
+
+class _ProcessRun:
+    """A driver process whose output is echoed (redacted) to this job's log and whose last error is kept."""
+
+    def __init__(self, process: subprocess.Popen[str], secrets: list[str]) -> None:
+        self._process, self._secrets = process, secrets
+        self._tail: collections.deque[str] = collections.deque(maxlen=50)
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self._process.stdout is not None
+        for line in self._process.stdout:
+            line = redact(line.rstrip("\n"), self._secrets)
+            self._tail.append(line)
+            print(f"  | {line}", flush=True)
+
+    def poll(self) -> int | None:
+        return self._process.poll()
+
+    def wait(self) -> int:
+        code = self._process.wait()
+        self._reader.join(timeout=10)
+        return code
+
+    @property
+    def error(self) -> str | None:
+        errors = [line for line in self._tail if line.startswith("error: ")]
+        if errors:
+            return errors[-1].removeprefix("error: ")
+        code = self._process.returncode
+        if code is not None and code < 0:
+            return f"the sync process was killed by {signal.Signals(-code).name}"
+        return next((line for line in reversed(self._tail) if line.strip()), None)

@@ -1,0 +1,1 @@
+"""The pull-request workflow: the gate (who may sync what), the living comment, and the control plane."""

@@ -1,0 +1,82 @@
+"""Converting a batch of source rows: audio -> MP3 bytes, every row -> its sidecar JSON, or a row error.
+
+Pure with respect to where it runs: Ray ships a :class:`RowConverter` to every worker; it reads nothing but the
+batch (and, through a safe resolver, audio files inside the dataset's own files) and writes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from hugflow_ray.codec import audio
+from hugflow_ray.codec.audio import SafePathResolver
+from hugflow_ray.core import naming, sidecar
+from hugflow_ray.core.encoding import EncoderSettings
+from hugflow_ray.errors import AudioError
+from hugflow_ray.pipeline.ledger import STATUS_ERROR, STATUS_OK
+from hugflow_ray.pipeline.readers.units import ROW_ID
+from hugflow_ray.utils import atomic
+
+OUTPUT_SCHEMA = pa.schema(
+    [
+        (ROW_ID, pa.int64()),
+        ("status", pa.string()),
+        ("json_file", pa.string()),
+        ("json", pa.binary()),
+        ("audio_file", pa.string()),
+        ("mp3", pa.binary()),
+        ("sha256", pa.string()),
+        ("duration", pa.float64()),
+        ("text", pa.string()),
+        ("error_code", pa.string()),
+        ("error", pa.string()),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class RowConverter:
+    """Converts a batch of source rows (with ``row_id``) to output rows: MP3 bytes, sidecar JSON, or an error.
+
+    Picklable and stateless: Ray ships it to every worker.
+    """
+
+    audio_column: str | None
+    text_column: str | None
+    encoder: EncoderSettings
+    duplicated: frozenset[str]
+    files_root: str | None = None
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        resolver = SafePathResolver(Path(self.files_root)) if self.files_root else None
+        records = [self._convert(row, resolver) for row in batch.to_pylist()]
+        return pa.Table.from_pylist(records, schema=OUTPUT_SCHEMA)
+
+    def _convert(self, row: dict[str, Any], resolver: SafePathResolver | None) -> dict[str, Any]:
+        row_id = row.pop(ROW_ID)
+        value = row.pop(self.audio_column) if self.audio_column else None
+        text = row.get(self.text_column) if self.text_column else None
+        record: dict[str, Any] = {
+            ROW_ID: row_id,
+            "text": text if isinstance(text, str) else None,
+            "json_file": f"{naming.JSON_DIR}/{row_id}.json",
+        }
+        facts = None
+        audio_file = None
+        if self.audio_column is not None:
+            try:
+                encoded = audio.convert(value, self.encoder, resolve_path=resolver, row_id=row_id)
+            except AudioError as e:
+                return {**record, "status": STATUS_ERROR, "json_file": None, "error_code": e.code, "error": str(e)}
+            source_path = value.get("path") if isinstance(value, dict) else None
+            candidate = naming.name_candidate(row.get(naming.NAME_COLUMN), source_path)
+            audio_file = f"{naming.AUDIO_DIR}/{naming.mp3_name(candidate, row_id, self.duplicated)}"
+            facts = encoded.facts
+            record.update(mp3=encoded.mp3, sha256=hashlib.sha256(encoded.mp3).hexdigest(), duration=facts.duration)
+        document = sidecar.sidecar(row_id, row, audio_file=audio_file, facts=facts)
+        return {**record, "status": STATUS_OK, "audio_file": audio_file, "json": atomic.json_bytes(document)}

@@ -1,0 +1,111 @@
+"""Planning: an add request resolved against the Hub (or a local path) to a :class:`~hugflow_ray.core.plan.Plan`."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+
+from hugflow_ray.adapters.hub import Hub, RepoSnapshot, SplitLayout, local_layout
+from hugflow_ray.core.naming import dataset_dir_name
+from hugflow_ray.core.plan import Plan, SourceFile, choose_columns
+from hugflow_ray.core.request import AddRequest
+from hugflow_ray.errors import PlanError, UnreadableLayoutError
+from hugflow_ray.pipeline.readers.staged import STAGED_FORMATS
+from hugflow_ray.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+
+def make_plan(request: AddRequest, *, hub: Hub | None) -> Plan:
+    """Resolve an add request (Hub or local path) to a :class:`Plan`.
+
+    Raises:
+        HubError: the repository, revision, subset or split does not exist or cannot be read.
+        PlanError: the columns do not fit the request, or the layout is not one the sync reads.
+    """
+    ref = request.dataset
+    sha: str | None = None
+    files_sha: str | None = None
+    license: str | None = None
+    rows: int | None = None
+    if ref.path is not None:
+        layout = local_layout(ref.path, ref.subset, ref.split)
+        files = tuple(SourceFile(path=str(Path(p).resolve())) for p in layout.data_files)
+    else:
+        if hub is None:
+            raise PlanError(f"{ref.hf_id}: a Hub request needs the Hub (HF_ENDPOINT)")
+        assert ref.hf_id is not None
+        snapshot = hub.snapshot(ref.hf_id, ref.revision)
+        sha, license, rows = snapshot.sha, snapshot.license, snapshot.rows(ref.subset, ref.split)
+        files_sha, layout = resolve_hub_layout(hub, snapshot, ref.subset, ref.split)
+        meta = hub.file_metadata(RepoSnapshot(ref.hf_id, ref.revision, files_sha or sha))
+        files = tuple(SourceFile(path=p, **meta.get(p, {})) for p in layout.data_files)
+    _check_readable(request, layout)
+    plan = Plan(
+        request=request,
+        dataset_name=dataset_dir_name(ref),
+        source=ref.source,
+        sha=sha,
+        subset=ref.subset,
+        split=ref.split,
+        format=layout.format,
+        files=files,
+        audio_column=request.audio_column,
+        text_column=request.text_column,
+        license=license,
+        files_sha=files_sha,
+        rows=rows,
+    )
+    return with_columns(plan, layout.columns) if layout.columns is not None else plan
+
+
+def with_columns(plan: Plan, columns: Mapping[str, str]) -> Plan:
+    """The plan with its audio and text columns chosen from the split's actual ``columns``.
+
+    Raises:
+        PlanError: a column the request names explicitly (or the audio column of an audio dataset) is missing.
+    """
+    choice = choose_columns(plan.request, columns)
+    errors = [message for level, message in choice.notes if level == "error"]
+    if errors:
+        raise PlanError(f"{plan.request.request_path or plan.source}: {' '.join(errors)}")
+    return dataclasses.replace(plan, audio_column=choice.audio, text_column=choice.text)
+
+
+def resolve_hub_layout(
+    hub: Hub, snapshot: RepoSnapshot, subset: str | None, split: str
+) -> tuple[str | None, SplitLayout]:
+    """The split's layout from the repository's own files, else from the Hub's parquet conversion.
+
+    Returns:
+        The commit of the parquet conversion when it is used (else None), and the layout.
+    """
+    try:
+        layout = hub.split_layout(snapshot, subset, split)
+    except UnreadableLayoutError:
+        layout = None
+    if layout is not None and (layout.format == "parquet" or layout.format in STAGED_FORMATS):
+        return None, layout
+    files_sha, converted = hub.parquet_conversion(snapshot, subset, split)
+    log.info("%s: reading the Hub's parquet conversion at %s", snapshot.hf_id, files_sha)
+    return files_sha, converted
+
+
+def _check_readable(request: AddRequest, layout: SplitLayout) -> None:
+    if layout.format != "parquet" and layout.format not in STAGED_FORMATS:
+        readable = ", ".join(sorted({"parquet", *STAGED_FORMATS}))
+        raise PlanError(
+            f"{request.dataset.source}: the {layout.format} layout is not synced; readable layouts: {readable}. "
+            "Convert the split to parquet (the Hub does this on its refs/convert/parquet branch)."
+        )
+    if not layout.data_files:
+        raise PlanError(f"{request.dataset.source}: split {layout.split!r} has no data files")
+
+
+def hub_for(settings: Settings) -> Hub:
+    """The Hub client these settings point at (``HF_ENDPOINT``, ``HF_TOKEN``)."""
+    token = settings.hf_token.get_secret_value() if settings.hf_token else None
+    return Hub(endpoint=settings.hf_endpoint, token=token)

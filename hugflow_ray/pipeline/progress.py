@@ -1,0 +1,110 @@
+"""Progress of a sync: the progress file under ``STATE_DIR/progress/`` and the reporter that keeps it current."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hugflow_ray.pipeline.ledger import Ledger, id_ranges
+from hugflow_ray.settings import Settings
+from hugflow_ray.utils import atomic
+
+
+@dataclass
+class Progress:
+    """The seed's progress file, one per dataset: ``STATE_DIR/progress/<dataset>.json``."""
+
+    dataset_name: str
+    status: str
+    total_files: int  # rows of the split (the seed counted one file per row)
+    downloaded_files: int = 0  # rows finished (converted or recorded as row errors)
+    row_errors: int = 0
+    resumed_from: int = 0
+    newly_downloaded: int = 0
+    percent_complete: float = 0.0
+    rows_per_second: float | None = None
+    eta_seconds: float | None = None
+    resume_data: dict[str, Any] = field(default_factory=dict)
+    updated: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def progress_path(state_dir: Path, dataset_name: str) -> Path:
+    return state_dir / "progress" / f"{dataset_name}.json"
+
+
+def write_progress(state_dir: Path, progress: Progress) -> None:
+    progress.updated = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    path = progress_path(state_dir, progress.dataset_name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic.write_json(path, progress.to_dict())
+
+
+def read_progress(state_dir: Path, dataset_name: str) -> dict[str, Any] | None:
+    path = progress_path(state_dir, dataset_name)
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+class ProgressReporter:
+    """Writes the progress file every ``PROGRESS_INTERVAL`` rows, calls the callback, draws a terminal bar.
+
+    It keeps the finished row ids itself (the ledger's at the start, then the ids of each written block), so a
+    progress update costs the same whether the ledger holds ten parts or ten thousand.
+    """
+
+    def __init__(self, settings: Settings, name: str, dataset_dir: Path, total: int, finished: np.ndarray,
+                 earlier_errors: int, callback: ProgressCallback | None, bar: bool) -> None:
+        self.settings, self.name, self.dataset_dir = settings, name, dataset_dir
+        self.total, self.resumed, self.earlier_errors = total, len(finished), earlier_errors
+        self.finished = [finished]
+        self.callback, self.bar = callback, bar and sys.stderr.isatty()
+        self.started = time.perf_counter()
+        self.last_reported = -1
+        self.progress = Progress(dataset_name=name, status="syncing", total_files=total, resumed_from=self.resumed)
+
+    def update(self, new_rows: int, new_errors: int, written: np.ndarray | None = None, *, force: bool = False) -> None:
+        if written is not None:
+            self.finished.append(written)
+        elapsed = max(time.perf_counter() - self.started, 1e-9)
+        p = self.progress
+        p.newly_downloaded = new_rows
+        p.downloaded_files = self.resumed + new_rows
+        p.row_errors = self.earlier_errors + new_errors
+        p.percent_complete = round(100.0 * p.downloaded_files / self.total, 2) if self.total else 100.0
+        p.rows_per_second = round(new_rows / elapsed, 2) if new_rows else None
+        remaining = self.total - p.downloaded_files
+        p.eta_seconds = round(remaining / p.rows_per_second, 1) if p.rows_per_second else None
+        if self.bar:
+            eta = f"{p.eta_seconds:.0f}s" if p.eta_seconds is not None else "?"
+            print(f"\r{self.name[:40]}: {p.downloaded_files}/{self.total} rows {p.percent_complete:5.1f}% "
+                  f"{p.rows_per_second or 0:.1f} rows/s ETA {eta}  ", end="", file=sys.stderr, flush=True)
+        if force or new_rows - self.last_reported >= self.settings.progress_interval:
+            self._emit()
+            self.last_reported = new_rows
+
+    def finish(self, state: str) -> None:
+        self.progress.status = state
+        self._emit()
+        if self.bar:
+            print(file=sys.stderr)
+
+    def _emit(self) -> None:
+        self.finished = [np.unique(np.concatenate(self.finished))]
+        self.progress.resume_data = {"ledger": str(Ledger(self.dataset_dir).parts),
+                                     "finished_ranges": id_ranges(self.finished[0])}
+        write_progress(self.settings.state_dir, self.progress)
+        if self.callback is not None:
+            self.callback(self.progress)

@@ -1,0 +1,127 @@
+"""The dataset copies under ``STORAGE_ROOT``: list them, size them, read their row errors, link and remove them."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from hugflow_ray.core.naming import dataset_dir_name
+from hugflow_ray.core.request import RemoveRequest, request_of_kind
+from hugflow_ray.errors import SyncError
+from hugflow_ray.pipeline.ledger import STATUS_ERROR, Ledger
+from hugflow_ray.pipeline.locks import DatasetLock
+from hugflow_ray.pipeline.progress import progress_path
+from hugflow_ray.pipeline.status import read_status
+from hugflow_ray.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def link_processed(settings: Settings, name: str, dataset_dir: Path) -> Path | None:
+    """Point ``PROCESSED_ROOT/<name>`` at the dataset atomically; never replace what is not our symlink.
+
+    Problems (no permission, a foreign file in the way) are warnings: the data sync itself succeeded.
+    """
+    link = settings.processed_root / name
+    target = dataset_dir.resolve()
+    try:
+        if link.is_symlink():
+            current = Path(os.readlink(link))
+            if current != target and not current.resolve().is_relative_to(settings.storage_root.resolve()):
+                log.warning("%s points outside STORAGE_ROOT (%s); left as it is", link, current)
+                return None
+        elif link.exists():
+            log.warning("%s exists and is not a symlink; the processed link was not made", link)
+            return None
+        link.parent.mkdir(parents=True, exist_ok=True)
+        temp = link.with_name(f".{name}.link-tmp")
+        temp.unlink(missing_ok=True)
+        temp.symlink_to(target, target_is_directory=True)
+        os.replace(temp, link)
+    except OSError as e:
+        log.warning("could not link %s -> %s (%s); the dataset is at %s", link, target, e.strerror, dataset_dir)
+        return None
+    return link
+
+
+@dataclass(frozen=True)
+class StatusRow:
+    dataset_name: str
+    state: str
+    rows_done: int
+    rows_total: int
+    row_errors: int
+    size_bytes: int
+    sha: str | None
+    updated: str
+
+
+def status(settings: Settings) -> list[StatusRow]:
+    """Every dataset copy under ``STORAGE_ROOT`` with its state."""
+    rows_: list[StatusRow] = []
+    root = settings.storage_root
+    for dataset_dir in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []:
+        current = read_status(dataset_dir)
+        if current is None:
+            continue
+        rows_.append(StatusRow(current.dataset_name, current.state, current.rows_done, current.rows_total,
+                               current.row_errors, dataset_size(dataset_dir), current.sha, current.updated))
+    return rows_
+
+
+def dataset_size(dataset_dir: Path) -> int:
+    """Bytes of a dataset copy's own files (symlinks not followed)."""
+    return sum(f.stat().st_size for f in dataset_dir.rglob("*") if f.is_file() and not f.is_symlink())
+
+
+def row_errors(settings: Settings, name: str) -> list[dict]:
+    """The failed rows of a dataset: row id, error code and message."""
+    dataset_dir = _dataset_dir(settings, name)
+    table = Ledger(dataset_dir).read(["row_id", "status", "error_code", "error"])
+    return [r for r in table.to_pylist() if r["status"] == STATUS_ERROR]
+
+
+def _dataset_dir(settings: Settings, name: str) -> Path:
+    root = settings.storage_root.resolve()
+    candidate = root / name
+    if "/" in name or name in ("", ".", "..") or not candidate.is_dir() or candidate.is_symlink():
+        raise SyncError(f"no dataset {name!r} under {settings.storage_root}; `hugflow status` lists them")
+    return candidate
+
+
+@dataclass(frozen=True)
+class RemoveReport:
+    dataset_name: str
+    removed: list[str]
+
+
+def remove(source: Path | RemoveRequest, settings: Settings, *, owner: str = "remove") -> RemoveReport:
+    """Delete a dataset copy: files, manifests, ledger, progress file, processed symlink.
+
+    Never follows a symlink out of ``STORAGE_ROOT``; refuses while a sync of the dataset holds its lock.
+    """
+    request = request_of_kind(source, RemoveRequest)
+    name = dataset_dir_name(request.dataset)
+    removed: list[str] = []
+    with DatasetLock(settings.state_dir, name, owner=owner):
+        dataset_dir = settings.storage_root / name
+        if dataset_dir.is_symlink():
+            dataset_dir.unlink()
+            removed.append(str(dataset_dir))
+        elif dataset_dir.is_dir():
+            shutil.rmtree(dataset_dir)  # removes symlinks inside without following them
+            removed.append(str(dataset_dir))
+        link = settings.processed_root / name
+        if link.is_symlink() and Path(os.readlink(link)) == (settings.storage_root / name).resolve():
+            link.unlink()
+            removed.append(str(link))
+        progress = progress_path(settings.state_dir, name)
+        if progress.exists():
+            progress.unlink()
+            removed.append(str(progress))
+    if not removed:
+        raise SyncError(f"nothing to remove: {name} is not under {settings.storage_root}")
+    return RemoveReport(dataset_name=name, removed=removed)

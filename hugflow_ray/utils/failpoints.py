@@ -1,0 +1,18 @@
+"""Crash-test hooks: kill this process at a named point of the pipeline, so tests can prove resumes exact."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+FAILPOINT_VARIABLE = "HUGFLOW_FAILPOINT"
+
+
+def failpoint(name: str) -> None:
+    """SIGKILL this process at the point ``name`` when ``HUGFLOW_FAILPOINT`` names it.
+
+    Points: ``files-written`` (a batch's files are durable, its ledger part is not yet written; in the writer
+    actor) and ``finalize`` (manifests written, status not yet complete; in the driver).
+    """
+    if os.environ.get(FAILPOINT_VARIABLE) == name:
+        os.kill(os.getpid(), signal.SIGKILL)
