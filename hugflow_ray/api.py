@@ -6,9 +6,10 @@
 
 from __future__ import annotations
 
+from hugflow_ray.executors.base import release_ray
 from hugflow_ray.pipeline.in_memory import sync_rows
 from hugflow_ray.pipeline.store import RemoveReport, StatusRow, dataset_size, remove, row_errors, status
-from hugflow_ray.pipeline.sync import SyncReport, release_ray, sync
+from hugflow_ray.pipeline.sync import SyncReport, sync
 from hugflow_ray.settings import Settings, load_settings
 
 __all__ = [

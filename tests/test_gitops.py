@@ -237,9 +237,9 @@ def test_a_second_pr_for_a_dataset_being_synced_is_told_who_holds_it(world: Worl
     path = "requests/add/calls-again.yaml"
     world.open_pull(6, {path: request_yaml("org/calls")})
     from hugflow_ray.core.naming import dataset_dir_name
-    from hugflow_ray.core.request import DatasetRef
+    from hugflow_ray.core.request import HubRef
 
-    name = dataset_dir_name(DatasetRef(hf_id="org/calls"))
+    name = dataset_dir_name(HubRef(hf_id="org/calls"))
     with DatasetLock(tmp_path / "state", name, owner=f"PR #5 of {REPO}"):  # what PR #5's driver holds
         assert world.run() == 1
     final = world.comment(6, path)

@@ -95,7 +95,7 @@ def test_a_repo_with_a_loading_script_is_read_from_the_hubs_parquet_conversion(
     from hugflow_ray.pipeline.plan import make_plan
 
     plan = make_plan(parse_request("hf_id: org/script\ndescription: d\n"), hub=Hub(endpoint=hub.endpoint))
-    assert (plan.sha, plan.files_sha) == (hub.shas["org/script"], hub.shas["org/script@parquet"])
+    assert (plan.identity.sha, plan.files_sha) == (hub.shas["org/script"], hub.shas["org/script@parquet"])
     assert [f.path for f in plan.files] == ["default/train/0000.parquet"]
     report = sync(request(tmp_path, "hf_id: org/script\ndescription: d\n"), settings)
     assert (report.rows_done, report.sha) == (5, hub.shas["org/script"])

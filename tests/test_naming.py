@@ -8,23 +8,23 @@ from pathlib import Path
 import pytest
 
 from hugflow_ray.core.naming import dataset_dir_name
-from hugflow_ray.core.request import DatasetRef
+from hugflow_ray.core.request import DatasetRef, HubRef, LocalRef
 
 
 def test_the_seed_layout_for_ordinary_names() -> None:
     assert (
-        dataset_dir_name(DatasetRef(hf_id="openslr/librispeech_asr", subset="clean", split="train.100"))
+        dataset_dir_name(HubRef(hf_id="openslr/librispeech_asr", subset="clean", split="train.100"))
         == "openslr__librispeech_asr__subset_clean__split_train.100__rev_main"
     )
 
 
 def test_the_subset_part_is_omitted_when_there_is_none() -> None:
-    assert dataset_dir_name(DatasetRef(hf_id="org/name", revision="v1.0")) == "org__name__split_train__rev_v1.0"
+    assert dataset_dir_name(HubRef(hf_id="org/name", revision="v1.0")) == "org__name__split_train__rev_v1.0"
 
 
 def test_names_are_deterministic() -> None:
-    ref = DatasetRef(hf_id="org/name", revision="refs/pr/7", subset="en US")
-    assert dataset_dir_name(ref) == dataset_dir_name(DatasetRef(hf_id="org/name", revision="refs/pr/7", subset="en US"))
+    ref = HubRef(hf_id="org/name", revision="refs/pr/7", subset="en US")
+    assert dataset_dir_name(ref) == dataset_dir_name(HubRef(hf_id="org/name", revision="refs/pr/7", subset="en US"))
 
 
 TRICKY_IDS = ["a/b", "a__b/c", "a/b__c", "a_/b", "a/_b", "a.b/c", "a/b.c", "a-b/c", "a/b-c", "A/b", "a/B"]
@@ -35,13 +35,13 @@ TRICKY_REVISIONS = ["main", "refs/pr/1", "refs-pr-1", "v1.0", "a" * 40, "x__y"]
 
 def _tricky_refs() -> list[DatasetRef]:
     refs = [
-        DatasetRef(hf_id=hf_id, subset=subset, split=split, revision=revision)
+        HubRef(hf_id=hf_id, subset=subset, split=split, revision=revision)
         for hf_id, subset, split, revision in itertools.product(
             TRICKY_IDS, TRICKY_SUBSETS, TRICKY_SPLITS, TRICKY_REVISIONS
         )
     ]
     local = [Path("/data/speech.parquet"), Path("/other/speech.parquet"), Path("/data/speech"), Path("/data/b")]
-    refs += [DatasetRef(path=p, subset=s, split=sp) for p in local for s in (None, "x") for sp in ("train", "test")]
+    refs += [LocalRef(path=p, subset=s, split=sp) for p in local for s in (None, "x") for sp in ("train", "test")]
     return refs
 
 
@@ -61,14 +61,14 @@ def test_names_are_one_safe_path_component(ref: DatasetRef) -> None:
 
 
 def test_unsafe_components_are_sanitised_and_hashed() -> None:
-    name = dataset_dir_name(DatasetRef(hf_id="org/name", revision="refs/pr/1"))
+    name = dataset_dir_name(HubRef(hf_id="org/name", revision="refs/pr/1"))
     assert name.startswith("org__name__split_train__rev_refs-pr-1+")
-    assert name != dataset_dir_name(DatasetRef(hf_id="org/name", revision="refs-pr-1"))
+    assert name != dataset_dir_name(HubRef(hf_id="org/name", revision="refs-pr-1"))
 
 
 def test_local_paths_name_their_stem_and_hash_the_location(tmp_path: Path) -> None:
-    first = dataset_dir_name(DatasetRef(path=tmp_path / "a" / "speech.parquet"))
-    second = dataset_dir_name(DatasetRef(path=tmp_path / "b" / "speech.parquet"))
+    first = dataset_dir_name(LocalRef(path=tmp_path / "a" / "speech.parquet"))
+    second = dataset_dir_name(LocalRef(path=tmp_path / "b" / "speech.parquet"))
     assert first.startswith("local__speech+") and second.startswith("local__speech+")
     assert first != second
     assert first.endswith("__split_train") and "__rev_" not in first

@@ -55,10 +55,10 @@ def test_a_download_matching_the_hub_passes(tmp_path: Path) -> None:
 def test_a_plan_pins_the_sha_the_files_and_the_columns(hub: HubFixture) -> None:
     request = parse_request("hf_id: org/shards\ndescription: d\n")
     plan = make_plan(request, hub=Hub(endpoint=hub.endpoint))
-    assert plan.sha == hub.shas["org/shards"]
+    assert plan.identity.sha == hub.shas["org/shards"]
     assert [f.path for f in plan.files] == [f"data/train-{i:05d}-of-00003.parquet" for i in range(3)]
-    assert (plan.audio_column, plan.text_column, plan.license) == ("audio", "text", "cc-by-4.0")
-    assert plan.fingerprint(EncoderSettings())["sha"] == plan.sha
+    assert (plan.audio_column, plan.text_column, plan.identity.license) == ("audio", "text", "cc-by-4.0")
+    assert plan.fingerprint(EncoderSettings())["sha"] == plan.identity.sha
     assert plan.fingerprint(EncoderSettings(bitrate_kbps=128)) != plan.fingerprint(EncoderSettings())
 
 

@@ -10,6 +10,7 @@ import pytest
 from hugflow_ray.core.request import (
     MAX_REQUEST_BYTES,
     AddRequest,
+    LocalRef,
     RemoveRequest,
     RequestKind,
     load_request,
@@ -162,7 +163,7 @@ def test_a_local_path_resolves_against_the_request_file(tmp_path: Path) -> None:
     request_file.parent.mkdir(parents=True)
     request_file.write_text("path: ../../data/speech.parquet\ndescription: on-prem data\n")
     request = load_request(request_file)
-    assert request.dataset.hf_id is None
+    assert isinstance(request.dataset, LocalRef)
     assert request.dataset.path == request_file.parent / "../../data/speech.parquet"
 
 

@@ -180,8 +180,8 @@ def test_a_resume_converts_only_the_missing_rows(settings: Settings, tmp_path: P
     assert len(rewritten) == 26 - len(remaining)
     assert all(expected[name] == data for name, data in rewritten.items())
     progress = read_progress(settings.state_dir, report.dataset_name)
-    assert progress is not None and progress["resumed_from"] == len(remaining)
-    assert progress["resume_data"]["finished_ranges"] == [[0, 25]]
+    assert progress is not None and progress.resumed_from == len(remaining)
+    assert progress.resume_data["finished_ranges"] == [[0, 25]]
 
 
 def test_changed_settings_refuse_to_resume_until_restart(settings: Settings, tmp_path: Path) -> None:
@@ -211,7 +211,7 @@ def test_progress_is_written_at_the_interval_and_reported(settings: Settings, tm
     assert len(seen) >= 3 and seen == sorted(seen)
     progress = read_progress(settings.state_dir, "org__shards__split_train__rev_main")
     assert progress is not None
-    assert (progress["status"], progress["total_files"], progress["percent_complete"]) == ("complete", 26, 100.0)
+    assert (progress.status, progress.total_files, progress.percent_complete) == ("complete", 26, 100.0)
 
 
 def test_remove_deletes_the_copy_its_link_and_progress(settings: Settings, tmp_path: Path) -> None:

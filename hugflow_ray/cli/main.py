@@ -109,7 +109,8 @@ def local_sync(
     ] = None,
 ) -> None:
     """Sync one dataset on this machine (embedded Ray, or the cluster at RAY_ADDRESS); resumes where it stopped."""
-    from hugflow_ray.pipeline.sync import release_ray, sync
+    from hugflow_ray.executors.base import release_ray
+    from hugflow_ray.pipeline.sync import sync
 
     settings = _settings()
     report = sync(file, settings, restart=restart, owner=lock_owner, expect_sha=expect_sha, progress_bar=True)
@@ -159,7 +160,7 @@ def status(
         failed = store.row_errors(settings, name)
         typer.echo(f"{name}: {len(failed)} row errors")
         for row in failed:
-            typer.echo(f"  row {row['row_id']}: [{row['error_code']}] {row['error']}")
+            typer.echo(f"  row {row.row_id}: [{row.error_code}] {row.error}")
         return
     rows = [r for r in store.status(settings) if name is None or r.dataset_name == name]
     if not rows:
@@ -170,7 +171,7 @@ def status(
     for r in rows:
         done = f"{r.rows_done}/{r.rows_total}"
         typer.echo(f"{r.dataset_name:<60} {r.state:<9} {done:>15} {r.row_errors:>7} "
-                   f"{human_size(r.size_bytes):>10} {(r.sha or 'local')[:12]:<12} {r.updated}")
+                   f"{human_size(r.size_bytes):>10} {(r.identity.sha or 'local')[:12]:<12} {r.updated}")
 
 
 @app.command()

@@ -26,7 +26,7 @@ import os
 import re
 from collections.abc import Iterable
 
-from hugflow_ray.core.request import DatasetRef
+from hugflow_ray.core.request import DatasetRef, HubRef
 
 MAX_COMPONENT_LENGTH = 80
 HASH_LENGTH = 12
@@ -55,16 +55,15 @@ def _component(value: str) -> str:
 
 def dataset_dir_name(ref: DatasetRef) -> str:
     """The directory name of a dataset copy under ``STORAGE_ROOT``."""
-    if ref.hf_id is not None:
+    revision: str | None = None
+    if isinstance(ref, HubRef):
         org, name = ref.hf_id.split("/")
         parts = [_component(org), _component(name)]
-        revision: str | None = ref.revision
+        revision = ref.revision
     else:
-        assert ref.path is not None
         resolved = os.path.abspath(ref.path)
         stem = _UNSAFE.sub("-", os.path.basename(resolved.rstrip(os.sep)).rsplit(".parquet", 1)[0]).strip("_.-")
         parts = [LOCAL_ORG, f"{stem[: MAX_COMPONENT_LENGTH - HASH_LENGTH - 1]}+{_digest(resolved)}"]
-        revision = None
     if ref.subset is not None:
         parts.append(f"subset_{_component(ref.subset)}")
     parts.append(f"split_{_component(ref.split)}")
@@ -104,3 +103,8 @@ def mp3_name(candidate: str, row_id: int, duplicated: frozenset[str]) -> str:
     if candidate and candidate.lower() not in duplicated:
         return f"{candidate}.mp3"
     return f"{candidate or 'row'}+{row_id}.mp3"
+
+
+def json_file(row_id: int) -> str:
+    """The sidecar JSON of a row, relative to the dataset directory."""
+    return f"{JSON_DIR}/{row_id}.json"

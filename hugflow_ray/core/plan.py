@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from hugflow_ray.core.encoding import EncoderSettings
-from hugflow_ray.core.request import AddRequest
+from hugflow_ray.core.records import DatasetIdentity
+from hugflow_ray.core.request import AddRequest, LocalRef
 
 FORMAT_VERSION = 1  # bump when the output layout changes: old ledgers then refuse to resume
 
@@ -75,37 +76,51 @@ def choose_columns(request: AddRequest, columns: Mapping[str, str]) -> ColumnCho
 
 @dataclass(frozen=True)
 class Plan:
-    """Everything a sync of one add request will do, decided before any download."""
+    """Everything a sync of one add request will do, decided before any download.
+
+    Attributes:
+        identity: the dataset copy (directory name, source, pinned commit, subset, split, licence).
+        format: the layout reader ``datasets`` picked (``parquet``, ``audiofolder``...).
+        files: the split's files in read order.
+        files_sha: the commit the files come from, when not the pinned one (the Hub's parquet conversion).
+        rows: the row count the card states, before the download; the sync counts the files' rows.
+    """
 
     request: AddRequest
-    dataset_name: str
-    source: str
-    sha: str | None
-    subset: str | None
-    split: str
+    identity: DatasetIdentity
     format: str
     files: tuple[SourceFile, ...]
     audio_column: str | None
     text_column: str | None
-    license: str | None
-    files_sha: str | None = None  # the commit the files come from, when not ``sha`` (the parquet conversion)
-    rows: int | None = None  # as the card states it, before the download; the sync counts the files' rows
+    files_sha: str | None = None
+    rows: int | None = None
+
+    @property
+    def local(self) -> LocalRef | None:
+        """The local dataset this plan reads, or None for a Hub dataset."""
+        ref = self.request.dataset
+        return ref if isinstance(ref, LocalRef) else None
 
     @property
     def download_bytes(self) -> int | None:
         sizes = [f.size for f in self.files]
         return None if any(s is None for s in sizes) else sum(s for s in sizes if s is not None)
 
+    def file_names(self) -> list[str]:
+        """The files as the fingerprint and staged rows name them: repository paths, or local basenames."""
+        return [Path(f.path).name if self.local else f.path for f in self.files]
+
     def fingerprint(self, encoder: EncoderSettings) -> dict[str, Any]:
         """What the rows of a dataset depend on; a resume must match it."""
+        identity = self.identity
         return {
             "format_version": FORMAT_VERSION,
-            "source": self.source,
-            "sha": self.sha,
+            "source": identity.source,
+            "sha": identity.sha,
             "files_sha": self.files_sha,
-            "subset": self.subset,
-            "split": self.split,
-            "files": [f.path if self.sha else Path(f.path).name for f in self.files],
+            "subset": identity.subset,
+            "split": identity.split,
+            "files": self.file_names(),
             "audio_column": self.audio_column,
             "text_column": self.text_column,
             "encoder": asdict(encoder),

@@ -54,23 +54,36 @@ class RequestKind(StrEnum):
 
 
 @dataclass(frozen=True)
-class DatasetRef:
-    """Which copy of which dataset: the part of a request that names the dataset directory.
+class HubRef:
+    """A copy of a Hub dataset: the part of a request that names its dataset directory."""
 
-    Exactly one of ``hf_id`` (a Hub repository) and ``path`` (a local directory or parquet file in Hub
-    layout, resolved against the request file's directory when relative) is set.
-    """
-
-    hf_id: str | None = None
-    path: Path | None = None
+    hf_id: str
     revision: str = DEFAULT_REVISION
     subset: str | None = None
     split: str = DEFAULT_SPLIT
 
     @property
     def source(self) -> str:
-        """The Hub id, or the local path, as a user would name it."""
-        return self.hf_id if self.hf_id is not None else str(self.path)
+        """The dataset as a user would name it."""
+        return self.hf_id
+
+
+@dataclass(frozen=True)
+class LocalRef:
+    """A local dataset: a directory or parquet file in Hub layout (relative paths are resolved against the
+    request file's directory). It has no revisions."""
+
+    path: Path
+    subset: str | None = None
+    split: str = DEFAULT_SPLIT
+
+    @property
+    def source(self) -> str:
+        """The dataset as a user would name it."""
+        return str(self.path)
+
+
+DatasetRef = HubRef | LocalRef
 
 
 @dataclass(frozen=True)
@@ -348,7 +361,12 @@ def _build(kind: RequestKind, values: dict[str, str], lines: dict[str, int], req
         raise fail(
             "subset", f"{subset!r} is not a subset (config) name", "Use the config name as the dataset card lists it."
         )
-    dataset = DatasetRef(hf_id=hf_id, path=local_path, revision=revision, subset=subset, split=split)
+    dataset: DatasetRef
+    if local_path is not None:
+        dataset = LocalRef(local_path, subset=subset, split=split)
+    else:
+        assert hf_id is not None  # exactly one of hf_id and path, checked above
+        dataset = HubRef(hf_id, revision=revision, subset=subset, split=split)
     if kind is RequestKind.REMOVE:
         return RemoveRequest(dataset=dataset, reason=values["reason"], request_path=request_path)
     return AddRequest(

@@ -13,7 +13,6 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ from ray.data.block import Block, BlockMetadata
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from hugflow_ray.errors import SyncError
+from hugflow_ray.executors.base import BlockWritten, RunResult
 from hugflow_ray.pipeline.convert import RowConverter
 from hugflow_ray.pipeline.readers.units import ROW_ID, ReadUnit, read_unit
 from hugflow_ray.pipeline.writer import DatasetWriter
@@ -35,8 +35,8 @@ ENCODE_CPUS = 1.0
 MAX_WRITES_IN_FLIGHT = 2
 
 
-def ensure_ray(address: str | None) -> tuple[bool, float]:
-    """Connect to ``address`` (a running cluster) or start an embedded Ray; returns (started here, seconds).
+def ensure_ray(address: str | None) -> float:
+    """Connect to ``address`` (a running cluster) or start an embedded Ray; returns the seconds it took.
 
     An embedded Ray's start-up includes one warm worker per CPU (Ray's own start, then the imports a conversion
     task needs), so that it is reported apart from the conversion rate.
@@ -44,7 +44,7 @@ def ensure_ray(address: str | None) -> tuple[bool, float]:
     logging.getLogger("ray.data").setLevel(logging.ERROR)  # our progress file and bar report progress
     ray.data.DataContext.get_current().enable_progress_bars = False
     if ray.is_initialized():
-        return False, 0.0
+        return 0.0
     start = time.perf_counter()
     if address:
         try:
@@ -59,7 +59,7 @@ def ensure_ray(address: str | None) -> tuple[bool, float]:
         cpus = int(ray.cluster_resources().get("CPU", 1))
         ray.get([_warm_worker.remote() for _ in range(cpus)])
         ray.data.range(1).materialize()  # Ray Data's own actors (stats, autoscaling) start now, not mid-run
-    return True, time.perf_counter() - start
+    return time.perf_counter() - start
 
 
 def shutdown() -> float:
@@ -84,9 +84,8 @@ def _warm_worker() -> int:
 class UnitDatasource(Datasource):
     """Reads the pending read units; each becomes one read task."""
 
-    def __init__(self, units: list[tuple[ReadUnit, np.ndarray]], columns: list[str] | None) -> None:
+    def __init__(self, units: list[tuple[ReadUnit, np.ndarray]]) -> None:
         self._units = units
-        self._columns = columns
 
     def estimate_inmemory_data_size(self) -> int | None:
         return None
@@ -99,12 +98,12 @@ class UnitDatasource(Datasource):
             metadata = BlockMetadata(
                 num_rows=unit.num_rows - len(finished), size_bytes=None, input_files=(unit.path,), exec_stats=None
             )
-            tasks.append(ReadTask(_reader(unit, finished, self._columns), metadata))
+            tasks.append(ReadTask(_reader(unit, finished), metadata))
         return tasks
 
 
-def _reader(unit: ReadUnit, finished: np.ndarray, columns: list[str] | None) -> Callable[[], Iterable[Block]]:
-    return lambda: [read_unit(unit, finished, columns)]
+def _reader(unit: ReadUnit, finished: np.ndarray) -> Callable[[], Iterable[Block]]:
+    return lambda: [read_unit(unit, finished)]
 
 
 @ray.remote(num_cpus=0, max_concurrency=1)
@@ -121,18 +120,18 @@ class OutputWriter:
         return block.column(ROW_ID).to_numpy(), errors, time.perf_counter() - started
 
 
-@dataclass(frozen=True)
-class RunResult:
-    """What a run wrote, and how busy the output actor was (``writer_seconds`` of ``seconds``)."""
+class RayExecutor:
+    """The :class:`~hugflow_ray.executors.base.Executor` on Ray: an embedded one, or the cluster at ``address``."""
 
-    rows: int
-    errors: int
-    seconds: float
-    writer_seconds: float
+    def __init__(self, address: str | None) -> None:
+        self.address = address
 
-    @property
-    def writer_busy_fraction(self) -> float:
-        return self.writer_seconds / self.seconds if self.seconds > 0 else 0.0
+    def start(self) -> float:
+        return ensure_ray(self.address)
+
+    def run(self, units: list[tuple[ReadUnit, np.ndarray]], converter: RowConverter, dataset_dir: Path, *,
+            on_progress: BlockWritten) -> RunResult:
+        return run(units, converter, dataset_dir, on_progress=on_progress)
 
 
 def run(
@@ -140,8 +139,7 @@ def run(
     converter: RowConverter,
     dataset_dir: Path,
     *,
-    columns: list[str] | None,
-    on_progress: Callable[[int, int, np.ndarray], None],
+    on_progress: BlockWritten,
 ) -> RunResult:
     """Convert and write the pending units; calls ``on_progress(rows, errors, ids)`` as blocks are written
     (totals so far, and the ids of the rows written since the last call).
@@ -155,7 +153,7 @@ def run(
     writer = OutputWriter.options(
         scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node, soft=False)
     ).remote(str(dataset_dir))
-    dataset = ray.data.read_datasource(UnitDatasource(units, columns), override_num_blocks=len(units))
+    dataset = ray.data.read_datasource(UnitDatasource(units), override_num_blocks=len(units))
     dataset = dataset.map_batches(converter, batch_format="pyarrow", batch_size=None, num_cpus=ENCODE_CPUS)
     rows = errors = 0
     writer_seconds = 0.0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from hugflow_ray.core.records import DatasetIdentity
 from hugflow_ray.utils.humanize import duration, human_size
 
 MARKER_PREFIX = "<!-- hugflow-ray:"
@@ -28,14 +29,9 @@ def starting(path: str) -> str:
 class PlanView:
     """The plan as the PR comment shows it, before any download."""
 
-    dataset_name: str
-    source: str
-    sha: str | None
-    subset: str | None
-    split: str
+    identity: DatasetIdentity
     rows: int | None
     download_bytes: int | None
-    license: str | None
     target: str
     audio_column: str | None
     text_column: str | None
@@ -44,13 +40,14 @@ class PlanView:
 def _plan_lines(plan: PlanView) -> list[str]:
     rows = f"{plan.rows:,}" if plan.rows is not None else "counted after the download"
     size = human_size(plan.download_bytes) if plan.download_bytes is not None else "unknown"
+    identity = plan.identity
     return [
-        f"| dataset | `{plan.source}` |", "|---|---|",
-        f"| pinned commit | `{plan.sha or 'local'}` |",
-        f"| subset / split | `{plan.subset or 'default'}` / `{plan.split}` |",
+        f"| dataset | `{identity.source}` |", "|---|---|",
+        f"| pinned commit | `{identity.sha or 'local'}` |",
+        f"| subset / split | `{identity.subset or 'default'}` / `{identity.split}` |",
         f"| rows | {rows} |",
         f"| download | {size} |",
-        f"| licence | {plan.license or 'not stated on the card: check before use'} |",
+        f"| licence | {identity.license or 'not stated on the card: check before use'} |",
         f"| columns | audio `{plan.audio_column or '—'}`, text `{plan.text_column or '—'}` |",
         f"| target | `{plan.target}` |",
     ]
@@ -82,7 +79,6 @@ class ResultView:
     first_errors: tuple[str, ...]
     size_bytes: int
     seconds: float
-    sha: str | None
 
 
 def succeeded(path: str, plan: PlanView, result: ResultView) -> str:
@@ -94,11 +90,11 @@ def succeeded(path: str, plan: PlanView, result: ResultView) -> str:
         f"| row errors | {result.row_errors:,} |",
         f"| size | {human_size(result.size_bytes)} |",
         f"| duration | {duration(result.seconds)} |",
-        f"| pinned commit | `{result.sha or 'local'}` |",
-        f"| licence | {plan.license or 'not stated on the card'} |",
+        f"| pinned commit | `{plan.identity.sha or 'local'}` |",
+        f"| licence | {plan.identity.license or 'not stated on the card'} |",
     ]
     if result.row_errors:
-        lines += ["", f"First row errors (all: `hugflow status {plan.dataset_name} --errors`):", ""]
+        lines += ["", f"First row errors (all: `hugflow status {plan.identity.name} --errors`):", ""]
         lines += [f"- {e}" for e in result.first_errors]
     lines += ["", "An operator may merge this PR."]
     return "\n".join(lines)

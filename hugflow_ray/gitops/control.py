@@ -21,7 +21,8 @@ from typing import Protocol
 from hugflow_ray.adapters.github import PullRequestClient
 from hugflow_ray.adapters.slack import Slack
 from hugflow_ray.core.plan import Plan
-from hugflow_ray.core.request import AddRequest, RemoveRequest, RequestKind, parse_request
+from hugflow_ray.core.records import DatasetState
+from hugflow_ray.core.request import AddRequest, LocalRef, RemoveRequest, RequestKind, parse_request
 from hugflow_ray.errors import CIError, GitHubError, HugflowError, RequestError
 from hugflow_ray.executors.child_process import LocalDriver
 from hugflow_ray.gitops import comments, gate
@@ -152,7 +153,7 @@ class _Job:
     def run(self, request: gate.RequestFile) -> bool:
         """One request file; an unexpected error fails it on the PR (then the next request runs)."""
         try:
-            return self.remove(request.path) if request.kind == "remove" else self.add(request.path)
+            return self.remove(request.path) if request.kind is RequestKind.REMOVE else self.add(request.path)
         except Exception as e:  # noqa: BLE001 - reported on the PR and in the log with its traceback
             log.exception("%s: unexpected error", request.path)
             return self._fail(request.path, f"unexpected error: {type(e).__name__}: {e}",
@@ -163,7 +164,7 @@ class _Job:
         data = self.github.file_at(path, self.event.head_sha)
         request = parse_request(data, request_path=Path(path), kind=kind)
         assert isinstance(request, AddRequest | RemoveRequest)
-        if request.dataset.path is not None:
+        if isinstance(request.dataset, LocalRef):
             raise RequestError("a pull request may only request Hub datasets", field="path", request_path=Path(path),
                                fix="Use 'hf_id'; local datasets are synced on the server with `hugflow local-sync`.")
         return data, request
@@ -185,75 +186,74 @@ class _Job:
             return self._fail(path, str(e), "re-run the job once GitHub answers again.")
         except HugflowError as e:
             return self._fail(path, str(e), FIX_THE_REQUEST)
-        holder = DatasetLock(self.settings.state_dir, plan.dataset_name, owner=self.owner).held_by()
+        holder = DatasetLock(self.settings.state_dir, plan.identity.name, owner=self.owner).held_by()
         if holder is not None:
-            return self._fail(path, f"{plan.dataset_name} is being synced or removed by {holder}",
+            return self._fail(path, f"{plan.identity.name} is being synced or removed by {holder}",
                               "wait until that finishes, then re-run this job (or close this PR if it asks for "
                               "the same dataset).")
         view = self._view(plan)
         self.reporter.comment(marker, comments.planned(path, view))
-        self.reporter.notify(f"syncing `{plan.source}` ({view.rows or '?'} rows, "
+        self.reporter.notify(f"syncing `{plan.identity.source}` ({view.rows or '?'} rows, "
                              f"{human_size(view.download_bytes or 0)} to download) from `{path}`")
         staged = self.settings.state_dir / "ci" / f"pr-{self.event.number}" / self.event.head_sha[:12] / path
         staged.parent.mkdir(parents=True, exist_ok=True)
         staged.write_bytes(data)
         started = time.monotonic()
-        run = self.driver.start(staged, owner=self.owner, expect_sha=plan.sha)
+        run = self.driver.start(staged, owner=self.owner, expect_sha=plan.identity.sha)
         self._follow(run, path, plan, view)
         code = run.wait()
         return self._finish(path, plan, view, code, run.error, time.monotonic() - started)
 
     def _view(self, plan: Plan) -> comments.PlanView:
         return comments.PlanView(
-            dataset_name=plan.dataset_name, source=plan.source, sha=plan.sha, subset=plan.subset, split=plan.split,
-            rows=plan.rows, download_bytes=plan.download_bytes, license=plan.license,
-            target=str(self.settings.storage_root / plan.dataset_name), audio_column=plan.audio_column,
+            identity=plan.identity, rows=plan.rows, download_bytes=plan.download_bytes,
+            target=str(self.settings.storage_root / plan.identity.name), audio_column=plan.audio_column,
             text_column=plan.text_column,
         )
 
     def _follow(self, run: DriverRun, path: str, plan: Plan, view: comments.PlanView) -> None:
         """Until the driver exits: each new progress file becomes a comment edit; milestones go to Slack."""
         marker = comments.request_marker(path)
-        seen = read_progress(self.settings.state_dir, plan.dataset_name)  # an earlier run's, if any
+        seen = read_progress(self.settings.state_dir, plan.identity.name)  # an earlier run's, if any
         announced = set()
         while run.poll() is None:
             time.sleep(self.poll_seconds)
-            progress = read_progress(self.settings.state_dir, plan.dataset_name)
-            if not progress or progress == seen or progress.get("status") != "syncing":
+            progress = read_progress(self.settings.state_dir, plan.identity.name)
+            if not progress or progress == seen or progress.status is not DatasetState.SYNCING:
                 continue
             seen = progress
-            done, total = progress["downloaded_files"], progress["total_files"]
-            self.reporter.comment(marker, comments.progress(path, view, done, total, progress.get("rows_per_second"),
-                                                          progress.get("eta_seconds"), progress["row_errors"]))
+            done, total = progress.downloaded_files, progress.total_files
+            self.reporter.comment(marker, comments.progress(path, view, done, total, progress.rows_per_second,
+                                                          progress.eta_seconds, progress.row_errors))
             percent = 100 * done / total if total else 100
             for milestone in MILESTONES:
                 if percent >= milestone and milestone not in announced:
                     announced.add(milestone)
                     if milestone == max(m for m in MILESTONES if percent >= m):
-                        self.reporter.notify(f"`{plan.source}`: {milestone} % ({done:,} of {total:,} rows)")
+                        self.reporter.notify(f"`{plan.identity.source}`: {milestone} % ({done:,} of {total:,} rows)")
 
     def _finish(self, path: str, plan: Plan, view: comments.PlanView, code: int, error: str | None,
                 seconds: float) -> bool:
-        dataset_dir = self.settings.storage_root / plan.dataset_name
+        dataset_dir = self.settings.storage_root / plan.identity.name
         status = read_status(dataset_dir)
-        if code != 0 or status is None or status.state != "complete":
-            progress = read_progress(self.settings.state_dir, plan.dataset_name) or {}
-            done = progress.get("downloaded_files")
+        if code != 0 or status is None or status.state is not DatasetState.COMPLETE:
+            progress = read_progress(self.settings.state_dir, plan.identity.name)
+            done = progress.downloaded_files if progress else None
             resume = f" It resumes from the {done:,} rows finished so far." if done else ""
             return self._fail(path, error or f"the sync ended with exit status {code}",
                               f"read the job log for the cause; fix it and re-run the job.{resume}")
-        errors = store.row_errors(self.settings, plan.dataset_name) if status.row_errors else []
-        link = self.settings.processed_root / plan.dataset_name
+        errors = store.row_errors(self.settings, plan.identity.name) if status.row_errors else []
+        link = self.settings.processed_root / plan.identity.name
         result = comments.ResultView(
             dataset_dir=str(dataset_dir), link=str(link) if link.is_symlink() else None, rows=status.rows_done,
             row_errors=status.row_errors,
-            first_errors=tuple(f"row {e['row_id']}: [{e['error_code']}] {e['error']}"
+            first_errors=tuple(f"row {e.row_id}: [{e.error_code}] {e.error}"
                                for e in errors[: comments.ROW_ERRORS_LISTED]),
-            size_bytes=store.dataset_size(dataset_dir), seconds=seconds, sha=status.sha,
+            size_bytes=store.dataset_size(dataset_dir), seconds=seconds,
         )
         self.reporter.comment(comments.request_marker(path), comments.succeeded(path, view, result))
-        self.reporter.notify(f"`{plan.source}` synced: {result.rows:,} rows, {result.row_errors:,} row errors, "
-                             f"{human_size(result.size_bytes)} in {duration(seconds)}")
+        self.reporter.notify(f"`{plan.identity.source}` synced: {result.rows:,} rows, {result.row_errors:,} row "
+                             f"errors, {human_size(result.size_bytes)} in {duration(seconds)}")
         return True
 
     def remove(self, path: str) -> bool:

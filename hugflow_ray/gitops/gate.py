@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
 from hugflow_ray.core.pull_request import ChangedFile, PullFacts
+from hugflow_ray.core.request import RequestKind
 
-REQUEST_DIRS = {"add": "requests/add", "remove": "requests/remove"}
+REQUEST_DIRS = {RequestKind.ADD: "requests/add", RequestKind.REMOVE: "requests/remove"}
 REQUEST_SUFFIXES = (".yaml", ".yml")
 
 
@@ -26,7 +27,7 @@ class EventFacts:
 
 @dataclass(frozen=True)
 class RequestFile:
-    kind: str  # "add" | "remove"
+    kind: RequestKind
     path: str
 
 
@@ -80,7 +81,8 @@ def gate(event: EventFacts, pull: PullFacts, changed: list[ChangedFile], approva
     if misplaced:
         return Gate(refusal=f"request files go directly in `requests/add/` or `requests/remove/`, not in a "
                             f"subdirectory: {', '.join(misplaced)}. Move them.")
-    return Gate(requests=tuple(sorted(requests, key=lambda r: (r.kind != "remove", r.path))), ignored=tuple(ignored))
+    removals_first = sorted(requests, key=lambda r: (r.kind is not RequestKind.REMOVE, r.path))
+    return Gate(requests=tuple(removals_first), ignored=tuple(ignored))
 
 
 def _under(path: str, directory: str) -> bool:

@@ -17,26 +17,11 @@ from hugflow_ray.codec import audio
 from hugflow_ray.codec.audio import SafePathResolver
 from hugflow_ray.core import naming, sidecar
 from hugflow_ray.core.encoding import EncoderSettings
+from hugflow_ray.core.records import ConvertedRow, RowRecord, RowStatus
 from hugflow_ray.errors import AudioError
-from hugflow_ray.pipeline.ledger import STATUS_ERROR, STATUS_OK
+from hugflow_ray.pipeline.batches import converted_to_table
 from hugflow_ray.pipeline.readers.units import ROW_ID
 from hugflow_ray.utils import atomic
-
-OUTPUT_SCHEMA = pa.schema(
-    [
-        (ROW_ID, pa.int64()),
-        ("status", pa.string()),
-        ("json_file", pa.string()),
-        ("json", pa.binary()),
-        ("audio_file", pa.string()),
-        ("mp3", pa.binary()),
-        ("sha256", pa.string()),
-        ("duration", pa.float64()),
-        ("text", pa.string()),
-        ("error_code", pa.string()),
-        ("error", pa.string()),
-    ]
-)
 
 
 @dataclass(frozen=True)
@@ -54,29 +39,28 @@ class RowConverter:
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         resolver = SafePathResolver(Path(self.files_root)) if self.files_root else None
-        records = [self._convert(row, resolver) for row in batch.to_pylist()]
-        return pa.Table.from_pylist(records, schema=OUTPUT_SCHEMA)
+        return converted_to_table([self._convert(row, resolver) for row in batch.to_pylist()])
 
-    def _convert(self, row: dict[str, Any], resolver: SafePathResolver | None) -> dict[str, Any]:
+    def _convert(self, row: dict[str, Any], resolver: SafePathResolver | None) -> ConvertedRow:
         row_id = row.pop(ROW_ID)
         value = row.pop(self.audio_column) if self.audio_column else None
         text = row.get(self.text_column) if self.text_column else None
-        record: dict[str, Any] = {
-            ROW_ID: row_id,
-            "text": text if isinstance(text, str) else None,
-            "json_file": f"{naming.JSON_DIR}/{row_id}.json",
-        }
-        facts = None
+        text = text if isinstance(text, str) else None
+        facts = encoded = None
         audio_file = None
         if self.audio_column is not None:
             try:
                 encoded = audio.convert(value, self.encoder, resolve_path=resolver, row_id=row_id)
             except AudioError as e:
-                return {**record, "status": STATUS_ERROR, "json_file": None, "error_code": e.code, "error": str(e)}
+                return ConvertedRow(RowRecord(row_id, RowStatus.ERROR, text=text, error_code=e.code, error=str(e)))
             source_path = value.get("path") if isinstance(value, dict) else None
             candidate = naming.name_candidate(row.get(naming.NAME_COLUMN), source_path)
             audio_file = f"{naming.AUDIO_DIR}/{naming.mp3_name(candidate, row_id, self.duplicated)}"
             facts = encoded.facts
-            record.update(mp3=encoded.mp3, sha256=hashlib.sha256(encoded.mp3).hexdigest(), duration=facts.duration)
         document = sidecar.sidecar(row_id, row, audio_file=audio_file, facts=facts)
-        return {**record, "status": STATUS_OK, "audio_file": audio_file, "json": atomic.json_bytes(document)}
+        record = RowRecord(
+            row_id, RowStatus.OK, json_file=naming.json_file(row_id), audio_file=audio_file, text=text,
+            sha256=hashlib.sha256(encoded.mp3).hexdigest() if encoded else None,
+            duration=facts.duration if facts else None,
+        )
+        return ConvertedRow(record, json=atomic.json_bytes(document), mp3=encoded.mp3 if encoded else None)

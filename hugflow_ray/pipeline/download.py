@@ -12,6 +12,7 @@ from typing import Any
 
 from hugflow_ray.adapters.hub import Hub
 from hugflow_ray.core.plan import Plan, SourceFile
+from hugflow_ray.core.request import LocalRef
 from hugflow_ray.errors import HubError, HubUnavailableError
 
 log = logging.getLogger(__name__)
@@ -27,10 +28,11 @@ def download(plan: Plan, *, hub: Hub | None, concurrency: int) -> list[Path]:
     Returns:
         Local paths in the plan's file order.
     """
-    if plan.sha is None:
+    ref = plan.request.dataset
+    if isinstance(ref, LocalRef):
         return [Path(f.path) for f in plan.files]
-    assert hub is not None and plan.request.dataset.hf_id is not None
-    hf_id, sha = plan.request.dataset.hf_id, plan.files_sha or plan.sha
+    assert hub is not None and plan.identity.sha is not None
+    hf_id, sha = ref.hf_id, plan.files_sha or plan.identity.sha
 
     def fetch(source: SourceFile) -> Path:
         path = _retrying(lambda: hub.download(hf_id, sha, source.path), what=source.path)

@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 
 from hugflow_ray.codec import audio
 from hugflow_ray.core import naming
-from hugflow_ray.core.request import AddRequest, DatasetRef
+from hugflow_ray.core.request import AddRequest, LocalRef
 from hugflow_ray.errors import AudioError, PlanError
 from hugflow_ray.pipeline.progress import ProgressCallback
 from hugflow_ray.pipeline.sync import SyncReport, sync
@@ -65,7 +65,7 @@ def sync_rows(
     pq.write_table(table, sink)
     atomic.write_bytes(incoming / "data" / "train-00000-of-00001.parquet", sink.getvalue().to_pybytes())
     request = AddRequest(
-        dataset=DatasetRef(path=incoming), description=description, audio_column=audio_column,
+        dataset=LocalRef(incoming), description=description, audio_column=audio_column,
         text_column=text_column, audio_column_explicit=True,
     )
     return sync(request, settings, restart=restart, owner="python-api", on_progress=on_progress)

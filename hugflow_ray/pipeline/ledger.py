@@ -18,24 +18,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from hugflow_ray.core.records import RowRecord, RowStatus
+from hugflow_ray.pipeline.batches import LEDGER_SCHEMA, records_to_table, table_to_records
 from hugflow_ray.utils import atomic
-
-STATUS_OK = "ok"
-STATUS_ERROR = "error"
-
-SCHEMA = pa.schema(
-    [
-        ("row_id", pa.int64()),
-        ("status", pa.string()),
-        ("json_file", pa.string()),
-        ("audio_file", pa.string()),
-        ("sha256", pa.string()),
-        ("duration", pa.float64()),
-        ("text", pa.string()),
-        ("error_code", pa.string()),
-        ("error", pa.string()),
-    ]
-)
 
 
 class LedgerMismatchError(ValueError):
@@ -81,12 +66,12 @@ class Ledger:
         except (OSError, ValueError, KeyError):
             return None
 
-    def append(self, records: list[dict[str, Any]]) -> Path | None:
+    def append(self, records: list[RowRecord]) -> Path | None:
         """Durably add the records of one batch (call only once their files are durable)."""
         if not records:
             return None
-        table = pa.Table.from_pylist(records, schema=SCHEMA)
-        first = min(r["row_id"] for r in records)
+        table = records_to_table(records)
+        first = min(r.row_id for r in records)
         path = self.parts / f"part-{first:012d}-{len(records):06d}.parquet"
         sink = pa.BufferOutputStream()
         pq.write_table(table, sink, compression="zstd")
@@ -96,8 +81,9 @@ class Ledger:
     def read(self, columns: list[str] | None = None) -> pa.Table:
         """Every recorded row (rows written twice by overlapping parts count once), sorted by row id."""
         paths = sorted(self.parts.glob("part-*.parquet")) if self.parts.is_dir() else []
-        tables = [pq.read_table(p, columns=columns, schema=SCHEMA) for p in paths]
-        table = pa.concat_tables(tables) if tables else SCHEMA.empty_table().select(columns or SCHEMA.names)
+        tables = [pq.read_table(p, columns=columns, schema=LEDGER_SCHEMA) for p in paths]
+        empty = LEDGER_SCHEMA.empty_table().select(columns or LEDGER_SCHEMA.names)
+        table = pa.concat_tables(tables) if tables else empty
         if table.num_rows == 0:
             return table
         ids = table.column("row_id").to_numpy()
@@ -109,9 +95,13 @@ class Ledger:
         """Sorted row ids already recorded."""
         return self.read(["row_id"]).column("row_id").to_numpy()
 
+    def records(self) -> list[RowRecord]:
+        """Every recorded row as a typed record, sorted by row id."""
+        return table_to_records(self.read())
+
     def summary(self) -> LedgerSummary:
         table = self.read(["row_id", "status"])
-        return LedgerSummary(rows=table.num_rows, errors=table.column("status").to_pylist().count(STATUS_ERROR))
+        return LedgerSummary(rows=table.num_rows, errors=table.column("status").to_pylist().count(RowStatus.ERROR))
 
 
 def id_ranges(ids: np.ndarray) -> list[tuple[int, int]]:

@@ -9,7 +9,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from hugflow_ray.pipeline.ledger import STATUS_OK, Ledger
+from hugflow_ray.core.records import RowStatus
+from hugflow_ray.pipeline.ledger import Ledger
 from hugflow_ray.utils import atomic
 
 MANIFEST_PARQUET = "manifest.parquet"
@@ -19,7 +20,7 @@ MANIFEST_JSONL = "manifest.jsonl"
 def write_manifests(dataset_dir: Path) -> int:
     """Write ``manifest.parquet`` and ``manifest.jsonl`` from the ledger's finished rows; returns their count."""
     ledger = Ledger(dataset_dir).read()
-    ok = ledger.filter(pc.equal(ledger.column("status"), STATUS_OK))
+    ok = ledger.filter(pc.equal(ledger.column("status"), RowStatus.OK.value))
     manifest = pa.table(
         {
             "row_id": ok.column("row_id"),

@@ -10,7 +10,8 @@ from pathlib import Path
 from hugflow_ray.adapters.hub import Hub, RepoSnapshot, SplitLayout, local_layout
 from hugflow_ray.core.naming import dataset_dir_name
 from hugflow_ray.core.plan import Plan, SourceFile, choose_columns
-from hugflow_ray.core.request import AddRequest
+from hugflow_ray.core.records import DatasetIdentity
+from hugflow_ray.core.request import AddRequest, LocalRef
 from hugflow_ray.errors import PlanError, UnreadableLayoutError
 from hugflow_ray.pipeline.readers.staged import STAGED_FORMATS
 from hugflow_ray.settings import Settings
@@ -31,34 +32,22 @@ def make_plan(request: AddRequest, *, hub: Hub | None) -> Plan:
     files_sha: str | None = None
     license: str | None = None
     rows: int | None = None
-    if ref.path is not None:
+    if isinstance(ref, LocalRef):
         layout = local_layout(ref.path, ref.subset, ref.split)
         files = tuple(SourceFile(path=str(Path(p).resolve())) for p in layout.data_files)
     else:
         if hub is None:
             raise PlanError(f"{ref.hf_id}: a Hub request needs the Hub (HF_ENDPOINT)")
-        assert ref.hf_id is not None
         snapshot = hub.snapshot(ref.hf_id, ref.revision)
         sha, license, rows = snapshot.sha, snapshot.license, snapshot.rows(ref.subset, ref.split)
         files_sha, layout = resolve_hub_layout(hub, snapshot, ref.subset, ref.split)
         meta = hub.file_metadata(RepoSnapshot(ref.hf_id, ref.revision, files_sha or sha))
         files = tuple(SourceFile(path=p, **meta.get(p, {})) for p in layout.data_files)
     _check_readable(request, layout)
-    plan = Plan(
-        request=request,
-        dataset_name=dataset_dir_name(ref),
-        source=ref.source,
-        sha=sha,
-        subset=ref.subset,
-        split=ref.split,
-        format=layout.format,
-        files=files,
-        audio_column=request.audio_column,
-        text_column=request.text_column,
-        license=license,
-        files_sha=files_sha,
-        rows=rows,
-    )
+    identity = DatasetIdentity(name=dataset_dir_name(ref), source=ref.source, sha=sha, subset=ref.subset,
+                               split=ref.split, license=license)
+    plan = Plan(request=request, identity=identity, format=layout.format, files=files,
+                audio_column=request.audio_column, text_column=request.text_column, files_sha=files_sha, rows=rows)
     return with_columns(plan, layout.columns) if layout.columns is not None else plan
 
 
@@ -71,7 +60,7 @@ def with_columns(plan: Plan, columns: Mapping[str, str]) -> Plan:
     choice = choose_columns(plan.request, columns)
     errors = [message for level, message in choice.notes if level == "error"]
     if errors:
-        raise PlanError(f"{plan.request.request_path or plan.source}: {' '.join(errors)}")
+        raise PlanError(f"{plan.request.request_path or plan.identity.source}: {' '.join(errors)}")
     return dataclasses.replace(plan, audio_column=choice.audio, text_column=choice.text)
 
 

@@ -2,41 +2,18 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from hugflow_ray.core.records import DatasetState, Progress
 from hugflow_ray.pipeline.ledger import Ledger, id_ranges
 from hugflow_ray.settings import Settings
 from hugflow_ray.utils import atomic
-
-
-@dataclass
-class Progress:
-    """The seed's progress file, one per dataset: ``STATE_DIR/progress/<dataset>.json``."""
-
-    dataset_name: str
-    status: str
-    total_files: int  # rows of the split (the seed counted one file per row)
-    downloaded_files: int = 0  # rows finished (converted or recorded as row errors)
-    row_errors: int = 0
-    resumed_from: int = 0
-    newly_downloaded: int = 0
-    percent_complete: float = 0.0
-    rows_per_second: float | None = None
-    eta_seconds: float | None = None
-    resume_data: dict[str, Any] = field(default_factory=dict)
-    updated: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def progress_path(state_dir: Path, dataset_name: str) -> Path:
@@ -44,15 +21,15 @@ def progress_path(state_dir: Path, dataset_name: str) -> Path:
 
 
 def write_progress(state_dir: Path, progress: Progress) -> None:
-    progress.updated = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    progress.touch()
     path = progress_path(state_dir, progress.dataset_name)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic.write_json(path, progress.to_dict())
 
 
-def read_progress(state_dir: Path, dataset_name: str) -> dict[str, Any] | None:
+def read_progress(state_dir: Path, dataset_name: str) -> Progress | None:
     path = progress_path(state_dir, dataset_name)
-    return json.loads(path.read_text()) if path.is_file() else None
+    return Progress.from_dict(json.loads(path.read_text())) if path.is_file() else None
 
 
 ProgressCallback = Callable[[Progress], None]
@@ -73,7 +50,8 @@ class ProgressReporter:
         self.callback, self.bar = callback, bar and sys.stderr.isatty()
         self.started = time.perf_counter()
         self.last_reported = -1
-        self.progress = Progress(dataset_name=name, status="syncing", total_files=total, resumed_from=self.resumed)
+        self.progress = Progress(dataset_name=name, status=DatasetState.SYNCING, total_files=total,
+                                 resumed_from=self.resumed)
 
     def update(self, new_rows: int, new_errors: int, written: np.ndarray | None = None, *, force: bool = False) -> None:
         if written is not None:
@@ -95,7 +73,7 @@ class ProgressReporter:
             self._emit()
             self.last_reported = new_rows
 
-    def finish(self, state: str) -> None:
+    def finish(self, state: DatasetState) -> None:
         self.progress.status = state
         self._emit()
         if self.bar:

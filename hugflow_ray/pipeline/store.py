@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from hugflow_ray.core.naming import dataset_dir_name
+from hugflow_ray.core.records import DatasetStatus, RowRecord, RowStatus
 from hugflow_ray.core.request import RemoveRequest, request_of_kind
 from hugflow_ray.errors import SyncError
-from hugflow_ray.pipeline.ledger import STATUS_ERROR, Ledger
+from hugflow_ray.pipeline.ledger import Ledger
 from hugflow_ray.pipeline.locks import DatasetLock
 from hugflow_ray.pipeline.progress import progress_path
 from hugflow_ray.pipeline.status import read_status
@@ -47,29 +48,24 @@ def link_processed(settings: Settings, name: str, dataset_dir: Path) -> Path | N
     return link
 
 
-@dataclass(frozen=True)
-class StatusRow:
-    dataset_name: str
-    state: str
-    rows_done: int
-    rows_total: int
-    row_errors: int
-    size_bytes: int
-    sha: str | None
-    updated: str
+@dataclass
+class StatusRow(DatasetStatus):
+    """A dataset copy's status as ``hugflow status`` lists it: with its size on disk."""
+
+    size_bytes: int = 0
 
 
 def status(settings: Settings) -> list[StatusRow]:
     """Every dataset copy under ``STORAGE_ROOT`` with its state."""
-    rows_: list[StatusRow] = []
+    rows: list[StatusRow] = []
     root = settings.storage_root
     for dataset_dir in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []:
         current = read_status(dataset_dir)
         if current is None:
             continue
-        rows_.append(StatusRow(current.dataset_name, current.state, current.rows_done, current.rows_total,
-                               current.row_errors, dataset_size(dataset_dir), current.sha, current.updated))
-    return rows_
+        values = {f.name: getattr(current, f.name) for f in fields(DatasetStatus)}
+        rows.append(StatusRow(**values, size_bytes=dataset_size(dataset_dir)))
+    return rows
 
 
 def dataset_size(dataset_dir: Path) -> int:
@@ -77,11 +73,9 @@ def dataset_size(dataset_dir: Path) -> int:
     return sum(f.stat().st_size for f in dataset_dir.rglob("*") if f.is_file() and not f.is_symlink())
 
 
-def row_errors(settings: Settings, name: str) -> list[dict]:
-    """The failed rows of a dataset: row id, error code and message."""
-    dataset_dir = _dataset_dir(settings, name)
-    table = Ledger(dataset_dir).read(["row_id", "status", "error_code", "error"])
-    return [r for r in table.to_pylist() if r["status"] == STATUS_ERROR]
+def row_errors(settings: Settings, name: str) -> list[RowRecord]:
+    """The failed rows of a dataset, with their error codes and messages."""
+    return [r for r in Ledger(_dataset_dir(settings, name)).records() if r.status is RowStatus.ERROR]
 
 
 def _dataset_dir(settings: Settings, name: str) -> Path:

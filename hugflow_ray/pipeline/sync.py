@@ -6,18 +6,20 @@
 from __future__ import annotations
 
 import shutil
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pyarrow.parquet as pq
 
 from hugflow_ray.adapters.hub import Hub
 from hugflow_ray.core import naming
 from hugflow_ray.core.plan import Plan
-from hugflow_ray.core.request import AddRequest, request_of_kind
+from hugflow_ray.core.records import DatasetState, DatasetStatus
+from hugflow_ray.core.request import AddRequest, HubRef, request_of_kind
 from hugflow_ray.errors import SyncError
+from hugflow_ray.executors.base import Executor
 from hugflow_ray.pipeline import manifests
 from hugflow_ray.pipeline.convert import RowConverter
 from hugflow_ray.pipeline.download import download
@@ -27,10 +29,12 @@ from hugflow_ray.pipeline.plan import hub_for, make_plan, with_columns
 from hugflow_ray.pipeline.progress import ProgressCallback, ProgressReporter
 from hugflow_ray.pipeline.readers.staged import STAGED_FORMATS, stage
 from hugflow_ray.pipeline.readers.units import available_cpus, name_candidates, parquet_row_groups, pending, plan_units
-from hugflow_ray.pipeline.status import DatasetStatus, read_status, write_status
+from hugflow_ray.pipeline.status import read_status, write_status
 from hugflow_ray.pipeline.store import link_processed
 from hugflow_ray.settings import Settings
 from hugflow_ray.utils.failpoints import failpoint
+
+Groups = list[tuple[str, list[int]]]  # (file, rows per row group) in split order
 
 
 @dataclass(frozen=True)
@@ -38,13 +42,13 @@ class SyncReport:
     """What a sync did.
 
     Attributes:
-        state: "complete" (newly or already), or "failed".
+        state: complete (newly or already), or failed.
         already_complete: nothing was done because the dataset was complete.
     """
 
     dataset_name: str
     dataset_dir: Path
-    state: str
+    state: DatasetState
     sha: str | None
     rows_total: int
     rows_done: int
@@ -67,8 +71,12 @@ def sync(
     expect_sha: str | None = None,
     on_progress: ProgressCallback | None = None,
     progress_bar: bool = False,
+    executor: Executor | None = None,
 ) -> SyncReport:
     """Bring one dataset onto this machine, resuming from the ledger; see the module docstring.
+
+    Args:
+        executor: where conversion runs; by default Ray (embedded, or the cluster at ``RAY_ADDRESS``).
 
     Raises:
         RequestError, HubError, PlanError: before any heavy work.
@@ -79,131 +87,144 @@ def sync(
     started = time.perf_counter()
     request = request_of_kind(source, AddRequest)
     assert isinstance(request, AddRequest)
-    hub = hub_for(settings) if request.dataset.hf_id is not None else None
+    ref = request.dataset
+    hub = hub_for(settings) if isinstance(ref, HubRef) else None
     plan = make_plan(request, hub=hub)
-    if expect_sha is not None and plan.sha != expect_sha:
-        raise SyncError(f"{plan.source}@{request.dataset.revision} now resolves to {plan.sha}, not {expect_sha} "
+    if isinstance(ref, HubRef) and expect_sha is not None and plan.identity.sha != expect_sha:
+        raise SyncError(f"{ref.hf_id}@{ref.revision} now resolves to {plan.identity.sha}, not {expect_sha} "
                         "as planned: the revision moved; run again to plan the new commit")
-    dataset_dir = settings.storage_root / plan.dataset_name
-    with DatasetLock(settings.state_dir, plan.dataset_name, owner=owner):
-        return _sync_locked(plan, dataset_dir, settings, hub, restart, started, on_progress, progress_bar)
+    with DatasetLock(settings.state_dir, plan.identity.name, owner=owner):
+        job = _DatasetSync(plan, settings, hub, restart=restart, started=started, executor=executor)
+        return job.run(on_progress, progress_bar=progress_bar)
 
 
-def _sync_locked(
-    plan: Plan,
-    dataset_dir: Path,
-    settings: Settings,
-    hub: Hub | None,
-    restart: bool,
-    started: float,
-    on_progress: ProgressCallback | None,
-    progress_bar: bool,
-) -> SyncReport:
-    fingerprint = plan.fingerprint(settings.encoder)
-    ledger = Ledger(dataset_dir)
-    current = read_status(dataset_dir)
+class _DatasetSync:
+    """One sync of one dataset, under its lock: the steps of :func:`sync` sharing the plan, the ledger and the
+    dataset directory."""
 
-    def already_complete() -> SyncReport | None:
-        if restart or current is None or current.state != "complete" or ledger.recorded_fingerprint() != fingerprint:
-            return None
-        return _report(plan, dataset_dir, current, resumed=current.rows_done, new=0, already=True, started=started)
+    def __init__(self, plan: Plan, settings: Settings, hub: Hub | None, *, restart: bool, started: float,
+                 executor: Executor | None) -> None:
+        self.plan, self.settings, self.hub = plan, settings, hub
+        self.restart, self.started, self.executor = restart, started, executor
+        self.dataset_dir = settings.storage_root / plan.identity.name
+        self.ledger = Ledger(self.dataset_dir)
+        self.current = read_status(self.dataset_dir)
 
-    if plan.format not in STAGED_FORMATS and (done := already_complete()):
-        return done
-
-    local_files = download(plan, hub=hub, concurrency=settings.max_concurrent_downloads)
-    if restart:
-        _clear_outputs(dataset_dir)
-    if plan.format in STAGED_FORMATS:
-        names = [f.path if plan.sha else Path(f.path).name for f in plan.files]
-        staged, columns = stage(plan.format, local_files, names, dataset_dir / ".hugflow" / "staging")
-        plan = with_columns(plan, columns)
-        local_files = [staged]
-        fingerprint = plan.fingerprint(settings.encoder)
-        if done := already_complete():
+    def run(self, on_progress: ProgressCallback | None, *, progress_bar: bool) -> SyncReport:
+        staged = self.plan.format in STAGED_FORMATS
+        if not staged and (done := self._already_complete()):
             return done
-    groups = [(str(path), parquet_row_groups(path)) for path in local_files]
-    total = sum(sum(g) for _, g in groups)
-    try:
-        ledger.open(fingerprint, restart=restart)
-    except LedgerMismatchError as e:
-        raise SyncError(
-            f"{plan.dataset_name} was started with other settings ({e}); run again with --restart to discard "
-            "its converted rows and start over"
-        ) from None
-    finished = ledger.finished_ids()
-    earlier_errors = ledger.summary().errors
-    status = DatasetStatus(plan.dataset_name, "syncing", plan.source, plan.sha, plan.subset, plan.split, total,
-                           rows_done=len(finished), license=plan.license)
-    write_status(dataset_dir, status)
-    reporter = ProgressReporter(settings, plan.dataset_name, dataset_dir, total, finished, earlier_errors,
-                                 on_progress, progress_bar)
-    reporter.update(0, 0, force=True)
+        local_files = self._fetch()
+        if staged and (done := self._already_complete()):  # staging settles a staged split's columns first
+            return done
+        groups = [(str(path), parquet_row_groups(path)) for path in local_files]
+        total = sum(sum(g) for _, g in groups)
+        finished = self._open_ledger()
+        status = DatasetStatus(self.plan.identity, DatasetState.SYNCING, total, rows_done=len(finished))
+        write_status(self.dataset_dir, status)
+        reporter = ProgressReporter(self.settings, self.plan.identity.name, self.dataset_dir, total, finished,
+                                    self.ledger.summary().errors, on_progress, progress_bar)
+        reporter.update(0, 0, force=True)
+        startup, busy = self._convert(groups, local_files, finished, reporter)
+        self._finalize(status, reporter)
+        return self._report(status, resumed=len(finished), new=total - len(finished), ray_startup=startup,
+                            output_busy=busy)
 
-    units = pending(plan_units(groups, cpus=available_cpus()), finished)
-    startup = 0.0
-    busy: float | None = None
-    if units:
-        from hugflow_ray.executors import ray_runner
+    def _already_complete(self) -> SyncReport | None:
+        """The report of a dataset already complete with these settings (None: there is work to do)."""
+        current = self.current
+        if self.restart or current is None or current.state is not DatasetState.COMPLETE:
+            return None
+        if self.ledger.recorded_fingerprint() != self.plan.fingerprint(self.settings.encoder):
+            return None
+        return self._report(current, resumed=current.rows_done, new=0, already=True)
 
-        _, startup = ray_runner.ensure_ray(settings.ray_address)
+    def _fetch(self) -> list[Path]:
+        """The split's files on this machine; a restart clears the old outputs; other layouts are staged as parquet."""
+        local_files = download(self.plan, hub=self.hub, concurrency=self.settings.max_concurrent_downloads)
+        if self.restart:
+            _clear_outputs(self.dataset_dir)
+        if self.plan.format not in STAGED_FORMATS:
+            return local_files
+        staged, columns = stage(self.plan.format, local_files, self.plan.file_names(),
+                                self.dataset_dir / ".hugflow" / "staging")
+        self.plan = with_columns(self.plan, columns)
+        return [staged]
+
+    def _open_ledger(self) -> np.ndarray:
+        """Open (or start over) the ledger for this plan; returns the row ids already finished."""
+        try:
+            self.ledger.open(self.plan.fingerprint(self.settings.encoder), restart=self.restart)
+        except LedgerMismatchError as e:
+            raise SyncError(
+                f"{self.plan.identity.name} was started with other settings ({e}); run again with --restart to "
+                "discard its converted rows and start over"
+            ) from None
+        return self.ledger.finished_ids()
+
+    def _convert(self, groups: Groups, local_files: list[Path], finished: np.ndarray,
+                 reporter: ProgressReporter) -> tuple[float, float | None]:
+        """Convert and write the rows not yet finished; returns the executor's start-up seconds and the output
+        writer's busy fraction (None when nothing was left to do)."""
+        units = pending(plan_units(groups, cpus=available_cpus()), finished)
+        if not units:
+            return 0.0, None
+        plan = self.plan
         schema = pq.read_schema(local_files[0])
         candidates = [c for path, _ in groups for c in name_candidates(path, plan.audio_column, schema)]
         converter = RowConverter(
             audio_column=plan.audio_column,
             text_column=plan.text_column,
-            encoder=settings.encoder,
+            encoder=self.settings.encoder,
             duplicated=naming.duplicated_stems(c for c in candidates if c),
             files_root=None if plan.format in STAGED_FORMATS else str(_files_root(plan, local_files[0])),
         )
-        busy = ray_runner.run(units, converter, dataset_dir, columns=None,
-                              on_progress=reporter.update).writer_busy_fraction
+        executor = self.executor or _default_executor(self.settings)
+        startup = executor.start()
+        result = executor.run(units, converter, self.dataset_dir, on_progress=reporter.update)
+        return startup, result.writer_busy_fraction
 
-    summary = ledger.summary()
-    if summary.rows != total:
-        raise SyncError(f"{plan.dataset_name}: {summary.rows} of {total} rows finished; run the sync again")
-    status.rows_done, status.row_errors = summary.rows, summary.errors
-    if total and summary.errors / total > settings.max_row_error_rate:
-        status.state = "failed"
-        status.error = f"{summary.errors} of {total} rows failed (limit {settings.max_row_error_rate:.0%})"
-        write_status(dataset_dir, status)
-        reporter.finish("failed")
-        raise SyncError(f"{plan.dataset_name}: {status.error}; see `hugflow status {plan.dataset_name} --errors`")
-    manifests.write_manifests(dataset_dir)
-    failpoint("finalize")
-    status.state = "complete"
-    write_status(dataset_dir, status)
-    link_processed(settings, plan.dataset_name, dataset_dir)
-    reporter.finish("complete")
-    return _report(plan, dataset_dir, status, resumed=len(finished), new=total - len(finished), already=False,
-                   started=started, ray_startup=startup, output_busy=busy)
+    def _finalize(self, status: DatasetStatus, reporter: ProgressReporter) -> None:
+        """Check every row is finished and the row errors are within the limit; then manifests, status, link."""
+        name, total, limit = self.plan.identity.name, status.rows_total, self.settings.max_row_error_rate
+        summary = self.ledger.summary()
+        if summary.rows != total:
+            raise SyncError(f"{name}: {summary.rows} of {total} rows finished; run the sync again")
+        status.rows_done, status.row_errors = summary.rows, summary.errors
+        if total and summary.errors / total > limit:
+            status.state = DatasetState.FAILED
+            status.error = f"{summary.errors} of {total} rows failed (limit {limit:.0%})"
+            write_status(self.dataset_dir, status)
+            reporter.finish(DatasetState.FAILED)
+            raise SyncError(f"{name}: {status.error}; see `hugflow status {name} --errors`")
+        manifests.write_manifests(self.dataset_dir)
+        failpoint("finalize")
+        status.state = DatasetState.COMPLETE
+        write_status(self.dataset_dir, status)
+        link_processed(self.settings, name, self.dataset_dir)
+        reporter.finish(DatasetState.COMPLETE)
+
+    def _report(self, status: DatasetStatus, *, resumed: int, new: int, already: bool = False,
+                ray_startup: float = 0.0, output_busy: float | None = None) -> SyncReport:
+        return SyncReport(
+            dataset_name=self.plan.identity.name, dataset_dir=self.dataset_dir, state=status.state,
+            sha=self.plan.identity.sha, rows_total=status.rows_total, rows_done=status.rows_done,
+            row_errors=status.row_errors, resumed_from=resumed, newly_processed=new, already_complete=already,
+            seconds=time.perf_counter() - self.started, ray_startup_seconds=ray_startup,
+            manifest=self.dataset_dir / manifests.MANIFEST_JSONL, output_busy_fraction=output_busy,
+        )
 
 
-def release_ray() -> float:
-    """Stop the Ray that a sync in this process started (or joined); returns the seconds it took."""
-    if "ray" not in sys.modules:
-        return 0.0
-    from hugflow_ray.executors import ray_runner
+def _default_executor(settings: Settings) -> Executor:
+    from hugflow_ray.executors.ray_runner import RayExecutor  # Ray loads only when there are rows to convert
 
-    return ray_runner.shutdown()
-
-
-def _report(plan: Plan, dataset_dir: Path, status: DatasetStatus, *, resumed: int, new: int, already: bool,
-            started: float, ray_startup: float = 0.0, output_busy: float | None = None) -> SyncReport:
-    return SyncReport(
-        dataset_name=plan.dataset_name, dataset_dir=dataset_dir, state=status.state, sha=plan.sha,
-        rows_total=status.rows_total, rows_done=status.rows_done, row_errors=status.row_errors,
-        resumed_from=resumed, newly_processed=new, already_complete=already,
-        seconds=time.perf_counter() - started, ray_startup_seconds=ray_startup,
-        manifest=dataset_dir / manifests.MANIFEST_JSONL, output_busy_fraction=output_busy,
-    )
+    return RayExecutor(settings.ray_address)
 
 
 def _files_root(plan: Plan, first_local: Path) -> Path:
     """The directory a row's relative audio ``path`` is resolved against: the dataset's own files."""
-    if plan.sha is None:
-        local = plan.request.dataset.path
-        assert local is not None
+    if plan.local is not None:
+        local = plan.local.path
         return local if local.is_dir() else local.parent
     depth = len(Path(plan.files[0].path).parts)
     return first_local.parents[depth - 1]
@@ -215,5 +236,3 @@ def _clear_outputs(dataset_dir: Path) -> None:
             shutil.rmtree(dataset_dir / name)
     for name in (manifests.MANIFEST_PARQUET, manifests.MANIFEST_JSONL):
         (dataset_dir / name).unlink(missing_ok=True)
-
-

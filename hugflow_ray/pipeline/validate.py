@@ -10,7 +10,7 @@ from pathlib import Path
 from hugflow_ray.adapters.hub import Hub, RepoSnapshot, SplitLayout, local_layout
 from hugflow_ray.core.naming import dataset_dir_name
 from hugflow_ray.core.plan import choose_columns
-from hugflow_ray.core.request import AddRequest, Request, load_request
+from hugflow_ray.core.request import AddRequest, HubRef, LocalRef, Request, load_request
 from hugflow_ray.errors import HubError, RequestError
 from hugflow_ray.pipeline.plan import resolve_hub_layout
 
@@ -71,17 +71,16 @@ def validate_file(path: Path, *, hub: Hub | None) -> ValidationReport:
     report.add(Level.INFO, f"{request.kind.value} request for {ref.source} -> {dataset_dir_name(ref)}")
     if not isinstance(request, AddRequest):
         return report
-    if ref.path is not None:
-        local_path = ref.path
-        _check_dataset(report, request, lambda: local_layout(local_path, ref.subset, ref.split))
+    if isinstance(ref, LocalRef):
+        local = ref
+        _check_dataset(report, request, lambda: local_layout(local.path, local.subset, local.split))
     elif hub is not None:
-        _check_dataset(report, request, lambda: _hub_layout(report, hub, request))
+        hub_ref = ref
+        _check_dataset(report, request, lambda: _hub_layout(report, hub, hub_ref))
     return report
 
 
-def _hub_layout(report: ValidationReport, hub: Hub, request: AddRequest) -> SplitLayout:
-    ref = request.dataset
-    assert ref.hf_id is not None
+def _hub_layout(report: ValidationReport, hub: Hub, ref: HubRef) -> SplitLayout:
     snapshot: RepoSnapshot = hub.snapshot(ref.hf_id, ref.revision)
     report.sha = snapshot.sha
     report.add(Level.INFO, f"revision {ref.revision!r} resolves to commit {snapshot.sha}")

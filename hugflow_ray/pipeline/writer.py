@@ -12,8 +12,9 @@ from pathlib import Path
 import pyarrow as pa
 
 from hugflow_ray.core import naming
-from hugflow_ray.pipeline.ledger import SCHEMA as LEDGER_SCHEMA
-from hugflow_ray.pipeline.ledger import STATUS_OK, Ledger
+from hugflow_ray.core.records import RowStatus
+from hugflow_ray.pipeline.batches import table_to_converted
+from hugflow_ray.pipeline.ledger import Ledger
 from hugflow_ray.utils import atomic
 from hugflow_ray.utils.failpoints import failpoint
 
@@ -31,20 +32,22 @@ class DatasetWriter:
         atomic.remove_temp_files([self.audio_dir, self.json_dir])
 
     def write_batch(self, batch: pa.Table) -> tuple[int, int]:
-        """Write a converted batch (see ``convert.OUTPUT_SCHEMA``); returns its rows and row errors.
+        """Write a converted batch (:func:`~hugflow_ray.pipeline.batches.converted_to_table`); returns its rows and
+        row errors.
 
         The batch's files are made durable together (one filesystem sync per phase, not an fsync per file), and
         only then is its ledger part written.
         """
-        records = batch.to_pylist()
+        rows = table_to_converted(batch)
         files = []
-        for record in records:
-            if record["status"] != STATUS_OK:
+        for row in rows:
+            if row.record.status is not RowStatus.OK:
                 continue
-            if record["mp3"] is not None:
-                files.append((self.dataset_dir / record["audio_file"], record["mp3"]))
-            files.append((self.dataset_dir / record["json_file"], record["json"]))
+            if row.mp3 is not None and row.record.audio_file is not None:
+                files.append((self.dataset_dir / row.record.audio_file, row.mp3))
+            if row.json is not None and row.record.json_file is not None:
+                files.append((self.dataset_dir / row.record.json_file, row.json))
         atomic.write_many(files, root=self.dataset_dir)
         failpoint("files-written")
-        self.ledger.append([{name: record.get(name) for name in LEDGER_SCHEMA.names} for record in records])
-        return len(records), sum(record["status"] != STATUS_OK for record in records)
+        self.ledger.append([row.record for row in rows])
+        return len(rows), sum(row.record.status is RowStatus.ERROR for row in rows)

@@ -71,9 +71,9 @@ def pending(units: list[ReadUnit], finished: np.ndarray) -> list[tuple[ReadUnit,
     return result
 
 
-def read_unit(unit: ReadUnit, finished: np.ndarray, columns: list[str] | None = None) -> pa.Table:
+def read_unit(unit: ReadUnit, finished: np.ndarray) -> pa.Table:
     """The unit's rows not yet finished, with a ``row_id`` column first."""
-    group = pq.ParquetFile(unit.path).read_row_group(unit.row_group, columns=columns)
+    group = pq.ParquetFile(unit.path).read_row_group(unit.row_group)
     table = group.slice(unit.offset, unit.num_rows)
     ids = pa.array(np.arange(unit.first_row_id, unit.first_row_id + unit.num_rows, dtype=np.int64))
     table = table.add_column(0, ROW_ID, ids)

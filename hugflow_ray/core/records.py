@@ -1,0 +1,166 @@
+"""The records every stage shares, pure: a finished row, a dataset copy's identity and state, and their enums.
+
+One row schema: :class:`RowRecord` is what the converter produces (inside a :class:`ConvertedRow`, with the bytes
+to write), what the writer writes and the ledger keeps, and what status and the CLI read back. Its Arrow form is
+derived from these fields in one place (:mod:`hugflow_ray.pipeline.batches`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from enum import StrEnum
+from typing import Any
+
+
+class RowStatus(StrEnum):
+    """Whether a finished row was converted or recorded as a row error."""
+
+    OK = "ok"
+    ERROR = "error"
+
+
+class DatasetState(StrEnum):
+    """Where a dataset copy stands."""
+
+    SYNCING = "syncing"
+    COMPLETE = "complete"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class RowRecord:
+    """What the ledger keeps about one finished row: its files and checksum, or its error.
+
+    Attributes:
+        row_id: the row's 0-based position in the split (file order, then row order).
+        status: converted, or a row error.
+        json_file: the sidecar JSON, relative to the dataset directory (None for a row error).
+        audio_file: the MP3, relative to the dataset directory (None without audio or for a row error).
+        sha256: the MP3's checksum.
+        duration: the audio's duration in seconds.
+        text: the transcript, for the manifests.
+        error_code: the row error's stable code (``AudioError.code``).
+        error: the row error's message.
+    """
+
+    row_id: int
+    status: RowStatus
+    json_file: str | None = None
+    audio_file: str | None = None
+    sha256: str | None = None
+    duration: float | None = None
+    text: str | None = None
+    error_code: str | None = None
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "status": self.status.value}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RowRecord:
+        values = {f.name: data.get(f.name) for f in fields(cls)}
+        return cls(**{**values, "status": RowStatus(values["status"])})
+
+
+@dataclass(frozen=True)
+class ConvertedRow:
+    """A finished row on its way to the writer: its record and the bytes of its files."""
+
+    record: RowRecord
+    json: bytes | None = None
+    mp3: bytes | None = None
+
+
+@dataclass(frozen=True)
+class DatasetIdentity:
+    """Which dataset copy: what the plan, its PR comment and its status file all name it by.
+
+    Attributes:
+        name: the directory name under ``STORAGE_ROOT`` (:func:`hugflow_ray.core.naming.dataset_dir_name`).
+        source: the Hub id, or the local path.
+        sha: the pinned commit (None for a local dataset).
+        subset: the config, or None.
+        split: the split.
+        license: as the dataset card states it.
+    """
+
+    name: str
+    source: str
+    sha: str | None
+    subset: str | None
+    split: str
+    license: str | None = None
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+@dataclass
+class DatasetStatus:
+    """The state of one dataset copy, kept in ``.hugflow/status.json`` (flat, as ``to_dict`` writes it)."""
+
+    identity: DatasetIdentity
+    state: DatasetState
+    rows_total: int
+    rows_done: int = 0
+    row_errors: int = 0
+    error: str | None = None
+    updated: str = field(default_factory=_now)
+
+    @property
+    def dataset_name(self) -> str:
+        return self.identity.name
+
+    def to_dict(self) -> dict[str, Any]:
+        identity = self.identity
+        return {
+            "dataset_name": identity.name, "state": self.state.value, "source": identity.source, "sha": identity.sha,
+            "subset": identity.subset, "split": identity.split, "rows_total": self.rows_total,
+            "rows_done": self.rows_done, "row_errors": self.row_errors, "license": identity.license,
+            "error": self.error, "updated": self.updated,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DatasetStatus:
+        identity = DatasetIdentity(name=data["dataset_name"], source=data["source"], sha=data.get("sha"),
+                                   subset=data.get("subset"), split=data["split"], license=data.get("license"))
+        return cls(identity=identity, state=DatasetState(data["state"]), rows_total=data["rows_total"],
+                   rows_done=data.get("rows_done", 0), row_errors=data.get("row_errors", 0), error=data.get("error"),
+                   updated=data.get("updated") or _now())
+
+    def touch(self) -> None:
+        """Mark the status as written now."""
+        self.updated = _now()
+
+
+@dataclass
+class Progress:
+    """The seed's progress file, one per dataset: ``STATE_DIR/progress/<dataset>.json``."""
+
+    dataset_name: str
+    status: DatasetState
+    total_files: int  # rows of the split (the seed counted one file per row)
+    downloaded_files: int = 0  # rows finished (converted or recorded as row errors)
+    row_errors: int = 0
+    resumed_from: int = 0
+    newly_downloaded: int = 0
+    percent_complete: float = 0.0
+    rows_per_second: float | None = None
+    eta_seconds: float | None = None
+    resume_data: dict[str, Any] = field(default_factory=dict)
+    updated: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "status": self.status.value}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Progress:
+        values = {f.name: data[f.name] for f in fields(cls) if f.name in data}
+        return cls(**{**values, "status": DatasetState(values["status"])})
+
+    def touch(self) -> None:
+        """Mark the progress as written now."""
+        self.updated = _now()

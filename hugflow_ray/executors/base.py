@@ -1,0 +1,56 @@
+"""What the orchestration needs from an executor: make ready, then convert and write the pending read units.
+
+Pure: no Ray here, so the orchestration and its tests name the contract without loading Ray.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from hugflow_ray.pipeline.convert import RowConverter
+from hugflow_ray.pipeline.readers.units import ReadUnit
+
+BlockWritten = Callable[[int, int, np.ndarray], None]
+"""``(rows, errors, ids)``: totals written so far, and the ids of the rows written since the last call."""
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What a run wrote, and how busy the output writer was (``writer_seconds`` of ``seconds``)."""
+
+    rows: int
+    errors: int
+    seconds: float
+    writer_seconds: float
+
+    @property
+    def writer_busy_fraction(self) -> float:
+        return self.writer_seconds / self.seconds if self.seconds > 0 else 0.0
+
+
+class Executor(Protocol):
+    """Runs read -> convert -> write over the pending units of one dataset."""
+
+    def start(self) -> float:
+        """Make ready to run (start or join the workers); returns the seconds it took."""
+        ...
+
+    def run(self, units: list[tuple[ReadUnit, np.ndarray]], converter: RowConverter, dataset_dir: Path, *,
+            on_progress: BlockWritten) -> RunResult:
+        """Convert and write ``units`` (each with its already finished ids) into ``dataset_dir``."""
+        ...
+
+
+def release_ray() -> float:
+    """Stop the Ray that a sync in this process started (or joined); returns the seconds it took."""
+    if "ray" not in sys.modules:
+        return 0.0
+    from hugflow_ray.executors import ray_runner
+
+    return ray_runner.shutdown()
