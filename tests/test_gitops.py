@@ -23,6 +23,7 @@ from hugflow_ray.adapters.github import COMMENT_LIMIT, ChangedFile, PullFacts, P
 from hugflow_ray.errors import CIError
 from hugflow_ray.gitops import comments, control, gate
 from hugflow_ray.pipeline.locks import DatasetLock
+from hugflow_ray.pipeline.status import read_status
 from hugflow_ray.settings import load_settings
 from hugflow_ray.utils.redact import configure_logging
 from tests.conftest import HubFixture
@@ -98,7 +99,7 @@ class World:
         self.monkeypatch.setenv("GITHUB_EVENT_PATH", str(path))
         return head
 
-    def run(self, **env: str) -> int:
+    def run(self, driver: control.Driver | None = None, **env: str) -> int:
         """``sync --ci-mode`` in process (fast retries, no write spacing); the driver is a real child process."""
         for key, value in env.items():
             self.monkeypatch.setenv(key, value)
@@ -107,7 +108,7 @@ class World:
         number = control.load_event(settings).number
         client = PullRequestClient(api_url=self.github.api_url, token=CANARY_GH, repository=REPO, number=number,
                                    attempts=4, backoff_seconds=0.05, seconds_between_writes=0)
-        return control.run(settings, github=client, poll_seconds=0.2)
+        return control.run(settings, driver=driver, github=client, poll_seconds=0.2)
 
     def comment(self, number: int, path: str) -> str:
         bodies = [b for b in self.github.comments_on(number) if comments.request_marker(path) in b]
@@ -193,6 +194,33 @@ def test_row_errors_are_listed_and_github_failures_do_not_stop_the_sync(world: W
     assert "[undecodable]" in final and "[non_finite]" in final and "--errors" in final
     assert world.github.pulls[2].merged and world.github.pulls[2].merge_sha == head
     assert "retrying" in world.caplog.text and "goes on without this comment update" in world.caplog.text
+    world.assert_no_canary()
+
+
+def test_a_driver_failure_reaches_the_pr_from_the_dataset_status_not_from_its_output(world: World,
+                                                                                   tmp_path: Path) -> None:
+    path = "requests/add/mixed.yaml"
+    world.open_pull(15, {path: request_yaml("org/mixed")})
+    assert world.run(MAX_ROW_ERROR_RATE="0.1") == 1
+    status = read_status(next((tmp_path / "datasets").iterdir()))
+    assert status is not None and status.state == "failed" and "4 of 8 rows failed (limit 10%)" in status.error
+    assert status.error in world.comment(15, path), "the comment quotes the error the driver recorded"
+    world.assert_no_canary()
+
+
+class _SilentFailure:
+    """A driver that prints an error line and exits 1 without recording anything."""
+
+    def start(self, request_file: Path, *, owner: str, expect_sha: str | None) -> subprocess.Popen[str]:
+        return subprocess.Popen([sys.executable, "-c", "print('error: made up'); raise SystemExit(1)"], text=True)
+
+
+def test_a_driver_that_records_no_outcome_is_reported_by_its_exit_status(world: World) -> None:
+    path = "requests/add/calls.yaml"
+    world.open_pull(16, {path: request_yaml("org/calls")})
+    assert world.run(driver=_SilentFailure()) == 1
+    final = world.comment(16, path)
+    assert "exit status 1 before it recorded an outcome" in final and "made up" not in final
     world.assert_no_canary()
 
 

@@ -3,9 +3,7 @@ credentials, its output echoed (redacted) to the job's log."""
 
 from __future__ import annotations
 
-import collections
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -41,20 +39,18 @@ class LocalDriver:
 
 
 class _ProcessRun:
-    """A driver process whose output is echoed (redacted) to this job's log and whose last error is kept."""
+    """A driver process whose output is echoed (redacted) to this job's log."""
 
     def __init__(self, process: subprocess.Popen[str], secrets: list[str]) -> None:
         self._process, self._secrets = process, secrets
-        self._tail: collections.deque[str] = collections.deque(maxlen=50)
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
     def _read(self) -> None:
         assert self._process.stdout is not None
         for line in self._process.stdout:
-            line = redact(line.rstrip("\n"), self._secrets)
-            self._tail.append(line)
-            print(f"  | {line}", flush=True)
+            text = redact(line.rstrip("\n"), self._secrets)
+            print(f"  | {text}", flush=True)
 
     def poll(self) -> int | None:
         return self._process.poll()
@@ -63,13 +59,3 @@ class _ProcessRun:
         code = self._process.wait()
         self._reader.join(timeout=10)
         return code
-
-    @property
-    def error(self) -> str | None:
-        errors = [line for line in self._tail if line.startswith("error: ")]
-        if errors:
-            return errors[-1].removeprefix("error: ")
-        code = self._process.returncode
-        if code is not None and code < 0:
-            return f"the sync process was killed by {signal.Signals(-code).name}"
-        return next((line for line in reversed(self._tail) if line.strip()), None)

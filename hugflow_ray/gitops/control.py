@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import signal
 import subprocess
 import time
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from typing import Protocol
 from hugflow_ray.adapters.github import PullRequestClient
 from hugflow_ray.adapters.slack import Slack
 from hugflow_ray.core.plan import Plan
-from hugflow_ray.core.records import DatasetState
+from hugflow_ray.core.records import DatasetState, DatasetStatus
 from hugflow_ray.core.request import AddRequest, LocalRef, RemoveRequest, RequestKind, parse_request
 from hugflow_ray.errors import CIError, GitHubError, HugflowError, RequestError
 from hugflow_ray.executors.child_process import LocalDriver
@@ -30,7 +31,7 @@ from hugflow_ray.pipeline import store
 from hugflow_ray.pipeline.locks import DatasetLock
 from hugflow_ray.pipeline.plan import hub_for, make_plan
 from hugflow_ray.pipeline.progress import read_progress
-from hugflow_ray.pipeline.status import read_status
+from hugflow_ray.pipeline.status import read_status, status_version
 from hugflow_ray.settings import Settings
 from hugflow_ray.utils.humanize import duration, human_size
 from hugflow_ray.utils.redact import redact
@@ -78,10 +79,10 @@ def github_token(settings: Settings) -> str:
 
 
 class DriverRun(Protocol):
+    """A running data-plane driver: its exit status once it ends (negative: killed by that signal)."""
+
     def poll(self) -> int | None: ...
     def wait(self) -> int: ...
-    @property
-    def error(self) -> str | None: ...
 
 
 class Driver(Protocol):
@@ -199,10 +200,11 @@ class _Job:
         staged.parent.mkdir(parents=True, exist_ok=True)
         staged.write_bytes(data)
         started = time.monotonic()
+        before = status_version(self.settings.storage_root / plan.identity.name)
         run = self.driver.start(staged, owner=self.owner, expect_sha=plan.identity.sha)
         self._follow(run, path, plan, view)
         code = run.wait()
-        return self._finish(path, plan, view, code, run.error, time.monotonic() - started)
+        return self._finish(path, plan, view, code, before, time.monotonic() - started)
 
     def _view(self, plan: Plan) -> comments.PlanView:
         return comments.PlanView(
@@ -232,15 +234,17 @@ class _Job:
                     if milestone == max(m for m in MILESTONES if percent >= m):
                         self.reporter.notify(f"`{plan.identity.source}`: {milestone} % ({done:,} of {total:,} rows)")
 
-    def _finish(self, path: str, plan: Plan, view: comments.PlanView, code: int, error: str | None,
+    def _finish(self, path: str, plan: Plan, view: comments.PlanView, code: int, before: tuple[int, int] | None,
                 seconds: float) -> bool:
+        """Report the driver's outcome as its status file records it (the state and the error), not its output."""
         dataset_dir = self.settings.storage_root / plan.identity.name
-        status = read_status(dataset_dir)
+        recorded = status_version(dataset_dir) != before
+        status = read_status(dataset_dir) if recorded else None
         if code != 0 or status is None or status.state is not DatasetState.COMPLETE:
             progress = read_progress(self.settings.state_dir, plan.identity.name)
             done = progress.downloaded_files if progress else None
             resume = f" It resumes from the {done:,} rows finished so far." if done else ""
-            return self._fail(path, error or f"the sync ended with exit status {code}",
+            return self._fail(path, _driver_error(code, status),
                               f"read the job log for the cause; fix it and re-run the job.{resume}")
         errors = store.row_errors(self.settings, plan.identity.name) if status.row_errors else []
         link = self.settings.processed_root / plan.identity.name
@@ -282,3 +286,12 @@ class _Job:
             return
         log.info("merged #%d (AUTO_MERGE)", self.event.number)
         self.reporter.notify("every request succeeded: merged (AUTO_MERGE)")
+
+
+def _driver_error(code: int, status: DatasetStatus | None) -> str:
+    """Why a driver failed: the error its status records, else how the process ended."""
+    if status is not None and status.state is DatasetState.FAILED and status.error:
+        return status.error
+    if code < 0:
+        return f"the sync process was killed by {signal.Signals(-code).name}"
+    return f"the sync process ended with exit status {code} before it recorded an outcome"

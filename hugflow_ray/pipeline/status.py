@@ -32,3 +32,13 @@ def read_status(dataset_dir: Path) -> DatasetStatus | None:
     if not path.is_file():
         return None
     return DatasetStatus.from_dict(json.loads(path.read_text()))
+
+
+def status_version(dataset_dir: Path) -> tuple[int, int] | None:
+    """Which write of the status file is on disk (inode and mtime: every atomic write makes a new file); None
+    when there is none. A reader compares two versions to tell whether a run recorded its outcome."""
+    try:
+        stat = status_path(dataset_dir).stat()
+    except FileNotFoundError:
+        return None
+    return stat.st_ino, stat.st_mtime_ns

@@ -18,7 +18,7 @@ from hugflow_ray.core import naming
 from hugflow_ray.core.plan import Plan
 from hugflow_ray.core.records import DatasetState, DatasetStatus
 from hugflow_ray.core.request import AddRequest, HubRef, request_of_kind
-from hugflow_ray.errors import SyncError
+from hugflow_ray.errors import HugflowError, SyncError
 from hugflow_ray.executors.base import Executor
 from hugflow_ray.pipeline import manifests
 from hugflow_ray.pipeline.convert import RowConverter
@@ -33,6 +33,7 @@ from hugflow_ray.pipeline.status import read_status, write_status
 from hugflow_ray.pipeline.store import link_processed
 from hugflow_ray.settings import Settings
 from hugflow_ray.utils.failpoints import failpoint
+from hugflow_ray.utils.redact import redact
 
 Groups = list[tuple[str, list[int]]]  # (file, rows per row group) in split order
 
@@ -109,8 +110,22 @@ class _DatasetSync:
         self.dataset_dir = settings.storage_root / plan.identity.name
         self.ledger = Ledger(self.dataset_dir)
         self.current = read_status(self.dataset_dir)
+        self.status: DatasetStatus | None = None  # this run's, once the split's rows are counted
+        self.reporter: ProgressReporter | None = None
 
     def run(self, on_progress: ProgressCallback | None, *, progress_bar: bool) -> SyncReport:
+        """The sync's steps; a failure is recorded in the dataset's status (state and error) before it is raised,
+        so whoever runs this driver reads the outcome as data."""
+        try:
+            return self._run(on_progress, progress_bar=progress_bar)
+        except HugflowError as e:
+            self._record_failure(str(e))
+            raise
+        except Exception as e:
+            self._record_failure(f"unexpected error: {type(e).__name__}: {e}")
+            raise
+
+    def _run(self, on_progress: ProgressCallback | None, *, progress_bar: bool) -> SyncReport:
         staged = self.plan.format in STAGED_FORMATS
         if not staged and (done := self._already_complete()):
             return done
@@ -120,15 +135,27 @@ class _DatasetSync:
         groups = [(str(path), parquet_row_groups(path)) for path in local_files]
         total = sum(sum(g) for _, g in groups)
         finished = self._open_ledger()
-        status = DatasetStatus(self.plan.identity, DatasetState.SYNCING, total, rows_done=len(finished))
-        write_status(self.dataset_dir, status)
-        reporter = ProgressReporter(self.settings, self.plan.identity.name, self.dataset_dir, total, finished,
-                                    self.ledger.summary().errors, on_progress, progress_bar)
-        reporter.update(0, 0, force=True)
-        startup, busy = self._convert(groups, local_files, finished, reporter)
-        self._finalize(status, reporter)
-        return self._report(status, resumed=len(finished), new=total - len(finished), ray_startup=startup,
+        self.status = DatasetStatus(self.plan.identity, DatasetState.SYNCING, total, rows_done=len(finished))
+        write_status(self.dataset_dir, self.status)
+        self.reporter = ProgressReporter(self.settings, self.plan.identity.name, self.dataset_dir, total, finished,
+                                         self.ledger.summary().errors, on_progress, progress_bar)
+        self.reporter.update(0, 0, force=True)
+        startup, busy = self._convert(groups, local_files, finished)
+        self._finalize()
+        return self._report(self.status, resumed=len(finished), new=total - len(finished), ray_startup=startup,
                             output_busy=busy)
+
+    def _record_failure(self, error: str) -> None:
+        """Write the failed state and its error (redacted) to the status file and the progress file."""
+        status = self.status or DatasetStatus(
+            self.plan.identity, DatasetState.FAILED, self.current.rows_total if self.current else self.plan.rows or 0,
+            rows_done=self.current.rows_done if self.current else 0,
+            row_errors=self.current.row_errors if self.current else 0,
+        )
+        status.state, status.error = DatasetState.FAILED, redact(error, self.settings.secrets())
+        write_status(self.dataset_dir, status)
+        if self.reporter is not None:
+            self.reporter.finish(DatasetState.FAILED)
 
     def _already_complete(self) -> SyncReport | None:
         """The report of a dataset already complete with these settings (None: there is work to do)."""
@@ -162,8 +189,7 @@ class _DatasetSync:
             ) from None
         return self.ledger.finished_ids()
 
-    def _convert(self, groups: Groups, local_files: list[Path], finished: np.ndarray,
-                 reporter: ProgressReporter) -> tuple[float, float | None]:
+    def _convert(self, groups: Groups, local_files: list[Path], finished: np.ndarray) -> tuple[float, float | None]:
         """Convert and write the rows not yet finished; returns the executor's start-up seconds and the output
         writer's busy fraction (None when nothing was left to do)."""
         units = pending(plan_units(groups, cpus=available_cpus()), finished)
@@ -181,28 +207,27 @@ class _DatasetSync:
         )
         executor = self.executor or _default_executor(self.settings)
         startup = executor.start()
-        result = executor.run(units, converter, self.dataset_dir, on_progress=reporter.update)
+        assert self.reporter is not None
+        result = executor.run(units, converter, self.dataset_dir, on_progress=self.reporter.update)
         return startup, result.writer_busy_fraction
 
-    def _finalize(self, status: DatasetStatus, reporter: ProgressReporter) -> None:
+    def _finalize(self) -> None:
         """Check every row is finished and the row errors are within the limit; then manifests, status, link."""
-        name, total, limit = self.plan.identity.name, status.rows_total, self.settings.max_row_error_rate
+        assert self.status is not None and self.reporter is not None
+        status, name, limit = self.status, self.plan.identity.name, self.settings.max_row_error_rate
         summary = self.ledger.summary()
-        if summary.rows != total:
-            raise SyncError(f"{name}: {summary.rows} of {total} rows finished; run the sync again")
+        if summary.rows != status.rows_total:
+            raise SyncError(f"{name}: {summary.rows} of {status.rows_total} rows finished; run the sync again")
         status.rows_done, status.row_errors = summary.rows, summary.errors
-        if total and summary.errors / total > limit:
-            status.state = DatasetState.FAILED
-            status.error = f"{summary.errors} of {total} rows failed (limit {limit:.0%})"
-            write_status(self.dataset_dir, status)
-            reporter.finish(DatasetState.FAILED)
-            raise SyncError(f"{name}: {status.error}; see `hugflow status {name} --errors`")
+        if status.rows_total and summary.errors / status.rows_total > limit:
+            raise SyncError(f"{name}: {summary.errors} of {status.rows_total} rows failed (limit {limit:.0%}); see "
+                            f"`hugflow status {name} --errors`")
         manifests.write_manifests(self.dataset_dir)
         failpoint("finalize")
         status.state = DatasetState.COMPLETE
         write_status(self.dataset_dir, status)
         link_processed(self.settings, name, self.dataset_dir)
-        reporter.finish(DatasetState.COMPLETE)
+        self.reporter.finish(DatasetState.COMPLETE)
 
     def _report(self, status: DatasetStatus, *, resumed: int, new: int, already: bool = False,
                 ray_startup: float = 0.0, output_busy: float | None = None) -> SyncReport:
