@@ -32,7 +32,7 @@ Limitations of olah 0.5.4, measured while this helper was written:
   file of that size crashes the request (500). ``make_dataset_repo`` refuses such files.
 
 Usage: the session fixture ``hub`` in tests/conftest.py; production code points the Hub client at
-the server itself (``hugflow_ray.adapters.hub.point_clients_at``).
+the server itself (``hugflow_ray.adapters.hub.Hub(endpoint=...)``).
 
 Repos may be created before or after the server starts: olah reads the mirrors
 directory on every request.

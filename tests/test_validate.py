@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx2
@@ -14,7 +15,7 @@ from typer.testing import CliRunner
 
 from hugflow_ray.adapters.hub import Hub
 from hugflow_ray.cli.main import app
-from hugflow_ray.errors import HubUnavailableError, RepoAccessError
+from hugflow_ray.errors import HubUnavailableError, RepoAccessError, RepoNotFoundError
 from hugflow_ray.pipeline.validate import Level, ValidationReport, validate_file
 from tests.conftest import HubFixture
 
@@ -230,3 +231,31 @@ def test_init_creates_the_working_directories(tmp_path: Path) -> None:
     for directory in ("ds", "st/progress", "st/locks", "pr", "requests/add", "requests/remove"):
         assert (tmp_path / directory).is_dir(), directory
     assert f"ready: {tmp_path / 'pr'}" in result.output
+
+
+def test_two_hubs_in_one_process_each_answer_from_their_own_server(hub: HubFixture, tmp_path: Path) -> None:
+    """No process-global endpoint: a second Hub made later does not take the first one's resolution away."""
+    import datasets.config
+    import huggingface_hub.constants
+
+    from tests import datasets_fixtures as fx
+    from tests.hub_server import HubServer, make_dataset_repo
+
+    mirrors = tmp_path / "mirrors"
+    shard = fx.parquet_bytes(fx.speech_records(2), fx.speech_features(), row_group_size=2)
+    make_dataset_repo(mirrors, "org/elsewhere", {"data/validation-00000-of-00001.parquet": shard}, card={})
+    before = (datasets.config.HF_ENDPOINT, huggingface_hub.constants.ENDPOINT)
+    with HubServer(tmp_path, mirrors_dir=mirrors) as other:
+        first, second = Hub(endpoint=hub.endpoint), Hub(endpoint=other.endpoint)
+        speech, elsewhere = first.snapshot("org/speech", "main"), second.snapshot("org/elsewhere", "main")
+        for _ in range(3):  # interleaved, as two syncs in two threads of one process would be
+            with ThreadPoolExecutor(max_workers=2) as pool:
+                ours = pool.submit(first.split_layout, speech, "clean", "train")
+                theirs = pool.submit(second.split_layout, elsewhere, None, "validation")
+                assert ours.result().data_files == ("clean/train-00000-of-00001.parquet",)
+                assert theirs.result().data_files == ("data/validation-00000-of-00001.parquet",)
+        with pytest.raises(RepoNotFoundError):
+            first.snapshot("org/elsewhere", "main")
+        with pytest.raises(RepoNotFoundError):
+            second.snapshot("org/speech", "main")
+    assert (datasets.config.HF_ENDPOINT, huggingface_hub.constants.ENDPOINT) == before, "nothing global was changed"

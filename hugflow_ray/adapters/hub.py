@@ -9,6 +9,7 @@ works with ``load_dataset`` works here. Third-party errors are wrapped into :mod
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -114,22 +115,73 @@ class SplitLayout:
         return [name for name, kind in (self.columns or {}).items() if kind == "Audio"]
 
 
-def point_clients_at(endpoint: str) -> None:
-    """Point ``huggingface_hub`` and ``datasets`` at ``endpoint``, whatever ``HF_ENDPOINT`` was when imported.
+class _SharedLock:
+    """Many holders at once in shared mode, or one alone in exclusive mode (a readers-writer lock)."""
 
-    Both libraries copy the endpoint into module constants at import time. Also turns off the side requests
-    ``datasets`` makes on its own (download counters, the parquet-export service): a sync downloads exactly the
-    files it resolved, and nothing else.
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self._shared = 0
+        self._exclusive = False
+
+    @contextmanager
+    def shared(self) -> Iterator[None]:
+        with self._condition:
+            self._condition.wait_for(lambda: not self._exclusive)
+            self._shared += 1
+        try:
+            yield
+        finally:
+            with self._condition:
+                self._shared -= 1
+                self._condition.notify_all()
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        with self._condition:
+            self._condition.wait_for(lambda: not self._exclusive and self._shared == 0)
+            self._exclusive = True
+        try:
+            yield
+        finally:
+            with self._condition:
+                self._exclusive = False
+                self._condition.notify_all()
+
+
+# The libraries' module-level endpoint settings. Scopes that change them hold it exclusively; downloads, whose
+# URLs are built from huggingface_hub's template and then moved to their own endpoint, hold it shared.
+_LIBRARY_SETTINGS = _SharedLock()
+
+
+@contextmanager
+def _libraries_at(endpoint: str) -> Iterator[None]:
+    """``datasets`` (and the ``huggingface_hub`` defaults it falls back on) pointed at ``endpoint`` for the calls
+    inside, and put back as they were after.
+
+    ``datasets`` reads the endpoint from module constants at call time and takes no parameter for it, so its
+    resolution runs in this exclusive scope: two Hubs in one process never see each other's endpoint, and nothing
+    outlives the call. The scope also turns off the requests ``datasets`` makes on its own (download counters,
+    the parquet-export service): a sync downloads exactly the files it resolved, and nothing else.
     """
     endpoint = endpoint.rstrip("/")
-    hc = huggingface_hub.constants
-    hc.ENDPOINT = endpoint
-    hc.HUGGINGFACE_CO_URL_TEMPLATE = endpoint + "/{repo_id}/resolve/{revision}/{filename}"
-    hc.HF_HUB_DISABLE_TELEMETRY = True
-    datasets.config.HF_ENDPOINT = endpoint
-    datasets.config.HUB_DATASETS_URL = endpoint + "/datasets/{repo_id}/resolve/{revision}/{path}"
-    datasets.config.HF_UPDATE_DOWNLOAD_COUNTS = False
-    datasets.config.USE_PARQUET_EXPORT = False
+    hc, dc = huggingface_hub.constants, datasets.config
+    values: dict[tuple[Any, str], Any] = {
+        (hc, "ENDPOINT"): endpoint,
+        (hc, "HUGGINGFACE_CO_URL_TEMPLATE"): endpoint + "/{repo_id}/resolve/{revision}/{filename}",
+        (dc, "HF_ENDPOINT"): endpoint,
+        (dc, "HUB_DATASETS_URL"): endpoint + "/datasets/{repo_id}/resolve/{revision}/{path}",
+        (dc, "HF_UPDATE_DOWNLOAD_COUNTS"): False,
+        (dc, "USE_PARQUET_EXPORT"): False,
+    }
+    with _LIBRARY_SETTINGS.exclusive():
+        saved = {key: getattr(*key) for key in values}
+        for (module, name), value in values.items():
+            setattr(module, name, value)
+        try:
+            yield
+        finally:
+            for (module, name), value in saved.items():
+                setattr(module, name, value)
 
 
 class Hub:
@@ -138,7 +190,6 @@ class Hub:
     def __init__(self, *, endpoint: str, token: str | None = None) -> None:
         self.endpoint = endpoint.rstrip("/")
         self.token = token
-        point_clients_at(self.endpoint)
         self._api = HfApi(endpoint=self.endpoint, token=token or False)
 
     def snapshot(self, hf_id: str, revision: str) -> RepoSnapshot:
@@ -187,7 +238,7 @@ class Hub:
 
     def download(self, hf_id: str, sha: str, path: str) -> Path:
         """Download one file of the dataset at commit ``sha`` into the Hub cache (resumes partial downloads)."""
-        with self._errors(hf_id, sha):
+        with self._errors(hf_id, sha), _LIBRARY_SETTINGS.shared():
             return Path(
                 huggingface_hub.hf_hub_download(
                     hf_id, path, repo_type="dataset", revision=sha, endpoint=self.endpoint, token=self.token or False
@@ -205,7 +256,7 @@ class Hub:
 
     def subsets(self, snapshot: RepoSnapshot) -> list[str]:
         """The dataset's subsets (configs) at the snapshot's commit."""
-        with self._errors(snapshot.hf_id, snapshot.sha):
+        with self._errors(snapshot.hf_id, snapshot.sha), _libraries_at(self.endpoint):
             try:
                 names = datasets.get_dataset_config_names(snapshot.hf_id, revision=snapshot.sha, token=self.token)
             except (RuntimeError, FileNotFoundError) as e:  # a loading script, or no data files datasets reads
@@ -268,7 +319,7 @@ class Hub:
             SubsetNotFoundError, SplitNotFoundError: with the available names in the message.
         """
         available = self.subsets(snapshot)
-        with self._errors(snapshot.hf_id, snapshot.sha):
+        with self._errors(snapshot.hf_id, snapshot.sha), _libraries_at(self.endpoint):
             layout = resolve_split(snapshot.hf_id, available, subset, split, revision=snapshot.sha, token=self.token)
         paths = [self._repo_path(snapshot, f) for f in layout.data_files]
         columns = layout.columns
