@@ -47,6 +47,13 @@ class Executor(Protocol):
         ...
 
 
+def default_executor(ray_address: str | None) -> Executor:
+    """Ray: an embedded one, or the cluster at ``ray_address``. Ray itself loads here, when there is work."""
+    from hugflow_ray.executors.ray_runner import RayExecutor
+
+    return RayExecutor(ray_address)
+
+
 def release_ray() -> float:
     """Stop the Ray that a sync in this process started (or joined); returns the seconds it took."""
     if "ray" not in sys.modules:

@@ -19,7 +19,7 @@ from hugflow_ray.core.plan import Plan
 from hugflow_ray.core.records import DatasetState, DatasetStatus
 from hugflow_ray.core.request import AddRequest, HubRef, request_of_kind
 from hugflow_ray.errors import HugflowError, SyncError
-from hugflow_ray.executors.base import Executor
+from hugflow_ray.executors.base import Executor, default_executor
 from hugflow_ray.pipeline import manifests
 from hugflow_ray.pipeline.convert import RowConverter
 from hugflow_ray.pipeline.download import download
@@ -205,7 +205,7 @@ class _DatasetSync:
             duplicated=naming.duplicated_stems(c for c in candidates if c),
             files_root=None if plan.format in STAGED_FORMATS else str(_files_root(plan, local_files[0])),
         )
-        executor = self.executor or _default_executor(self.settings)
+        executor = self.executor or default_executor(self.settings.ray_address)
         startup = executor.start()
         assert self.reporter is not None
         result = executor.run(units, converter, self.dataset_dir, on_progress=self.reporter.update)
@@ -238,12 +238,6 @@ class _DatasetSync:
             seconds=time.perf_counter() - self.started, ray_startup_seconds=ray_startup,
             manifest=self.dataset_dir / manifests.MANIFEST_JSONL, output_busy_fraction=output_busy,
         )
-
-
-def _default_executor(settings: Settings) -> Executor:
-    from hugflow_ray.executors.ray_runner import RayExecutor  # Ray loads only when there are rows to convert
-
-    return RayExecutor(settings.ray_address)
 
 
 def _files_root(plan: Plan, first_local: Path) -> Path:

@@ -1,0 +1,163 @@
+"""The house's layers, enforced: who may import what, read from the source's import statements (lazy ones too).
+
+* Pure modules (``core/``, ``utils/``, ``errors``, the PR gate and comment texts) import no Ray, Hub, GitHub,
+  Slack, pydantic or audio library, and nothing of hugflow_ray outside the pure layer.
+* Only ``executors/`` imports Ray; only ``adapters/<service>`` imports that service's client; only ``codec/`` the
+  audio libraries; only ``settings`` pydantic; only ``cli/`` typer.
+* The layers point one way: core <- codec <- adapters <- pipeline <- executors <- gitops <- cli.
+* Every third-party package imported is declared in pyproject.toml.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.metadata
+import re
+import sys
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = "hugflow_ray"
+
+PURE = ("core", "utils", "errors", "gitops.gate", "gitops.comments")
+
+# Third-party top-level modules that only these parts of the package may import.
+OWNERS: dict[str, tuple[str, ...]] = {
+    "ray": ("executors",),
+    "huggingface_hub": ("adapters.hub",),
+    "datasets": ("adapters.hub", "cli.demo"),  # the demo writes its source dataset as the Hub's library does
+    "httpx2": ("adapters.hub",),
+    "github": ("adapters.github",),
+    "requests": ("adapters.github",),
+    "slack_sdk": ("adapters.slack",),
+    "soundfile": ("codec", "cli.demo"),  # the demo makes its audio files
+    "soxr": ("codec",),
+    "lameenc": ("codec",),
+    "av": ("codec",),
+    "pydantic": ("settings",),
+    "pydantic_settings": ("settings",),
+    "typer": ("cli",),
+}
+PURE_THIRD_PARTY = {"yaml", "numpy"}
+
+# hugflow_ray parts each part may import (a part always may import itself).
+ALLOWED: dict[str, tuple[str, ...]] = {
+    "core": ("utils", "errors"),
+    "utils": ("errors",),
+    "errors": (),
+    "gitops.gate": ("core", "utils", "errors"),
+    "gitops.comments": ("core", "utils", "errors"),
+    "codec": ("core", "utils", "errors"),
+    "settings": ("core", "errors"),
+    "adapters": ("core", "utils", "errors", "settings"),
+    "pipeline": ("core", "codec", "adapters.hub", "utils", "errors", "settings", "executors.base"),
+    "executors": ("core", "codec", "pipeline.convert", "pipeline.readers", "pipeline.writer", "pipeline.ledger",
+                  "pipeline.batches", "utils", "errors", "settings"),
+    "gitops": (),
+    "gitops.control": ("core", "adapters", "executors", "gitops", "pipeline", "utils", "errors", "settings"),
+    "api": ("pipeline", "executors.base", "settings"),
+    "cli": ("",),  # the shell around everything
+    "__main__": ("cli",),
+    "__init__": (),
+}
+
+
+def _under(module: str, part: str) -> bool:
+    """Whether ``hugflow_ray.<module>`` is ``part`` or inside it (``""``: the package itself)."""
+    return module == part or module.startswith(part + ".") or part == ""
+
+
+def _part(module: str) -> str:
+    """The most specific entry of ALLOWED that ``module`` belongs to.
+
+    Raises:
+        ValueError: a module of a part the contract does not know yet (add it to ALLOWED).
+    """
+    parts = [p for p in ALLOWED if _under(module, p)]
+    if not parts:
+        raise ValueError(f"{PACKAGE}.{module} is in no part of the contract: add its folder to ALLOWED")
+    return max(parts, key=len)
+
+
+def _imports(path: Path) -> Iterator[tuple[int, str]]:
+    """(line, absolute module) of every import statement in ``path``, top-level or inside functions."""
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            yield from ((node.lineno, alias.name) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            ours = node.module.split(".")[0] == PACKAGE
+            names = [f"{node.module}.{alias.name}" for alias in node.names] if ours else [node.module]
+            yield from ((node.lineno, name) for name in names)
+
+
+def _declared() -> set[str]:
+    """Normalised distribution names in pyproject's dependencies."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    return {_normal(re.split(r"[\s<>=!~;\[]", spec, maxsplit=1)[0]) for spec in project["dependencies"]}
+
+
+def _normal(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def violations(package_dir: Path) -> list[str]:
+    """Every import in ``package_dir`` (a hugflow_ray tree) that breaks the contract, as readable lines."""
+    distributions = importlib.metadata.packages_distributions()
+    declared = _declared()
+    found: list[str] = []
+    for path in sorted(package_dir.rglob("*.py")):
+        relative = path.relative_to(package_dir).with_suffix("")
+        module = ".".join(p for p in relative.parts if p != "__init__") or "__init__"
+        part = _part(module)
+        where = f"{PACKAGE}/{path.relative_to(package_dir)}"
+        for line, imported in _imports(path):
+            top = imported.split(".")[0]
+            if top == PACKAGE:
+                target = imported.removeprefix(PACKAGE).removeprefix(".")
+                if target == "__version__" or _under(target, part):
+                    continue
+                if not any(_under(target, allowed) for allowed in ALLOWED[part]):
+                    found.append(f"{where}:{line}: {PACKAGE}.{module or '__init__'} ({part}) imports "
+                                 f"{PACKAGE}.{target} (allowed: {', '.join(ALLOWED[part]) or 'nothing'})")
+            elif top in sys.stdlib_module_names or top == "__future__":
+                continue
+            else:
+                owners = OWNERS.get(top)
+                if owners is not None and not any(_under(module, owner) for owner in owners):
+                    found.append(f"{where}:{line}: {top} may only be imported in {', '.join(owners)}")
+                if any(_under(module, p) for p in PURE) and top not in PURE_THIRD_PARTY:
+                    found.append(f"{where}:{line}: {top} imported in a pure module")
+                dists = distributions.get(top, [])
+                if not any(_normal(d) in declared for d in dists):
+                    found.append(f"{where}:{line}: {top} is imported but not declared in pyproject.toml")
+    return found
+
+
+def test_the_package_keeps_its_layers() -> None:
+    assert violations(ROOT / PACKAGE) == []
+
+
+@pytest.mark.parametrize(
+    ("module", "source", "complaint"),
+    [
+        ("core/leak.py", "import ray\n", "ray may only be imported in executors"),
+        ("core/leak.py", "from hugflow_ray.pipeline import ledger\n", "(core) imports hugflow_ray.pipeline"),
+        ("utils/leak.py", "def f():\n    import soundfile\n", "soundfile may only be imported in codec"),
+        ("pipeline/leak.py", "from github import Github\n", "github may only be imported in adapters.github"),
+        ("pipeline/leak.py", "from hugflow_ray.executors import ray_runner\n", "imports hugflow_ray.executors"),
+        ("adapters/leak.py", "import hugflow_ray.gitops.control\n", "imports hugflow_ray.gitops.control"),
+        ("gitops/gate.py", "from hugflow_ray.adapters.github import PullRequestClient\n", "(gitops.gate) imports"),
+        ("codec/leak.py", "import tomli_w\n", "tomli_w is imported but not declared"),
+    ],
+)
+def test_a_violation_is_reported_with_its_file_and_line(tmp_path: Path, module: str, source: str,
+                                                         complaint: str) -> None:
+    tree = tmp_path / PACKAGE
+    (tree / module).parent.mkdir(parents=True)
+    (tree / module).write_text(source)
+    found = violations(tree)
+    assert any(complaint in v and f"{PACKAGE}/{module}:" in v for v in found), found
