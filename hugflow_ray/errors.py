@@ -86,10 +86,6 @@ class SplitNotFoundError(HubError, LookupError):
     """The split does not exist in the chosen subset."""
 
 
-class ColumnNotFoundError(HubError, LookupError):
-    """A column the request names explicitly does not exist in the split."""
-
-
 class UnreadableLayoutError(HubError):
     """The repository's own files cannot be read (a loading script, no data files)."""
 

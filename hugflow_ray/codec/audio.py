@@ -18,7 +18,7 @@ from __future__ import annotations
 import io
 import os
 import stat
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -90,14 +90,13 @@ class SafePathResolver:
     """Resolves an audio ``path`` from a dataset row to a regular file inside the dataset's own files.
 
     A row's ``path`` is untrusted. Accepted: a relative path that stays inside ``root`` lexically and whose
-    real location (symlinks followed) lies inside ``root`` or one of ``allowed_targets`` (the Hub cache keeps
-    snapshot files as symlinks into its blob store). Refused: URLs, absolute paths, ``..`` escapes, NUL bytes,
-    anything that is not a regular file.
+    real location (symlinks followed) lies inside ``root`` too. Refused: URLs, absolute paths, ``..`` escapes,
+    symlinks out, NUL bytes, anything that is not a regular file.
     """
 
-    def __init__(self, root: Path, *, allowed_targets: Sequence[Path] = ()) -> None:
+    def __init__(self, root: Path) -> None:
         self.root = Path(os.path.abspath(root))
-        self._real_roots = [Path(os.path.realpath(p)) for p in (root, *allowed_targets)]
+        self._real_root = Path(os.path.realpath(root))
 
     def __call__(self, path: str) -> Path:
         if not isinstance(path, str) or not path:
@@ -112,7 +111,7 @@ class SafePathResolver:
         if not candidate.is_relative_to(self.root):
             raise UnsafeAudioPathError(f"the audio path {path!r} leaves the dataset directory")
         real = Path(os.path.realpath(candidate))
-        if not any(real.is_relative_to(allowed) for allowed in self._real_roots):
+        if not real.is_relative_to(self._real_root):
             raise UnsafeAudioPathError(f"the audio path {path!r} links outside the dataset's files")
         try:
             mode = real.stat().st_mode
