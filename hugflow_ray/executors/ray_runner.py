@@ -1,4 +1,4 @@
-"""The Ray adapter: the only module that imports Ray.
+"""The Ray executor: the only module that imports Ray.
 
 A custom :class:`ray.data.Datasource` turns read units into read tasks (designed parallelism: one task per
 unit, finished rows dropped before decode); ``map_batches`` converts rows on every core of every node; the driver

@@ -40,6 +40,9 @@ log = logging.getLogger(__name__)
 
 MILESTONES = (25, 50, 75)
 FIX_THE_REQUEST = "fix the request file in this PR and push; the sync runs again on the new commit."
+RETRY_GITHUB = "re-run the job once GitHub answers again."
+CHECK_THE_REMOVAL = ("if a sync of this dataset is running, wait for it and re-run this job; otherwise check the "
+                     "dataset name (`hugflow status`).")
 
 
 def load_event(settings: Settings) -> gate.EventFacts:
@@ -183,10 +186,8 @@ class _Job:
             data, request = self._load(path, RequestKind.ADD)
             assert isinstance(request, AddRequest)
             plan = make_plan(request, hub=hub_for(self.settings))
-        except GitHubError as e:
-            return self._fail(path, str(e), "re-run the job once GitHub answers again.")
         except HugflowError as e:
-            return self._fail(path, str(e), FIX_THE_REQUEST)
+            return self._fail(path, str(e), _what_to_do(e, otherwise=FIX_THE_REQUEST))
         holder = DatasetLock(self.settings.state_dir, plan.identity.name, owner=self.owner).held_by()
         if holder is not None:
             return self._fail(path, f"{plan.identity.name} is being synced or removed by {holder}",
@@ -266,13 +267,8 @@ class _Job:
         try:
             _, request = self._load(path, RequestKind.REMOVE)
             report = store.remove(request, self.settings, owner=self.owner)
-        except GitHubError as e:
-            return self._fail(path, str(e), "re-run the job once GitHub answers again.")
-        except RequestError as e:
-            return self._fail(path, str(e), FIX_THE_REQUEST)
         except HugflowError as e:
-            return self._fail(path, str(e), "if a sync of this dataset is running, wait for it and re-run this job; "
-                                            "otherwise check the dataset name (`hugflow status`).")
+            return self._fail(path, str(e), _what_to_do(e, otherwise=CHECK_THE_REMOVAL))
         self.reporter.comment(marker, comments.removed(path, report.dataset_name, report.removed))
         self.reporter.notify(f"`{report.dataset_name}` removed ({path})")
         return True
@@ -295,3 +291,12 @@ def _driver_error(code: int, status: DatasetStatus | None) -> str:
     if code < 0:
         return f"the sync process was killed by {signal.Signals(-code).name}"
     return f"the sync process ended with exit status {code} before it recorded an outcome"
+
+
+def _what_to_do(error: HugflowError, *, otherwise: str) -> str:
+    """The PR comment's next step for an error: GitHub down, a bad request file, or ``otherwise``."""
+    if isinstance(error, GitHubError):
+        return RETRY_GITHUB
+    if isinstance(error, RequestError):
+        return FIX_THE_REQUEST
+    return otherwise

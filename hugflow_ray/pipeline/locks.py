@@ -26,14 +26,21 @@ class DatasetLock:
         self.owner = owner
         self._fd: int | None = None
 
-    def __enter__(self) -> DatasetLock:
+    def _try_acquire(self) -> int | None:
+        """An open descriptor holding the lock, or None when another process holds it."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise SyncError(f"{self.dataset_name} is locked by {self._holder()}; wait for it to finish") from None
+            return None
+        return fd
+
+    def __enter__(self) -> DatasetLock:
+        fd = self._try_acquire()
+        if fd is None:
+            raise SyncError(f"{self.dataset_name} is locked by {self._holder()}; wait for it to finish")
         self._fd = fd
         holder = {"pid": os.getpid(), "host": socket.gethostname(), "owner": self.owner,
                   "since": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
@@ -42,17 +49,12 @@ class DatasetLock:
 
     def held_by(self) -> str | None:
         """Who holds the lock now, or None when it is free (checked without keeping it)."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        fd = self._try_acquire()
+        if fd is None:
             return self._holder()
-        else:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            return None
-        finally:
-            os.close(fd)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+        return None
 
     def _holder(self) -> str:
         try:
