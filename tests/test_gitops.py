@@ -276,6 +276,31 @@ def test_a_second_pr_for_a_dataset_being_synced_is_told_who_holds_it(world: Worl
     world.assert_no_canary()
 
 
+def test_a_lost_race_for_the_lock_names_the_holder(world: World, tmp_path: Path) -> None:
+    """Another run takes the lock between the control plane's check and the driver's start."""
+    from hugflow_ray.core.naming import dataset_dir_name
+    from hugflow_ray.core.request import HubRef
+    from hugflow_ray.executors.child_process import LocalDriver
+
+    lock = DatasetLock(tmp_path / "state", dataset_dir_name(HubRef(hf_id="org/calls")), owner=f"PR #5 of {REPO}")
+
+    class RacingDriver:
+        def start(self, request_file: Path, *, owner: str, expect_sha: str | None) -> control.DriverRun:
+            lock.__enter__()
+            return LocalDriver([]).start(request_file, owner=owner, expect_sha=expect_sha)
+
+    path = "requests/add/calls-race.yaml"
+    world.open_pull(17, {path: request_yaml("org/calls")})
+    try:
+        assert world.run(driver=RacingDriver()) == 1
+    finally:
+        lock.__exit__()
+    final = world.comment(17, path)
+    assert "❌ failed" in final and f"being synced or removed by PR #5 of {REPO}" in final
+    assert not (tmp_path / "datasets").exists()
+    world.assert_no_canary()
+
+
 def test_remove_deletes_the_dataset_and_refuses_while_a_sync_holds_it(world: World, tmp_path: Path) -> None:
     world.open_pull(7, {"requests/add/calls.yaml": request_yaml("org/calls")})
     assert world.run() == 0

@@ -245,7 +245,9 @@ class _Job:
             progress = read_progress(self.settings.state_dir, plan.identity.name)
             done = progress.downloaded_files if progress else None
             resume = f" It resumes from the {done:,} rows finished so far." if done else ""
-            return self._fail(path, _driver_error(code, status),
+            holder = None if recorded else DatasetLock(self.settings.state_dir, plan.identity.name,
+                                                       owner=self.owner).held_by()
+            return self._fail(path, _driver_error(code, status, plan.identity.name, holder),
                               f"read the job log for the cause; fix it and re-run the job.{resume}")
         errors = store.row_errors(self.settings, plan.identity.name) if status.row_errors else []
         link = self.settings.processed_root / plan.identity.name
@@ -284,10 +286,12 @@ class _Job:
         self.reporter.notify("every request succeeded: merged (AUTO_MERGE)")
 
 
-def _driver_error(code: int, status: DatasetStatus | None) -> str:
-    """Why a driver failed: the error its status records, else how the process ended."""
+def _driver_error(code: int, status: DatasetStatus | None, name: str, holder: str | None) -> str:
+    """Why a driver failed: the error its status records, else who holds the dataset's lock, else how it ended."""
     if status is not None and status.state is DatasetState.FAILED and status.error:
         return status.error
+    if holder is not None:
+        return f"{name} is being synced or removed by {holder}"
     if code < 0:
         return f"the sync process was killed by {signal.Signals(-code).name}"
     return f"the sync process ended with exit status {code} before it recorded an outcome"
