@@ -40,10 +40,10 @@ def test_an_audio_folder_joins_metadata_by_file_name(settings: Settings, tmp_pat
     report = sync(path, settings)
     assert (report.rows_done, report.row_errors) == (3, 0)
     first, second, third = row(report, 0), row(report, 1), row(report, 2)
-    assert (first["text"], first["speaker"], first["audio"]["path"]) == ("hello there", "s1", "audio/a.mp3")
-    assert (second["audio"]["source_channels"], second["audio"]["output_sample_rate"]) == (2, 22050)
-    assert third["text"] is None and third["audio"]["output_sample_rate"] == 8000
-    assert decode_back((report.dataset_dir / first["audio"]["path"]).read_bytes()).sample_rate == 16000
+    assert (first["text"], first["speaker"], first["audio"]) == ("hello there", "s1", "audio/a.mp3")
+    assert (second["audio_info"]["source_channels"], second["audio_info"]["output_sample_rate"]) == (2, 22050)
+    assert third["text"] is None and third["audio_info"]["output_sample_rate"] == 8000
+    assert decode_back((report.dataset_dir / first["audio"]).read_bytes()).sample_rate == 16000
     stamps = {p: p.stat().st_mtime_ns for p in report.dataset_dir.rglob("*")}
     assert sync(path, settings).already_complete
     assert {p: p.stat().st_mtime_ns for p in report.dataset_dir.rglob("*")} == stamps
@@ -55,7 +55,7 @@ def test_webdataset_shards_give_a_column_per_extension(settings: Settings, tmp_p
     assert report.rows_done == 3
     sample = row(report, 2)
     assert (sample["__key__"], sample["txt"], sample["json"]) == ("s2", "text of s2", {"speaker": "2", "quality": 0})
-    assert sample["audio"]["path"] == "audio/s2.mp3"
+    assert sample["audio"] == "audio/s2.mp3"
     manifest = (report.dataset_dir / "manifest.jsonl").read_text().splitlines()
     assert json.loads(manifest[0])["text"] == "text of s0"
 
@@ -75,7 +75,8 @@ def test_a_local_arrow_split_is_read(settings: Settings, tmp_path: Path) -> None
         with pyarrow.ipc.new_stream(sink, table.schema) as writer:
             writer.write_table(table)
     report = sync(request(tmp_path, "path: ../../ds\ndescription: d\n"), settings)
-    assert report.rows_done == 3 and row(report, 2) == {"text": "z", "n": 3, "row_id": 2, "audio": None}
+    assert report.rows_done == 3 and row(report, 2) == {"text": "z", "n": 3, "row_id": 2, "audio": None,
+                                                    "audio_info": None}
 
 
 def test_a_local_csv_split_is_metadata_only(settings: Settings, tmp_path: Path) -> None:

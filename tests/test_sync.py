@@ -62,9 +62,9 @@ def test_a_sharded_dataset_becomes_mp3s_jsons_ledger_and_manifest(
     assert row["row_id"] == 11 and row["text"] == "utterance 11" and row["speaker_id"] == 3
     assert row["meta"] == {"tags": ["a", "b"], "score": pytest.approx(1.1)}
     assert "bytes" not in json.dumps(row)
-    mp3 = directory / row["audio"]["path"]
-    assert decode_back(mp3.read_bytes()).sample_rate == row["audio"]["output_sample_rate"] == 16000
-    assert row["audio"]["bitrate_kbps"] == 160 and row["audio"]["duration"] == pytest.approx(0.2)
+    mp3 = directory / row["audio"]
+    assert decode_back(mp3.read_bytes()).sample_rate == row["audio_info"]["output_sample_rate"] == 16000
+    assert row["audio_info"]["bitrate_kbps"] == 160 and row["audio_info"]["duration"] == pytest.approx(0.2)
     ledger = Ledger(directory).read()
     assert ledger.column("row_id").to_pylist() == list(range(26))
     manifest = [json.loads(line) for line in (directory / "manifest.jsonl").read_text().splitlines()]
@@ -106,7 +106,7 @@ def test_awkward_rates_are_converted_and_bad_rows_recorded_not_fatal(settings: S
     report = sync(request(tmp_path, "hf_id: org/mixed\ndescription: d\n"), lenient)
     assert (report.state, report.rows_done, report.row_errors) == ("complete", 8, 4)
     facts = {
-        row_id: json.loads((report.dataset_dir / "json" / f"{row_id}.json").read_text())["audio"]
+        row_id: json.loads((report.dataset_dir / "json" / f"{row_id}.json").read_text())["audio_info"]
         for row_id in range(4)
     }
     assert (facts[0]["source_sample_rate"], facts[0]["source_channels"], facts[0]["output_sample_rate"]) == (
@@ -135,7 +135,7 @@ def test_a_text_only_dataset_is_synced_metadata_only(settings: Settings, tmp_pat
     assert report.rows_done == 2
     assert not list((report.dataset_dir / "audio").iterdir())
     assert json.loads((report.dataset_dir / "json" / "1.json").read_text()) == {
-        "text": "b", "label": 1, "row_id": 1, "audio": None
+        "text": "b", "label": 1, "row_id": 1, "audio": None, "audio_info": None
     }
 
 
@@ -193,7 +193,7 @@ def test_changed_settings_refuse_to_resume_until_restart(settings: Settings, tmp
         sync(path, lower)
     report = sync(path, lower, restart=True)
     row = json.loads((report.dataset_dir / "json" / "0.json").read_text())
-    assert row["audio"]["bitrate_kbps"] == 64
+    assert row["audio_info"]["bitrate_kbps"] == 64
 
 
 def test_a_second_sync_of_a_locked_dataset_is_refused_naming_the_holder(settings: Settings, tmp_path: Path) -> None:

@@ -15,7 +15,9 @@ from hugflow_ray.core.encoding import EncoderSettings
 from hugflow_ray.core.records import DatasetIdentity
 from hugflow_ray.core.request import AddRequest, LocalRef
 
-FORMAT_VERSION = 1  # bump when the output layout changes: old ledgers then refuse to resume
+# Bump when the output changes: a dataset made by another version refuses to resume (``--restart`` redoes it).
+# 2: a row's JSON has the MP3's path as "audio" and the conversion's facts as "audio_info".
+FORMAT_VERSION = 2
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,10 @@
-"""The sidecar JSON of one row, pure: every non-audio column as JSON-safe data, the row id and the MP3's facts."""
+"""The sidecar JSON of one row, pure: every non-audio column as JSON-safe data, the row id, the MP3's path and facts.
+
+The seed's contract: ``"audio"`` is the MP3's path, relative to the dataset directory (``audio/<name>.mp3``), so
+``open(dataset_dir / row["audio"])``, ``jq -r .audio`` and loaders that take a path column work, and the dataset
+can be moved or reached through the processed symlink. What the conversion did is the sibling ``"audio_info"``.
+These keys, and ``"row_id"``, win over source columns of the same name.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +17,10 @@ from typing import Any
 import numpy as np
 
 from hugflow_ray.core.encoding import AudioFacts
+
+ROW_ID_KEY = "row_id"
+AUDIO_KEY = "audio"  # the MP3's path, relative to the dataset directory
+AUDIO_INFO_KEY = "audio_info"  # what the conversion did: duration, rates, bitrate, channels, source format
 
 
 def jsonable(value: Any) -> Any:
@@ -50,8 +60,9 @@ def _looks_like_audio(value: Mapping[str, Any]) -> bool:
 def sidecar(
     row_id: int, metadata: Mapping[str, Any], *, audio_file: str | None, facts: AudioFacts | None
 ) -> dict[str, Any]:
-    """The JSON of one row: every non-audio column, the row id and the MP3's relative path with its facts."""
+    """The JSON of one row: every non-audio column, the row id, the MP3's relative path and its facts."""
     document: dict[str, Any] = {name: jsonable(value) for name, value in metadata.items()}
-    document["row_id"] = row_id
-    document["audio"] = None if audio_file is None or facts is None else {"path": audio_file, **facts.to_dict()}
+    document[ROW_ID_KEY] = row_id
+    document[AUDIO_KEY] = audio_file if facts is not None else None
+    document[AUDIO_INFO_KEY] = facts.to_dict() if audio_file is not None and facts is not None else None
     return document
