@@ -141,6 +141,12 @@ class NonFiniteAudioError(AudioError):
     code = "non_finite"
 
 
+class AudioTooLongError(AudioError):
+    """The audio is longer than a row may hold (``MAX_AUDIO_SECONDS``)."""
+
+    code = "too_long"
+
+
 class AudioFormatError(AudioError):
     """The audio value has a shape, type or sample rate this codec does not accept."""
 

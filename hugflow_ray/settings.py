@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     max_row_error_rate: float = Field(
         0.05, ge=0.0, le=1.0, description="Fail a sync when more than this fraction of rows have unusable audio."
     )
+    max_audio_seconds: float = Field(
+        14400.0, gt=0, description="Longest audio a row may hold, in seconds; longer rows are row errors (too_long)."
+    )
     ray_address: str | None = Field(None, description="A running Ray cluster to join; unset: an embedded Ray.")
     hugflow_debug: bool = Field(False, description="Print tracebacks of known errors.")
 

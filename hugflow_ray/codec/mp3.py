@@ -144,24 +144,47 @@ def gapless_info_frame(frames: bytes, num_samples: int) -> bytes:
     return bytes(frame)
 
 
-def encode_mono(pcm: np.ndarray, rate: Hz, *, bitrate: Kbps, quality: int) -> bytes:
-    """Encode mono int16 PCM at a legal ``rate`` to a gapless CBR MP3.
+class StreamingEncoder:
+    """Encodes mono int16 PCM handed over in chunks into one gapless CBR MP3, so a long row never holds all of its
+    samples at once (LAME buffers whole frames itself: the bytes are those of one call with all the samples)."""
 
-    Args:
-        pcm: 1-D int16 samples, at least one.
-        rate: a legal MP3 sample rate; the output keeps it (set explicitly, LAME would otherwise pick).
-        bitrate: a bitrate legal at ``rate`` (see :func:`hugflow_ray.core.encoding.legal_bitrate`).
-        quality: LAME's algorithm quality, 0 (best, slowest) to 9 (fastest).
-    """
-    if pcm.dtype != np.int16 or pcm.ndim != 1 or pcm.size == 0:
-        raise ValueError("encode_mono needs a non-empty 1-D int16 array")
-    if bitrate not in bitrate_table(rate):
-        raise ValueError(f"{bitrate} kbps is not legal at {rate} Hz; use core.encoding.legal_bitrate()")
-    encoder = lameenc.Encoder()
-    encoder.set_channels(1)
-    encoder.set_in_sample_rate(rate)
-    encoder.set_out_sample_rate(rate)
-    encoder.set_bit_rate(bitrate)
-    encoder.set_quality(quality)
-    frames = bytes(encoder.encode(np.ascontiguousarray(pcm).tobytes())) + bytes(encoder.flush())
-    return gapless_info_frame(frames, pcm.size) + frames
+    def __init__(self, rate: Hz, *, bitrate: Kbps, quality: int) -> None:
+        """
+        Args:
+            rate: a legal MP3 sample rate; the output keeps it (set explicitly, LAME would otherwise pick).
+            bitrate: a bitrate legal at ``rate`` (see :func:`hugflow_ray.core.encoding.legal_bitrate`).
+            quality: LAME's algorithm quality, 0 (best, slowest) to 9 (fastest).
+        """
+        if bitrate not in bitrate_table(rate):
+            raise ValueError(f"{bitrate} kbps is not legal at {rate} Hz; use core.encoding.legal_bitrate()")
+        self._encoder = lameenc.Encoder()
+        self._encoder.set_channels(1)
+        self._encoder.set_in_sample_rate(rate)
+        self._encoder.set_out_sample_rate(rate)
+        self._encoder.set_bit_rate(bitrate)
+        self._encoder.set_quality(quality)
+        self._frames = bytearray()
+        self.samples = 0
+
+    def add(self, pcm: np.ndarray) -> None:
+        """Encode the next 1-D int16 samples."""
+        if pcm.dtype != np.int16 or pcm.ndim != 1:
+            raise ValueError("StreamingEncoder.add needs a 1-D int16 array")
+        if pcm.size:
+            self._frames += self._encoder.encode(np.ascontiguousarray(pcm).tobytes())
+            self.samples += pcm.size
+
+    def finish(self) -> bytes:
+        """The whole MP3: the gapless Info frame, then every audio frame."""
+        if self.samples == 0:
+            raise ValueError("an MP3 needs at least one sample")
+        frames = bytes(self._frames) + bytes(self._encoder.flush())
+        return gapless_info_frame(frames, self.samples) + frames
+
+
+def encode_mono(pcm: np.ndarray, rate: Hz, *, bitrate: Kbps, quality: int) -> bytes:
+    """Encode mono int16 PCM (at least one sample) at a legal ``rate`` to a gapless CBR MP3 (see
+    :class:`StreamingEncoder`)."""
+    encoder = StreamingEncoder(rate, bitrate=bitrate, quality=quality)
+    encoder.add(pcm)
+    return encoder.finish()

@@ -21,7 +21,9 @@ from hugflow_ray.core.records import ConvertedRow, RowRecord, RowStatus
 from hugflow_ray.errors import AudioError
 from hugflow_ray.pipeline.batches import converted_to_table
 from hugflow_ray.pipeline.readers.units import ROW_ID
-from hugflow_ray.utils import atomic
+from hugflow_ray.utils import atomic, failpoints
+
+UNEXPECTED_ERROR = "unexpected"  # the ledger's code for a row that failed in a way no AudioError names
 
 
 @dataclass(frozen=True)
@@ -36,13 +38,25 @@ class RowConverter:
     encoder: EncoderSettings
     duplicated: frozenset[str]
     files_root: str | None = None
+    max_seconds: float | None = None
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         resolver = SafePathResolver(Path(self.files_root)) if self.files_root else None
         return converted_to_table([self._convert(row, resolver) for row in batch.to_pylist()])
 
     def _convert(self, row: dict[str, Any], resolver: SafePathResolver | None) -> ConvertedRow:
+        """One row; whatever goes wrong with it (a decoder's bug, memory) is that row's error, never the batch's."""
+        row_id = row[ROW_ID]
+        try:
+            return self._convert_row(row, resolver)
+        except Exception as e:  # noqa: BLE001 - recorded in the ledger with its type, the other rows go on
+            text = row.get(self.text_column) if self.text_column else None
+            return ConvertedRow(RowRecord(row_id, RowStatus.ERROR, text=text if isinstance(text, str) else None,
+                                          error_code=UNEXPECTED_ERROR, error=f"{type(e).__name__}: {e}"))
+
+    def _convert_row(self, row: dict[str, Any], resolver: SafePathResolver | None) -> ConvertedRow:
         row_id = row.pop(ROW_ID)
+        failpoints.raise_in_row(row_id)
         value = row.pop(self.audio_column) if self.audio_column else None
         text = row.get(self.text_column) if self.text_column else None
         text = text if isinstance(text, str) else None
@@ -50,7 +64,8 @@ class RowConverter:
         audio_file = None
         if self.audio_column is not None:
             try:
-                encoded = audio.convert(value, self.encoder, resolve_path=resolver, row_id=row_id)
+                encoded = audio.convert(value, self.encoder, resolve_path=resolver, row_id=row_id,
+                                        max_seconds=self.max_seconds)
             except AudioError as e:
                 return ConvertedRow(RowRecord(row_id, RowStatus.ERROR, text=text, error_code=e.code, error=str(e)))
             source_path = value.get("path") if isinstance(value, dict) else None

@@ -204,6 +204,7 @@ class _DatasetSync:
             encoder=self.settings.encoder,
             duplicated=naming.duplicated_stems(c for c in candidates if c),
             files_root=None if plan.format in STAGED_FORMATS else str(_files_root(plan, local_files[0])),
+            max_seconds=self.settings.max_audio_seconds,
         )
         executor = self.executor or default_executor(self.settings.ray_address)
         startup = executor.start()

@@ -1,4 +1,5 @@
-"""Crash-test hooks: kill this process at a named point of the pipeline, so tests can prove resumes exact."""
+"""Fault-injection hooks: kill this process at a named point of the pipeline, or fail one row, so tests can prove
+resumes exact and faults contained."""
 
 from __future__ import annotations
 
@@ -16,3 +17,9 @@ def failpoint(name: str) -> None:
     """
     if os.environ.get(FAILPOINT_VARIABLE) == name:
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def raise_in_row(row_id: int) -> None:
+    """Raise an unexpected error while converting ``row_id`` when ``HUGFLOW_FAILPOINT=raise-in-row:<row_id>``."""
+    if os.environ.get(FAILPOINT_VARIABLE) == f"raise-in-row:{row_id}":
+        raise RuntimeError(f"failpoint raise-in-row:{row_id}")
