@@ -53,7 +53,7 @@ def _frame_length(version: str, bitrate: Kbps, rate: Hz) -> int:
     return coefficient * bitrate // rate
 
 
-def parse_header(data: bytes, offset: int = 0) -> FrameHeader:
+def parse_header(data: bytes | bytearray, offset: int = 0) -> FrameHeader:
     """Parse the layer III frame header at ``offset``.
 
     Raises:
@@ -78,7 +78,7 @@ def parse_header(data: bytes, offset: int = 0) -> FrameHeader:
     )
 
 
-def count_frames(data: bytes) -> int:
+def count_frames(data: bytes | bytearray) -> int:
     """Count the back-to-back layer III frames of ``data``.
 
     Raises:
@@ -105,7 +105,7 @@ def _crc16(data: bytes) -> int:
     return crc
 
 
-def gapless_info_frame(frames: bytes, num_samples: int) -> bytes:
+def gapless_info_frame(frames: bytes | bytearray, num_samples: int) -> bytes:
     """Build the LAME "Info" frame that makes decoders trim LAME's delay and padding.
 
     Args:
@@ -178,8 +178,9 @@ class StreamingEncoder:
         """The whole MP3: the gapless Info frame, then every audio frame."""
         if self.samples == 0:
             raise ValueError("an MP3 needs at least one sample")
-        frames = bytes(self._frames) + bytes(self._encoder.flush())
-        return gapless_info_frame(frames, self.samples) + frames
+        self._frames += self._encoder.flush()
+        self._frames[0:0] = gapless_info_frame(self._frames, self.samples)  # in place: one MP3 in memory, not three
+        return bytes(self._frames)
 
 
 def encode_mono(pcm: np.ndarray, rate: Hz, *, bitrate: Kbps, quality: int) -> bytes:
