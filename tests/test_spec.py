@@ -96,6 +96,14 @@ HOSTILE = [
             kind=RequestKind.REMOVE),
     Hostile("remove-has-description", "hf_id: org/name\nreason: x\ndescription: y\n", "unknown field",
             "description", 3, kind=RequestKind.REMOVE),
+    Hostile("hf-id-dot-git", "hf_id: org/name.git\ndescription: x\n", "ends with '.git'", "hf_id", 1),
+    Hostile("deeply-nested", "hf_id: org/name\ndescription: " + "[" * 5000 + "]" * 5000 + "\n",
+            "nests lists or mappings", None, 2),
+    Hostile("deeply-nested-mappings", "hf_id: org/name\ndescription: x\nsplit: " + "{a: " * 3000 + "}" * 3000
+            + "\n", "nests lists or mappings", None, 3),
+    Hostile("null-revision", OK + "revision: null\n", "remove the line to use the default (main)", "revision", 3),
+    Hostile("empty-split", OK + "split:\n", "remove the line to use the default (train)", "split", 3),
+    Hostile("null-subset", OK + "subset: ~\n", "is empty (null)", "subset", 3),
     Hostile("billion-laughs", "a: &a [x, x]\nb: &b [*a, *a]\nc: [*b, *b]\n", "anchors", None, 1),
 ]
 
@@ -153,11 +161,6 @@ def test_quoted_yaml_keywords_are_plain_text() -> None:
     assert (request.dataset.split, request.dataset.subset) == ("no", "on")
 
 
-def test_null_optional_fields_take_their_defaults() -> None:
-    request = parse_request(OK + "subset: ~\nrevision:\n")
-    assert (request.dataset.subset, request.dataset.revision) == (None, "main")
-
-
 def test_a_local_path_resolves_against_the_request_file(tmp_path: Path) -> None:
     request_file = tmp_path / "requests" / "add" / "local.yaml"
     request_file.parent.mkdir(parents=True)
@@ -205,3 +208,8 @@ def test_the_shipped_examples_are_valid() -> None:
 def test_field_lists_follow_the_schema() -> None:
     assert request_fields(RequestKind.ADD)[:5] == ["hf_id", "path", "revision", "subset", "split"]
     assert "reason" in request_fields(RequestKind.REMOVE) and "description" not in request_fields(RequestKind.REMOVE)
+
+
+@pytest.mark.parametrize("hf_id", ["org/name", "Org_1/name.v2", "_org/_name_", "a/b-c.d_e"])
+def test_repo_ids_the_hub_accepts_are_accepted(hf_id: str) -> None:
+    assert parse_request(f"hf_id: {hf_id}\ndescription: x\n").dataset.source == hf_id

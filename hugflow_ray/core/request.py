@@ -24,12 +24,17 @@ MAX_REASON_LENGTH = 2000
 MAX_FIELD_LENGTH = 256
 MAX_HF_ID_PART_LENGTH = 96
 MAX_PATH_LENGTH = 4096
+MAX_NESTING = 2  # the request's mapping, and a list or mapping as a value (refused with its own message)
 
 DEFAULT_REVISION = "main"
 DEFAULT_SPLIT = "train"
 DEFAULT_AUDIO_COLUMN = "audio"
 DEFAULT_TEXT_COLUMN = "text"
 
+_DEFAULTS = {
+    "revision": DEFAULT_REVISION, "split": DEFAULT_SPLIT, "subset": "none: a single-config dataset",
+    "audio_column": DEFAULT_AUDIO_COLUMN, "text_column": DEFAULT_TEXT_COLUMN,
+}
 _STR_TAG = "tag:yaml.org,2002:str"
 _NULL_TAG = "tag:yaml.org,2002:null"
 _YAML_TYPE_NAMES = {
@@ -39,7 +44,8 @@ _YAML_TYPE_NAMES = {
     "tag:yaml.org,2002:timestamp": "a date",
     "tag:yaml.org,2002:null": "empty (null)",
 }
-_HF_ID_PART = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?")
+# The Hub's rules (huggingface_hub's validate_repo_id), in ASCII: starts and ends with a letter, digit or '_'.
+_HF_ID_PART = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9._-]*[A-Za-z0-9_])?")
 _REVISION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/+-]*")
 _SPLIT = re.compile(r"[A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)*")
 _SUBSET = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._+ -]*[A-Za-z0-9_+])?")
@@ -211,6 +217,16 @@ def _strict_mapping(text: str, request_path: Path | None) -> dict[str, tuple[yam
     except yaml.YAMLError as e:
         raise fail(f"the file is not valid YAML ({e})", "Fix the YAML syntax.") from e
 
+    depth = 0
+    for event in events:
+        depth += isinstance(event, yaml.CollectionStartEvent) - isinstance(event, yaml.CollectionEndEvent)
+        if depth > MAX_NESTING:  # checked on the events: composing a deep document would recurse without bound
+            raise fail(
+                "a value nests lists or mappings inside each other",
+                "Write each field as one 'key: text' line.",
+                event.start_mark,
+            )
+
     documents = [e for e in events if isinstance(e, yaml.DocumentStartEvent)]
     if len(documents) > 1:
         raise fail(
@@ -284,6 +300,16 @@ def _check_fields(
         value = _scalar_text(key, value_node, schema[key], request_path)
         if value is not None:
             values[key] = value
+        elif not schema[key].required:
+            default = _DEFAULTS.get(key)
+            raise RequestError(
+                "is empty (null)",
+                fix=f"Give it a value, or remove the line to use the default ({default})." if default
+                else "Give it a value, or remove the line.",
+                request_path=request_path,
+                line=line,
+                field=key,
+            )
     for key, spec in schema.items():
         if spec.required and key not in values:
             raise RequestError(
@@ -407,9 +433,11 @@ def check_hf_id(hf_id: str, *, request_path: Path | None = None, line: int | Non
         if len(part) > MAX_HF_ID_PART_LENGTH:
             raise fail(f"{part[:20]!r}... is longer than {MAX_HF_ID_PART_LENGTH} characters")
         if not _HF_ID_PART.fullmatch(part):
-            raise fail(f"{part!r} has characters the Hub does not allow, or starts/ends with '-', '_' or '.'")
+            raise fail(f"{part!r} has characters the Hub does not allow, or starts/ends with '-' or '.'")
         if "--" in part or ".." in part:
             raise fail(f"{part!r} contains '--' or '..', which the Hub forbids")
+    if hf_id.endswith(".git"):
+        raise fail(f"{hf_id!r} ends with '.git', which the Hub forbids")
     return hf_id
 
 
