@@ -102,6 +102,10 @@ class SyncError(HugflowError, RuntimeError):
     """A sync could not run or finish: locked, settings changed since the last run, too many row errors."""
 
 
+class DamagedStateError(HugflowError, ValueError):
+    """A state file hugflow-ray wrote (a dataset's status) cannot be read; the message names it and the way out."""
+
+
 class AudioError(HugflowError, ValueError):
     """One row's audio cannot be converted. The row is recorded as failed; nothing is written for it.
 
@@ -165,3 +169,19 @@ class CIError(HugflowError, RuntimeError):
 
 class GitHubError(HugflowError, ConnectionError):
     """The GitHub API refused or kept failing after the retries; the message says which call and why."""
+
+
+class Interrupted(BaseException):  # noqa: N818 - like KeyboardInterrupt, which it stands beside
+    """A sync stopped by SIGINT or SIGTERM. A BaseException, as KeyboardInterrupt is: nothing catches it by accident.
+
+    Attributes:
+        signum: the signal.
+        dataset_name: the dataset being synced, once known.
+        rows_kept: finished rows its ledger keeps (a re-run resumes after them), once known.
+        rows_total: the split's rows, once known.
+    """
+
+    def __init__(self, signum: int, *, dataset_name: str | None = None, rows_kept: int | None = None,
+                 rows_total: int | None = None) -> None:
+        self.signum, self.dataset_name, self.rows_kept, self.rows_total = signum, dataset_name, rows_kept, rows_total
+        super().__init__(signum)

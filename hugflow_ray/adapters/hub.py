@@ -21,6 +21,7 @@ import datasets.config
 import httpx2  # the Hub client's HTTP library: its transport errors are not OSErrors
 import huggingface_hub
 import huggingface_hub.constants
+import pyarrow as pa
 import pyarrow.parquet as pq
 from datasets.exceptions import DatasetNotFoundError
 from huggingface_hub import HfApi
@@ -440,8 +441,16 @@ def _pick_subset(source: str, available: list[str], subset: str | None, revision
 
 
 def parquet_columns(path: Path) -> dict[str, str]:
-    """Column name -> feature type name, from a parquet file's schema (``datasets`` metadata when present)."""
-    schema = pq.read_schema(path)
+    """Column name -> feature type name, from a parquet file's schema (``datasets`` metadata when present).
+
+    Raises:
+        HubError: the file is not a readable parquet file.
+    """
+    try:
+        schema = pq.read_schema(path)
+    except (pa.ArrowException, OSError) as e:
+        raise HubError(f"{path} is not a readable parquet file ({e}); check that it is the dataset's file and "
+                       "complete", hf_id=str(path)) from None
     try:
         features = datasets.Features.from_arrow_schema(schema)
     except (ValueError, TypeError, KeyError):

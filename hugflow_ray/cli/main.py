@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 import traceback
 from pathlib import Path
@@ -10,7 +11,8 @@ from typing import Annotated
 import typer
 
 from hugflow_ray import __version__
-from hugflow_ray.errors import HugflowError, SettingsError
+from hugflow_ray.core.records import DatasetState
+from hugflow_ray.errors import HugflowError, Interrupted, SettingsError
 from hugflow_ray.settings import Settings, load_settings
 from hugflow_ray.utils.humanize import human_size
 from hugflow_ray.utils.redact import configure_logging, redact
@@ -113,7 +115,16 @@ def local_sync(
     from hugflow_ray.pipeline.sync import sync
 
     settings = _settings()
-    report = sync(file, settings, restart=restart, owner=lock_owner, expect_sha=expect_sha, progress_bar=True)
+    signal.signal(signal.SIGTERM, _raise_interrupted)
+    try:
+        report = sync(file, settings, restart=restart, owner=lock_owner, expect_sha=expect_sha, progress_bar=True)
+    except (Interrupted, KeyboardInterrupt) as e:
+        stopped = e if isinstance(e, Interrupted) else Interrupted(signal.SIGINT)
+        for signum in (signal.SIGINT, signal.SIGTERM):  # a second signal must not cut the clean-up short
+            signal.signal(signum, signal.SIG_IGN)
+        release_ray()
+        typer.echo(_interrupted_line(stopped), err=True)
+        raise typer.Exit(128 + stopped.signum) from None
     shutdown = release_ray()
     if report.already_complete:
         typer.echo(f"{report.dataset_name} is already complete ({report.rows_done} rows): nothing to do.")
@@ -130,6 +141,20 @@ def local_sync(
     typer.echo(f"  manifest: {report.manifest}")
     if report.row_errors:
         typer.echo(f"  errors:   hugflow status {report.dataset_name} --errors")
+
+
+def _raise_interrupted(signum: int, frame: object) -> None:
+    raise Interrupted(signum)
+
+
+def _interrupted_line(stopped: Interrupted) -> str:
+    """What an interrupted local-sync says: which signal, what is kept, how to go on."""
+    by = signal.Signals(stopped.signum).name
+    if stopped.dataset_name is None or stopped.rows_kept is None:
+        return f"interrupted by {by} before any row was converted; run the same command again to sync"
+    total = f" of {stopped.rows_total:,}" if stopped.rows_total is not None else ""
+    return (f"interrupted by {by}: {stopped.rows_kept:,}{total} rows of {stopped.dataset_name} are kept; run the same "
+            "command again to resume")
 
 
 @app.command("sync")
@@ -169,9 +194,12 @@ def status(
     header = f"{'dataset':<60} {'state':<9} {'rows':>15} {'errors':>7} {'size':>10} {'sha':<12} updated"
     typer.echo(header)
     for r in rows:
-        done = f"{r.rows_done}/{r.rows_total}"
+        done = f"{r.rows_done}/{r.rows_total if r.state is not DatasetState.DAMAGED else '?'}"
         typer.echo(f"{r.dataset_name:<60} {r.state:<9} {done:>15} {r.row_errors:>7} "
                    f"{human_size(r.size_bytes):>10} {(r.identity.sha or 'local')[:12]:<12} {r.updated}")
+    for r in rows:
+        if r.error and r.state is not DatasetState.COMPLETE:
+            typer.echo(redact(f"{r.dataset_name}: {r.error}", settings.secrets()))
 
 
 @app.command()

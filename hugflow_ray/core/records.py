@@ -27,6 +27,7 @@ class DatasetState(StrEnum):
     SYNCING = "syncing"
     COMPLETE = "complete"
     FAILED = "failed"
+    DAMAGED = "damaged"  # its status file cannot be read; listed from its ledger until a sync rewrites it
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +36,7 @@ log = logging.getLogger(__name__)
 
 ENCODE_CPUS = 1.0
 MAX_WRITES_IN_FLIGHT = 2
+SETTLE_SECONDS = 120.0  # the longest an interrupted run waits for its writes in flight
 
 
 def ensure_ray(address: str | None) -> float:
@@ -46,6 +50,25 @@ def ensure_ray(address: str | None) -> float:
     if ray.is_initialized():
         return 0.0
     start = time.perf_counter()
+    with _keeping_sigterm_handler():
+        _init(address)
+    return time.perf_counter() - start
+
+
+@contextmanager
+def _keeping_sigterm_handler() -> Iterator[None]:
+    """ray.init replaces the driver's SIGTERM handler with a bare exit; keep the one the program installed (the CLI
+    turns SIGTERM into a clean interruption that records what was kept)."""
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGTERM) if main else None
+    try:
+        yield
+    finally:
+        if callable(previous):
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _init(address: str | None) -> None:
     if address:
         try:
             ray.init(address=address, log_to_driver=False)
@@ -59,7 +82,6 @@ def ensure_ray(address: str | None) -> float:
         cpus = int(ray.cluster_resources().get("CPU", 1))
         ray.get([_warm_worker.remote() for _ in range(cpus)])
         ray.data.range(1).materialize()  # Ray Data's own actors (stats, autoscaling) start now, not mid-run
-    return time.perf_counter() - start
 
 
 def shutdown() -> float:
@@ -177,6 +199,12 @@ def run(
             in_flight.append(writer.write.remote(block))
             settle(max(0, len(in_flight) - MAX_WRITES_IN_FLIGHT + 1))
         settle(len(in_flight))
+    except BaseException:
+        # Interrupted, or a block failed: the writes already handed over finish first, so that what the ledger
+        # keeps is settled when this returns (at most MAX_WRITES_IN_FLIGHT blocks).
+        if in_flight:
+            ray.wait(in_flight, num_returns=len(in_flight), timeout=SETTLE_SECONDS)
+        raise
     finally:
         ray.kill(writer)
     return RunResult(rows=rows, errors=errors, seconds=time.perf_counter() - start, writer_seconds=writer_seconds)

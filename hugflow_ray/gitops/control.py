@@ -31,7 +31,7 @@ from hugflow_ray.pipeline import store
 from hugflow_ray.pipeline.locks import DatasetLock
 from hugflow_ray.pipeline.plan import hub_for, make_plan
 from hugflow_ray.pipeline.progress import read_progress
-from hugflow_ray.pipeline.status import read_status, status_version
+from hugflow_ray.pipeline.status import read_status_or_none, status_version
 from hugflow_ray.settings import Settings
 from hugflow_ray.utils.humanize import duration, human_size
 from hugflow_ray.utils.redact import redact
@@ -240,7 +240,7 @@ class _Job:
         """Report the driver's outcome as its status file records it (the state and the error), not its output."""
         dataset_dir = self.settings.storage_root / plan.identity.name
         recorded = status_version(dataset_dir) != before
-        status = read_status(dataset_dir) if recorded else None
+        status = read_status_or_none(dataset_dir) if recorded else None
         if code != 0 or status is None or status.state is not DatasetState.COMPLETE:
             progress = read_progress(self.settings.state_dir, plan.identity.name)
             done = progress.downloaded_files if progress else None

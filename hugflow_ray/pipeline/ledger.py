@@ -10,6 +10,8 @@ request and encoder settings the rows were made with.
 from __future__ import annotations
 
 import json
+import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,9 +24,26 @@ from hugflow_ray.core.records import RowRecord, RowStatus
 from hugflow_ray.pipeline.batches import LEDGER_SCHEMA, records_to_table, table_to_records
 from hugflow_ray.utils import atomic
 
+log = logging.getLogger(__name__)
+
+DAMAGED_DIR = "damaged"
+
 
 class LedgerMismatchError(ValueError):
-    """The ledger was written for other settings than this run's."""
+    """The ledger was written for other settings than this run's (or cannot say which)."""
+
+
+class LedgerDamagedError(LedgerMismatchError):
+    """The ledger's fingerprint file exists but cannot be read."""
+
+
+def _read_part(path: Path, columns: list[str] | None) -> pa.Table | None:
+    """One ledger part, or None (with a warning) when it cannot be read."""
+    try:
+        return pq.read_table(path, columns=columns, schema=LEDGER_SCHEMA)
+    except (pa.ArrowException, OSError) as e:
+        log.warning("ledger part %s cannot be read (%s); its rows count as not finished", path, e)
+        return None
 
 
 @dataclass(frozen=True)
@@ -44,27 +63,58 @@ class Ledger:
     def open(self, fingerprint: dict[str, Any], *, restart: bool = False) -> None:
         """Start or resume: create the ledger, or check that it was made with the same ``fingerprint``.
 
+        A part that cannot be read (cut short by a full disk, damaged) is moved to ``ledger/damaged/``: its rows are
+        converted again, and their files rewritten with the same bytes.
+
         Raises:
-            LedgerMismatchError: the existing ledger has another fingerprint and ``restart`` is False.
+            LedgerMismatchError: the existing ledger has another fingerprint, or finished rows and no readable
+                fingerprint, and ``restart`` is False.
         """
         self.parts.mkdir(parents=True, exist_ok=True)
-        recorded = self.recorded_fingerprint()
-        if recorded is not None and not restart:
-            if recorded != fingerprint:
-                changed = sorted(k for k in {*recorded, *fingerprint} if recorded.get(k) != fingerprint.get(k))
-                raise LedgerMismatchError(", ".join(changed))
-        elif restart:
+        if restart:
             for part in self.parts.glob("part-*.parquet"):
                 part.unlink()
+        else:
+            try:
+                recorded = self.recorded_fingerprint()
+            except LedgerDamagedError as e:
+                if any(self.parts.glob("part-*.parquet")):
+                    raise LedgerMismatchError(str(e)) from None
+                recorded = None
+            if recorded is not None and recorded != fingerprint:
+                changed = sorted(k for k in {*recorded, *fingerprint} if recorded.get(k) != fingerprint.get(k))
+                raise LedgerMismatchError(", ".join(changed))
+            self._set_aside_unreadable_parts()
         atomic.remove_temp_files([self.parts, self.root])
         atomic.write_json(self.meta_path, {"fingerprint": fingerprint})
 
     def recorded_fingerprint(self) -> dict[str, Any] | None:
-        """The fingerprint the ledger was opened with, or None when there is no ledger yet."""
+        """The fingerprint the ledger was opened with, or None when there is no ledger yet.
+
+        Raises:
+            LedgerDamagedError: the fingerprint file exists but cannot be read.
+        """
         try:
-            return json.loads(self.meta_path.read_text())["fingerprint"]
-        except (OSError, ValueError, KeyError):
+            text = self.meta_path.read_text()
+        except FileNotFoundError:
             return None
+        except OSError as e:
+            raise LedgerDamagedError(f"its fingerprint file {self.meta_path} cannot be read ({e.strerror})") from None
+        try:
+            fingerprint = json.loads(text)["fingerprint"]
+        except (ValueError, KeyError, TypeError):
+            fingerprint = None
+        if not isinstance(fingerprint, dict):
+            raise LedgerDamagedError(f"its fingerprint file {self.meta_path} is damaged")
+        return fingerprint
+
+    def _set_aside_unreadable_parts(self) -> None:
+        for part in sorted(self.parts.glob("part-*.parquet")):
+            if _read_part(part, ["row_id"]) is None:
+                damaged = self.parts / DAMAGED_DIR
+                damaged.mkdir(exist_ok=True)
+                os.replace(part, damaged / part.name)
+                log.warning("%s cannot be read; moved to %s, and its rows will be converted again", part, damaged)
 
     def append(self, records: list[RowRecord]) -> Path | None:
         """Durably add the records of one batch (call only once their files are durable)."""
@@ -79,9 +129,10 @@ class Ledger:
         return path
 
     def read(self, columns: list[str] | None = None) -> pa.Table:
-        """Every recorded row (rows written twice by overlapping parts count once), sorted by row id."""
+        """Every recorded row (rows written twice by overlapping parts count once), sorted by row id; an unreadable
+        part is left out with a warning (the next sync sets it aside and redoes its rows)."""
         paths = sorted(self.parts.glob("part-*.parquet")) if self.parts.is_dir() else []
-        tables = [pq.read_table(p, columns=columns, schema=LEDGER_SCHEMA) for p in paths]
+        tables = [t for t in (_read_part(p, columns) for p in paths) if t is not None]
         empty = LEDGER_SCHEMA.empty_table().select(columns or LEDGER_SCHEMA.names)
         table = pa.concat_tables(tables) if tables else empty
         if table.num_rows == 0:

@@ -73,6 +73,17 @@ class ProgressReporter:
             self._emit()
             self.last_reported = new_rows
 
+    def stopped(self, finished: np.ndarray, row_errors: int) -> None:
+        """Write the progress of an interrupted sync (still syncing, resumable) as the ledger has it: writes that
+        were in flight when the signal came may have finished since the last update."""
+        p = self.progress
+        self.finished = [finished]
+        p.downloaded_files, p.newly_downloaded, p.row_errors = len(finished), len(finished) - self.resumed, row_errors
+        p.percent_complete = round(100.0 * len(finished) / self.total, 2) if self.total else 100.0
+        self._emit()
+        if self.bar:
+            print(file=sys.stderr)
+
     def finish(self, state: DatasetState) -> None:
         self.progress.status = state
         self._emit()

@@ -10,10 +10,14 @@ Layout of ``STORAGE_ROOT/<dataset_name>/``::
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 from hugflow_ray.core.records import DatasetStatus
+from hugflow_ray.errors import DamagedStateError
 from hugflow_ray.utils import atomic
+
+log = logging.getLogger(__name__)
 
 STATUS_FILE = "status.json"
 
@@ -28,10 +32,31 @@ def write_status(dataset_dir: Path, status: DatasetStatus) -> None:
 
 
 def read_status(dataset_dir: Path) -> DatasetStatus | None:
+    """The dataset's status, or None when it has none yet.
+
+    Raises:
+        DamagedStateError: the status file cannot be read (it is derived state: a sync rewrites it).
+    """
     path = status_path(dataset_dir)
-    if not path.is_file():
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
         return None
-    return DatasetStatus.from_dict(json.loads(path.read_text()))
+    except OSError as e:
+        raise DamagedStateError(f"{path} cannot be read ({e.strerror})") from None
+    try:
+        return DatasetStatus.from_dict(json.loads(text))
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise DamagedStateError(f"{path} is damaged ({type(e).__name__}); a sync of the dataset rewrites it") from None
+
+
+def read_status_or_none(dataset_dir: Path) -> DatasetStatus | None:
+    """The dataset's status, or None when it has none or it is damaged (said in a warning)."""
+    try:
+        return read_status(dataset_dir)
+    except DamagedStateError as e:
+        log.warning("%s", e)
+        return None
 
 
 def status_version(dataset_dir: Path) -> tuple[int, int] | None:

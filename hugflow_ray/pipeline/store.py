@@ -9,10 +9,10 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from hugflow_ray.core.naming import dataset_dir_name
-from hugflow_ray.core.records import DatasetStatus, RowRecord, RowStatus
+from hugflow_ray.core.records import DatasetIdentity, DatasetState, DatasetStatus, RowRecord, RowStatus
 from hugflow_ray.core.request import RemoveRequest, request_of_kind
-from hugflow_ray.errors import SyncError
-from hugflow_ray.pipeline.ledger import Ledger
+from hugflow_ray.errors import DamagedStateError, SyncError
+from hugflow_ray.pipeline.ledger import Ledger, LedgerDamagedError
 from hugflow_ray.pipeline.locks import DatasetLock
 from hugflow_ray.pipeline.progress import progress_path
 from hugflow_ray.pipeline.status import read_status
@@ -56,16 +56,36 @@ class StatusRow(DatasetStatus):
 
 
 def status(settings: Settings) -> list[StatusRow]:
-    """Every dataset copy under ``STORAGE_ROOT`` with its state."""
+    """Every dataset copy under ``STORAGE_ROOT`` with its state. An unfinished copy reports the rows its ledger
+    holds (the status file only knows what the last progress update said); a copy whose status file is damaged
+    is listed as damaged, from its ledger, and the others list normally."""
     rows: list[StatusRow] = []
     root = settings.storage_root
     for dataset_dir in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []:
-        current = read_status(dataset_dir)
+        try:
+            current = read_status(dataset_dir)
+        except DamagedStateError as e:
+            current = _from_ledger(dataset_dir, str(e))
         if current is None:
             continue
+        if current.state is not DatasetState.COMPLETE:
+            summary = Ledger(dataset_dir).summary()
+            current.rows_done, current.row_errors = summary.rows, summary.errors
         values = {f.name: getattr(current, f.name) for f in fields(DatasetStatus)}
         rows.append(StatusRow(**values, size_bytes=dataset_size(dataset_dir)))
     return rows
+
+
+def _from_ledger(dataset_dir: Path, problem: str) -> DatasetStatus:
+    """A damaged copy's status as its ledger's fingerprint tells it (what was asked for, at which commit)."""
+    try:
+        fingerprint = Ledger(dataset_dir).recorded_fingerprint() or {}
+    except LedgerDamagedError:
+        fingerprint = {}
+    identity = DatasetIdentity(name=dataset_dir.name, source=fingerprint.get("source", "?"),
+                               sha=fingerprint.get("sha"), subset=fingerprint.get("subset"),
+                               split=fingerprint.get("split", "?"))
+    return DatasetStatus(identity, DatasetState.DAMAGED, rows_total=0, error=problem)
 
 
 def dataset_size(dataset_dir: Path) -> int:

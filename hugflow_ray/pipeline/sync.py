@@ -5,7 +5,11 @@
 
 from __future__ import annotations
 
+import errno
+import logging
+import os
 import shutil
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,22 +22,24 @@ from hugflow_ray.core import naming
 from hugflow_ray.core.plan import Plan
 from hugflow_ray.core.records import DatasetState, DatasetStatus
 from hugflow_ray.core.request import AddRequest, HubRef, request_of_kind
-from hugflow_ray.errors import HugflowError, SyncError
+from hugflow_ray.errors import HugflowError, Interrupted, SyncError
 from hugflow_ray.executors.base import Executor, default_executor
-from hugflow_ray.pipeline import manifests
+from hugflow_ray.pipeline import manifests, store
 from hugflow_ray.pipeline.convert import RowConverter
 from hugflow_ray.pipeline.download import download
-from hugflow_ray.pipeline.ledger import Ledger, LedgerMismatchError
+from hugflow_ray.pipeline.ledger import Ledger, LedgerDamagedError, LedgerMismatchError
 from hugflow_ray.pipeline.locks import DatasetLock
 from hugflow_ray.pipeline.plan import hub_for, make_plan, with_columns
 from hugflow_ray.pipeline.progress import ProgressCallback, ProgressReporter
 from hugflow_ray.pipeline.readers.staged import STAGED_FORMATS, stage
 from hugflow_ray.pipeline.readers.units import available_cpus, name_candidates, parquet_row_groups, pending, plan_units
-from hugflow_ray.pipeline.status import read_status, write_status
-from hugflow_ray.pipeline.store import link_processed
+from hugflow_ray.pipeline.status import read_status_or_none, write_status
 from hugflow_ray.settings import Settings
 from hugflow_ray.utils.failpoints import failpoint
+from hugflow_ray.utils.humanize import human_size
 from hugflow_ray.utils.redact import redact
+
+log = logging.getLogger(__name__)
 
 Groups = list[tuple[str, list[int]]]  # (file, rows per row group) in split order
 
@@ -109,7 +115,7 @@ class _DatasetSync:
         self.restart, self.started, self.executor = restart, started, executor
         self.dataset_dir = settings.storage_root / plan.identity.name
         self.ledger = Ledger(self.dataset_dir)
-        self.current = read_status(self.dataset_dir)
+        self.current = read_status_or_none(self.dataset_dir)  # derived state: a damaged one is rebuilt
         self.status: DatasetStatus | None = None  # this run's, once the split's rows are counted
         self.reporter: ProgressReporter | None = None
 
@@ -117,7 +123,17 @@ class _DatasetSync:
         """The sync's steps; a failure is recorded in the dataset's status (state and error) before it is raised,
         so whoever runs this driver reads the outcome as data."""
         try:
-            return self._run(on_progress, progress_bar=progress_bar)
+            try:
+                return self._run(on_progress, progress_bar=progress_bar)
+            except OSError as e:
+                if _errno(e) not in _DISK_FULL:
+                    raise
+                raise self._disk_full() from None
+        except (KeyboardInterrupt, Interrupted) as e:
+            signum = e.signum if isinstance(e, Interrupted) else signal.SIGINT
+            kept = self._record_interruption()
+            raise Interrupted(signum, dataset_name=self.plan.identity.name, rows_kept=kept,
+                              rows_total=self.status.rows_total if self.status else None) from None
         except HugflowError as e:
             self._record_failure(str(e))
             raise
@@ -145,6 +161,41 @@ class _DatasetSync:
         return self._report(self.status, resumed=len(finished), new=total - len(finished), ray_startup=startup,
                             output_busy=busy)
 
+    def _disk_full(self) -> SyncError:
+        """The one line a full disk gets: which filesystem, how much this dataset still needs, and that a re-run
+        resumes (every row in the ledger has its files; what was being written is redone)."""
+        name = self.plan.identity.name
+        where = _mount_point(self.dataset_dir)
+        free = shutil.disk_usage(where).free
+        try:
+            done = self.ledger.summary().rows
+        except (OSError, HugflowError):
+            done = 0
+        total = self.status.rows_total if self.status else 0
+        need = ""
+        if done and total > done:
+            per_row = sum(store.dataset_size(self.dataset_dir / d) for d in (naming.AUDIO_DIR, naming.JSON_DIR)) / done
+            need = f"; the {total - done:,} rows left need about {human_size(int(per_row * (total - done)))}"
+        return SyncError(f"{name}: the filesystem at {where} is full ({human_size(free)} free){need}. Free space "
+                         f"and run again: it resumes after the {done:,} rows kept")
+
+    def _record_interruption(self) -> int | None:
+        """Bring the status and progress files up to what the ledger keeps; returns its finished rows.
+
+        Best-effort: the signal may have come before there was a ledger, or while a disk is full.
+        """
+        try:
+            summary = self.ledger.summary()
+            if self.status is not None:
+                self.status.rows_done, self.status.row_errors = summary.rows, summary.errors
+                write_status(self.dataset_dir, self.status)
+            if self.reporter is not None:
+                self.reporter.stopped(self.ledger.finished_ids(), summary.errors)
+            return summary.rows
+        except (OSError, HugflowError) as e:
+            log.warning("could not record the interrupted sync's progress (%s); the ledger has what was finished", e)
+            return None
+
     def _record_failure(self, error: str) -> None:
         """Write the failed state and its error (redacted) to the status file and the progress file."""
         status = self.status or DatasetStatus(
@@ -153,16 +204,24 @@ class _DatasetSync:
             row_errors=self.current.row_errors if self.current else 0,
         )
         status.state, status.error = DatasetState.FAILED, redact(error, self.settings.secrets())
-        write_status(self.dataset_dir, status)
-        if self.reporter is not None:
-            self.reporter.finish(DatasetState.FAILED)
+        try:
+            write_status(self.dataset_dir, status)
+            if self.reporter is not None:
+                self.reporter.finish(DatasetState.FAILED)
+        except OSError as e:  # e.g. the disk that failed the sync: the error itself is what must reach the user
+            log.debug("could not record the failure in %s (%s)", self.dataset_dir, e)
 
     def _already_complete(self) -> SyncReport | None:
         """The report of a dataset already complete with these settings (None: there is work to do)."""
         current = self.current
         if self.restart or current is None or current.state is not DatasetState.COMPLETE:
             return None
-        if self.ledger.recorded_fingerprint() != self.plan.fingerprint(self.settings.encoder):
+        try:
+            if self.ledger.recorded_fingerprint() != self.plan.fingerprint(self.settings.encoder):
+                return None
+        except LedgerDamagedError:
+            return None
+        if self.ledger.summary().rows != current.rows_total:  # a damaged ledger part: its rows are redone
             return None
         return self._report(current, resumed=current.rows_done, new=0, already=True)
 
@@ -227,7 +286,7 @@ class _DatasetSync:
         failpoint("finalize")
         status.state = DatasetState.COMPLETE
         write_status(self.dataset_dir, status)
-        link_processed(self.settings, name, self.dataset_dir)
+        store.link_processed(self.settings, name, self.dataset_dir)
         self.reporter.finish(DatasetState.COMPLETE)
 
     def _report(self, status: DatasetStatus, *, resumed: int, new: int, already: bool = False,
@@ -256,3 +315,21 @@ def _clear_outputs(dataset_dir: Path) -> None:
             shutil.rmtree(dataset_dir / name)
     for name in (manifests.MANIFEST_PARQUET, manifests.MANIFEST_JSONL):
         (dataset_dir / name).unlink(missing_ok=True)
+
+
+_DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def _errno(error: OSError) -> int | None:
+    """The errno of an OSError, also when it was raised in a Ray worker and arrives wrapped."""
+    return error.errno if error.errno is not None else getattr(getattr(error, "cause", None), "errno", None)
+
+
+def _mount_point(path: Path) -> Path:
+    """The mount point of the filesystem ``path`` is on (the first existing parent, then upwards)."""
+    path = path.resolve()
+    while not path.exists():
+        path = path.parent
+    while not os.path.ismount(path):
+        path = path.parent
+    return path

@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from hugflow_ray.core import naming
+from hugflow_ray.errors import PlanError
 
 MIN_UNIT_ROWS = 8
 MAX_UNIT_ROWS = 256
@@ -99,6 +100,14 @@ def name_candidates(path: str, audio_column: str | None, schema: pa.Schema) -> l
 
 
 def parquet_row_groups(path: Path) -> list[int]:
-    """Rows in each row group of a parquet file."""
-    metadata = pq.ParquetFile(path).metadata
+    """Rows in each row group of a parquet file.
+
+    Raises:
+        PlanError: the file is not a readable parquet file.
+    """
+    try:
+        metadata = pq.ParquetFile(path).metadata
+    except (pa.ArrowException, OSError) as e:
+        raise PlanError(f"{path} is not a readable parquet file ({e}); check that it is the dataset's file and "
+                        "complete") from None
     return [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)]
