@@ -31,6 +31,7 @@ class Pull:
     labels: list[str] = field(default_factory=list)
     merged: bool = False
     merge_sha: str | None = None
+    auto_merge: dict[str, str] | None = None  # what enablePullRequestAutoMerge set: {"method", "head"}
 
 
 @dataclass
@@ -51,6 +52,8 @@ class FakeGitHub:
         self.comments: dict[int, dict[str, Any]] = {}
         self.requests: list[tuple[str, str, str]] = []  # (method, path, body) of every request
         self._faults: list[Fault] = []
+        self.allow_auto_merge = False  # the repository setting "Allow auto-merge"
+        self.required_check_running = False  # a required status check (this job) is pending: direct merges refused
         self._next_id = 1000
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -114,6 +117,7 @@ class FakeGitHub:
             "url": f"{base}/pulls/{pull.number}", "issue_url": f"{base}/issues/{pull.number}",
             "head": side(pull.head_sha, pull.head_repo), "base": side(pull.base_sha, self.repository),
             "labels": [{"name": name} for name in pull.labels], "user": {"login": "author", "type": "User"},
+            "node_id": f"PR_node{pull.number}",
         }
 
     def _files(self, pull: Pull) -> list[dict[str, Any]]:
@@ -128,10 +132,28 @@ class FakeGitHub:
             files.append(entry)
         return files
 
+    def _graphql(self, body: dict[str, Any]) -> tuple[int, Any]:
+        """GitHub's GraphQL endpoint, for the one mutation the sync uses: enablePullRequestAutoMerge."""
+        if "enablePullRequestAutoMerge" not in body.get("query", ""):
+            return 200, {"errors": [{"type": "NOT_SUPPORTED", "message": "only enablePullRequestAutoMerge"}]}
+        variables = body["variables"]["input"]
+        pull = next((p for p in self.pulls.values() if f"PR_node{p.number}" == variables["pullRequestId"]), None)
+        if pull is None:
+            return 200, {"errors": [{"type": "NOT_FOUND", "message": "Could not resolve to a PullRequest"}]}
+        if not self.allow_auto_merge:
+            return 200, {"errors": [{"type": "UNPROCESSABLE",
+                                     "message": "Auto merge is not allowed for this repository"}]}
+        if variables.get("expectedHeadOid") not in (None, pull.head_sha):
+            return 200, {"errors": [{"type": "UNPROCESSABLE", "message": "Head sha didn't match expected head sha"}]}
+        pull.auto_merge = {"method": variables.get("mergeMethod", "MERGE"), "head": variables.get("expectedHeadOid")}
+        return 200, {"data": {"enablePullRequestAutoMerge": {"actor": BOT, "clientMutationId": None}}}
+
     def _route(self, method: str, path: str, query: dict[str, list[str]], body: dict[str, Any]) -> tuple[int, Any]:
         repo = f"/repos/{self.repository}"
         if method == "GET" and path == "/user":
             return 200, BOT
+        if method == "POST" and path == "/graphql":
+            return self._graphql(body)
         if not path.startswith(repo):
             return 404, {"message": "Not Found"}
         rest = path[len(repo):]
@@ -147,6 +169,8 @@ class FakeGitHub:
             if m.group(2) == "/files" and method == "GET":
                 return 200, self._files(pull)
             if m.group(2) == "/merge" and method == "PUT":
+                if self.required_check_running:
+                    return 405, {"message": 'Required status check "dataset-sync / sync" is in progress.'}
                 if body.get("sha") != pull.head_sha:
                     return 409, {"message": "Head branch was modified. Review and try the merge again."}
                 pull.merged, pull.merge_sha = True, pull.head_sha

@@ -88,6 +88,12 @@ class World:
     def open_pull(self, number: int, files: dict[str, str], *, action: str = "opened", head_repo: str | None = None,
                   labels: list[str] | None = None, label: str | None = None) -> str:
         head = commit(self.repo, files)
+        self.event(number, head, action=action, head_repo=head_repo, labels=labels, label=label)
+        return head
+
+    def event(self, number: int, head: str, *, action: str, head_repo: str | None = None,
+              labels: list[str] | None = None, label: str | None = None) -> None:
+        """The PR at ``head`` as GitHub now shows it, and the Actions event about it."""
         self.github.open_pull(number, head_sha=head, base_sha=self.base, head_repo=head_repo, labels=labels)
         event = {"action": action, "number": number, "pull_request": {
             "number": number, "head": {"sha": head, "repo": {"full_name": head_repo or REPO}},
@@ -97,7 +103,6 @@ class World:
         path = self.root / f"event-{number}-{action}.json"
         path.write_text(json.dumps(event))
         self.monkeypatch.setenv("GITHUB_EVENT_PATH", str(path))
-        return head
 
     def run(self, driver: control.Driver | None = None, **env: str) -> int:
         """``sync --ci-mode`` in process (fast retries, no write spacing); the driver is a real child process."""
@@ -114,6 +119,10 @@ class World:
         bodies = [b for b in self.github.comments_on(number) if comments.request_marker(path) in b]
         assert len(bodies) == 1, f"expected one living comment for {path}, found {len(bodies)}"
         return bodies[0]
+
+    def pr_comment(self, number: int) -> str:
+        (body,) = [b for b in self.github.comments_on(number) if comments.PR_MARKER in b]
+        return body
 
     def history(self, path: str) -> list[str]:
         """Every body ever sent for ``path``'s comment (creates and edits, in order)."""
@@ -326,6 +335,47 @@ def test_an_unexpected_error_fails_that_request_on_the_pr_and_the_next_one_still
     assert "unexpected error: NotADirectoryError" in world.comment(14, first)
     assert "❌ failed" in world.comment(14, second) and "nope" in world.comment(14, second)
     assert "Traceback" in world.caplog.text
+    world.assert_no_canary()
+
+
+def test_every_comment_describes_the_prs_current_head_through_approval_and_a_new_push(world: World) -> None:
+    path, fork = "requests/add/fork-calls.yaml", "mallory/datasets"
+    first = world.open_pull(21, {path: request_yaml("org/calls")}, head_repo=fork)
+    assert world.run() == 1
+    assert "comes from a fork" in world.pr_comment(21) and first[:12] in world.pr_comment(21)
+    world.event(21, first, action="labeled", head_repo=fork, labels=["sync-approved"], label="sync-approved")
+    assert world.run() == 0
+    assert "comes from a fork" not in world.pr_comment(21) and "synced for the head commit" in world.pr_comment(21)
+    synced = world.comment(21, path)
+    assert "✅ synced" in synced and first[:12] in synced
+    second = world.open_pull(21, {path: request_yaml("org/calls", split="train")}, action="synchronize",
+                             head_repo=fork, labels=["sync-approved"])
+    assert world.run() == 1 and world.github.pulls[21].labels == []
+    stale = world.comment(21, path)
+    assert "⚠️ outdated" in stale and second[:12] in stale and first[:12] not in stale
+    assert "may merge" not in stale
+    world.assert_no_canary()
+
+
+def test_auto_merge_uses_githubs_auto_merge_at_the_synced_head(world: World) -> None:
+    path = "requests/add/calls-auto.yaml"
+    head = world.open_pull(22, {path: request_yaml("org/calls")})
+    world.github.allow_auto_merge = world.github.required_check_running = True
+    assert world.run(AUTO_MERGE="true") == 0
+    pull = world.github.pulls[22]
+    assert pull.auto_merge == {"method": "MERGE", "head": head} and not pull.merged
+    assert "auto-merge on" in world.pr_comment(22)
+    world.assert_no_canary()
+
+
+def test_a_refused_direct_merge_says_what_the_repository_must_allow(world: World) -> None:
+    path = "requests/add/calls-manual.yaml"
+    world.open_pull(23, {path: request_yaml("org/calls")})
+    world.github.required_check_running = True  # auto-merge not allowed, and this job is a required check
+    assert world.run(AUTO_MERGE="true") == 0, "the data synced: the merge is the operator's then"
+    assert not world.github.pulls[23].merged
+    comment = world.pr_comment(23)
+    assert "synced, not merged" in comment and "is in progress" in comment and "Allow auto-merge" in comment
     world.assert_no_canary()
 
 

@@ -7,6 +7,7 @@ without them the run cannot know what to sync. Writes that only report (comments
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -123,14 +124,28 @@ class PullRequestClient:
             self._call("edit comment", lambda: comment.edit(body))
             self._comments[marker] = comment
 
+    def edit_comment_if_present(self, marker: str, body: str) -> bool:
+        """Edit the comment carrying ``marker`` when there is one (never creates one); True when it was edited."""
+        comment = self._comments.get(marker) or self._find_comment(marker)
+        if comment is None:
+            return False
+        body = fit_comment(f"{body}\n\n{marker}")
+        self._call("edit comment", lambda: comment.edit(body))
+        self._comments[marker] = comment
+        return True
+
+    def markers(self, pattern: re.Pattern[str]) -> list[str]:
+        """Every hidden marker matching ``pattern`` in the comments this token's user (or a bot) wrote."""
+        return sorted({m.group(0) for comment in self._our_comments() for m in pattern.finditer(comment.body or "")})
+
+    def _our_comments(self) -> list[IssueComment]:
+        login = self._whoami()
+        return [c for c in self._call("list comments", lambda: list(self._pr().get_issue_comments()))
+                if (c.user.login == login if login else c.user.type == "Bot")]
+
     def _find_comment(self, marker: str) -> IssueComment | None:
         """Our earlier comment with ``marker`` (a re-run edits it): written by this token's user, or a bot."""
-        login = self._whoami()
-        for comment in self._call("list comments", lambda: list(self._pr().get_issue_comments())):
-            ours = comment.user.login == login if login else comment.user.type == "Bot"
-            if ours and marker in (comment.body or ""):
-                return comment
-        return None
+        return next((c for c in self._our_comments() if marker in (c.body or "")), None)
 
     def _whoami(self) -> str | None:
         """This token's login; None for an Actions token, which may not read ``/user``."""
@@ -143,6 +158,15 @@ class PullRequestClient:
 
     def remove_label(self, name: str) -> None:
         self._call(f"remove label {name!r}", lambda: self._pr().remove_from_labels(name))
+
+    def enable_auto_merge(self, sha: str) -> None:
+        """Turn on GitHub's auto-merge: GitHub merges once the required checks pass, only while the head is ``sha``.
+
+        Raises:
+            GitHubError: GitHub refused (auto-merge not allowed in the repository, the PR already mergeable...).
+        """
+        self._call("enable auto-merge", lambda: self._pr().enable_automerge(merge_method="MERGE",
+                                                                             expected_head_oid=sha))
 
     def merge(self, sha: str) -> None:
         """Merge, but only if the head is still ``sha`` (what was synced)."""
@@ -162,7 +186,8 @@ def fit_comment(body: str, limit: int = COMMENT_LIMIT) -> str:
 
 def _message(e: GithubException) -> str:
     data = e.data if isinstance(e.data, dict) else {}
-    return str(data.get("message") or e.message or "no message")[:300]
+    graphql = "; ".join(str(error.get("message")) for error in data.get("errors") or [] if isinstance(error, dict))
+    return str(data.get("message") or graphql or e.message or "no message")[:300]
 
 
 def _retry_wait(e: GithubException, attempt: int, backoff: float) -> float | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from hugflow_ray.core.records import DatasetIdentity
@@ -10,6 +11,9 @@ from hugflow_ray.utils.humanize import duration, human_size
 MARKER_PREFIX = "<!-- hugflow-ray:"
 PR_MARKER = f"{MARKER_PREFIX}pr -->"
 ROW_ERRORS_LISTED = 5
+
+
+REQUEST_MARKER = re.compile(re.escape(MARKER_PREFIX) + r"request (.+?) -->")
 
 
 def request_marker(path: str) -> str:
@@ -112,10 +116,30 @@ def removed(path: str, name: str, paths: list[str]) -> str:
                       *[f"- `{p}`" for p in paths], "", "An operator may merge this PR."])
 
 
+def head_line(sha: str) -> str:
+    """The line every comment ends with: which commit of the PR it describes."""
+    return f"<sub>Describes the PR's head commit `{sha[:12]}`.</sub>"
+
+
+def outdated(path: str, why: str) -> str:
+    """A request's comment once it no longer describes the PR's head commit."""
+    return f"{_heading(path, '⚠️ outdated')}\n\nThis comment described an earlier commit of this PR. {why}"
+
+
+def gate_passed() -> str:
+    return "### hugflow-ray · synced for the head commit\n\nEach request file has its own comment below."
+
+
 def refused(reason: str) -> str:
     return f"### hugflow-ray · not synced\n\n{reason}"
 
 
+def auto_merge_on() -> str:
+    return ("### hugflow-ray · synced, auto-merge on\n\nEvery request succeeded. GitHub merges this PR when its "
+            "required checks pass, as long as its head is still the commit below (a new push turns it off).")
+
+
 def not_merged(reason: str) -> str:
-    return f"### hugflow-ray · synced, not merged\n\nEvery request succeeded, but AUTO_MERGE could not merge: " \
-           f"{reason}. Merge by hand."
+    return ("### hugflow-ray · synced, not merged\n\nEvery request succeeded, but AUTO_MERGE could not merge: "
+            f"{reason}. Allow auto-merge in the repository's settings (GitHub then merges when the required checks "
+            "pass; a direct merge from inside a required check is refused while that check runs), or merge by hand.")

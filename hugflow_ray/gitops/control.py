@@ -100,12 +100,31 @@ class _Reporter:
     slack: Slack
     secrets: list[str]
     prefix: str
+    head_sha: str
 
-    def comment(self, marker: str, body: str) -> None:
+    def comment(self, marker: str, body: str, *, create: bool = True) -> None:
+        """Create or edit the comment with ``marker`` (only edit, when ``create`` is False); it always says which
+        commit of the PR it describes."""
+        body = redact(f"{body}\n\n{comments.head_line(self.head_sha)}", self.secrets)
         try:
-            self.github.upsert_comment(marker, redact(body, self.secrets))
+            if create:
+                self.github.upsert_comment(marker, body)
+            else:
+                self.github.edit_comment_if_present(marker, body)
         except GitHubError as e:
             log.warning("%s; the sync goes on without this comment update", e)
+
+    def outdate(self, paths: set[str], why: str) -> None:
+        """Mark the living comments of requests other than ``paths`` as describing an earlier commit."""
+        try:
+            markers = self.github.markers(comments.REQUEST_MARKER)
+        except GitHubError as e:
+            log.warning("%s; earlier request comments are left as they are", e)
+            return
+        for marker in markers:
+            path = comments.REQUEST_MARKER.fullmatch(marker)
+            if path is not None and path.group(1) not in paths:
+                self.comment(marker, comments.outdated(path.group(1), why), create=False)
 
     def notify(self, text: str) -> None:
         if self.slack.configured:
@@ -121,7 +140,8 @@ def run(settings: Settings, *, driver: Driver | None = None, github: PullRequest
         github = PullRequestClient(api_url=settings.github_api_url, token=github_token(settings),
                                    repository=settings.github_repository, number=event.number)
     secrets = settings.secrets()
-    reporter = _Reporter(github, Slack(settings), secrets, f"[{settings.github_repository}#{event.number}]")
+    reporter = _Reporter(github, Slack(settings), secrets, f"[{settings.github_repository}#{event.number}]",
+                         event.head_sha)
     pull = github.facts()
     decision = gate.gate(event, pull, github.changed_files(), settings.sync_approval_label)
     if decision.drop_approval:
@@ -132,7 +152,10 @@ def run(settings: Settings, *, driver: Driver | None = None, github: PullRequest
     if decision.refusal is not None:
         log.error("not synced: %s", decision.refusal)
         reporter.comment(comments.PR_MARKER, comments.refused(decision.refusal))
+        reporter.outdate(set(), "The head commit is not synced: see the PR's hugflow-ray comment for why.")
         return 1
+    reporter.comment(comments.PR_MARKER, comments.gate_passed(), create=False)  # an earlier refusal no longer holds
+    reporter.outdate({r.path for r in decision.requests}, "The head commit no longer changes this request file.")
     for path in decision.ignored:
         log.info("%s: not a request to run (deleted, or not a YAML file under requests/add|remove)", path)
     if not decision.requests:
@@ -276,6 +299,17 @@ class _Job:
         return True
 
     def merge(self) -> None:
+        """AUTO_MERGE: GitHub's own auto-merge (it merges when the required checks pass, this job's among them);
+        where the repository does not allow it, or the PR can merge right away, a direct merge at the synced head."""
+        try:
+            self.github.enable_auto_merge(self.event.head_sha)
+        except GitHubError as e:
+            log.info("auto-merge not enabled (%s); merging directly", e)
+        else:
+            log.info("auto-merge enabled for #%d at %s", self.event.number, self.event.head_sha)
+            self.reporter.comment(comments.PR_MARKER, comments.auto_merge_on())
+            self.reporter.notify("every request succeeded: auto-merge is on (AUTO_MERGE)")
+            return
         try:
             self.github.merge(self.event.head_sha)
         except GitHubError as e:
