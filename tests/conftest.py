@@ -186,3 +186,20 @@ def ray_session() -> Iterator[None]:
              log_to_driver=False)
     yield
     ray.shutdown()
+
+
+@pytest.fixture
+def settings(hub: HubFixture, tmp_path: Path) -> Any:
+    """Settings for a sync against the session's Hub, with every directory in the test's own tmp_path."""
+    from hugflow_ray.settings import load_settings
+
+    return load_settings(hf_endpoint=hub.endpoint, storage_root=tmp_path / "datasets", state_dir=tmp_path / "state",
+                         processed_root=tmp_path / "processed")
+
+
+def hub_request(root: Path, hf_id: str) -> Path:
+    """``requests/add/<name>.yaml`` under ``root`` asking for the Hub dataset ``hf_id``."""
+    path = root / "requests" / "add" / f"{hf_id.split('/')[1]}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"hf_id: {hf_id}\ndescription: d\n")
+    return path

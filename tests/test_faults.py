@@ -25,7 +25,7 @@ from hugflow_ray.pipeline.ledger import Ledger
 from hugflow_ray.pipeline.progress import read_progress
 from hugflow_ray.settings import Settings
 from tests import datasets_fixtures as fx
-from tests.conftest import HubFixture
+from tests.conftest import hub_request
 
 RUN_TIMEOUT = 240
 
@@ -141,19 +141,6 @@ def test_a_local_shard_that_is_not_parquet_is_named_in_one_line(tmp_path: Path) 
 
 
 # ---- damaged state files -------------------------------------------------------------------------------------
-
-@pytest.fixture
-def settings(hub: HubFixture, tmp_path: Path) -> Settings:
-    return load_settings(hf_endpoint=hub.endpoint, storage_root=tmp_path / "datasets", state_dir=tmp_path / "state",
-                         processed_root=tmp_path / "processed")
-
-
-def hub_request(tmp_path: Path, hf_id: str) -> Path:
-    path = tmp_path / "requests" / "add" / f"{hf_id.split('/')[1]}.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(f"hf_id: {hf_id}\ndescription: d\n")
-    return path
-
 
 def cli(settings: Settings, *args: str) -> tuple[int, str]:
     result = CliRunner().invoke(app, list(args), env={"STORAGE_ROOT": str(settings.storage_root),

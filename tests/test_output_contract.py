@@ -9,30 +9,17 @@ from pathlib import Path
 import datasets
 import pytest
 
-from hugflow_ray.api import load_settings, sync
+from hugflow_ray.api import sync
 from hugflow_ray.errors import SyncError
 from hugflow_ray.settings import Settings
 from tests.audio_fixtures import decode_back
-from tests.conftest import HubFixture
+from tests.conftest import hub_request
 
 pytestmark = [pytest.mark.hub, pytest.mark.usefixtures("ray_session")]
 
 
-@pytest.fixture
-def settings(hub: HubFixture, tmp_path: Path) -> Settings:
-    return load_settings(hf_endpoint=hub.endpoint, storage_root=tmp_path / "datasets", state_dir=tmp_path / "state",
-                         processed_root=tmp_path / "processed")
-
-
-def request(tmp_path: Path, hf_id: str) -> Path:
-    path = tmp_path / "requests" / "add" / f"{hf_id.split('/')[1]}.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(f"hf_id: {hf_id}\ndescription: d\n")
-    return path
-
-
 def test_every_json_names_its_mp3_by_a_relative_path_that_opens(settings: Settings, tmp_path: Path) -> None:
-    report = sync(request(tmp_path, "org/shards"), settings)
+    report = sync(hub_request(tmp_path, "org/shards"), settings)
     root, link = report.dataset_dir, settings.processed_root / report.dataset_name
     rows = [json.loads(p.read_text()) for p in sorted((root / "json").glob("*.json"))]
     assert len(rows) == 26
@@ -47,7 +34,7 @@ def test_every_json_names_its_mp3_by_a_relative_path_that_opens(settings: Settin
 def test_the_jsons_load_with_the_datasets_library_and_cast_to_audio(settings: Settings, tmp_path: Path,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(datasets.config, "HF_UPDATE_DOWNLOAD_COUNTS", False)  # the library's own call home
-    report = sync(request(tmp_path, "org/calls"), settings)
+    report = sync(hub_request(tmp_path, "org/calls"), settings)
     files = sorted((report.dataset_dir / "json").glob("*.json"), key=lambda p: int(p.stem))
     loaded = datasets.load_dataset("json", data_files=[str(p) for p in files], split="train",
                                    cache_dir=str(tmp_path / "cache"))
@@ -60,7 +47,7 @@ def test_the_jsons_load_with_the_datasets_library_and_cast_to_audio(settings: Se
 
 
 def test_a_dataset_made_in_the_older_output_format_asks_for_restart(settings: Settings, tmp_path: Path) -> None:
-    path = request(tmp_path, "org/calls")
+    path = hub_request(tmp_path, "org/calls")
     report = sync(path, settings)
     meta = report.dataset_dir / ".hugflow" / "meta.json"
     recorded = json.loads(meta.read_text())

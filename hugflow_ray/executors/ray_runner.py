@@ -194,17 +194,28 @@ def run(
             rows, errors, writer_seconds = rows + len(ids), errors + block_errors, writer_seconds + seconds
         on_progress(rows, errors, np.concatenate([ids for ids, _, _ in results]))
 
+    blocks = iter(dataset.iter_batches(batch_size=None, batch_format="pyarrow"))  # a generator: it can be closed
     try:
-        for block in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
+        for block in blocks:
             in_flight.append(writer.write.remote(block))
             settle(max(0, len(in_flight) - MAX_WRITES_IN_FLIGHT + 1))
         settle(len(in_flight))
     except BaseException:
-        # Interrupted, or a block failed: the writes already handed over finish first, so that what the ledger
-        # keeps is settled when this returns (at most MAX_WRITES_IN_FLIGHT blocks).
+        # Interrupted, or a block failed: Ray Data's execution stops, and the writes already handed over finish,
+        # so that what the ledger keeps is settled when this returns (at most MAX_WRITES_IN_FLIGHT blocks).
+        _close(blocks)
         if in_flight:
             ray.wait(in_flight, num_returns=len(in_flight), timeout=SETTLE_SECONDS)
         raise
     finally:
         ray.kill(writer)
     return RunResult(rows=rows, errors=errors, seconds=time.perf_counter() - start, writer_seconds=writer_seconds)
+
+
+def _close(blocks: Iterator[pa.Table]) -> None:
+    """Stop a block iterator's execution now (its generator's clean-up shuts Ray Data's executor and its threads
+    down), not when the garbage collector gets to it, which may be after Ray itself has been shut down: a thread
+    that then calls into Ray makes the core worker end the process with exit status 1."""
+    close = getattr(blocks, "close", None)
+    if close is not None:
+        close()
