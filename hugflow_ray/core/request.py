@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from typing import Protocol
 
 import yaml
 
@@ -202,6 +203,11 @@ def _kind_from(request_path: Path | None, mapping: dict[str, tuple[yaml.Node, ya
     return RequestKind.REMOVE if "reason" in mapping else RequestKind.ADD
 
 
+class _Fail(Protocol):
+    def __call__(self, problem: str, fix: str, mark: yaml.Mark | None = None, field: str | None = None
+                 ) -> RequestError: ...
+
+
 def _strict_mapping(text: str, request_path: Path | None) -> dict[str, tuple[yaml.Node, yaml.Node]]:
     """Parse one YAML document holding a flat mapping; return key -> (key node, value node)."""
 
@@ -209,45 +215,7 @@ def _strict_mapping(text: str, request_path: Path | None) -> dict[str, tuple[yam
         line = mark.line + 1 if mark is not None else None
         return RequestError(problem, fix=fix, request_path=request_path, line=line, field=field)
 
-    try:
-        events = list(yaml.parse(text, Loader=yaml.SafeLoader))
-    except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        raise fail(f"the file is not valid YAML ({e.problem})", "Fix the YAML syntax at that line.", mark) from e
-    except yaml.YAMLError as e:
-        raise fail(f"the file is not valid YAML ({e})", "Fix the YAML syntax.") from e
-
-    depth = 0
-    for event in events:
-        depth += isinstance(event, yaml.CollectionStartEvent) - isinstance(event, yaml.CollectionEndEvent)
-        if depth > MAX_NESTING:  # checked on the events: composing a deep document would recurse without bound
-            raise fail(
-                "a value nests lists or mappings inside each other",
-                "Write each field as one 'key: text' line.",
-                event.start_mark,
-            )
-
-    documents = [e for e in events if isinstance(e, yaml.DocumentStartEvent)]
-    if len(documents) > 1:
-        raise fail(
-            "the file holds several YAML documents",
-            "Put one request in each file (remove the extra '---').",
-            documents[1].start_mark,
-        )
-    for event in events:
-        if isinstance(event, yaml.AliasEvent):
-            raise fail("YAML aliases (*name) are not allowed", "Write the value out in full.", event.start_mark)
-        if getattr(event, "anchor", None) is not None:
-            raise fail("YAML anchors (&name) are not allowed", "Remove the anchor.", event.start_mark)
-        tag = getattr(event, "tag", None)
-        implicit = getattr(event, "implicit", True)
-        if tag is not None and not (implicit is True or (isinstance(implicit, tuple) and any(implicit))):
-            raise fail(
-                f"YAML tags ({tag}) are not allowed",
-                "Remove the tag; quote the value if you need it read as text.",
-                event.start_mark,
-            )
-
+    _check_events(text, fail)
     node = yaml.compose(text, Loader=yaml.SafeLoader)
     if node is None:
         raise fail("the file is empty", "Write the request's fields, e.g. 'hf_id: org/name'.")
@@ -270,14 +238,42 @@ def _strict_mapping(text: str, request_path: Path | None) -> dict[str, tuple[yam
         key = key_node.value
         if key in mapping:
             first = mapping[key][0].start_mark.line + 1
-            raise fail(
-                f"the field appears twice (first on line {first})",
-                "Keep one of them.",
-                key_node.start_mark,
-                field=key,
-            )
+            raise fail(f"the field appears twice (first on line {first})", "Keep one of them.", key_node.start_mark,
+                       field=key)
         mapping[key] = (key_node, value_node)
     return mapping
+
+
+def _check_events(text: str, fail: _Fail) -> None:
+    """Refuse, on the parser's events and before any value is built: invalid YAML, deep nesting (composing it would
+    recurse without bound), several documents, aliases, anchors and tags."""
+    try:
+        events = list(yaml.parse(text, Loader=yaml.SafeLoader))
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        raise fail(f"the file is not valid YAML ({e.problem})", "Fix the YAML syntax at that line.", mark) from e
+    except yaml.YAMLError as e:
+        raise fail(f"the file is not valid YAML ({e})", "Fix the YAML syntax.") from e
+    depth = 0
+    for event in events:
+        depth += isinstance(event, yaml.CollectionStartEvent) - isinstance(event, yaml.CollectionEndEvent)
+        if depth > MAX_NESTING:
+            raise fail("a value nests lists or mappings inside each other", "Write each field as one 'key: text' line.",
+                       event.start_mark)
+    documents = [e for e in events if isinstance(e, yaml.DocumentStartEvent)]
+    if len(documents) > 1:
+        raise fail("the file holds several YAML documents", "Put one request in each file (remove the extra '---').",
+                   documents[1].start_mark)
+    for event in events:
+        if isinstance(event, yaml.AliasEvent):
+            raise fail("YAML aliases (*name) are not allowed", "Write the value out in full.", event.start_mark)
+        if getattr(event, "anchor", None) is not None:
+            raise fail("YAML anchors (&name) are not allowed", "Remove the anchor.", event.start_mark)
+        tag = getattr(event, "tag", None)
+        implicit = getattr(event, "implicit", True)
+        if tag is not None and not (implicit is True or (isinstance(implicit, tuple) and any(implicit))):
+            raise fail(f"YAML tags ({tag}) are not allowed",
+                       "Remove the tag; quote the value if you need it read as text.", event.start_mark)
 
 
 def _check_fields(
