@@ -281,7 +281,7 @@ def test_in_memory_rows_with_arrays_decoders_and_bytes_reach_the_codec(settings:
     lenient = load_settings(**{**settings.model_dump(), "max_row_error_rate": 0.5})
     report = sync_rows(records, lenient, name="my rows")
     assert (report.rows_done, report.row_errors) == (5, 1)
-    facts = [json.loads((report.dataset_dir / "json" / f"{i}.json").read_text())["audio"] for i in range(4)]
+    facts = [json.loads((report.dataset_dir / "json" / f"{i}.json").read_text())["audio_info"] for i in range(4)]
     assert [f["output_sample_rate"] for f in facts] == [24000, 44100, 8000, 16000]
     assert facts[1]["source_channels"] == 2
     assert Ledger(report.dataset_dir).read().to_pylist()[4]["error_code"] == "non_finite"
