@@ -70,7 +70,12 @@ def stderr_lines(result: subprocess.CompletedProcess[str]) -> list[str]:
 def test_an_interrupted_local_sync_says_what_it_kept_in_one_line(tmp_path: Path, signum: int, code: int) -> None:
     request = local_dataset(tmp_path, rows=96, seconds=1.0)
     env = cli_env(tmp_path, tmp_path / "datasets", PROGRESS_INTERVAL="100000")
-    proc = subprocess.Popen([sys.executable, "-m", "hugflow_ray", "local-sync", str(request)], env=env,
+    # As at a terminal: Ctrl-C raises KeyboardInterrupt even when this suite runs as a background job, whose
+    # children start with SIGINT ignored (a shell's rule, which Python and hugflow respect).
+    as_at_a_terminal = ("import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+                        "sys.argv = ['hugflow', 'local-sync', sys.argv[1]]; runpy.run_module('hugflow_ray', "
+                        "run_name='__main__')")
+    proc = subprocess.Popen([sys.executable, "-c", as_at_a_terminal, str(request)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     parts = tmp_path / "datasets"
     deadline = time.monotonic() + RUN_TIMEOUT

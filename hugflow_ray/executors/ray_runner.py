@@ -36,7 +36,8 @@ log = logging.getLogger(__name__)
 
 ENCODE_CPUS = 1.0
 MAX_WRITES_IN_FLIGHT = 2
-SETTLE_SECONDS = 120.0  # the longest an interrupted run waits for its writes in flight
+SETTLE_SECONDS = 120.0  # the longest an interrupted run waits for its writes in flight, and for Ray Data's threads
+_RAY_DATA_THREADS = ("StreamingExecutor", "iter_threaded", "ray-data-metadata-prefetch")  # threads that end on close
 
 
 def ensure_ray(address: str | None) -> float:
@@ -213,9 +214,16 @@ def run(
 
 
 def _close(blocks: Iterator[pa.Table]) -> None:
-    """Stop a block iterator's execution now (its generator's clean-up shuts Ray Data's executor and its threads
-    down), not when the garbage collector gets to it, which may be after Ray itself has been shut down: a thread
-    that then calls into Ray makes the core worker end the process with exit status 1."""
+    """Stop a block iterator's execution now, and wait until Ray Data's threads have ended.
+
+    Closing the generator shuts Ray Data's executor down, but it waits only 2 s for the executor's thread; on a
+    loaded machine that thread can still be scheduling when Ray itself shuts down, and a thread calling into a shut
+    down Ray makes its core worker end the whole process with exit status 1.
+    """
     close = getattr(blocks, "close", None)
     if close is not None:
         close()
+    deadline = time.monotonic() + SETTLE_SECONDS
+    for thread in threading.enumerate():
+        if thread.name.startswith(_RAY_DATA_THREADS) and thread is not threading.current_thread():
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
