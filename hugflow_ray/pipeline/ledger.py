@@ -48,8 +48,14 @@ def _read_part(path: Path, columns: list[str] | None) -> pa.Table | None:
 
 @dataclass(frozen=True)
 class LedgerSummary:
-    rows: int
+    """The finished rows (sorted ids) and how many of them are row errors."""
+
+    finished: np.ndarray
     errors: int
+
+    @property
+    def rows(self) -> int:
+        return len(self.finished)
 
 
 class Ledger:
@@ -60,8 +66,9 @@ class Ledger:
         self.parts = self.root / "ledger"
         self.meta_path = self.root / "meta.json"
 
-    def open(self, fingerprint: dict[str, Any], *, restart: bool = False) -> None:
-        """Start or resume: create the ledger, or check that it was made with the same ``fingerprint``.
+    def open(self, fingerprint: dict[str, Any], *, restart: bool = False) -> LedgerSummary:
+        """Start or resume: create the ledger, or check that it was made with the same ``fingerprint``; returns what
+        it holds (every part read once).
 
         A part that cannot be read (cut short by a full disk, damaged) is moved to ``ledger/damaged/``: its rows are
         converted again, and their files rewritten with the same bytes.
@@ -71,6 +78,7 @@ class Ledger:
                 fingerprint, and ``restart`` is False.
         """
         self.parts.mkdir(parents=True, exist_ok=True)
+        tables: list[pa.Table] = []
         if restart:
             for part in self.parts.glob("part-*.parquet"):
                 part.unlink()
@@ -84,9 +92,10 @@ class Ledger:
             if recorded is not None and recorded != fingerprint:
                 changed = sorted(k for k in {*recorded, *fingerprint} if recorded.get(k) != fingerprint.get(k))
                 raise LedgerMismatchError(", ".join(changed))
-            self._set_aside_unreadable_parts()
+            tables = self._read_setting_aside_unreadable(_SUMMARY_COLUMNS)
         atomic.remove_temp_files([self.parts, self.root])
         atomic.write_json(self.meta_path, {"fingerprint": fingerprint})
+        return _summary(_unique_rows(tables, _SUMMARY_COLUMNS))
 
     def recorded_fingerprint(self) -> dict[str, Any] | None:
         """The fingerprint the ledger was opened with, or None when there is no ledger yet.
@@ -108,13 +117,19 @@ class Ledger:
             raise LedgerDamagedError(f"its fingerprint file {self.meta_path} is damaged")
         return fingerprint
 
-    def _set_aside_unreadable_parts(self) -> None:
+    def _read_setting_aside_unreadable(self, columns: list[str]) -> list[pa.Table]:
+        """Every part's ``columns``; a part that cannot be read is moved to ``ledger/damaged/``."""
+        tables = []
         for part in sorted(self.parts.glob("part-*.parquet")):
-            if _read_part(part, ["row_id"]) is None:
-                damaged = self.parts / DAMAGED_DIR
-                damaged.mkdir(exist_ok=True)
-                os.replace(part, damaged / part.name)
-                log.warning("%s cannot be read; moved to %s, and its rows will be converted again", part, damaged)
+            table = _read_part(part, columns)
+            if table is not None:
+                tables.append(table)
+                continue
+            damaged = self.parts / DAMAGED_DIR
+            damaged.mkdir(exist_ok=True)
+            os.replace(part, damaged / part.name)
+            log.warning("%s cannot be read; moved to %s, and its rows will be converted again", part, damaged)
+        return tables
 
     def append(self, records: list[RowRecord]) -> Path | None:
         """Durably add the records of one batch (call only once their files are durable)."""
@@ -132,15 +147,7 @@ class Ledger:
         """Every recorded row (rows written twice by overlapping parts count once), sorted by row id; an unreadable
         part is left out with a warning (the next sync sets it aside and redoes its rows)."""
         paths = sorted(self.parts.glob("part-*.parquet")) if self.parts.is_dir() else []
-        tables = [t for t in (_read_part(p, columns) for p in paths) if t is not None]
-        empty = LEDGER_SCHEMA.empty_table().select(columns or LEDGER_SCHEMA.names)
-        table = pa.concat_tables(tables) if tables else empty
-        if table.num_rows == 0:
-            return table
-        ids = table.column("row_id").to_numpy()
-        order = np.argsort(ids, kind="stable")
-        _, first = np.unique(ids[order], return_index=True)
-        return table.take(pa.array(order[first]))
+        return _unique_rows([t for t in (_read_part(p, columns) for p in paths) if t is not None], columns)
 
     def finished_ids(self) -> np.ndarray:
         """Sorted row ids already recorded."""
@@ -151,8 +158,27 @@ class Ledger:
         return table_to_records(self.read())
 
     def summary(self) -> LedgerSummary:
-        table = self.read(["row_id", "status"])
-        return LedgerSummary(rows=table.num_rows, errors=table.column("status").to_pylist().count(RowStatus.ERROR))
+        return _summary(self.read(_SUMMARY_COLUMNS))
+
+
+_SUMMARY_COLUMNS = ["row_id", "status"]
+
+
+def _unique_rows(tables: list[pa.Table], columns: list[str] | None) -> pa.Table:
+    """The parts' rows together, each row id once (parts may overlap after a crash), sorted by row id."""
+    empty = LEDGER_SCHEMA.empty_table().select(columns or LEDGER_SCHEMA.names)
+    table = pa.concat_tables(tables) if tables else empty
+    if table.num_rows == 0:
+        return table
+    ids = table.column("row_id").to_numpy()
+    order = np.argsort(ids, kind="stable")
+    _, first = np.unique(ids[order], return_index=True)
+    return table.take(pa.array(order[first]))
+
+
+def _summary(table: pa.Table) -> LedgerSummary:
+    return LedgerSummary(finished=table.column("row_id").to_numpy(),
+                         errors=table.column("status").to_pylist().count(RowStatus.ERROR))
 
 
 def id_ranges(ids: np.ndarray) -> list[tuple[int, int]]:

@@ -27,7 +27,7 @@ from hugflow_ray.executors.base import Executor, default_executor
 from hugflow_ray.pipeline import manifests, store
 from hugflow_ray.pipeline.convert import RowConverter
 from hugflow_ray.pipeline.download import download
-from hugflow_ray.pipeline.ledger import Ledger, LedgerDamagedError, LedgerMismatchError
+from hugflow_ray.pipeline.ledger import Ledger, LedgerDamagedError, LedgerMismatchError, LedgerSummary
 from hugflow_ray.pipeline.locks import DatasetLock
 from hugflow_ray.pipeline.plan import hub_for, make_plan, with_columns
 from hugflow_ray.pipeline.progress import ProgressCallback, ProgressReporter
@@ -150,11 +150,12 @@ class _DatasetSync:
             return done
         groups = [(str(path), parquet_row_groups(path)) for path in local_files]
         total = sum(sum(g) for _, g in groups)
-        finished = self._open_ledger()
+        opened = self._open_ledger()
+        finished = opened.finished
         self.status = DatasetStatus(self.plan.identity, DatasetState.SYNCING, total, rows_done=len(finished))
         write_status(self.dataset_dir, self.status)
         self.reporter = ProgressReporter(self.settings, self.plan.identity.name, self.dataset_dir, total, finished,
-                                         self.ledger.summary().errors, on_progress, progress_bar)
+                                         opened.errors, on_progress, progress_bar)
         self.reporter.update(0, 0, force=True)
         startup, busy = self._convert(groups, local_files, finished)
         self._finalize()
@@ -190,7 +191,7 @@ class _DatasetSync:
                 self.status.rows_done, self.status.row_errors = summary.rows, summary.errors
                 write_status(self.dataset_dir, self.status)
             if self.reporter is not None:
-                self.reporter.stopped(self.ledger.finished_ids(), summary.errors)
+                self.reporter.stopped(summary.finished, summary.errors)
             return summary.rows
         except (OSError, HugflowError) as e:
             log.warning("could not record the interrupted sync's progress (%s); the ledger has what was finished", e)
@@ -237,16 +238,15 @@ class _DatasetSync:
         self.plan = with_columns(self.plan, columns)
         return [staged]
 
-    def _open_ledger(self) -> np.ndarray:
-        """Open (or start over) the ledger for this plan; returns the row ids already finished."""
+    def _open_ledger(self) -> LedgerSummary:
+        """Open (or start over) the ledger for this plan; returns the rows already finished."""
         try:
-            self.ledger.open(self.plan.fingerprint(self.settings.encoder), restart=self.restart)
+            return self.ledger.open(self.plan.fingerprint(self.settings.encoder), restart=self.restart)
         except LedgerMismatchError as e:
             raise SyncError(
                 f"{self.plan.identity.name} was started with other settings ({e}); run again with --restart to "
                 "discard its converted rows and start over"
             ) from None
-        return self.ledger.finished_ids()
 
     def _convert(self, groups: Groups, local_files: list[Path], finished: np.ndarray) -> tuple[float, float | None]:
         """Convert and write the rows not yet finished; returns the executor's start-up seconds and the output
