@@ -58,6 +58,7 @@ class PullRequestClient:
         self._repository = None
         self._pull = None
         self._comments: dict[str, IssueComment] = {}
+        self._ours: list[IssueComment] | None = None  # our comments on the PR, listed once per run
         self._login: str | None = None
 
     def _call(self, what: str, fn: Callable[[], T]) -> T:
@@ -120,6 +121,7 @@ class PullRequestClient:
         comment = self._comments.get(marker) or self._find_comment(marker)
         if comment is None:
             self._comments[marker] = self._call("create comment", lambda: self._pr().create_issue_comment(body))
+            self._our_comments().append(self._comments[marker])
         else:
             self._call("edit comment", lambda: comment.edit(body))
             self._comments[marker] = comment
@@ -139,9 +141,12 @@ class PullRequestClient:
         return sorted({m.group(0) for comment in self._our_comments() for m in pattern.finditer(comment.body or "")})
 
     def _our_comments(self) -> list[IssueComment]:
-        login = self._whoami()
-        return [c for c in self._call("list comments", lambda: list(self._pr().get_issue_comments()))
-                if (c.user.login == login if login else c.user.type == "Bot")]
+        """The comments this token's user (or a bot) wrote, listed once: the run's own are added as it makes them."""
+        if self._ours is None:
+            login = self._whoami()
+            self._ours = [c for c in self._call("list comments", lambda: list(self._pr().get_issue_comments()))
+                          if (c.user.login == login if login else c.user.type == "Bot")]
+        return self._ours
 
     def _find_comment(self, marker: str) -> IssueComment | None:
         """Our earlier comment with ``marker`` (a re-run edits it): written by this token's user, or a bot."""
