@@ -53,7 +53,15 @@ class Settings(BaseSettings):
     max_audio_seconds: float = Field(
         14400.0, gt=0, description="Longest audio a row may hold, in seconds; longer rows are row errors (too_long)."
     )
-    ray_address: str | None = Field(None, description="A running Ray cluster to join; unset: an embedded Ray.")
+    ray_address: str | None = Field(
+        None, description="A Ray cluster: its GCS (host:6379) to join, or its job server (http://host:8265) to submit "
+        "syncs to as Ray jobs; unset: an embedded Ray."
+    )
+    ray_auth_token: SecretStr | None = Field(None, description="The Ray cluster's token (with RAY_AUTH_MODE=token).")
+    storage_resource: str = Field(
+        "hugflow_storage", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+        description="The Ray custom resource that marks the node owning STORAGE_ROOT.",
+    )
     hugflow_debug: bool = Field(False, description="Print tracebacks of known errors.")
 
     @field_validator("mp3_bitrate")
@@ -71,13 +79,19 @@ class Settings(BaseSettings):
         return value.rstrip("/")
 
     @property
+    def ray_job_server(self) -> str | None:
+        """The job server's URL when ``RAY_ADDRESS`` names one (``http(s)://``): syncs are then submitted as jobs."""
+        address = self.ray_address
+        return address.rstrip("/") if address and address.startswith(("http://", "https://")) else None
+
+    @property
     def encoder(self) -> EncoderSettings:
         """The MP3 encoder settings these settings ask for."""
         return EncoderSettings(bitrate_kbps=self.mp3_bitrate, quality=self.mp3_quality)
 
     def secrets(self) -> list[str]:
         """The secret values configured, for redaction."""
-        values = (self.hf_token, self.github_token, self.slack_webhook_url, self.slack_bot_token)
+        values = (self.hf_token, self.github_token, self.slack_webhook_url, self.slack_bot_token, self.ray_auth_token)
         return [s.get_secret_value() for s in values if s]
 
 
