@@ -20,7 +20,8 @@ os.environ["HF_ENDPOINT"] = "http://127.0.0.1:9"  # nothing listens there: a tes
 os.environ.pop("HF_HUB_OFFLINE", None)
 
 _CREDENTIALS = (
-    "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "GITHUB_TOKEN", "GH_TOKEN", "SLACK_WEBHOOK_URL", "SLACK_BOT_TOKEN", "RAY_AUTH_TOKEN",
+    "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "GITHUB_TOKEN", "GH_TOKEN", "SLACK_WEBHOOK_URL", "SLACK_BOT_TOKEN",
+    "RAY_AUTH_TOKEN",
 )
 _SETTINGS = (
     "STORAGE_ROOT", "PROCESSED_ROOT", "STATE_DIR", "SLACK_CHANNEL", "PROGRESS_INTERVAL", "MAX_CONCURRENT_DOWNLOADS",
@@ -179,11 +180,15 @@ def _add_script_repos(mirrors: Path, shas: dict[str, str]) -> None:
 
 @pytest.fixture(scope="session")
 def ray_session() -> Iterator[None]:
-    """One small embedded Ray for the whole session (2 CPUs, small object store, no dashboard)."""
+    """One small embedded Ray for the whole session (2 CPUs, small object store, no dashboard), its one node the
+    storage node as an embedded sync's is."""
     import ray
 
+    from hugflow_ray.settings import Settings
+
+    storage = Settings.model_fields["storage_resource"].default
     ray.init(address="local", num_cpus=2, object_store_memory=256 * 1024**2, include_dashboard=False,
-             log_to_driver=False)
+             log_to_driver=False, resources={storage: 1})
     yield
     ray.shutdown()
 

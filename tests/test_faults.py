@@ -234,7 +234,8 @@ def test_status_and_progress_report_what_the_ledger_keeps_after_an_interruption(
     from hugflow_ray.executors.ray_runner import RayExecutor
 
     with pytest.raises(Interrupted) as caught:
-        sync(hub_request(tmp_path, "org/shards"), settings, executor=_StopAfterFirstBlock(RayExecutor(None)))
+        executor = _StopAfterFirstBlock(RayExecutor(None, settings.storage_resource))
+        sync(hub_request(tmp_path, "org/shards"), settings, executor=executor)
     kept = caught.value.rows_kept
     assert kept is not None and 0 < kept < 26 and caught.value.rows_total == 26
     (row,) = status(settings)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -22,12 +22,14 @@ BlockWritten = Callable[[int, int, np.ndarray], None]
 
 @dataclass(frozen=True)
 class RunResult:
-    """What a run wrote, and how busy the output writer was (``writer_seconds`` of ``seconds``)."""
+    """What a run wrote, how busy the output writer was (``writer_seconds`` of ``seconds``), and how many converted
+    blocks each node (by Ray node id) made."""
 
     rows: int
     errors: int
     seconds: float
     writer_seconds: float
+    blocks_by_node: dict[str, int] = field(default_factory=dict)
 
     @property
     def writer_busy_fraction(self) -> float:
@@ -47,11 +49,12 @@ class Executor(Protocol):
         ...
 
 
-def default_executor(ray_address: str | None) -> Executor:
-    """Ray: an embedded one, or the cluster at ``ray_address``. Ray itself loads here, when there is work."""
+def default_executor(ray_address: str | None, storage_resource: str) -> Executor:
+    """Ray: an embedded one, or the cluster at ``ray_address`` (its storage node declares ``storage_resource``).
+    Ray itself loads here, when there is work."""
     from hugflow_ray.executors.ray_runner import RayExecutor
 
-    return RayExecutor(ray_address)
+    return RayExecutor(ray_address, storage_resource)
 
 
 def release_ray() -> float:

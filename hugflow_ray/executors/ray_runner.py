@@ -2,9 +2,14 @@
 
 A custom :class:`ray.data.Datasource` turns read units into read tasks (designed parallelism: one task per
 unit, finished rows dropped before decode); ``map_batches`` converts rows on every core of every node; the driver
-pulls the converted blocks and hands each to one ``OutputWriter`` actor, pinned to the driver's node (the node
-that owns ``STORAGE_ROOT``), which writes files then the ledger. Nothing that waits on the writer ever holds a
-CPU an encoder could use.
+pulls the converted blocks and hands each to one ``OutputWriter`` actor, which writes files then the ledger.
+Nothing that waits on the writer ever holds a CPU an encoder could use.
+
+The storage node is explicit: the node that owns ``STORAGE_ROOT`` declares a custom resource (``STORAGE_RESOURCE``,
+``hugflow_storage`` by default; an embedded Ray declares it itself). The driver must run there, the output actor
+asks for a share of it, and on a cluster of several nodes so do the read tasks (they open the downloaded files),
+while conversion runs on every node. On one node the reads carry no such request, so Ray Data fuses each read
+with its conversion into one task.
 """
 
 from __future__ import annotations
@@ -24,7 +29,6 @@ import pyarrow as pa
 import ray
 from ray.data import Datasource, ReadTask
 from ray.data.block import Block, BlockMetadata
-from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from hugflow_ray.errors import SyncError
 from hugflow_ray.executors.base import BlockWritten, RunResult
@@ -36,15 +40,18 @@ log = logging.getLogger(__name__)
 
 ENCODE_CPUS = 1.0
 MAX_WRITES_IN_FLIGHT = 2
+STORAGE_SHARE = 0.001  # of the storage resource, per task or actor that must run on the storage node
+NODE_KEY = b"hugflow_node"  # a converted block's schema metadata: the node that converted it
 SETTLE_SECONDS = 120.0  # the longest an interrupted run waits for its writes in flight, and for Ray Data's threads
 _RAY_DATA_THREADS = ("StreamingExecutor", "iter_threaded", "ray-data-metadata-prefetch")  # threads that end on close
 
 
-def ensure_ray(address: str | None) -> float:
+def ensure_ray(address: str | None, storage_resource: str) -> float:
     """Connect to ``address`` (a running cluster) or start an embedded Ray; returns the seconds it took.
 
-    An embedded Ray's start-up includes one warm worker per CPU (Ray's own start, then the imports a conversion
-    task needs), so that it is reported apart from the conversion rate.
+    An embedded Ray declares ``storage_resource`` on its one node; a cluster must already have a node that does, and
+    this driver must run on it. An embedded Ray's start-up includes one warm worker per CPU (Ray's own start, then
+    the imports a conversion task needs), so that it is reported apart from the conversion rate.
     """
     logging.getLogger("ray.data").setLevel(logging.ERROR)  # our progress file and bar report progress
     ray.data.DataContext.get_current().enable_progress_bars = False
@@ -52,7 +59,9 @@ def ensure_ray(address: str | None) -> float:
         return 0.0
     start = time.perf_counter()
     with _keeping_sigterm_handler():
-        _init(address)
+        _init(address, storage_resource)
+    if address:
+        check_storage_node(address, storage_resource)
     return time.perf_counter() - start
 
 
@@ -69,7 +78,7 @@ def _keeping_sigterm_handler() -> Iterator[None]:
             signal.signal(signal.SIGTERM, previous)
 
 
-def _init(address: str | None) -> None:
+def _init(address: str | None, storage_resource: str) -> None:
     if address:
         try:
             ray.init(address=address, log_to_driver=False)
@@ -79,10 +88,35 @@ def _init(address: str | None) -> None:
                 "RAY_ADDRESS to use an embedded Ray."
             ) from e
     else:  # "local": always a new embedded Ray, never a cluster some earlier `ray start` left on this machine
-        ray.init(address="local", include_dashboard=False, log_to_driver=False)
+        ray.init(address="local", include_dashboard=False, log_to_driver=False, resources={storage_resource: 1})
         cpus = int(ray.cluster_resources().get("CPU", 1))
         ray.get([_warm_worker.remote() for _ in range(cpus)])
         ray.data.range(1).materialize()  # Ray Data's own actors (stats, autoscaling) start now, not mid-run
+
+
+def check_storage_node(address: str, storage_resource: str) -> None:
+    """Refuse a cluster without a storage node, and a driver that does not run on it (it reads and writes
+    ``STORAGE_ROOT``), each with the command that fixes it."""
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    storage = [n for n in nodes if n.get("Resources", {}).get(storage_resource, 0) > 0]
+    if not storage:
+        raise SyncError(
+            f"no node of the Ray cluster at {address} declares the resource {storage_resource!r} that marks the "
+            f"storage node (the one that owns STORAGE_ROOT): start Ray there with `ray start ... "
+            f"--resources='{{\"{storage_resource}\": 1}}'` (or set STORAGE_RESOURCE to the resource it declares)"
+        )
+    here = ray.get_runtime_context().get_node_id()
+    if here not in {n["NodeID"] for n in storage}:
+        where = ", ".join(sorted(n.get("NodeManagerAddress", "?") for n in storage))
+        raise SyncError(
+            f"this driver runs on a node without the storage resource {storage_resource!r}; the storage node is "
+            f"{where}. Run it there, or submit it as a Ray job (`hugflow submit`, RAY_ADDRESS=http://<head>:8265), "
+            "which Ray places on the storage node"
+        )
+
+
+def _alive_nodes() -> int:
+    return sum(1 for n in ray.nodes() if n.get("Alive"))
 
 
 def shutdown() -> float:
@@ -143,18 +177,30 @@ class OutputWriter:
         return block.column(ROW_ID).to_numpy(), errors, time.perf_counter() - started
 
 
+class _TaggedConverter:
+    """The row converter, marking each converted block with the node that converted it."""
+
+    def __init__(self, converter: RowConverter) -> None:
+        self._converter = converter
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        block = self._converter(batch)
+        node = ray.get_runtime_context().get_node_id().encode()
+        return block.replace_schema_metadata({**(block.schema.metadata or {}), NODE_KEY: node})
+
+
 class RayExecutor:
     """The :class:`~hugflow_ray.executors.base.Executor` on Ray: an embedded one, or the cluster at ``address``."""
 
-    def __init__(self, address: str | None) -> None:
-        self.address = address
+    def __init__(self, address: str | None, storage_resource: str) -> None:
+        self.address, self.storage_resource = address, storage_resource
 
     def start(self) -> float:
-        return ensure_ray(self.address)
+        return ensure_ray(self.address, self.storage_resource)
 
     def run(self, units: list[tuple[ReadUnit, np.ndarray]], converter: RowConverter, dataset_dir: Path, *,
             on_progress: BlockWritten) -> RunResult:
-        return run(units, converter, dataset_dir, on_progress=on_progress)
+        return run(units, converter, dataset_dir, on_progress=on_progress, storage_resource=self.storage_resource)
 
 
 def run(
@@ -163,6 +209,7 @@ def run(
     dataset_dir: Path,
     *,
     on_progress: BlockWritten,
+    storage_resource: str,
 ) -> RunResult:
     """Convert and write the pending units; calls ``on_progress(rows, errors, ids)`` as blocks are written
     (totals so far, and the ids of the rows written since the last call).
@@ -172,15 +219,20 @@ def run(
     when it falls behind the driver stops pulling, so Ray Data's backpressure bounds the blocks in memory.
     """
     start = time.perf_counter()
-    node = ray.get_runtime_context().get_node_id()
-    writer = OutputWriter.options(
-        scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node, soft=False)
-    ).remote(str(dataset_dir))
-    dataset = ray.data.read_datasource(UnitDatasource(units), override_num_blocks=len(units))
-    dataset = dataset.map_batches(converter, batch_format="pyarrow", batch_size=None, num_cpus=ENCODE_CPUS)
+    on_storage = {"resources": {storage_resource: STORAGE_SHARE}}
+    writer = OutputWriter.options(**on_storage).remote(str(dataset_dir))
+    several_nodes = _alive_nodes() > 1
+    # A row whose audio is a path into the dataset's files is read from disk while it is converted: then the
+    # conversion needs the storage node too.
+    convert_where = on_storage if several_nodes and converter.files_root else {}
+    dataset = ray.data.read_datasource(UnitDatasource(units), override_num_blocks=len(units),
+                                       ray_remote_args=on_storage if several_nodes else None)
+    dataset = dataset.map_batches(_TaggedConverter(converter), batch_format="pyarrow", batch_size=None,
+                                  num_cpus=ENCODE_CPUS, **convert_where)
     rows = errors = 0
     writer_seconds = 0.0
     in_flight: list[ray.ObjectRef] = []
+    blocks_by_node: dict[str, int] = {}
 
     def settle(wait_for: int) -> None:
         """Account for the finished writes, waiting until at least ``wait_for`` have finished."""
@@ -198,6 +250,8 @@ def run(
     blocks = iter(dataset.iter_batches(batch_size=None, batch_format="pyarrow"))  # a generator: it can be closed
     try:
         for block in blocks:
+            node = (block.schema.metadata or {}).get(NODE_KEY, b"?").decode()
+            blocks_by_node[node] = blocks_by_node.get(node, 0) + 1
             in_flight.append(writer.write.remote(block))
             settle(max(0, len(in_flight) - MAX_WRITES_IN_FLIGHT + 1))
         settle(len(in_flight))
@@ -210,7 +264,8 @@ def run(
         raise
     finally:
         ray.kill(writer)
-    return RunResult(rows=rows, errors=errors, seconds=time.perf_counter() - start, writer_seconds=writer_seconds)
+    return RunResult(rows=rows, errors=errors, seconds=time.perf_counter() - start, writer_seconds=writer_seconds,
+                     blocks_by_node=blocks_by_node)
 
 
 def _close(blocks: Iterator[pa.Table]) -> None:

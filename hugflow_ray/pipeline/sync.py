@@ -11,7 +11,7 @@ import os
 import shutil
 import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +23,7 @@ from hugflow_ray.core.plan import Plan
 from hugflow_ray.core.records import DatasetState, DatasetStatus
 from hugflow_ray.core.request import AddRequest, HubRef, request_of_kind
 from hugflow_ray.errors import HugflowError, Interrupted, SyncError
-from hugflow_ray.executors.base import Executor, default_executor
+from hugflow_ray.executors.base import Executor, RunResult, default_executor
 from hugflow_ray.pipeline import manifests, store
 from hugflow_ray.pipeline.convert import RowConverter
 from hugflow_ray.pipeline.download import download
@@ -67,6 +67,7 @@ class SyncReport:
     ray_startup_seconds: float
     manifest: Path | None
     output_busy_fraction: float | None
+    blocks_by_node: dict[str, int] = field(default_factory=dict)
 
 
 def sync(
@@ -157,10 +158,10 @@ class _DatasetSync:
         self.reporter = ProgressReporter(self.settings, self.plan.identity.name, self.dataset_dir, total, finished,
                                          opened.errors, on_progress, progress_bar)
         self.reporter.update(0, 0, force=True)
-        startup, busy = self._convert(groups, local_files, finished)
+        startup, result = self._convert(groups, local_files, finished)
         self._finalize()
         return self._report(self.status, resumed=len(finished), new=total - len(finished), ray_startup=startup,
-                            output_busy=busy)
+                            result=result)
 
     def _disk_full(self) -> SyncError:
         """The one line a full disk gets: which filesystem, how much this dataset still needs, and that a re-run
@@ -248,9 +249,9 @@ class _DatasetSync:
                 "discard its converted rows and start over"
             ) from None
 
-    def _convert(self, groups: Groups, local_files: list[Path], finished: np.ndarray) -> tuple[float, float | None]:
-        """Convert and write the rows not yet finished; returns the executor's start-up seconds and the output
-        writer's busy fraction (None when nothing was left to do)."""
+    def _convert(self, groups: Groups, local_files: list[Path], finished: np.ndarray) -> tuple[float, RunResult | None]:
+        """Convert and write the rows not yet finished; returns the executor's start-up seconds and what the run did
+        (None when nothing was left to do)."""
         units = pending(plan_units(groups, cpus=available_cpus()), finished)
         if not units:
             return 0.0, None
@@ -265,11 +266,10 @@ class _DatasetSync:
             files_root=None if plan.format in STAGED_FORMATS else str(_files_root(plan, local_files[0])),
             max_seconds=self.settings.max_audio_seconds,
         )
-        executor = self.executor or default_executor(self.settings.ray_address)
+        executor = self.executor or default_executor(self.settings.ray_address, self.settings.storage_resource)
         startup = executor.start()
         assert self.reporter is not None
-        result = executor.run(units, converter, self.dataset_dir, on_progress=self.reporter.update)
-        return startup, result.writer_busy_fraction
+        return startup, executor.run(units, converter, self.dataset_dir, on_progress=self.reporter.update)
 
     def _finalize(self) -> None:
         """Check every row is finished and the row errors are within the limit; then manifests, status, link."""
@@ -290,13 +290,15 @@ class _DatasetSync:
         self.reporter.finish(DatasetState.COMPLETE)
 
     def _report(self, status: DatasetStatus, *, resumed: int, new: int, already: bool = False,
-                ray_startup: float = 0.0, output_busy: float | None = None) -> SyncReport:
+                ray_startup: float = 0.0, result: RunResult | None = None) -> SyncReport:
         return SyncReport(
             dataset_name=self.plan.identity.name, dataset_dir=self.dataset_dir, state=status.state,
             sha=self.plan.identity.sha, rows_total=status.rows_total, rows_done=status.rows_done,
             row_errors=status.row_errors, resumed_from=resumed, newly_processed=new, already_complete=already,
             seconds=time.perf_counter() - self.started, ray_startup_seconds=ray_startup,
-            manifest=self.dataset_dir / manifests.MANIFEST_JSONL, output_busy_fraction=output_busy,
+            manifest=self.dataset_dir / manifests.MANIFEST_JSONL,
+            output_busy_fraction=result.writer_busy_fraction if result else None,
+            blocks_by_node=result.blocks_by_node if result else {},
         )
 
 
