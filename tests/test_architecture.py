@@ -57,6 +57,8 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "pipeline": ("core", "codec", "adapters.hub", "utils", "errors", "settings", "executors.base"),
     "executors": ("core", "codec", "pipeline.convert", "pipeline.readers", "pipeline.writer", "pipeline.ledger",
                   "pipeline.batches", "utils", "errors", "settings"),
+    # a job's submitter plans the request first (the Hub's commit pinned), as the control plane does
+    "executors.ray_job": ("core", "executors", "pipeline.plan", "utils", "errors", "settings"),
     "gitops": (),
     "gitops.control": ("core", "adapters", "executors", "gitops", "pipeline", "utils", "errors", "settings"),
     "api": ("pipeline", "executors.base", "settings"),

@@ -16,11 +16,13 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from hugflow_ray.adapters.github import COMMENT_LIMIT, ChangedFile, PullFacts, PullRequestClient, fit_comment
 from hugflow_ray.errors import CIError
+from hugflow_ray.executors.child_process import LocalDriver, _ProcessRun
 from hugflow_ray.gitops import comments, control, gate
 from hugflow_ray.pipeline.locks import DatasetLock
 from hugflow_ray.pipeline.status import read_status
@@ -217,17 +219,18 @@ def test_a_driver_failure_reaches_the_pr_from_the_dataset_status_not_from_its_ou
     world.assert_no_canary()
 
 
-class _SilentFailure:
+class _SilentFailure(LocalDriver):
     """A driver that prints an error line and exits 1 without recording anything."""
 
-    def start(self, request_file: Path, *, owner: str, expect_sha: str | None) -> subprocess.Popen[str]:
-        return subprocess.Popen([sys.executable, "-c", "print('error: made up'); raise SystemExit(1)"], text=True)
+    def start(self, root: Path, request: Path, **facts: Any) -> _ProcessRun:
+        command = [sys.executable, "-c", "print('error: made up'); raise SystemExit(1)"]
+        return _ProcessRun(subprocess.Popen(command, text=True, stdout=subprocess.PIPE), [])
 
 
 def test_a_driver_that_records_no_outcome_is_reported_by_its_exit_status(world: World) -> None:
     path = "requests/add/calls.yaml"
     world.open_pull(16, {path: request_yaml("org/calls")})
-    assert world.run(driver=_SilentFailure()) == 1
+    assert world.run(driver=_SilentFailure([])) == 1
     final = world.comment(16, path)
     assert "exit status 1 before it recorded an outcome" in final and "made up" not in final
     world.assert_no_canary()
@@ -289,19 +292,17 @@ def test_a_lost_race_for_the_lock_names_the_holder(world: World, tmp_path: Path)
     """Another run takes the lock between the control plane's check and the driver's start."""
     from hugflow_ray.core.naming import dataset_dir_name
     from hugflow_ray.core.request import HubRef
-    from hugflow_ray.executors.child_process import LocalDriver
-
     lock = DatasetLock(tmp_path / "state", dataset_dir_name(HubRef(hf_id="org/calls")), owner=f"PR #5 of {REPO}")
 
-    class RacingDriver:
-        def start(self, request_file: Path, *, owner: str, expect_sha: str | None) -> control.DriverRun:
+    class RacingDriver(LocalDriver):
+        def start(self, root: Path, request: Path, **facts: Any) -> _ProcessRun:
             lock.__enter__()
-            return LocalDriver([]).start(request_file, owner=owner, expect_sha=expect_sha)
+            return super().start(root, request, **facts)
 
     path = "requests/add/calls-race.yaml"
     world.open_pull(17, {path: request_yaml("org/calls")})
     try:
-        assert world.run(driver=RacingDriver()) == 1
+        assert world.run(driver=RacingDriver([])) == 1
     finally:
         lock.__exit__()
     final = world.comment(17, path)

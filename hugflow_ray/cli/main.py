@@ -136,11 +136,52 @@ def local_sync(
     ray_times = f"Ray start-up {report.ray_startup_seconds:.1f} s, shut-down {shutdown:.1f} s"
     typer.echo(f"{report.dataset_name}: completed{errors} ({report.rows_done} rows{resumed}, {report.seconds:.1f} s, "
                f"{ray_times}{busy})")
+    if len(report.blocks_by_node) > 1:
+        nodes = ", ".join(f"{node[:12]} {count}" for node, count in sorted(report.blocks_by_node.items()))
+        typer.echo(f"  blocks converted per node: {nodes}")
     typer.echo(f"  MP3s:     {report.dataset_dir / 'audio'}")
     typer.echo(f"  JSONs:    {report.dataset_dir / 'json'}")
     typer.echo(f"  manifest: {report.manifest}")
     if report.row_errors:
         typer.echo(f"  errors:   hugflow status {report.dataset_name} --errors")
+
+
+@app.command()
+def submit(
+    file: Annotated[Path, typer.Argument(help="An add request (requests/add/*.yaml).")],
+    no_wait: Annotated[bool, typer.Option("--no-wait", help="Print the job's id and return at once.")] = False,
+) -> None:
+    """Sync one dataset as a Ray job on the cluster's storage node (RAY_ADDRESS=http://<head>:8265): follow its log
+    and exit with its outcome. A job of the same dataset and commit still running is followed, not started again."""
+    import shutil
+
+    from hugflow_ray.errors import SyncError
+
+    settings = _settings()
+    if settings.ray_job_server is None:
+        raise SyncError("submit needs the cluster's job server: set RAY_ADDRESS=http://<head>:8265 (and "
+                        "RAY_AUTH_MODE=token with RAY_AUTH_TOKEN); on this machine alone use `hugflow local-sync FILE`")
+    from hugflow_ray.executors.ray_job import submit_file
+
+    echo = (lambda line: None) if no_wait else typer.echo
+    job, root = submit_file(file, settings, echo=echo)
+    shutil.rmtree(root, ignore_errors=True)  # the job server has its own copy
+    verb = "following the running job" if job.attached else "submitted"
+    typer.echo(f"{verb} {job.job_id} ({job.jobs.dashboard_link(job.job_id)})")
+    if no_wait:
+        typer.echo(job.job_id)
+        return
+    try:
+        code = job.wait()
+    except KeyboardInterrupt:
+        typer.echo(f"stopped following; the job goes on: `hugflow submit {file}` follows it again, "
+                   f"`ray job stop {job.job_id}` stops it", err=True)
+        raise typer.Exit(130) from None
+    assert job.status is not None
+    if code != 0:
+        typer.echo(f"error: {job.ended()}", err=True)
+        raise typer.Exit(code)
+    typer.echo(f"{job.job_id}: {job.status.value}")
 
 
 def _raise_interrupted(signum: int, frame: object) -> None:

@@ -29,8 +29,13 @@ class LocalDriver:
     def __init__(self, secrets: list[str]) -> None:
         self._secrets = secrets
 
-    def start(self, request_file: Path, *, owner: str, expect_sha: str | None) -> _ProcessRun:
-        command = [sys.executable, "-m", "hugflow_ray", "local-sync", str(request_file), "--lock-owner", owner]
+    def attach(self, dataset_name: str, sha: str | None) -> None:
+        """A child process does not outlive the job that started it: there is never one to follow."""
+        return None
+
+    def start(self, root: Path, request: Path, *, owner: str, expect_sha: str | None, dataset_name: str,
+              metadata: dict[str, str]) -> _ProcessRun:
+        command = [sys.executable, "-m", "hugflow_ray", "local-sync", str(root / request), "--lock-owner", owner]
         if expect_sha:
             command += ["--expect-sha", expect_sha]
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -40,6 +45,8 @@ class LocalDriver:
 
 class _ProcessRun:
     """A driver process whose output is echoed (redacted) to this job's log."""
+
+    where = None
 
     def __init__(self, process: subprocess.Popen[str], secrets: list[str]) -> None:
         self._process, self._secrets = process, secrets
@@ -59,3 +66,7 @@ class _ProcessRun:
         code = self._process.wait()
         self._reader.join(timeout=10)
         return code
+
+    def ended(self) -> None:
+        """Its exit status says how it ended."""
+        return None

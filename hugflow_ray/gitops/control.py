@@ -2,9 +2,10 @@
 
 It reads the Actions event, asks GitHub what the PR changes, decides (:func:`hugflow_ray.gitops.gate.gate`) what
 may run, and for each request file keeps one living PR comment (and Slack) up to date. The data plane is a
-separate driver (:mod:`hugflow_ray.executors.child_process`: ``hugflow local-sync``), started without the GitHub
-and Slack credentials; the two talk only through the progress file, the ledger and the dataset's status, so the
-driver can move into ``ray job submit`` unchanged.
+separate driver, ``hugflow local-sync``, started without the GitHub and Slack credentials: a child process on this
+host (:mod:`hugflow_ray.executors.child_process`), or, with ``RAY_ADDRESS=http(s)://<head>:8265``, a Ray job on the
+cluster's storage node (:mod:`hugflow_ray.executors.ray_job`). The two talk only through the progress file, the
+ledger and the dataset's status (the runner shares the storage node's disk), and the job's own state.
 """
 
 from __future__ import annotations
@@ -82,14 +83,34 @@ def github_token(settings: Settings) -> str:
 
 
 class DriverRun(Protocol):
-    """A running data-plane driver: its exit status once it ends (negative: killed by that signal)."""
+    """A running data-plane driver: its exit status once it ends (negative: killed by that signal), where it runs
+    (a Ray job's id and dashboard link; None for a process here), and how it ended when it says more than that."""
+
+    where: str | None
 
     def poll(self) -> int | None: ...
     def wait(self) -> int: ...
+    def ended(self) -> str | None: ...
 
 
 class Driver(Protocol):
-    def start(self, request_file: Path, *, owner: str, expect_sha: str | None) -> DriverRun: ...
+    def attach(self, dataset_name: str, sha: str | None) -> DriverRun | None:
+        """The driver of this dataset at this commit that an earlier run of the job left running, if any."""
+        ...
+
+    def start(self, root: Path, request: Path, *, owner: str, expect_sha: str | None, dataset_name: str,
+              metadata: dict[str, str]) -> DriverRun:
+        """Start ``hugflow local-sync`` for the request file ``root / request``."""
+        ...
+
+
+def default_driver(settings: Settings) -> Driver:
+    """A Ray job when ``RAY_ADDRESS`` names the cluster's job server, else a child process on this host."""
+    if settings.ray_job_server:
+        from hugflow_ray.executors.ray_job import RayJobs
+
+        return RayJobs(settings)
+    return LocalDriver(settings.secrets())
 
 
 @dataclass
@@ -101,11 +122,13 @@ class _Reporter:
     secrets: list[str]
     prefix: str
     head_sha: str
+    where: str | None = None  # the running request's Ray job, named in its comments
 
     def comment(self, marker: str, body: str, *, create: bool = True) -> None:
         """Create or edit the comment with ``marker`` (only edit, when ``create`` is False); it always says which
-        commit of the PR it describes."""
-        body = redact(f"{body}\n\n{comments.head_line(self.head_sha)}", self.secrets)
+        commit of the PR it describes (and which Ray job runs it)."""
+        job = f"\n\n{self.where}" if self.where and marker != comments.PR_MARKER else ""
+        body = redact(f"{body}{job}\n\n{comments.head_line(self.head_sha)}", self.secrets)
         try:
             if create:
                 self.github.upsert_comment(marker, body)
@@ -131,6 +154,28 @@ class _Reporter:
             self.slack.post(redact(f"{self.prefix} {text}", self.secrets))
 
 
+def pull_key(settings: Settings, number: int) -> str:
+    """How a Ray job's metadata names the PR it syncs for."""
+    return f"{settings.github_repository}#{number}"
+
+
+def _stop_jobs(settings: Settings, reporter: _Reporter, pull: str) -> int:
+    """A closed PR: stop its Ray jobs (their ledgers keep what was written; a reopened PR resumes)."""
+    if not settings.ray_job_server:
+        log.info("%s was closed; syncs run on this runner end with the job that runs them", pull)
+        return 0
+    from hugflow_ray.executors.ray_job import RayJobs
+
+    stopped = RayJobs(settings).stop_jobs(hugflow_pr=pull)
+    for job_id in stopped:
+        log.info("stopped Ray job %s: %s was closed", job_id, pull)
+    if stopped:
+        reporter.notify(f"closed: stopped {len(stopped)} Ray job(s) ({', '.join(stopped)}); what they wrote is kept")
+    else:
+        log.info("%s was closed; no Ray job of it is running", pull)
+    return 0
+
+
 def run(settings: Settings, *, driver: Driver | None = None, github: PullRequestClient | None = None,
         poll_seconds: float = 1.0) -> int:
     """Sync what the PR asks for; 0 when every request succeeded (or there was nothing to do), else 1."""
@@ -142,6 +187,8 @@ def run(settings: Settings, *, driver: Driver | None = None, github: PullRequest
     secrets = settings.secrets()
     reporter = _Reporter(github, Slack(settings), secrets, f"[{settings.github_repository}#{event.number}]",
                          event.head_sha)
+    if event.action == "closed":
+        return _stop_jobs(settings, reporter, pull_key(settings, event.number))
     pull = github.facts()
     decision = gate.gate(event, pull, github.changed_files(), settings.sync_approval_label)
     if decision.drop_approval:
@@ -161,7 +208,7 @@ def run(settings: Settings, *, driver: Driver | None = None, github: PullRequest
     if not decision.requests:
         log.info("#%d changes no request files: nothing to sync", event.number)
         return 0
-    job = _Job(settings, event, github, reporter, driver or LocalDriver(secrets), poll_seconds)
+    job = _Job(settings, event, github, reporter, driver or default_driver(settings), poll_seconds)
     results = [job.run(r) for r in decision.requests]
     if all(results) and settings.auto_merge:
         job.merge()
@@ -211,7 +258,8 @@ class _Job:
             plan = make_plan(request, hub=hub_for(self.settings))
         except HugflowError as e:
             return self._fail(path, str(e), _what_to_do(e, otherwise=FIX_THE_REQUEST))
-        holder = DatasetLock(self.settings.state_dir, plan.identity.name, owner=self.owner).held_by()
+        run = self.driver.attach(plan.identity.name, plan.identity.sha)  # a re-run of the job follows it
+        holder = None if run else DatasetLock(self.settings.state_dir, plan.identity.name, owner=self.owner).held_by()
         if holder is not None:
             return self._fail(path, f"{plan.identity.name} is being synced or removed by {holder}",
                               "wait until that finishes, then re-run this job (or close this PR if it asks for "
@@ -220,15 +268,25 @@ class _Job:
         self.reporter.comment(marker, comments.planned(path, view))
         self.reporter.notify(f"syncing `{plan.identity.source}` ({view.rows or '?'} rows, "
                              f"{human_size(view.download_bytes or 0)} to download) from `{path}`")
-        staged = self.settings.state_dir / "ci" / f"pr-{self.event.number}" / self.event.head_sha[:12] / path
-        staged.parent.mkdir(parents=True, exist_ok=True)
-        staged.write_bytes(data)
         started = time.monotonic()
         before = status_version(self.settings.storage_root / plan.identity.name)
-        run = self.driver.start(staged, owner=self.owner, expect_sha=plan.identity.sha)
-        self._follow(run, path, plan, view)
-        code = run.wait()
-        return self._finish(path, plan, view, code, before, time.monotonic() - started)
+        if run is None:
+            root = self.settings.state_dir / "ci" / f"pr-{self.event.number}" / self.event.head_sha[:12]
+            (root / path).parent.mkdir(parents=True, exist_ok=True)
+            (root / path).write_bytes(data)
+            run = self.driver.start(root, Path(path), owner=self.owner, expect_sha=plan.identity.sha,
+                                    dataset_name=plan.identity.name,
+                                    metadata={"hugflow_pr": pull_key(self.settings, self.event.number),
+                                              "hugflow_request": path})
+        else:
+            log.info("%s: following the run an earlier attempt of this job started (%s)", path, run.where)
+        self.reporter.where = run.where
+        try:
+            self._follow(run, path, plan, view)
+            code = run.wait()
+            return self._finish(path, plan, view, code, before, time.monotonic() - started, run)
+        finally:
+            self.reporter.where = None
 
     def _view(self, plan: Plan) -> comments.PlanView:
         return comments.PlanView(
@@ -259,7 +317,7 @@ class _Job:
                         self.reporter.notify(f"`{plan.identity.source}`: {milestone} % ({done:,} of {total:,} rows)")
 
     def _finish(self, path: str, plan: Plan, view: comments.PlanView, code: int, before: tuple[int, int] | None,
-                seconds: float) -> bool:
+                seconds: float, run: DriverRun) -> bool:
         """Report the driver's outcome as its status file records it (the state and the error), not its output."""
         dataset_dir = self.settings.storage_root / plan.identity.name
         recorded = status_version(dataset_dir) != before
@@ -270,7 +328,7 @@ class _Job:
             resume = f" It resumes from the {done:,} rows finished so far." if done else ""
             holder = None if recorded else DatasetLock(self.settings.state_dir, plan.identity.name,
                                                        owner=self.owner).held_by()
-            return self._fail(path, _driver_error(code, status, plan.identity.name, holder),
+            return self._fail(path, _driver_error(code, status, plan.identity.name, holder, run.ended()),
                               f"read the job log for the cause; fix it and re-run the job.{resume}")
         errors = store.row_errors(self.settings, plan.identity.name) if status.row_errors else []
         link = self.settings.processed_root / plan.identity.name
@@ -320,12 +378,14 @@ class _Job:
         self.reporter.notify("every request succeeded: merged (AUTO_MERGE)")
 
 
-def _driver_error(code: int, status: DatasetStatus | None, name: str, holder: str | None) -> str:
+def _driver_error(code: int, status: DatasetStatus | None, name: str, holder: str | None, ended: str | None) -> str:
     """Why a driver failed: the error its status records, else who holds the dataset's lock, else how it ended."""
     if status is not None and status.state is DatasetState.FAILED and status.error:
         return status.error
     if holder is not None:
         return f"{name} is being synced or removed by {holder}"
+    if ended is not None:
+        return ended
     if code < 0:
         return f"the sync process was killed by {signal.Signals(-code).name}"
     return f"the sync process ended with exit status {code} before it recorded an outcome"
