@@ -286,3 +286,31 @@ def test_in_memory_rows_with_arrays_decoders_and_bytes_reach_the_codec(settings:
     assert facts[1]["source_channels"] == 2
     assert Ledger(report.dataset_dir).read().to_pylist()[4]["error_code"] == "non_finite"
     assert sync_rows(records, lenient, name="my rows").already_complete
+
+
+def test_rows_that_name_their_audio_files_are_read_from_the_datasets_own_files(settings: Settings,
+                                                                              tmp_path: Path) -> None:
+    """A parquet split whose audio values carry only a ``path`` (the files sit beside it in the repository): the
+    footers say so (a null count in ``audio.bytes``), and the files are read; one with bytes everywhere needs none."""
+    from hugflow_ray.pipeline.readers.units import names_files
+    from tests import datasets_fixtures as fx
+    from tests.audio_fixtures import encoded, sine
+
+    records = [{"audio": {"bytes": None, "path": f"clips/{i}.flac"}, "text": f"row {i}"} for i in range(3)]
+    source = fx.write_local_dataset(tmp_path / "named", [fx.parquet_bytes(records, fx.mixed_features(),
+                                                                          row_group_size=2)])
+    (source / "clips").mkdir()
+    for i in range(3):
+        (source / "clips" / f"{i}.flac").write_bytes(encoded(sine(16000, 0.2 + 0.1 * i), 16000))
+    with_bytes = fx.write_local_dataset(tmp_path / "inline", [fx.parquet_bytes(fx.speech_records(3),
+                                                                               fx.speech_features(),
+                                                                               row_group_size=2)])
+    assert names_files(sorted(source.rglob("*.parquet")), "audio")
+    assert not names_files(sorted(with_bytes.rglob("*.parquet")), "audio")
+    assert not names_files(sorted(source.rglob("*.parquet")), None)
+
+    report = sync(request(tmp_path, f"path: {source}\ndescription: named files\n"), settings)
+    assert (report.rows_done, report.row_errors) == (3, 0)
+    durations = sorted(json.loads(p.read_text())["audio_info"]["duration"]
+                       for p in (report.dataset_dir / "json").glob("*.json"))
+    assert durations == pytest.approx([0.2, 0.3, 0.4], abs=0.01)

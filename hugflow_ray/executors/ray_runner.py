@@ -219,16 +219,16 @@ def run(
     when it falls behind the driver stops pulling, so Ray Data's backpressure bounds the blocks in memory.
     """
     start = time.perf_counter()
-    on_storage = {"resources": {storage_resource: STORAGE_SHARE}}
-    writer = OutputWriter.options(**on_storage).remote(str(dataset_dir))
+    on_storage = {storage_resource: STORAGE_SHARE}
+    writer = OutputWriter.options(resources=on_storage).remote(str(dataset_dir))
     several_nodes = _alive_nodes() > 1
-    # A row whose audio is a path into the dataset's files is read from disk while it is converted: then the
-    # conversion needs the storage node too.
-    convert_where = on_storage if several_nodes and converter.files_root else {}
+    # A dataset whose rows name their audio files (rather than hold the bytes) reads them while it converts: then
+    # the conversion needs the storage node too.
     dataset = ray.data.read_datasource(UnitDatasource(units), override_num_blocks=len(units),
-                                       ray_remote_args=on_storage if several_nodes else None)
+                                       resources=on_storage if several_nodes else None)
     dataset = dataset.map_batches(_TaggedConverter(converter), batch_format="pyarrow", batch_size=None,
-                                  num_cpus=ENCODE_CPUS, **convert_where)
+                                  num_cpus=ENCODE_CPUS,
+                                  resources=on_storage if several_nodes and converter.files_root else None)
     rows = errors = 0
     writer_seconds = 0.0
     in_flight: list[ray.ObjectRef] = []

@@ -32,7 +32,14 @@ from hugflow_ray.pipeline.locks import DatasetLock
 from hugflow_ray.pipeline.plan import hub_for, make_plan, with_columns
 from hugflow_ray.pipeline.progress import ProgressCallback, ProgressReporter
 from hugflow_ray.pipeline.readers.staged import STAGED_FORMATS, stage
-from hugflow_ray.pipeline.readers.units import available_cpus, name_candidates, parquet_row_groups, pending, plan_units
+from hugflow_ray.pipeline.readers.units import (
+    available_cpus,
+    name_candidates,
+    names_files,
+    parquet_row_groups,
+    pending,
+    plan_units,
+)
 from hugflow_ray.pipeline.status import read_status_or_none, write_status
 from hugflow_ray.settings import Settings
 from hugflow_ray.utils.failpoints import failpoint
@@ -263,7 +270,8 @@ class _DatasetSync:
             text_column=plan.text_column,
             encoder=self.settings.encoder,
             duplicated=naming.duplicated_stems(c for c in candidates if c),
-            files_root=None if plan.format in STAGED_FORMATS else str(_files_root(plan, local_files[0])),
+            files_root=str(_files_root(plan, local_files[0])) if plan.format not in STAGED_FORMATS
+            and names_files(local_files, plan.audio_column) else None,
             max_seconds=self.settings.max_audio_seconds,
         )
         executor = self.executor or default_executor(self.settings.ray_address, self.settings.storage_resource)

@@ -83,6 +83,24 @@ def read_unit(unit: ReadUnit, finished: np.ndarray) -> pa.Table:
     return table
 
 
+def names_files(paths: list[Path], audio_column: str | None) -> bool:
+    """Whether a row of these files may hold its audio as a ``path`` into the dataset's files rather than as bytes,
+    told from the footers alone: the null count of ``<audio>.bytes`` in every row group (no statistics: maybe)."""
+    if audio_column is None:
+        return False
+    for path in paths:
+        metadata = pq.ParquetFile(path).metadata
+        columns = [metadata.schema.column(i).path for i in range(metadata.num_columns)]
+        if f"{audio_column}.bytes" not in columns:
+            continue
+        index = columns.index(f"{audio_column}.bytes")
+        for group in range(metadata.num_row_groups):
+            stats = metadata.row_group(group).column(index).statistics
+            if stats is None or not stats.has_null_count or stats.null_count > 0:
+                return True
+    return False
+
+
 def name_candidates(path: str, audio_column: str | None, schema: pa.Schema) -> list[str]:
     """The MP3 stem each row of a file asks for, read column-wise: exactly what the converter picks."""
     num_rows = pq.ParquetFile(path).metadata.num_rows
