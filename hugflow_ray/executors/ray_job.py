@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
 import re
 import shlex
@@ -18,6 +19,7 @@ import shutil
 import tempfile
 import threading
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +44,7 @@ JOB_SETTINGS = (
 ENDED = {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED}
 EXIT_CODES = {JobStatus.SUCCEEDED: 0, JobStatus.FAILED: 1, JobStatus.STOPPED: 1}
 PREFIX = "hugflow-"
+AGENT_WAIT_SECONDS = 60.0  # a head that has just started answers "no available agent, try again later" a while
 _ATTEMPT = re.compile(r"-(\d+)$")
 
 
@@ -117,6 +120,22 @@ class RayJobs:
         except Exception as e:  # noqa: BLE001 - the job server's failures reach the user as one line
             raise self._error(e) from None
 
+    def check_storage_node(self) -> None:
+        """Refuse a cluster where no live node declares the storage resource: its jobs would wait for ever."""
+        resource = self.settings.storage_resource
+        request = urllib.request.Request(f"{self.address}/api/v0/nodes", headers=self._headers or {})
+        try:
+            with urllib.request.urlopen(request, timeout=30) as answer:
+                nodes = json.load(answer)["data"]["result"]["result"]
+        except Exception as e:  # noqa: BLE001 - unreachable, refused, or not a Ray dashboard: one line
+            raise self._error(e) from None
+        if not any(n.get("state") == "ALIVE" and n.get("resources_total", {}).get(resource, 0) > 0 for n in nodes):
+            raise SyncError(
+                f"no live node of the Ray cluster at {self.address} declares the resource {resource!r} that marks "
+                f"the storage node (the one that owns STORAGE_ROOT): start Ray there with `ray start ... "
+                f"--resources='{{\"{resource}\": 1}}'` (or set STORAGE_RESOURCE to the resource it declares)"
+            )
+
     def attempts(self, base: str) -> list[tuple[int, str, JobStatus]]:
         """The jobs of ``base`` the server knows: (attempt, submission id, status), oldest first."""
         found = []
@@ -139,24 +158,30 @@ class RayJobs:
         attempts = self.attempts(base)
         if attempts and attempts[-1][2] not in ENDED:
             return JobRun(self, attempts[-1][1], attached=True)
+        self.check_storage_node()
         submission_id = f"{base}-{attempts[-1][0] + 1 if attempts else 1}"
         command = ["python", "-m", "hugflow_ray", "local-sync", job.request.as_posix(), "--lock-owner", job.owner]
         if job.sha:
             command += ["--expect-sha", job.sha]
-        try:
-            self.client.submit_job(
-                entrypoint=shlex.join(command), submission_id=submission_id,
-                runtime_env={"working_dir": str(job.root), "env_vars": job_environment(self.settings)},
-                entrypoint_resources={self.settings.storage_resource: STORAGE_SHARE},
-                metadata={"hugflow_dataset": job.dataset_name, "hugflow_sha": job.sha or "", **job.metadata},
-            )
-        except SyncError:
-            raise
-        except Exception as e:  # noqa: BLE001 - a submitter that lost the race to the same id follows that job
-            if "already exists" in str(e):
-                return JobRun(self, submission_id, attached=True)
-            raise self._error(e) from None
-        return JobRun(self, submission_id, attached=False)
+        deadline = time.monotonic() + AGENT_WAIT_SECONDS
+        while True:
+            try:
+                self.client.submit_job(
+                    entrypoint=shlex.join(command), submission_id=submission_id,
+                    runtime_env={"working_dir": str(job.root), "env_vars": job_environment(self.settings)},
+                    entrypoint_resources={self.settings.storage_resource: STORAGE_SHARE},
+                    metadata={"hugflow_dataset": job.dataset_name, "hugflow_sha": job.sha or "", **job.metadata},
+                )
+            except SyncError:
+                raise
+            except Exception as e:  # noqa: BLE001 - a submitter that lost the race to the same id follows that job
+                if "already exists" in str(e):
+                    return JobRun(self, submission_id, attached=True)
+                if "try again later" in str(e) and time.monotonic() < deadline:  # a head still starting its agent
+                    time.sleep(1.0)
+                    continue
+                raise self._error(e) from None
+            return JobRun(self, submission_id, attached=False)
 
     def start(self, root: Path, request: Path, *, owner: str, expect_sha: str | None, dataset_name: str,
               metadata: dict[str, str]) -> JobRun:
