@@ -13,7 +13,7 @@ import numpy as np
 from hugflow_ray.core.records import DatasetState, Progress
 from hugflow_ray.pipeline.ledger import Ledger, id_ranges
 from hugflow_ray.settings import Settings
-from hugflow_ray.utils import atomic
+from hugflow_ray.utils import atomic, failpoints
 
 
 def progress_path(state_dir: Path, dataset_name: str) -> Path:
@@ -72,6 +72,8 @@ class ProgressReporter:
         if force or new_rows - self.last_reported >= self.settings.progress_interval:
             self._emit()
             self.last_reported = new_rows
+        if new_rows:
+            failpoints.pause("rows-written")
 
     def stopped(self, finished: np.ndarray, row_errors: int) -> None:
         """Write the progress of an interrupted sync (still syncing, resumable) as the ledger has it: writes that

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import signal
+import time
+from pathlib import Path
 
 FAILPOINT_VARIABLE = "HUGFLOW_FAILPOINT"
 
@@ -23,3 +25,23 @@ def raise_in_row(row_id: int) -> None:
     """Raise an unexpected error while converting ``row_id`` when ``HUGFLOW_FAILPOINT=raise-in-row:<row_id>``."""
     if os.environ.get(FAILPOINT_VARIABLE) == f"raise-in-row:{row_id}":
         raise RuntimeError(f"failpoint raise-in-row:{row_id}")
+
+
+def pause(name: str) -> None:
+    """Hold this process at the point ``name`` when ``HUGFLOW_FAILPOINT=pause:<name>:<file>``: it creates
+    ``<file>.reached``, then waits until ``<file>`` exists (a test's release), once per process.
+
+    Points: ``rows-written`` (the driver, after the first block's rows are in the ledger).
+    """
+    value = os.environ.get(FAILPOINT_VARIABLE, "")
+    prefix = f"pause:{name}:"
+    if not value.startswith(prefix) or name in _paused:
+        return
+    _paused.add(name)
+    release = Path(value[len(prefix):])
+    Path(f"{release}.reached").touch()
+    while not release.exists():
+        time.sleep(0.05)
+
+
+_paused: set[str] = set()
