@@ -71,6 +71,9 @@ def test_the_sync_runs_base_code_on_the_self_hosted_runner_with_secrets_on_one_s
     assert job["runs-on"] == ["self-hosted", "Linux", "X64"]
     assert 0 < job["timeout-minutes"] <= SELF_HOSTED_LIMIT_MINUTES
     assert "pull_request.number" in workflow["concurrency"]["group"]
+    assert "closed" in workflow["on"]["pull_request_target"]["types"]
+    assert "github.event.action == 'closed'" in workflow["concurrency"]["group"], (
+        "closing a PR must not queue behind the sync it is to stop")
     checkout = next(s for s in job["steps"] if s.get("uses", "").startswith("actions/checkout@"))
     assert checkout["with"]["ref"] == "${{ github.event.pull_request.base.sha }}"
     with_secrets = [s for s in job["steps"] if "secrets." in json.dumps(s) or "github.token" in json.dumps(s)]
