@@ -1,9 +1,22 @@
-"""`local-sync` joins a running Ray cluster through RAY_ADDRESS (a real `ray start --head`, on loopback only)."""
+"""hugflow on real Ray clusters started with `ray start` on loopback, never a mock of Ray.
+
+* A one-node head: `local-sync` joins it through RAY_ADDRESS, and a cluster without the storage resource is refused.
+* A two-node cluster, as separate machines would be: a head (dashboard, job server, token auth) that cannot see
+  the storage node's files (its own mount namespace puts an empty tmpfs over them), and a worker that holds the
+  storage resource. Syncs reach it through `ray job submit` (`hugflow submit`, `sync --ci-mode`).
+
+Every node runs in a PID namespace of its own: when the test kills the namespace's first process, the kernel ends
+every process in it, so nothing outlives the module and nothing else on the host is touched (no `ray stop`, no
+pattern kill). The suite runs in a network namespace of its own when root (tests/in_own_network.sh), where Ray
+advertises 127.0.0.1.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -11,20 +24,30 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from ray.job_submission import JobStatus, JobSubmissionClient
 
+from hugflow_ray.executors.ray_job import job_base
 from tests import datasets_fixtures as fx
+from tests.conftest import HubFixture
+from tests.test_gitops import CANARIES, CANARY_GH, World, git_repo, request_yaml, world  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.cluster
 
-# Ray advertises the node's outward address unless cluster mode is off; off, everything stays on 127.0.0.1.
-# Ray 2.60 starts heads with token auth, and a driver must then say so.
-LOOPBACK_RAY = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "token"}
-HEAD_START_SECONDS = 60
+TOKEN = "hfrtest" + "5" * 57
+RAY = str(Path(sys.executable).with_name("ray"))
+# The jobs' entrypoint runs `python -m hugflow_ray`: the nodes' PATH leads to this environment first, as the
+# units in cluster/ set it.
+NODE_ENV = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": TOKEN,
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+START_SECONDS = 90
 PID_NAMESPACE = ("unshare", "--pid", "--fork", "--kill-child=SIGKILL", "--mount-proc")  # as root, as CI runs
+MEMORY = ("--object-store-memory=200000000",)
 
 
 def free_port() -> int:
@@ -33,58 +56,324 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def ray_head() -> Iterator[str]:
-    """A `ray start --head --block` in its own process group and temp dir; killed with its group after."""
-    temp_dir = tempfile.mkdtemp(prefix="hfr-", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
-    port = free_port()
-    env = {**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, **LOOPBACK_RAY}
-    ray = Path(sys.executable).with_name("ray")
-    # Its own PID namespace: when the namespace's first process dies, the kernel ends every process in it, so
-    # nothing of this head outlives the test and nothing else is touched (no `ray stop`, no pattern kill).
-    head = subprocess.Popen(
-        [*PID_NAMESPACE, str(ray), "start", "--head", "--block", f"--port={port}", "--num-cpus=2",
-         "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp_dir}"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True, text=True,
-    )
-    deadline = time.monotonic() + HEAD_START_SECONDS
-    while not list(Path(temp_dir).glob("session_*/logs/raylet.out")) or not _answers(port):
-        if head.poll() is not None or time.monotonic() > deadline:
-            _kill_group(head)
-            pytest.fail(f"ray start --head did not come up (exit {head.returncode}): {head.stdout.read()}")
-        time.sleep(0.5)
-    try:
-        yield f"127.0.0.1:{port}"
-    finally:
-        _kill_group(head)
-        shutil.rmtree(temp_dir, ignore_errors=True)
-
-
-def _kill_group(head: subprocess.Popen[str]) -> None:
-    """SIGKILL the head's process group (unshare, whose child is the namespace's first process: the kernel then ends
-    every process of the namespace); it may already be gone when `ray start` exited by itself."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(head.pid, signal.SIGKILL)
-    head.wait(timeout=30)
-
-
 def _answers(port: int) -> bool:
     with socket.socket() as s:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def test_local_sync_joins_the_cluster_at_ray_address(ray_head: str, tmp_path: Path) -> None:
-    shard = fx.parquet_bytes(fx.speech_records(12), fx.speech_features(), row_group_size=4)
-    fx.write_local_dataset(tmp_path / "source", [shard])
-    request = tmp_path / "requests" / "add" / "cluster.yaml"
+class Node:
+    """One `ray start --block` in its own PID namespace (and, with ``hide``, its own mount namespace where ``hide``
+    is an empty tmpfs), in its own temp dir; killed with its namespace."""
+
+    def __init__(self, args: list[str], *, hide: Path | None = None) -> None:
+        self.temp_dir = tempfile.mkdtemp(prefix="hfr-", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith("RAY_")}, **NODE_ENV}
+        # Ports Ray would otherwise take at fixed defaults: two nodes on one host would collide on them.
+        ports = [f"--dashboard-agent-listen-port={free_port()}", f"--metrics-export-port={free_port()}"]
+        if "--head" in args:
+            ports.append(f"--ray-client-server-port={free_port()}")
+        command = [RAY, "start", "--block", "--disable-usage-stats", f"--temp-dir={self.temp_dir}", *ports, *args]
+        if hide is not None:
+            command = ["sh", "-c", 'mount -t tmpfs hidden "$0" && exec "$@"', str(hide), *command]
+        self.process = subprocess.Popen([*PID_NAMESPACE, *command], env=env, stdout=subprocess.PIPE,
+                                        stderr=subprocess.STDOUT, start_new_session=True, text=True)
+
+    def wait_until(self, ready: callable, what: str) -> None:  # type: ignore[valid-type]
+        deadline = time.monotonic() + START_SECONDS
+        while not ready():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.kill()
+                pytest.fail(f"{what} did not come up (exit {self.process.returncode}): {self.process.stdout.read()}")
+            time.sleep(0.5)
+
+    def first_pid(self) -> int:
+        """The namespace's first process (unshare's child), for nsenter."""
+        return int(Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text().split()[0])
+
+    def kill(self) -> None:
+        """SIGKILL unshare's process group; its child is the namespace's first process, so the kernel then ends every
+        process of the namespace. It may already be gone when `ray start` exited by itself."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=30)
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+
+@dataclass
+class Cluster:
+    head: Node
+    storage: Node
+    gcs: str
+    job_server: str
+    hidden: Path  # on the storage node's disk (and the test's); the head sees an empty tmpfs there
+
+    def client(self) -> JobSubmissionClient:
+        return JobSubmissionClient(self.job_server, headers={"Authorization": f"Bearer {TOKEN}"})
+
+    def env(self, **extra: str) -> dict[str, str]:
+        """A submitter's environment: the job server, Ray's token, and these settings."""
+        base = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+        return {**base, "RAY_ADDRESS": self.job_server, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": TOKEN, **extra}
+
+
+def _alive_nodes(job_server: str) -> int:
+    request = urllib.request.Request(f"{job_server}/api/v0/nodes", headers={"Authorization": f"Bearer {TOKEN}"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            nodes = json.load(answer)["data"]["result"]["result"]
+    except OSError:
+        return 0
+    return sum(1 for n in nodes if n["state"] == "ALIVE")
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    hidden = Path(tempfile.mkdtemp(prefix="hfr-storage-", dir="/tmp"))
+    port, dashboard = free_port(), free_port()
+    head = Node(["--head", f"--port={port}", "--node-ip-address=127.0.0.1", "--num-cpus=1", *MEMORY,
+                 "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}"],
+                hide=hidden)
+    head.wait_until(lambda: _alive_nodes(f"http://127.0.0.1:{dashboard}") == 1, "the head")
+    storage = Node([f"--address=127.0.0.1:{port}", "--node-ip-address=127.0.0.1", "--num-cpus=1", *MEMORY,
+                    '--resources={"hugflow_storage": 1}'])
+    storage.wait_until(lambda: _alive_nodes(f"http://127.0.0.1:{dashboard}") == 2, "the storage node")
+    try:
+        yield Cluster(head, storage, f"127.0.0.1:{port}", f"http://127.0.0.1:{dashboard}", hidden)
+    finally:
+        storage.kill()
+        head.kill()
+        shutil.rmtree(hidden, ignore_errors=True)
+
+
+def hugflow(*args: str, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "hugflow_ray", *args], env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def local_request(root: Path, rows: int, *, row_group_size: int) -> Path:
+    """A local dataset under ``root`` and an add request for it (with the dataset's absolute path)."""
+    shard = fx.parquet_bytes(fx.speech_records(rows), fx.speech_features(), row_group_size=row_group_size)
+    source = fx.write_local_dataset(root / "source", [shard])
+    request = root / "requests" / "add" / "cluster.yaml"
     request.parent.mkdir(parents=True)
-    request.write_text("path: ../../source\ndescription: cluster test\n")
-    env = {**os.environ, **LOOPBACK_RAY, "RAY_ADDRESS": ray_head, "STORAGE_ROOT": str(tmp_path / "out"),
+    request.write_text(f"path: {source}\ndescription: cluster test\n")
+    return request
+
+
+def outputs(dataset_root: Path) -> dict[str, bytes]:
+    """Every output file of the one dataset under ``dataset_root`` (not the ledger), by relative path."""
+    (dataset,) = dataset_root.iterdir()
+    return {str(p.relative_to(dataset)): p.read_bytes() for p in sorted(dataset.rglob("*"))
+            if p.is_file() and ".hugflow" not in p.parts}
+
+
+def embedded(request: Path, root: Path) -> dict[str, bytes]:
+    """The same request synced on an embedded Ray: the reference output."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    env.update(STORAGE_ROOT=str(root / "out"), STATE_DIR=str(root / "state"), PROCESSED_ROOT=str(root / "processed"))
+    done = hugflow("local-sync", str(request), env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return outputs(root / "out")
+
+
+# --- one node, joined through its GCS address ------------------------------------------------------------------
+
+
+@pytest.fixture
+def one_node() -> Iterator[str]:
+    port = free_port()
+    head = Node(["--head", f"--port={port}", "--node-ip-address=127.0.0.1", "--num-cpus=2", *MEMORY,
+                 "--include-dashboard=false", '--resources={"hugflow_storage": 1}'])
+    head.wait_until(lambda: bool(list(Path(head.temp_dir).glob("session_*/logs/raylet.out"))) and _answers(port),
+                    "the head")
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        head.kill()
+
+
+def test_local_sync_joins_the_cluster_at_ray_address(one_node: str, tmp_path: Path) -> None:
+    request = local_request(tmp_path, 12, row_group_size=4)
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("RAY_")}, "RAY_ADDRESS": one_node,
+           "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": TOKEN, "STORAGE_ROOT": str(tmp_path / "out"),
            "STATE_DIR": str(tmp_path / "state"), "PROCESSED_ROOT": str(tmp_path / "processed")}
-    done = subprocess.run([sys.executable, "-m", "hugflow_ray", "local-sync", str(request)], env=env,
-                          capture_output=True, text=True, timeout=300)
+    done = hugflow("local-sync", str(request), env=env)
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-3000:]
     assert "Connected to Ray cluster" in output and "Started a local Ray instance" not in output
     assert "completed (12 rows" in output
     assert len(list((tmp_path / "out").glob("*/audio/*.mp3"))) == 12
+    assert TOKEN not in output
+
+    refused = hugflow("local-sync", str(request), env={**env, "STORAGE_RESOURCE": "elsewhere",
+                                                      "STORAGE_ROOT": str(tmp_path / "other")})
+    assert refused.returncode == 1
+    line = refused.stderr.strip().splitlines()[-1]
+    assert "declares the resource 'elsewhere'" in refused.stderr
+    assert """--resources='{"elsewhere": 1}'""" in refused.stderr
+    assert "Traceback" not in refused.stderr, line
+
+
+# --- two nodes, through the job server -------------------------------------------------------------------------
+
+
+def test_two_nodes_convert_everywhere_while_reads_and_writes_stay_on_the_storage_node(cluster: Cluster,
+                                                                                     tmp_path: Path) -> None:
+    root = Path(tempfile.mkdtemp(dir=cluster.hidden))
+    request = local_request(root, 32, row_group_size=2)
+    head_view = subprocess.run(["nsenter", f"--target={cluster.head.first_pid()}", "--mount", "ls", "-A",
+                                str(cluster.hidden)], capture_output=True, text=True, check=True)
+    assert head_view.stdout == "", "the head must not see the storage node's files"
+
+    env = cluster.env(STORAGE_ROOT=str(root / "out"), STATE_DIR=str(root / "state"),
+                      PROCESSED_ROOT=str(root / "processed"))
+    done = hugflow("submit", str(request), env=env)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-4000:]
+    assert "SUCCEEDED" in output and "completed (32 rows" in output
+    per_node = re.search(r"blocks converted per node: (.*)", output)
+    assert per_node is not None, output[-3000:]
+    counts = dict(item.rsplit(" ", 1) for item in per_node.group(1).split(", "))
+    assert len(counts) == 2 and all(int(c) > 0 for c in counts.values()), counts
+    assert sum(int(c) for c in counts.values()) == 16
+    assert outputs(root / "out") == embedded(request, tmp_path / "embedded")
+    assert TOKEN not in output
+
+    again = hugflow("submit", str(request), "--no-wait", env=env)
+    assert again.returncode == 0, again.stderr
+    job_id = again.stdout.strip().splitlines()[-1]
+    assert job_id.endswith("-2") and job_id.startswith(job_base(next((root / "out").iterdir()).name, None))
+
+
+def test_submit_refuses_a_cluster_without_the_storage_resource_and_a_wrong_token(cluster: Cluster,
+                                                                               tmp_path: Path) -> None:
+    request = local_request(tmp_path, 2, row_group_size=2)
+    env = cluster.env(STORAGE_ROOT=str(tmp_path / "out"), STATE_DIR=str(tmp_path / "state"))
+    no_storage = hugflow("submit", str(request), env={**env, "STORAGE_RESOURCE": "elsewhere"})
+    assert no_storage.returncode == 1 and "Traceback" not in no_storage.stderr
+    assert """--resources='{"elsewhere": 1}'""" in no_storage.stderr
+    wrong = hugflow("submit", str(request), env={**env, "RAY_AUTH_TOKEN": "not-the-token"})
+    assert wrong.returncode == 1 and "Traceback" not in wrong.stderr
+    assert "RAY_AUTH_TOKEN" in wrong.stderr and "not-the-token" not in wrong.stderr
+    relative = tmp_path / "requests" / "add" / "relative.yaml"
+    relative.write_text("path: ../../source\ndescription: cluster test\n")
+    refused = hugflow("submit", str(relative), env=env)
+    assert refused.returncode == 1 and "absolute path" in refused.stderr
+    assert not any(j.submission_id and "relative" in j.submission_id for j in cluster.client().list_jobs())
+
+
+def test_a_job_killed_mid_run_and_submitted_again_resumes_byte_identical(cluster: Cluster, tmp_path: Path) -> None:
+    root = Path(tempfile.mkdtemp(dir=cluster.hidden))
+    request = local_request(root, 24, row_group_size=2)
+    release = root / "release"
+    env = cluster.env(STORAGE_ROOT=str(root / "out"), STATE_DIR=str(root / "state"),
+                      PROCESSED_ROOT=str(root / "processed"), PROGRESS_INTERVAL="1")
+    first = hugflow("submit", str(request), "--no-wait",
+                    env={**env, "HUGFLOW_FAILPOINT": f"pause:rows-written:{release}"})
+    assert first.returncode == 0, first.stderr
+    job_id = first.stdout.strip().splitlines()[-1]
+    _wait_for(Path(f"{release}.reached"), cluster, job_id)
+    cluster.client().stop_job(job_id)
+    assert _wait_ended(cluster, job_id) is JobStatus.STOPPED
+
+    done = hugflow("submit", str(request), env=env)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    resumed = re.search(r"resumed from row (\d+)", done.stdout)
+    assert resumed is not None and 0 < int(resumed.group(1)) < 24, done.stdout[-3000:]
+    assert outputs(root / "out") == embedded(request, tmp_path / "embedded")
+
+
+def _wait_for(path: Path, cluster: Cluster, job_id: str) -> None:
+    """Until the job reaches its pause point (it creates ``path``); a job that ends first fails the test."""
+    while not path.exists():
+        status = cluster.client().get_job_status(job_id)
+        assert status not in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED), (
+            cluster.client().get_job_logs(job_id)[-3000:])
+        time.sleep(0.2)
+
+
+def _wait_ended(cluster: Cluster, job_id: str) -> JobStatus:
+    while (status := cluster.client().get_job_status(job_id)) not in (JobStatus.SUCCEEDED, JobStatus.FAILED,
+                                                                       JobStatus.STOPPED):
+        time.sleep(0.2)
+    return status
+
+
+# --- the pull-request flow with the data plane as a Ray job ------------------------------------------------------
+
+
+def test_the_pr_flow_runs_the_data_plane_as_a_ray_job(world: World, cluster: Cluster, hub: HubFixture) -> None:  # noqa: F811
+    path = "requests/add/calls.yaml"
+    world.open_pull(41, {path: request_yaml("org/calls")})
+    for key, value in cluster.env().items():
+        if key.startswith("RAY_"):
+            world.monkeypatch.setenv(key, value)
+    assert world.run() == 0
+    final = world.comment(41, path)
+    assert "✅ synced" in final and "| rows | 12 |" in final
+    (job,) = [j for j in cluster.client().list_jobs() if (j.metadata or {}).get("hugflow_pr") == "acme/datasets#41"]
+    assert job.status == JobStatus.SUCCEEDED
+    assert f"Ray job [`{job.submission_id}`]({cluster.job_server}/#/jobs/{job.submission_id})" in final
+    assert job.runtime_env is not None
+    env_vars = job.runtime_env.get("env_vars", {})
+    assert "GITHUB_TOKEN" not in env_vars and "SLACK_WEBHOOK_URL" not in env_vars and "HF_TOKEN" in env_vars
+    logs = cluster.client().get_job_logs(job.submission_id)
+    assert "completed (12 rows" in logs
+    assert [c for c in CANARIES if c in logs] == []
+    assert any("synced: 12 rows" in m for m in world.slack.messages)
+    world.assert_no_canary(logs)
+
+
+def test_an_actions_rerun_mid_job_follows_the_running_job(
+        world: World, cluster: Cluster, hub: HubFixture) -> None:  # noqa: F811
+    path = "requests/add/calls.yaml"
+    world.open_pull(42, {path: request_yaml("org/calls")})
+    release = world.root / "release"
+    env = {**os.environ, **cluster.env(), "HUGFLOW_FAILPOINT": f"pause:rows-written:{release}"}
+    first = subprocess.Popen([sys.executable, "-m", "hugflow_ray", "sync", "--ci-mode"], env=env, text=True,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while not Path(f"{release}.reached").exists():
+        assert first.poll() is None, "the first run ended before its job reached the pause"
+        time.sleep(0.2)
+    first.kill()  # the runner lost the job; the Ray job goes on
+    first.wait()
+
+    rerun = subprocess.Popen([sys.executable, "-m", "hugflow_ray", "sync", "--ci-mode"], env=env, text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert rerun.stdout is not None
+    seen = []
+    for line in rerun.stdout:
+        seen.append(line)
+        if "following the run an earlier attempt of this job started" in line:
+            break
+    release.touch()
+    rest = rerun.communicate(timeout=300)[0]
+    assert rerun.returncode == 0, "".join(seen) + rest
+    jobs = [j for j in cluster.client().list_jobs() if (j.metadata or {}).get("hugflow_pr") == "acme/datasets#42"]
+    assert [j.status for j in jobs] == [JobStatus.SUCCEEDED], "one job: the re-run followed it, started none"
+    assert "✅ synced" in world.comment(42, path)
+
+
+def test_a_closed_pr_stops_its_running_job(world: World, cluster: Cluster, hub: HubFixture) -> None:  # noqa: F811
+    path = "requests/add/tones.yaml"
+    head = world.open_pull(43, {path: request_yaml("org/calls", revision="main", split="train")})
+    release = world.root / "release"
+    env = {**os.environ, **cluster.env(), "HUGFLOW_FAILPOINT": f"pause:rows-written:{release}"}
+    running = subprocess.Popen([sys.executable, "-m", "hugflow_ray", "sync", "--ci-mode"], env=env, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    while not Path(f"{release}.reached").exists():
+        assert running.poll() is None, running.stdout.read() if running.stdout else ""
+        time.sleep(0.2)
+    world.event(43, head, action="closed")
+    closing = subprocess.run([sys.executable, "-m", "hugflow_ray", "sync", "--ci-mode"], env=dict(os.environ,
+                             **cluster.env()), capture_output=True, text=True, timeout=120)
+    assert closing.returncode == 0, closing.stdout + closing.stderr
+    output = running.communicate(timeout=300)[0]
+    assert running.returncode == 1, output
+    (job,) = [j for j in cluster.client().list_jobs() if (j.metadata or {}).get("hugflow_pr") == "acme/datasets#43"]
+    assert job.status == JobStatus.STOPPED
+    failed = world.comment(43, path)
+    assert "❌ failed" in failed and "was stopped" in failed and job.submission_id in failed
+    assert any("stopped 1 Ray job" in m for m in world.slack.messages)
+    world.assert_no_canary(output, closing.stdout, closing.stderr)
+    assert CANARY_GH not in cluster.client().get_job_logs(job.submission_id)
