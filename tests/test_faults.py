@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -59,9 +60,14 @@ def local_sync(request: Path, env: dict[str, str]) -> subprocess.CompletedProces
                           capture_output=True, text=True, timeout=RUN_TIMEOUT)
 
 
+RAY_CORE_LOG = re.compile(r"^\[\d{4}-\d\d-\d\d [\d:,]+ [DIWEF] \d+ \d+\] \S+\.cc:\d+: ")
+
+
 def stderr_lines(result: subprocess.CompletedProcess[str]) -> list[str]:
-    """What the run printed on stderr, Ray's own start-up log lines aside."""
-    return [line for line in result.stderr.splitlines() if line.strip() and " -- " not in line]
+    """What the run printed on stderr, Ray's own log lines aside (its Python logging, ``... -- message``, and its
+    core's, ``[date W pid tid] file.cc:line: message``, such as the warning that no route leads off this machine)."""
+    return [line for line in result.stderr.splitlines()
+            if line.strip() and " -- " not in line and not RAY_CORE_LOG.match(line)]
 
 
 # ---- signals -------------------------------------------------------------------------------------------------
@@ -85,7 +91,7 @@ def test_an_interrupted_local_sync_says_what_it_kept_in_one_line(tmp_path: Path,
     os.kill(proc.pid, signum)
     out, err = proc.communicate(timeout=RUN_TIMEOUT)
     assert proc.returncode == code, out + err
-    lines = [line for line in err.splitlines() if line.strip() and " -- " not in line]  # Ray's start-up lines aside
+    lines = stderr_lines(subprocess.CompletedProcess(proc.args, proc.returncode, out, err))
     assert len(lines) == 1 and lines[0].startswith(f"interrupted by {signal.Signals(signum).name}: "), err
     dataset_dir = next(parts.iterdir())
     kept = Ledger(dataset_dir).summary().rows
