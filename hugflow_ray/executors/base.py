@@ -13,6 +13,7 @@ from typing import Protocol
 
 import numpy as np
 
+from hugflow_ray.errors import SyncError
 from hugflow_ray.pipeline.convert import RowConverter
 from hugflow_ray.pipeline.readers.units import ReadUnit
 
@@ -64,3 +65,12 @@ def release_ray() -> float:
     from hugflow_ray.executors import ray_runner
 
     return ray_runner.shutdown()
+
+
+def no_storage_node(cluster: str, resource: str) -> SyncError:
+    """The error for a cluster where no live node declares the storage resource, with the command that fixes it."""
+    return SyncError(
+        f"no live node of the Ray cluster at {cluster} declares the resource {resource!r} that marks the storage "
+        f"node (the one that owns STORAGE_ROOT): start Ray there with `ray start ... "
+        f"--resources='{{\"{resource}\": 1}}'` (or set STORAGE_RESOURCE to the resource it declares)"
+    )

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import os
 import re
 import shlex
@@ -19,7 +18,6 @@ import shutil
 import tempfile
 import threading
 import time
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +28,7 @@ from ray.job_submission import JobStatus, JobSubmissionClient
 from hugflow_ray.core.naming import dataset_dir_name
 from hugflow_ray.core.request import AddRequest, LocalRef, RequestKind, load_request, parse_request
 from hugflow_ray.errors import SyncError
+from hugflow_ray.executors.base import no_storage_node
 from hugflow_ray.executors.child_process import CONTROL_PLANE_VARIABLES
 from hugflow_ray.executors.ray_runner import STORAGE_SHARE
 from hugflow_ray.settings import Settings
@@ -122,19 +121,18 @@ class RayJobs:
 
     def check_storage_node(self) -> None:
         """Refuse a cluster where no live node declares the storage resource: its jobs would wait for ever."""
+        from ray.util.state.api import StateApiClient
+        from ray.util.state.common import ListApiOptions, StateResource
+
         resource = self.settings.storage_resource
-        request = urllib.request.Request(f"{self.address}/api/v0/nodes", headers=self._headers or {})
-        try:
-            with urllib.request.urlopen(request, timeout=30) as answer:
-                nodes = json.load(answer)["data"]["result"]["result"]
+        try:  # the state API's client authenticates as the job client does (the token, or Ray's token file)
+            nodes = StateApiClient(self.address, headers=self._headers).list(
+                StateResource.NODES, options=ListApiOptions(detail=True, filters=[("state", "=", "ALIVE")]),
+                raise_on_missing_output=False)
         except Exception as e:  # noqa: BLE001 - unreachable, refused, or not a Ray dashboard: one line
             raise self._error(e) from None
-        if not any(n.get("state") == "ALIVE" and n.get("resources_total", {}).get(resource, 0) > 0 for n in nodes):
-            raise SyncError(
-                f"no live node of the Ray cluster at {self.address} declares the resource {resource!r} that marks "
-                f"the storage node (the one that owns STORAGE_ROOT): start Ray there with `ray start ... "
-                f"--resources='{{\"{resource}\": 1}}'` (or set STORAGE_RESOURCE to the resource it declares)"
-            )
+        if not any((_field(n, "resources_total") or {}).get(resource, 0) > 0 for n in nodes):
+            raise no_storage_node(self.address, resource)
 
     def attempts(self, base: str) -> list[tuple[int, str, JobStatus]]:
         """The jobs of ``base`` the server knows: (attempt, submission id, status), oldest first."""
@@ -199,6 +197,11 @@ class RayJobs:
                 self._call("stop_job", sid)
                 stopped.append(sid)
         return stopped
+
+
+def _field(record: Any, name: str) -> Any:
+    """A field of a state-API record (a dict, or a dataclass in some Ray versions)."""
+    return record.get(name) if isinstance(record, dict) else getattr(record, name)
 
 
 class JobRun:

@@ -31,7 +31,7 @@ from ray.data import Datasource, ReadTask
 from ray.data.block import Block, BlockMetadata
 
 from hugflow_ray.errors import SyncError
-from hugflow_ray.executors.base import BlockWritten, RunResult
+from hugflow_ray.executors.base import BlockWritten, RunResult, no_storage_node
 from hugflow_ray.pipeline.convert import RowConverter
 from hugflow_ray.pipeline.readers.units import ROW_ID, ReadUnit, read_unit
 from hugflow_ray.pipeline.writer import DatasetWriter
@@ -100,11 +100,7 @@ def check_storage_node(address: str, storage_resource: str) -> None:
     nodes = [n for n in ray.nodes() if n.get("Alive")]
     storage = [n for n in nodes if n.get("Resources", {}).get(storage_resource, 0) > 0]
     if not storage:
-        raise SyncError(
-            f"no node of the Ray cluster at {address} declares the resource {storage_resource!r} that marks the "
-            f"storage node (the one that owns STORAGE_ROOT): start Ray there with `ray start ... "
-            f"--resources='{{\"{storage_resource}\": 1}}'` (or set STORAGE_RESOURCE to the resource it declares)"
-        )
+        raise no_storage_node(address, storage_resource)
     here = ray.get_runtime_context().get_node_id()
     if here not in {n["NodeID"] for n in storage}:
         where = ", ".join(sorted(n.get("NodeManagerAddress", "?") for n in storage))
