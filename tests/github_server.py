@@ -51,6 +51,7 @@ class FakeGitHub:
         self.pulls: dict[int, Pull] = {}
         self.comments: dict[int, dict[str, Any]] = {}
         self.requests: list[tuple[str, str, str]] = []  # (method, path, body) of every request
+        self.times: list[float] = []  # when each of them came (time.time()), for timelines
         self._faults: list[Fault] = []
         self.allow_auto_merge = False  # the repository setting "Allow auto-merge"
         self.required_check_running = False  # a required status check (this job) is pending: direct merges refused
@@ -226,6 +227,7 @@ class FakeGitHub:
                 raw = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
                 with fake._lock:
                     fake.requests.append((self.command, url.path, raw))
+                    fake.times.append(time.time())
                     fault = fake._fault_for(self.command, url.path)
                     if fault is not None:
                         message = _FAULT_MESSAGES.get(fault.status, "Server Error")

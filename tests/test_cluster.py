@@ -13,136 +13,32 @@ advertises 127.0.0.1.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import re
-import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from ray.job_submission import JobStatus, JobSubmissionClient
+from ray.job_submission import JobStatus
 
 from hugflow_ray.executors.ray_job import job_base
+from hugflow_ray.gitops import comments
 from tests import datasets_fixtures as fx
 from tests.conftest import HubFixture
+from tests.ray_nodes import MEMORY, TOKEN, Cluster, Node, answers, free_port, two_node_cluster
 from tests.test_gitops import CANARIES, CANARY_GH, World, git_repo, request_yaml, world  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.cluster
 
-TOKEN = "hfrtest" + "5" * 57
-RAY = str(Path(sys.executable).with_name("ray"))
-# The jobs' entrypoint runs `python -m hugflow_ray`: the nodes' PATH leads to this environment first, as the
-# units in cluster/ set it.
-NODE_ENV = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": TOKEN,
-            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-START_SECONDS = 90
-PID_NAMESPACE = ("unshare", "--pid", "--fork", "--kill-child=SIGKILL", "--mount-proc")  # as root, as CI runs
-MEMORY = ("--object-store-memory=200000000",)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _answers(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
-class Node:
-    """One `ray start --block` in its own PID namespace (and, with ``hide``, its own mount namespace where ``hide``
-    is an empty tmpfs), in its own temp dir; killed with its namespace."""
-
-    def __init__(self, args: list[str], *, hide: Path | None = None) -> None:
-        self.temp_dir = tempfile.mkdtemp(prefix="hfr-", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
-        env = {**{k: v for k, v in os.environ.items() if not k.startswith("RAY_")}, **NODE_ENV}
-        # Ports Ray would otherwise take at fixed defaults: two nodes on one host would collide on them.
-        ports = [f"--dashboard-agent-listen-port={free_port()}", f"--metrics-export-port={free_port()}"]
-        if "--head" in args:
-            ports.append(f"--ray-client-server-port={free_port()}")
-        command = [RAY, "start", "--block", "--disable-usage-stats", f"--temp-dir={self.temp_dir}", *ports, *args]
-        if hide is not None:
-            command = ["sh", "-c", 'mount -t tmpfs hidden "$0" && exec "$@"', str(hide), *command]
-        self.process = subprocess.Popen([*PID_NAMESPACE, *command], env=env, stdout=subprocess.PIPE,
-                                        stderr=subprocess.STDOUT, start_new_session=True, text=True)
-
-    def wait_until(self, ready: callable, what: str) -> None:  # type: ignore[valid-type]
-        deadline = time.monotonic() + START_SECONDS
-        while not ready():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.kill()
-                pytest.fail(f"{what} did not come up (exit {self.process.returncode}): {self.process.stdout.read()}")
-            time.sleep(0.5)
-
-    def first_pid(self) -> int:
-        """The namespace's first process (unshare's child), for nsenter."""
-        return int(Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text().split()[0])
-
-    def kill(self) -> None:
-        """SIGKILL unshare's process group; its child is the namespace's first process, so the kernel then ends every
-        process of the namespace. It may already be gone when `ray start` exited by itself."""
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(timeout=30)
-        shutil.rmtree(self.temp_dir, ignore_errors=True)
-
-
-@dataclass
-class Cluster:
-    head: Node
-    storage: Node
-    gcs: str
-    job_server: str
-    hidden: Path  # on the storage node's disk (and the test's); the head sees an empty tmpfs there
-
-    def client(self) -> JobSubmissionClient:
-        return JobSubmissionClient(self.job_server, headers={"Authorization": f"Bearer {TOKEN}"})
-
-    def env(self, **extra: str) -> dict[str, str]:
-        """A submitter's environment: the job server, Ray's token, and these settings."""
-        base = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
-        return {**base, "RAY_ADDRESS": self.job_server, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": TOKEN, **extra}
-
-
-def _alive_nodes(job_server: str) -> int:
-    request = urllib.request.Request(f"{job_server}/api/v0/nodes", headers={"Authorization": f"Bearer {TOKEN}"})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as answer:
-            nodes = json.load(answer)["data"]["result"]["result"]
-    except OSError:
-        return 0
-    return sum(1 for n in nodes if n["state"] == "ALIVE")
-
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
-    hidden = Path(tempfile.mkdtemp(prefix="hfr-storage-", dir="/tmp"))
-    port, dashboard = free_port(), free_port()
-    head = Node(["--head", f"--port={port}", "--node-ip-address=127.0.0.1", "--num-cpus=1", *MEMORY,
-                 "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}"],
-                hide=hidden)
-    head.wait_until(lambda: _alive_nodes(f"http://127.0.0.1:{dashboard}") == 1, "the head")
-    storage = Node([f"--address=127.0.0.1:{port}", "--node-ip-address=127.0.0.1", "--num-cpus=1", *MEMORY,
-                    '--resources={"hugflow_storage": 1}'])
-    storage.wait_until(lambda: _alive_nodes(f"http://127.0.0.1:{dashboard}") == 2, "the storage node")
-    try:
-        yield Cluster(head, storage, f"127.0.0.1:{port}", f"http://127.0.0.1:{dashboard}", hidden)
-    finally:
-        storage.kill()
-        head.kill()
-        shutil.rmtree(hidden, ignore_errors=True)
+    with two_node_cluster() as started:
+        yield started
 
 
 def hugflow(*args: str, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
@@ -184,7 +80,7 @@ def one_node() -> Iterator[str]:
     port = free_port()
     head = Node(["--head", f"--port={port}", "--node-ip-address=127.0.0.1", "--num-cpus=2", *MEMORY,
                  "--include-dashboard=false", '--resources={"hugflow_storage": 1}'])
-    head.wait_until(lambda: bool(list(Path(head.temp_dir).glob("session_*/logs/raylet.out"))) and _answers(port),
+    head.wait_until(lambda: bool(list(Path(head.temp_dir).glob("session_*/logs/raylet.out"))) and answers(port),
                     "the head")
     try:
         yield f"127.0.0.1:{port}"
@@ -255,6 +151,13 @@ def test_submit_refuses_a_cluster_without_the_storage_resource_and_a_wrong_token
     wrong = hugflow("submit", str(request), env={**env, "RAY_AUTH_TOKEN": "not-the-token"})
     assert wrong.returncode == 1 and "Traceback" not in wrong.stderr
     assert "RAY_AUTH_TOKEN" in wrong.stderr and "not-the-token" not in wrong.stderr
+    # Ray's token file instead of RAY_AUTH_TOKEN (what `ray` itself reads): accepted.
+    (tmp_path / "home" / ".ray").mkdir(parents=True)
+    (tmp_path / "home" / ".ray" / "auth_token").write_text(TOKEN)
+    from_file = {k: v for k, v in env.items() if k != "RAY_AUTH_TOKEN"}
+    by_file = hugflow("submit", str(request), "--no-wait", env={**from_file, "HOME": str(tmp_path / "home")})
+    assert by_file.returncode == 0, by_file.stdout + by_file.stderr
+    assert by_file.stdout.strip().splitlines()[-1].startswith("hugflow-")
     relative = tmp_path / "requests" / "add" / "relative.yaml"
     relative.write_text("path: ../../source\ndescription: cluster test\n")
     refused = hugflow("submit", str(relative), env=env)
@@ -308,6 +211,7 @@ def test_the_pr_flow_runs_the_data_plane_as_a_ray_job(world: World, cluster: Clu
     for key, value in cluster.env().items():
         if key.startswith("RAY_"):
             world.monkeypatch.setenv(key, value)
+    started = time.time()
     assert world.run() == 0
     final = world.comment(41, path)
     assert "✅ synced" in final and "| rows | 12 |" in final
@@ -322,6 +226,14 @@ def test_the_pr_flow_runs_the_data_plane_as_a_ray_job(world: World, cluster: Clu
     assert [c for c in CANARIES if c in logs] == []
     assert any("synced: 12 rows" in m for m in world.slack.messages)
     world.assert_no_canary(logs)
+    # The timeline (pytest -s shows it): the PR hears of the sync (its plan) before the job even starts.
+    marker = comments.request_marker(path)
+    posted = [t for (method, _, body), t in zip(world.github.requests, world.github.times, strict=True)
+              if method in ("POST", "PATCH") and marker in body]
+    assert job.start_time is not None and job.end_time is not None
+    assert posted[0] < job.start_time / 1000 < job.end_time / 1000 < posted[-1]
+    print(f"timeline: first comment {posted[0] - started:.1f} s, job started {job.start_time / 1000 - started:.1f} s,"
+          f" job ended {job.end_time / 1000 - started:.1f} s, final comment {posted[-1] - started:.1f} s")
 
 
 def test_an_actions_rerun_mid_job_follows_the_running_job(
