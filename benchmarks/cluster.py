@@ -1,7 +1,7 @@
 """The same dataset through `hugflow submit` on a two-node loopback cluster and through `hugflow local-sync` on an
 embedded Ray, in one run, with the blocks each node converted.
 
-    python benchmarks/cluster.py                 # 400 clips of 2 s at 16 kHz; a few minutes
+    python benchmarks/cluster.py                 # 1,500 clips of 4 s at 16 kHz; a few minutes
     python benchmarks/cluster.py --smoke         # 16 clips: that it runs, not figures
     python benchmarks/cluster.py --json out.json
 
@@ -51,8 +51,8 @@ def settings_env(out: Path, **extra: str) -> dict[str, str]:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--clips", type=int, default=400)
-    parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument("--clips", type=int, default=1500)
+    parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--smoke", action="store_true", help="16 short clips: that it runs, not figures")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
