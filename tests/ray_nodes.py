@@ -5,6 +5,7 @@ ports of their own. Killing a namespace's first process ends everything in it: n
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import shutil
@@ -24,6 +25,15 @@ from ray.job_submission import JobSubmissionClient
 
 class NodeError(RuntimeError):
     """A node did not come up."""
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: the kernel SIGKILLs it when the process that started it dies (a test run killed
+    mid-way), and unshare's --kill-child then ends its namespace: no node outlives its test run."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+PR_SET_PDEATHSIG = 1
 
 
 TOKEN = "hfrtest" + "5" * 57
@@ -63,7 +73,8 @@ class Node:
         if hide is not None:
             command = ["sh", "-c", 'mount -t tmpfs hidden "$0" && exec "$@"', str(hide), *command]
         self.process = subprocess.Popen([*PID_NAMESPACE, *command], env=env, stdout=subprocess.PIPE,
-                                        stderr=subprocess.STDOUT, start_new_session=True, text=True)
+                                        stderr=subprocess.STDOUT, start_new_session=True, text=True,
+                                        preexec_fn=_die_with_parent)
 
     def wait_until(self, ready: Callable[[], bool], what: str) -> None:
         deadline = time.monotonic() + START_SECONDS
