@@ -16,6 +16,7 @@ advertises 127.0.0.1.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -31,7 +32,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
 from throughput import make_data  # noqa: E402
 
-from tests.ray_nodes import TOKEN, two_node_cluster  # noqa: E402
+from tests.ray_nodes import TOKEN, Cluster, two_node_cluster  # noqa: E402
 
 
 def timed(command: list[str], env: dict[str, str]) -> tuple[float, str]:
@@ -49,7 +50,8 @@ def settings_env(out: Path, **extra: str) -> dict[str, str]:
             "PROCESSED_ROOT": str(out / "processed"), **extra}
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
+def main(argv: list[str] | None = None, *, cluster: Cluster | None = None) -> dict[str, Any]:
+    """Run it; ``cluster``: a two-node cluster already up (the test suite shares its own), else one is started."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clips", type=int, default=1500)
     parser.add_argument("--seconds", type=float, default=4.0)
@@ -58,7 +60,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     clips, seconds = (16, 0.5) if args.smoke else (args.clips, args.seconds)
     hugflow = [sys.executable, "-m", "hugflow_ray"]
-    with two_node_cluster() as cluster:
+    with contextlib.nullcontext(cluster) if cluster else two_node_cluster() as cluster:
         work = Path(tempfile.mkdtemp(dir=cluster.hidden))  # the storage node's disk; the head cannot see it
         data = make_data(work / "source", clips=clips, seconds=seconds, rate=16000, shards=2, row_group_rows=25)
         request = work / "bench.yaml"

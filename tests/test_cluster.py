@@ -13,6 +13,7 @@ advertises 127.0.0.1.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -289,3 +290,12 @@ def test_a_closed_pr_stops_its_running_job(world: World, cluster: Cluster, hub: 
     assert any("stopped 1 Ray job" in m for m in world.slack.messages)
     world.assert_no_canary(output, closing.stdout, closing.stderr)
     assert CANARY_GH not in cluster.client().get_job_logs(job.submission_id)
+
+
+def test_the_cluster_benchmark_runs_in_smoke_mode(cluster: Cluster, tmp_path: Path) -> None:
+    from tests.test_demo_and_benchmark import load_benchmark
+
+    result = load_benchmark("cluster").main(["--smoke", "--json", str(tmp_path / "out.json")], cluster=cluster)
+    assert result["clips"] == 16 and result["embedded_seconds"] > 0 and result["submit_seconds"] > 0
+    assert all(count > 0 for count in result["blocks_by_node"].values())
+    assert json.loads((tmp_path / "out.json").read_text()) == result
