@@ -240,17 +240,13 @@ class JobRun:
         self._logs.join(timeout=10)
         return code
 
-    def stop(self) -> None:
-        self.jobs._call("stop_job", self.job_id)
-
     def ended(self) -> str:
-        """How the job ended, for a failure report."""
+        """How the job ended, for a failure report: stopped, or Ray's last line about it."""
         if self.status is JobStatus.STOPPED:
             return f"the {self.where} was stopped (the PR was closed, or an operator stopped it)"
-        info = self.jobs._call("get_job_info", self.job_id)
-        message = redact((info.message or "").strip().splitlines()[-1:][0] if info.message else "", self.jobs.secrets)
-        return f"the {self.where} ended {self.status.value if self.status else '?'}" + (f": {message}" if message
-                                                                                        else "")
+        lines = (self.jobs._call("get_job_info", self.job_id).message or "").strip().splitlines()
+        why = f": {redact(lines[-1], self.jobs.secrets)}" if lines else ""
+        return f"the {self.where} ended {self.status.value if self.status else 'in an unknown state'}{why}"
 
 
 def submit_file(file: Path, settings: Settings, *, echo: Callable[[str], None] = print) -> tuple[JobRun, Path]:
