@@ -187,6 +187,17 @@ def test_a_job_killed_mid_run_and_submitted_again_resumes_byte_identical(cluster
     assert outputs(root / "out") == embedded(request, tmp_path / "embedded")
 
 
+def test_a_job_whose_driver_dies_fails_submit_with_how_it_ended(cluster: Cluster) -> None:
+    root = Path(tempfile.mkdtemp(dir=cluster.hidden))
+    request = local_request(root, 4, row_group_size=2)
+    env = cluster.env(STORAGE_ROOT=str(root / "out"), STATE_DIR=str(root / "state"),
+                      PROCESSED_ROOT=str(root / "processed"), HUGFLOW_FAILPOINT="finalize")  # SIGKILL, no record
+    done = hugflow("submit", str(request), env=env)
+    assert done.returncode == 1, done.stdout + done.stderr
+    (line,) = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+    assert "ended FAILED: " in line and "Ray job [`hugflow-" in line and "Traceback" not in done.stderr
+
+
 def _wait_for(path: Path, cluster: Cluster, job_id: str) -> None:
     """Until the job reaches its pause point (it creates ``path``); a job that ends first fails the test."""
     while not path.exists():
