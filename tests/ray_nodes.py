@@ -62,11 +62,12 @@ class Node:
     """One `ray start --block` in its own PID namespace (and, with ``hide``, its own mount namespace where ``hide``
     is an empty tmpfs), in its own temp dir; killed with its namespace."""
 
-    def __init__(self, args: list[str], *, hide: Path | None = None) -> None:
+    def __init__(self, args: list[str], *, hide: Path | None = None, env: dict[str, str] | None = None) -> None:
         self.temp_dir = tempfile.mkdtemp(prefix="hfr-", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
-        env = {**{k: v for k, v in os.environ.items() if not k.startswith("RAY_")}, **NODE_ENV}
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith("RAY_")}, **NODE_ENV, **(env or {})}
         # Ports Ray would otherwise take at fixed defaults: two nodes on one host would collide on them.
-        ports = [f"--dashboard-agent-listen-port={free_port()}", f"--metrics-export-port={free_port()}"]
+        self.metrics_port = free_port()
+        ports = [f"--dashboard-agent-listen-port={free_port()}", f"--metrics-export-port={self.metrics_port}"]
         if "--head" in args:
             ports.append(f"--ray-client-server-port={free_port()}")
         command = [RAY, "start", "--block", "--disable-usage-stats", f"--temp-dir={self.temp_dir}", *ports, *args]

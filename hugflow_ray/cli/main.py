@@ -109,15 +109,33 @@ def local_sync(
     expect_sha: Annotated[
         str | None, typer.Option("--expect-sha", help="Refuse unless the revision still resolves to this commit.")
     ] = None,
+    dashboard: Annotated[
+        bool, typer.Option("--dashboard", help="Start the embedded Ray with its dashboard, to watch the sync.")
+    ] = False,
+    dashboard_port: Annotated[int, typer.Option("--dashboard-port", help="The dashboard's port (127.0.0.1).")] = 8265,
+    dashboard_wait: Annotated[
+        float, typer.Option("--dashboard-wait", help="After the sync, keep the dashboard up this many seconds, or "
+                            "until Enter is pressed.")
+    ] = 600.0,
 ) -> None:
     """Sync one dataset on this machine (embedded Ray, or the cluster at RAY_ADDRESS); resumes where it stopped."""
-    from hugflow_ray.executors.base import release_ray
+    from hugflow_ray.executors.base import default_executor, release_ray
     from hugflow_ray.pipeline.sync import sync
 
     settings = _settings()
+    if dashboard and settings.ray_address:
+        raise SettingsError("--dashboard starts the embedded Ray's dashboard; a cluster has its own "
+                            "(http://<head>:8265): unset RAY_ADDRESS or drop --dashboard")
+    # Only a dashboard needs the executor made here; otherwise Ray loads when there is work.
+    executor = default_executor(None, settings.storage_resource, dashboard_port=dashboard_port) if dashboard else None
     signal.signal(signal.SIGTERM, _raise_interrupted)
     try:
-        report = sync(file, settings, restart=restart, owner=lock_owner, expect_sha=expect_sha, progress_bar=True)
+        if dashboard:
+            typer.echo(f"Ray dashboard: http://127.0.0.1:{dashboard_port} (once Ray has started)", err=True)
+        report = sync(file, settings, restart=restart, owner=lock_owner, expect_sha=expect_sha, progress_bar=True,
+                      executor=executor)
+        if dashboard and not report.already_complete:
+            _keep_dashboard(dashboard_port, dashboard_wait)
     except (Interrupted, KeyboardInterrupt) as e:
         stopped = e if isinstance(e, Interrupted) else Interrupted(signal.SIGINT)
         for signum in (signal.SIGINT, signal.SIGTERM):  # a second signal must not cut the clean-up short
@@ -184,6 +202,20 @@ def submit(
     typer.echo(f"{job.job_id}: {job.status.value}")
 
 
+def _keep_dashboard(port: int, seconds: float) -> None:
+    """Keep the embedded Ray (and so its dashboard) up until Enter, end of input, or ``seconds``."""
+    import select
+
+    typer.echo(f"the sync is done; the dashboard stays at http://127.0.0.1:{port} until you press Enter (or "
+               f"{seconds:.0f} s pass)", err=True)
+    try:
+        ready, _, _ = select.select([sys.stdin], [], [], max(0.0, seconds))
+    except (OSError, ValueError):  # no usable stdin: the timeout alone
+        ready = []
+    if ready:
+        sys.stdin.readline()
+
+
 def _raise_interrupted(signum: int, frame: object) -> None:
     raise Interrupted(signum)
 
@@ -241,6 +273,14 @@ def status(
     for r in rows:
         if r.error and r.state is not DatasetState.COMPLETE:
             typer.echo(redact(f"{r.dataset_name}: {r.error}", settings.secrets()))
+    from hugflow_ray.pipeline.progress import read_progress
+    from hugflow_ray.utils.humanize import duration
+
+    for r in rows:
+        progress = read_progress(settings.state_dir, r.dataset_name) if r.state is DatasetState.SYNCING else None
+        if progress is not None and progress.rows_per_second:
+            eta = f", about {duration(progress.eta_seconds)} left" if progress.eta_seconds is not None else ""
+            typer.echo(f"{r.dataset_name}: {progress.rows_per_second:,.1f} rows/s{eta} (as of {progress.updated})")
 
 
 @app.command()

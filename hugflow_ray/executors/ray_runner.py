@@ -30,11 +30,14 @@ import ray
 from ray.data import Datasource, ReadTask
 from ray.data.block import Block, BlockMetadata
 
+from hugflow_ray.core.throughput import per_second
 from hugflow_ray.errors import SyncError
 from hugflow_ray.executors.base import BlockWritten, RunResult, no_storage_node
+from hugflow_ray.executors.metrics import audio_seconds, count_written, metrics
 from hugflow_ray.pipeline.convert import RowConverter
 from hugflow_ray.pipeline.readers.units import ROW_ID, ReadUnit, read_unit
 from hugflow_ray.pipeline.writer import DatasetWriter
+from hugflow_ray.utils import failpoints
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +49,7 @@ SETTLE_SECONDS = 120.0  # the longest an interrupted run waits for its writes in
 _RAY_DATA_THREADS = ("StreamingExecutor", "iter_threaded", "ray-data-metadata-prefetch")  # threads that end on close
 
 
-def ensure_ray(address: str | None, storage_resource: str) -> float:
+def ensure_ray(address: str | None, storage_resource: str, *, dashboard_port: int | None = None) -> float:
     """Connect to ``address`` (a running cluster) or start an embedded Ray; returns the seconds it took.
 
     An embedded Ray declares ``storage_resource`` on its one node; a cluster must already have a node that does, and
@@ -59,7 +62,7 @@ def ensure_ray(address: str | None, storage_resource: str) -> float:
         return 0.0
     start = time.perf_counter()
     with _keeping_sigterm_handler():
-        _init(address, storage_resource)
+        _init(address, storage_resource, dashboard_port)
     if address:
         check_storage_node(address, storage_resource)
     return time.perf_counter() - start
@@ -78,7 +81,7 @@ def _keeping_sigterm_handler() -> Iterator[None]:
             signal.signal(signal.SIGTERM, previous)
 
 
-def _init(address: str | None, storage_resource: str) -> None:
+def _init(address: str | None, storage_resource: str, dashboard_port: int | None) -> None:
     if address:
         try:
             ray.init(address=address, log_to_driver=False)
@@ -88,7 +91,10 @@ def _init(address: str | None, storage_resource: str) -> None:
                 "RAY_ADDRESS to use an embedded Ray."
             ) from e
     else:  # "local": always a new embedded Ray, never a cluster some earlier `ray start` left on this machine
-        ray.init(address="local", include_dashboard=False, log_to_driver=False, resources={storage_resource: 1})
+        dashboard = {"include_dashboard": False}
+        if dashboard_port is not None:  # an operator watching this sync: the dashboard, and Ray Data's stats in it
+            dashboard = {"include_dashboard": True, "dashboard_host": "127.0.0.1", "dashboard_port": dashboard_port}
+        ray.init(address="local", log_to_driver=False, resources={storage_resource: 1}, **dashboard)
         cpus = int(ray.cluster_resources().get("CPU", 1))
         ray.get([_warm_worker.remote() for _ in range(cpus)])
         ray.data.range(1).materialize()  # Ray Data's own actors (stats, autoscaling) start now, not mid-run
@@ -165,12 +171,16 @@ class OutputWriter:
 
     def __init__(self, dataset_dir: str) -> None:
         self._writer = DatasetWriter(Path(dataset_dir))
+        self._dataset = Path(dataset_dir).name
 
-    def write(self, block: pa.Table) -> tuple[np.ndarray, int, float]:
-        """Write a converted block; returns its row ids, its row errors and the seconds the write took."""
+    def write(self, block: pa.Table) -> tuple[np.ndarray, int, float, float]:
+        """Write a converted block; returns its row ids, its row errors, the seconds the write took and the seconds
+        of audio it holds."""
         started = time.perf_counter()
         _, errors = self._writer.write_batch(block)
-        return block.column(ROW_ID).to_numpy(), errors, time.perf_counter() - started
+        seconds = time.perf_counter() - started
+        count_written(block, self._dataset, node_of(block), seconds)
+        return block.column(ROW_ID).to_numpy(), errors, seconds, audio_seconds(block)
 
 
 class _TaggedConverter:
@@ -185,14 +195,19 @@ class _TaggedConverter:
         return block.replace_schema_metadata({**(block.schema.metadata or {}), NODE_KEY: node})
 
 
+def node_of(block: pa.Table) -> str:
+    """The node that converted ``block`` ("?" when it does not say)."""
+    return (block.schema.metadata or {}).get(NODE_KEY, b"?").decode()
+
+
 class RayExecutor:
     """The :class:`~hugflow_ray.executors.base.Executor` on Ray: an embedded one, or the cluster at ``address``."""
 
-    def __init__(self, address: str | None, storage_resource: str) -> None:
-        self.address, self.storage_resource = address, storage_resource
+    def __init__(self, address: str | None, storage_resource: str, *, dashboard_port: int | None = None) -> None:
+        self.address, self.storage_resource, self.dashboard_port = address, storage_resource, dashboard_port
 
     def start(self) -> float:
-        return ensure_ray(self.address, self.storage_resource)
+        return ensure_ray(self.address, self.storage_resource, dashboard_port=self.dashboard_port)
 
     def run(self, units: list[tuple[ReadUnit, np.ndarray]], converter: RowConverter, dataset_dir: Path, *,
             on_progress: BlockWritten) -> RunResult:
@@ -226,31 +241,41 @@ def run(
                                   num_cpus=ENCODE_CPUS,
                                   resources=on_storage if several_nodes and converter.files_root else None)
     rows = errors = 0
-    writer_seconds = 0.0
+    writer_seconds = audio_total = 0.0
     in_flight: list[ray.ObjectRef] = []
     blocks_by_node: dict[str, int] = {}
+    tags = {"dataset": dataset_dir.name}
+    pending = sum(unit.num_rows - len(finished) for unit, finished in units)
+    sources = {unit.path for unit, _ in units}
+    if source_bytes := sum(os.path.getsize(path) for path in sources):
+        metrics().source_bytes.inc(source_bytes, tags)
+    metrics().rows_pending.set(pending, tags)
 
     def settle(wait_for: int) -> None:
         """Account for the finished writes, waiting until at least ``wait_for`` have finished."""
-        nonlocal in_flight, rows, errors, writer_seconds
+        nonlocal in_flight, rows, errors, writer_seconds, audio_total
         if not in_flight:
             return
         done, in_flight = ray.wait(in_flight, num_returns=wait_for or len(in_flight), timeout=None if wait_for else 0)
         if not done:
             return
         results = ray.get(done)
-        for ids, block_errors, seconds in results:
+        for ids, block_errors, seconds, audio in results:
             rows, errors, writer_seconds = rows + len(ids), errors + block_errors, writer_seconds + seconds
-        on_progress(rows, errors, np.concatenate([ids for ids, _, _ in results]))
+            audio_total += audio
+        metrics().rows_pending.set(pending - rows, tags)
+        metrics().audio_rate.set(per_second(audio_total, time.perf_counter() - start) or 0.0, tags)
+        on_progress(rows, errors, np.concatenate([ids for ids, *_ in results]))
 
     blocks = iter(dataset.iter_batches(batch_size=None, batch_format="pyarrow"))  # a generator: it can be closed
     try:
         for block in blocks:
-            node = (block.schema.metadata or {}).get(NODE_KEY, b"?").decode()
+            node = node_of(block)
             blocks_by_node[node] = blocks_by_node.get(node, 0) + 1
             in_flight.append(writer.write.remote(block))
             settle(max(0, len(in_flight) - MAX_WRITES_IN_FLIGHT + 1))
         settle(len(in_flight))
+        failpoints.pause("all-written")
     except BaseException:
         # Interrupted, or a block failed: Ray Data's execution stops, and the writes already handed over finish,
         # so that what the ledger keeps is settled when this returns (at most MAX_WRITES_IN_FLIGHT blocks).

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from hugflow_ray.core.records import DatasetState, Progress
+from hugflow_ray.core.throughput import eta_seconds, per_second
 from hugflow_ray.pipeline.ledger import Ledger, id_ranges
 from hugflow_ray.settings import Settings
 from hugflow_ray.utils import atomic, failpoints
@@ -62,9 +63,10 @@ class ProgressReporter:
         p.downloaded_files = self.resumed + new_rows
         p.row_errors = self.earlier_errors + new_errors
         p.percent_complete = round(100.0 * p.downloaded_files / self.total, 2) if self.total else 100.0
-        p.rows_per_second = round(new_rows / elapsed, 2) if new_rows else None
-        remaining = self.total - p.downloaded_files
-        p.eta_seconds = round(remaining / p.rows_per_second, 1) if p.rows_per_second else None
+        rate = per_second(new_rows, elapsed)
+        eta = eta_seconds(self.total - p.downloaded_files, rate)
+        p.rows_per_second = round(rate, 2) if rate is not None else None
+        p.eta_seconds = round(eta, 1) if eta is not None and rate is not None else None
         if self.bar:
             eta = f"{p.eta_seconds:.0f}s" if p.eta_seconds is not None else "?"
             print(f"\r{self.name[:40]}: {p.downloaded_files}/{self.total} rows {p.percent_complete:5.1f}% "

@@ -1,0 +1,234 @@
+"""hugflow's metrics on real servers on loopback: a `ray start --head` with a metrics export port, a real Prometheus
+(the Debian package) with cluster/monitoring's config and rules, and the embedded Ray's dashboard.
+
+Ray reports metrics every RAY_metrics_report_interval_ms: 1 s here (head and driver), so the figures appear in
+about a second; the tests poll for a condition, never sleep a fixed time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from hugflow_ray.pipeline.ledger import Ledger
+from tests import datasets_fixtures as fx
+from tests.ray_nodes import MEMORY, TOKEN, Node, answers, free_port
+
+pytestmark = pytest.mark.cluster
+
+ROOT = Path(__file__).resolve().parents[1]
+MONITORING = ROOT / "cluster" / "monitoring"
+FAST_METRICS = {"RAY_metrics_report_interval_ms": "1000"}
+HUGFLOW_METRICS = (
+    "ray_hugflow_rows_converted_total", "ray_hugflow_audio_seconds_total", "ray_hugflow_row_errors_total",
+    "ray_hugflow_mp3_written_bytes_total", "ray_hugflow_output_busy_seconds_total", "ray_hugflow_source_bytes_total",
+    "ray_hugflow_rows_pending", "ray_hugflow_audio_seconds_per_second",
+)
+DEADLINE_SECONDS = 60
+SAMPLE = re.compile(r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>[^}]*)\})? (?P<value>\S+)")
+
+
+def scrape(port: int) -> list[tuple[str, dict[str, str], float]]:
+    """The samples of a Prometheus text endpoint: (name, labels, value)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
+        text = answer.read().decode()
+    samples = []
+    for line in text.splitlines():
+        if line.startswith("#") or not (match := SAMPLE.match(line)):
+            continue
+        labels = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', match.group("labels") or ""))
+        samples.append((match.group("name"), labels, float(match.group("value"))))
+    return samples
+
+
+def total(samples: list[tuple[str, dict[str, str], float]], name: str, **labels: str) -> float:
+    return sum(v for n, ls, v in samples if n == name and all(ls.get(k) == x for k, x in labels.items()))
+
+
+@pytest.fixture(scope="module")
+def head() -> Iterator[Node]:
+    port = free_port()
+    # With its dashboard: the dashboard writes the scrape targets' service-discovery file Prometheus reads.
+    node = Node(["--head", f"--port={port}", "--node-ip-address=127.0.0.1", "--num-cpus=2", *MEMORY,
+                 "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={free_port()}",
+                 '--resources={"hugflow_storage": 1}'], env=FAST_METRICS)
+    discovery = Path(node.temp_dir) / "prom_metrics_service_discovery.json"
+    node.wait_until(lambda: answers(port) and answers(node.metrics_port) and discovery.is_file(), "the head")
+    node.gcs = f"127.0.0.1:{port}"  # type: ignore[attr-defined]
+    try:
+        yield node
+    finally:
+        node.kill()
+
+
+def prometheus_config(head: Node, work: Path) -> Path:
+    """cluster/monitoring's Prometheus config as the head's operator would run it, for this test's head: its
+    service-discovery file, and a 1 s scrape and evaluation interval."""
+    config = yaml.safe_load((MONITORING / "prometheus.yml").read_text())
+    config["global"].update(scrape_interval="1s", evaluation_interval="1s")
+    (sd_config,) = config["scrape_configs"][0]["file_sd_configs"]
+    sd_config["files"] = [str(Path(head.temp_dir) / "prom_metrics_service_discovery.json")]
+    shutil.copy(MONITORING / "hugflow.rules.yml", work / "hugflow.rules.yml")
+    path = work / "prometheus.yml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def query(prometheus: str, promql: str) -> dict:
+    """Prometheus' HTTP API answer to an instant query (its status and data, or its error)."""
+    url = f"{prometheus}/api/v1/query?{urllib.parse.urlencode({'query': promql})}"
+    try:
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            return json.load(answer)
+    except urllib.error.HTTPError as e:
+        return json.load(e)
+
+
+@pytest.fixture(scope="module")
+def prometheus(head: Node, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Prometheus (the Debian package: .ci/run installs it) scraping the head with cluster/monitoring's
+    config and recording rules."""
+    work = tmp_path_factory.mktemp("prometheus")
+    config = prometheus_config(head, work)
+    port = free_port()
+    process = subprocess.Popen(["prometheus", f"--config.file={config}", f"--storage.tsdb.path={work / 'data'}",
+                                f"--web.listen-address=127.0.0.1:{port}"], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    while not _ready(url):
+        assert process.poll() is None and time.monotonic() < deadline, "prometheus did not start"
+        time.sleep(0.2)
+    try:
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def _ready(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/-/ready", timeout=5) as answer:
+            return answer.status == 200
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def synced(head: Node, prometheus: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    """One dataset with good rows and row errors of several codes, synced on the head while Prometheus scrapes it:
+    the driver pauses after its first block until Prometheus holds a sample (so it sees the counters rise), and
+    after its last block, so every process that recorded a metric is still alive when the tests scrape."""
+    root = tmp_path_factory.mktemp("metrics")
+    shards = [fx.parquet_bytes(fx.speech_records(12), fx.speech_features(), row_group_size=3),
+              fx.parquet_bytes(fx.mixed_records(), fx.mixed_features(), row_group_size=3)]
+    source = fx.write_local_dataset(root / "source", shards)
+    request = root / "requests" / "add" / "metrics.yaml"
+    request.parent.mkdir(parents=True)
+    request.write_text(f"path: {source}\ndescription: metrics test\naudio_column: audio\n")
+    first, release = root / "first", root / "release"
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("RAY_")}, **FAST_METRICS,
+           "RAY_ADDRESS": head.gcs, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": TOKEN,  # type: ignore[attr-defined]
+           "STORAGE_ROOT": str(root / "out"), "STATE_DIR": str(root / "state"), "MAX_ROW_ERROR_RATE": "1",
+           "PROCESSED_ROOT": str(root / "processed"),
+           "HUGFLOW_FAILPOINT": f"pause:rows-written:{first},pause:all-written:{release}"}
+    sync = subprocess.Popen([sys.executable, "-m", "hugflow_ray", "local-sync", str(request)], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    _wait(lambda: Path(f"{first}.reached").exists(), sync)
+    (dataset,) = (root / "out").iterdir()
+    _wait(lambda: bool(query(prometheus, f'ray_hugflow_rows_converted_total{{dataset="{dataset.name}"}}')["data"]
+                       ["result"]), sync)
+    first.touch()
+    _wait(lambda: Path(f"{release}.reached").exists(), sync)
+    yield {"dataset": dataset, "records": Ledger(dataset).records()}
+    release.touch()
+    output = sync.communicate(timeout=300)[0]
+    assert sync.returncode == 0, output
+
+
+def _wait(condition: Callable[[], bool], sync: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 300
+    while not condition():
+        if sync.poll() is not None:  # it ended: its whole output can be read
+            pytest.fail(sync.stdout.read() if sync.stdout else f"the sync ended with {sync.returncode}")
+        assert time.monotonic() < deadline, "the sync did not reach the expected point in 300 s"
+        time.sleep(0.2)
+
+
+def test_the_metrics_port_shows_every_hugflow_metric_equal_to_the_ledger(head: Node, synced: dict) -> None:
+    dataset: Path = synced["dataset"]  # type: ignore[assignment]
+    records = synced["records"]
+    ok = [r for r in records if r.status.value == "ok"]
+    errors: dict[str, int] = {}
+    for r in records:
+        if r.status.value != "ok":
+            errors[r.error_code] = errors.get(r.error_code, 0) + 1
+    assert len(ok) > 0 and len(errors) >= 2, "the dataset must have rows and row errors of several codes"
+    mp3_bytes = sum((dataset / r.audio_file).stat().st_size for r in ok if r.audio_file)
+    name = dataset.name
+
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    while True:  # Ray reports each process's metrics every second: wait until the last report has arrived
+        samples = scrape(head.metrics_port)
+        seen = {n for n, ls, _ in samples if ls.get("dataset") == name}
+        if set(HUGFLOW_METRICS) <= seen and total(samples, "ray_hugflow_rows_converted_total", dataset=name) == len(
+                ok) and total(samples, "ray_hugflow_mp3_written_bytes_total", dataset=name) == mp3_bytes:
+            break
+        assert time.monotonic() < deadline, f"after {DEADLINE_SECONDS} s: {sorted(seen)}"
+        time.sleep(0.5)
+    for code, count in errors.items():
+        assert total(samples, "ray_hugflow_row_errors_total", dataset=name, code=code) == count, code
+    assert total(samples, "ray_hugflow_row_errors_total", dataset=name) == sum(errors.values())
+    audio = sum(r.duration or 0.0 for r in ok)
+    assert total(samples, "ray_hugflow_audio_seconds_total", dataset=name) == pytest.approx(audio, rel=1e-6)
+    assert total(samples, "ray_hugflow_rows_pending", dataset=name) == 0
+    assert total(samples, "ray_hugflow_audio_seconds_per_second", dataset=name) > 0
+    assert total(samples, "ray_hugflow_output_busy_seconds_total", dataset=name) > 0
+    sources = sum(p.stat().st_size for p in (dataset.parent.parent / "source").rglob("*.parquet"))
+    assert total(samples, "ray_hugflow_source_bytes_total", dataset=name) == sources
+    nodes = {ls["node"] for n, ls, _ in samples
+             if n == "ray_hugflow_rows_converted_total" and ls.get("dataset") == name}
+    assert len(nodes) == 1 and len(next(iter(nodes))) == 12
+
+
+def test_prometheus_records_hugflow_throughput_with_clusters_config_and_rules(prometheus: str, synced: dict) -> None:
+    name = synced["dataset"].name  # type: ignore[attr-defined]
+    for rule in ("hugflow:audio_hours_per_hour:rate5m", "hugflow:rows_per_second:rate5m"):
+        deadline = time.monotonic() + DEADLINE_SECONDS
+        while not (result := query(prometheus, f'{rule}{{dataset="{name}"}}')["data"]["result"]) or float(
+                result[0]["value"][1]) <= 0:
+            assert time.monotonic() < deadline, f"{rule}: {result}"
+            time.sleep(0.5)
+    ratio = query(prometheus, f'hugflow:row_error_ratio:rate5m{{dataset="{name}"}}')["data"]["result"]
+    assert ratio and 0 < float(ratio[0]["value"][1]) < 1
+
+
+def test_promtool_accepts_the_config_and_rules_and_prometheus_every_grafana_query(head: Node, prometheus: str,
+                                                                                  tmp_path: Path) -> None:
+    config = prometheus_config(head, tmp_path)
+    checked = subprocess.run(["promtool", "check", "config", str(config)], capture_output=True, text=True)
+    assert checked.returncode == 0 and "SUCCESS" in checked.stdout, checked.stdout + checked.stderr
+    rules = subprocess.run(["promtool", "check", "rules", str(MONITORING / "hugflow.rules.yml")],
+                           capture_output=True, text=True)
+    assert rules.returncode == 0 and "SUCCESS: 5 rules found" in rules.stdout, rules.stdout + rules.stderr
+    dashboard = json.loads((MONITORING / "grafana-hugflow.json").read_text())
+    exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
+    exprs.append(dashboard["templating"]["list"][1]["definition"].replace("label_values(", "count by (dataset) ("))
+    assert len(exprs) == len(dashboard["panels"]) + 1
+    for expr in exprs:
+        answer = query(prometheus, expr.replace("$dataset", ".*"))
+        assert answer["status"] == "success", (expr, answer)
+    broken = query(prometheus, 'sum by (dataset (rate(ray_hugflow_rows_converted_total[5m]))')
+    assert broken["status"] == "error", "a broken expression must be refused: the check above can fail"
