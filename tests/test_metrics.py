@@ -159,11 +159,11 @@ def synced(head: Node, prometheus: str, tmp_path_factory: pytest.TempPathFactory
 
 
 def _wait(condition: Callable[[], bool], sync: subprocess.Popen[str]) -> None:
-    deadline = time.monotonic() + 300
+    deadline = time.monotonic() + DEADLINE_SECONDS
     while not condition():
         if sync.poll() is not None:  # it ended: its whole output can be read
             pytest.fail(sync.stdout.read() if sync.stdout else f"the sync ended with {sync.returncode}")
-        assert time.monotonic() < deadline, "the sync did not reach the expected point in 300 s"
+        assert time.monotonic() < deadline, f"the sync did not reach the expected point in {DEADLINE_SECONDS} s"
         time.sleep(0.2)
 
 
@@ -184,7 +184,8 @@ def test_the_metrics_port_shows_every_hugflow_metric_equal_to_the_ledger(head: N
         samples = scrape(head.metrics_port)
         seen = {n for n, ls, _ in samples if ls.get("dataset") == name}
         if set(HUGFLOW_METRICS) <= seen and total(samples, "ray_hugflow_rows_converted_total", dataset=name) == len(
-                ok) and total(samples, "ray_hugflow_mp3_written_bytes_total", dataset=name) == mp3_bytes:
+                ok) and total(samples, "ray_hugflow_mp3_written_bytes_total", dataset=name) == mp3_bytes and total(
+                samples, "ray_hugflow_rows_pending", dataset=name) == 0:
             break
         assert time.monotonic() < deadline, f"after {DEADLINE_SECONDS} s: {sorted(seen)}"
         time.sleep(0.5)
@@ -211,8 +212,9 @@ def test_prometheus_records_hugflow_throughput_with_clusters_config_and_rules(pr
                 result[0]["value"][1]) <= 0:
             assert time.monotonic() < deadline, f"{rule}: {result}"
             time.sleep(0.5)
+    # The error series may appear with all its rows at once (no increase inside the window): the ratio is then 0.
     ratio = query(prometheus, f'hugflow:row_error_ratio:rate5m{{dataset="{name}"}}')["data"]["result"]
-    assert ratio and 0 < float(ratio[0]["value"][1]) < 1
+    assert ratio and 0 <= float(ratio[0]["value"][1]) < 1
 
 
 def test_promtool_accepts_the_config_and_rules_and_prometheus_every_grafana_query(head: Node, prometheus: str,
@@ -225,7 +227,9 @@ def test_promtool_accepts_the_config_and_rules_and_prometheus_every_grafana_quer
     assert rules.returncode == 0 and "SUCCESS: 5 rules found" in rules.stdout, rules.stdout + rules.stderr
     dashboard = json.loads((MONITORING / "grafana-hugflow.json").read_text())
     exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
-    exprs.append(dashboard["templating"]["list"][1]["definition"].replace("label_values(", "count by (dataset) ("))
+    variable = dashboard["templating"]["list"][1]["definition"]
+    metric, label = re.fullmatch(r"label_values\((.+), (\w+)\)", variable).groups()
+    exprs.append(f"count by ({label}) ({metric})")  # what Grafana asks Prometheus for the variable's values
     assert len(exprs) == len(dashboard["panels"]) + 1
     for expr in exprs:
         answer = query(prometheus, expr.replace("$dataset", ".*"))
