@@ -57,7 +57,9 @@ from hugflow_ray.core.encoding import EncoderSettings  # noqa: E402
 PAGE = os.sysconf("SC_PAGE_SIZE")
 TICK = os.sysconf("SC_CLK_TCK")
 SAMPLE_SECONDS = 0.2
-VARIANTS = ("limit1", "seed", "pool", "hugflow")
+DEFAULT_VARIANTS = ("limit1", "seed", "pool", "hugflow")
+# hugflow with HUGFLOW_METRICS=false: the cost of recording metrics is hugflow's rate over this one's
+VARIANTS = (*DEFAULT_VARIANTS, "hugflow-nometrics")
 SEED_BITRATE = "192k"
 ROW_GROUP_ROWS = 100  # what the Hub's parquet export uses for audio datasets
 SCALE_ROWS = (500, 2000, 8000)
@@ -272,35 +274,35 @@ def measured(command: list[str], env: dict[str, str] | None = None) -> tuple[flo
 def run_variant(variant: str, data: Data, work: Path) -> Run:
     out = work / f"out-{variant}"
     shutil.rmtree(out, ignore_errors=True)
-    if variant != "hugflow":
+    if not variant.startswith("hugflow"):
         command = [sys.executable, __file__, "--child", variant, "--data", str(data.root), "--out", str(out),
                    "--clips", str(data.clips), "--seconds", str(data.seconds), "--rate", str(data.rate)]
         wall, output, tree = measured(command)
         reported = json.loads(output.strip().splitlines()[-1])
         run = Run(variant, wall, reported["startup_s"], tree.peak_rss, tree.cpu_by_process(), None)
     else:
-        run = run_hugflow(data, out)
+        run = run_hugflow(data, out, metrics=variant == "hugflow")
     shutil.rmtree(out, ignore_errors=True)
     return run
 
 
-def hugflow_env(out: Path) -> dict[str, str]:
+def hugflow_env(out: Path, *, metrics: bool = True) -> dict[str, str]:
     env = {**os.environ, "STORAGE_ROOT": str(out / "datasets"), "STATE_DIR": str(out / "state"),
-           "PROCESSED_ROOT": str(out / "processed")}
+           "PROCESSED_ROOT": str(out / "processed"), "HUGFLOW_METRICS": str(metrics).lower()}
     env.pop("RAY_ADDRESS", None)
     return env
 
 
-def run_hugflow(data: Data, out: Path) -> Run:
+def run_hugflow(data: Data, out: Path, *, metrics: bool = True) -> Run:
     """``hugflow local-sync`` of ``data`` into ``out`` (kept: scale mode resumes from it)."""
     request = out / "bench.yaml"
     request.parent.mkdir(parents=True, exist_ok=True)
     request.write_text(f"path: {data.root}\ndescription: benchmark\n")
     command = [sys.executable, "-m", "hugflow_ray", "local-sync", str(request)]
-    wall, output, tree = measured(command, env=hugflow_env(out))
+    wall, output, tree = measured(command, env=hugflow_env(out, metrics=metrics))
     ray_fixed = sum(float(m) for m in re.findall(r"(?:Ray start-up|shut-down) ([0-9.]+) s", output))
     busy = re.search(r"output actor busy ([0-9.]+) %", output)
-    return Run("hugflow", wall, ray_fixed, tree.peak_rss, tree.cpu_by_process(),
+    return Run("hugflow" if metrics else "hugflow-nometrics", wall, ray_fixed, tree.peak_rss, tree.cpu_by_process(),
                float(busy.group(1)) / 100 if busy else None)
 
 
@@ -424,7 +426,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--shards", type=int, default=4)
     parser.add_argument("--one-file", action="store_true", help="one parquet file (row groups of 100 rows)")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, of {','.join(VARIANTS)}")
+    parser.add_argument("--variants", default=",".join(DEFAULT_VARIANTS),
+                        help=f"comma-separated, of {','.join(VARIANTS)}")
     parser.add_argument("--scale", action="store_true", help="hugflow at several sizes, one big file, and resume")
     parser.add_argument("--scale-rows", type=int, nargs="+", default=list(SCALE_ROWS))
     parser.add_argument("--smoke", action="store_true", help="tiny sizes and one round: that it runs, not figures")

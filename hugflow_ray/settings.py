@@ -63,6 +63,7 @@ class Settings(BaseSettings):
         description="The Ray custom resource that marks the node owning STORAGE_ROOT.",
     )
     hugflow_debug: bool = Field(False, description="Print tracebacks of known errors.")
+    hugflow_metrics: bool = Field(True, description="Record hugflow's metrics in Ray (its metrics export port).")
 
     @field_validator("mp3_bitrate")
     @classmethod

@@ -29,7 +29,9 @@ RAY_ENV = CLUSTER / "ray.env.example"
 RUNNER_ENV = CLUSTER / "runner.env.example"
 CLUSTER_README = CLUSTER / "README.md"
 # Every file under cluster/ and the test(s) below that cover it.
-COVERED = {HEAD_UNIT.name, WORKER_UNIT.name, RAY_ENV.name, RUNNER_ENV.name, CLUSTER_README.name}
+# cluster/monitoring/ is run and checked by tests/test_metrics.py (a real Prometheus, promtool).
+MONITORING = ("monitoring/prometheus.yml", "monitoring/hugflow.rules.yml", "monitoring/grafana-hugflow.json")
+COVERED = {HEAD_UNIT.name, WORKER_UNIT.name, RAY_ENV.name, RUNNER_ENV.name, CLUSTER_README.name, *MONITORING}
 
 STORAGE_RESOURCE = Settings.model_fields["storage_resource"].default
 VENV_RAY = "/opt/hugflow/.venv/bin/ray"

@@ -67,3 +67,10 @@ def test_the_throughput_benchmark_measures_scale_and_resume_in_smoke_mode(tmp_pa
     assert result["rss_ratio_largest_over_middle"] > 0
     resume = result["resume"]
     assert 0 < resume["rows_left_fraction"] <= 0.5 and resume["resume_s"] > 0 and resume["full_s"] > 0
+
+
+def test_the_throughput_benchmark_measures_the_cost_of_metrics_in_smoke_mode(tmp_path: Path) -> None:
+    result = load_benchmark("throughput").main(["--smoke", "--variants", "hugflow,hugflow-nometrics", "--work",
+                                                str(tmp_path / "work")])
+    assert set(result["x_realtime"]) == {"hugflow", "hugflow-nometrics"}
+    assert result["ratios"]["hugflow/hugflow-nometrics"]["median"] > 0

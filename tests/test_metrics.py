@@ -142,7 +142,7 @@ def synced(head: Node, prometheus: str, tmp_path_factory: pytest.TempPathFactory
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("RAY_")}, **FAST_METRICS,
            "RAY_ADDRESS": head.gcs, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": TOKEN,  # type: ignore[attr-defined]
            "STORAGE_ROOT": str(root / "out"), "STATE_DIR": str(root / "state"), "MAX_ROW_ERROR_RATE": "1",
-           "PROCESSED_ROOT": str(root / "processed"),
+           "PROCESSED_ROOT": str(root / "processed"), "PROGRESS_INTERVAL": "1",
            "HUGFLOW_FAILPOINT": f"pause:rows-written:{first},pause:all-written:{release}"}
     sync = subprocess.Popen([sys.executable, "-m", "hugflow_ray", "local-sync", str(request)], env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -152,7 +152,7 @@ def synced(head: Node, prometheus: str, tmp_path_factory: pytest.TempPathFactory
                        ["result"]), sync)
     first.touch()
     _wait(lambda: Path(f"{release}.reached").exists(), sync)
-    yield {"dataset": dataset, "records": Ledger(dataset).records()}
+    yield {"dataset": dataset, "records": Ledger(dataset).records(), "env": env}
     release.touch()
     output = sync.communicate(timeout=300)[0]
     assert sync.returncode == 0, output
@@ -236,3 +236,40 @@ def test_promtool_accepts_the_config_and_rules_and_prometheus_every_grafana_quer
         assert answer["status"] == "success", (expr, answer)
     broken = query(prometheus, 'sum by (dataset (rate(ray_hugflow_rows_converted_total[5m]))')
     assert broken["status"] == "error", "a broken expression must be refused: the check above can fail"
+
+
+def test_status_states_the_rate_and_eta_the_progress_file_holds(synced: dict) -> None:
+    """Mid-sync (paused after the last block), `hugflow status` reads the same rate and ETA as the progress file,
+    which the PR comment shows too (hugflow_ray/core/throughput.py defines them once)."""
+    dataset: Path = synced["dataset"]  # type: ignore[assignment]
+    env = {k: v for k, v in synced["env"].items() if k != "HUGFLOW_FAILPOINT"}  # type: ignore[union-attr]
+    progress = json.loads((Path(env["STATE_DIR"]) / "progress" / f"{dataset.name}.json").read_text())
+    assert progress["rows_per_second"] > 0 and progress["eta_seconds"] == 0
+    shown = subprocess.run([sys.executable, "-m", "hugflow_ray", "status"], env=env, capture_output=True, text=True)
+    assert shown.returncode == 0, shown.stderr
+    assert f"{dataset.name}: {progress['rows_per_second']:,.1f} rows/s, about 0:00:00 left" in shown.stdout
+
+
+def test_local_sync_dashboard_serves_the_dashboard_while_it_runs_then_exits_on_enter(tmp_path: Path) -> None:
+    source = fx.write_local_dataset(tmp_path / "source", [fx.parquet_bytes(
+        fx.speech_records(8), fx.speech_features(), row_group_size=2)])
+    request = tmp_path / "requests" / "add" / "watch.yaml"
+    request.parent.mkdir(parents=True)
+    request.write_text(f"path: {source}\ndescription: dashboard test\n")
+    release, port = tmp_path / "release", free_port()
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("RAY_")}, "RAY_AUTH_MODE": "token",
+           "RAY_AUTH_TOKEN": TOKEN, "STORAGE_ROOT": str(tmp_path / "out"), "STATE_DIR": str(tmp_path / "state"),
+           "PROCESSED_ROOT": str(tmp_path / "processed"), "HUGFLOW_FAILPOINT": f"pause:rows-written:{release}"}
+    sync = subprocess.Popen([sys.executable, "-m", "hugflow_ray", "local-sync", str(request), "--dashboard",
+                             "--dashboard-port", str(port), "--dashboard-wait", "120"], env=env, text=True,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _wait(lambda: Path(f"{release}.reached").exists(), sync)
+    api = urllib.request.Request(f"http://127.0.0.1:{port}/api/version",
+                                 headers={"Authorization": f"Bearer {TOKEN}"})
+    with urllib.request.urlopen(api, timeout=30) as answer:
+        assert answer.status == 200 and "ray_version" in json.load(answer)
+    release.touch()
+    out, err = sync.communicate("\n", timeout=300)  # Enter, as an operator at the terminal would press it
+    assert sync.returncode == 0, out + err
+    assert f"Ray dashboard: http://127.0.0.1:{port}" in err and "until you press Enter" in err
+    assert "completed (8 rows" in out

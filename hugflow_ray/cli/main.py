@@ -127,7 +127,8 @@ def local_sync(
         raise SettingsError("--dashboard starts the embedded Ray's dashboard; a cluster has its own "
                             "(http://<head>:8265): unset RAY_ADDRESS or drop --dashboard")
     # Only a dashboard needs the executor made here; otherwise Ray loads when there is work.
-    executor = default_executor(None, settings.storage_resource, dashboard_port=dashboard_port) if dashboard else None
+    executor = default_executor(None, settings.storage_resource, dashboard_port=dashboard_port,
+                                record_metrics=settings.hugflow_metrics) if dashboard else None
     signal.signal(signal.SIGTERM, _raise_interrupted)
     try:
         if dashboard:

@@ -50,12 +50,14 @@ class Executor(Protocol):
         ...
 
 
-def default_executor(ray_address: str | None, storage_resource: str, *, dashboard_port: int | None = None) -> Executor:
+def default_executor(ray_address: str | None, storage_resource: str, *, dashboard_port: int | None = None,
+                     record_metrics: bool = True) -> Executor:
     """Ray: an embedded one (with its dashboard on ``dashboard_port`` when given), or the cluster at ``ray_address``
-    (its storage node declares ``storage_resource``). Ray itself loads here, when there is work."""
+    (its storage node declares ``storage_resource``); hugflow's metrics recorded unless ``record_metrics`` is
+    False. Ray itself loads here, when there is work."""
     from hugflow_ray.executors.ray_runner import RayExecutor
 
-    return RayExecutor(ray_address, storage_resource, dashboard_port=dashboard_port)
+    return RayExecutor(ray_address, storage_resource, dashboard_port=dashboard_port, record_metrics=record_metrics)
 
 
 def release_ray() -> float:

@@ -45,9 +45,26 @@ class Metrics:
             "view, as the progress file states it).", tag_keys=("dataset",))
 
 
+class _Unrecorded:
+    """A counter or gauge that records nothing."""
+
+    def inc(self, *args: object, **kwargs: object) -> None:
+        return None
+
+    def set(self, *args: object, **kwargs: object) -> None:
+        return None
+
+
+class NoMetrics:
+    """``HUGFLOW_METRICS=false``: the same attributes as :class:`Metrics`, recording nothing."""
+
+    def __getattr__(self, name: str) -> _Unrecorded:
+        return _Unrecorded()
+
+
 @cache
-def metrics() -> Metrics:
-    return Metrics()
+def metrics(enabled: bool = True) -> Metrics | NoMetrics:
+    return Metrics() if enabled else NoMetrics()
 
 
 def _converted(block: pa.Table) -> pa.ChunkedArray:
@@ -59,10 +76,12 @@ def audio_seconds(block: pa.Table) -> float:
     return pc.sum(pc.if_else(_converted(block), block.column("duration"), 0.0)).as_py() or 0.0
 
 
-def count_written(block: pa.Table, dataset: str, node: str, seconds: float) -> None:
+def count_written(block: pa.Table, dataset: str, node: str, seconds: float, *, enabled: bool = True) -> None:
     """A block the output writer has made durable (files, then its ledger part): its rows, audio seconds and row
     errors by code (so the counters equal the ledger), its MP3 bytes and the writer's seconds. ``node``: the node
     that converted it."""
+    if not enabled:
+        return
     m = metrics()
     ok = _converted(block)
     rows = pc.sum(ok).as_py() or 0

@@ -169,9 +169,9 @@ def _reader(unit: ReadUnit, finished: np.ndarray) -> Callable[[], Iterable[Block
 class OutputWriter:
     """The one writer of a dataset directory; one block at a time, in the order the driver hands them over."""
 
-    def __init__(self, dataset_dir: str) -> None:
+    def __init__(self, dataset_dir: str, record_metrics: bool) -> None:
         self._writer = DatasetWriter(Path(dataset_dir))
-        self._dataset = Path(dataset_dir).name
+        self._dataset, self._record = Path(dataset_dir).name, record_metrics
 
     def write(self, block: pa.Table) -> tuple[np.ndarray, int, float, float]:
         """Write a converted block; returns its row ids, its row errors, the seconds the write took and the seconds
@@ -179,7 +179,7 @@ class OutputWriter:
         started = time.perf_counter()
         _, errors = self._writer.write_batch(block)
         seconds = time.perf_counter() - started
-        count_written(block, self._dataset, node_of(block), seconds)
+        count_written(block, self._dataset, node_of(block), seconds, enabled=self._record)
         return block.column(ROW_ID).to_numpy(), errors, seconds, audio_seconds(block)
 
 
@@ -203,15 +203,18 @@ def node_of(block: pa.Table) -> str:
 class RayExecutor:
     """The :class:`~hugflow_ray.executors.base.Executor` on Ray: an embedded one, or the cluster at ``address``."""
 
-    def __init__(self, address: str | None, storage_resource: str, *, dashboard_port: int | None = None) -> None:
+    def __init__(self, address: str | None, storage_resource: str, *, dashboard_port: int | None = None,
+                 record_metrics: bool = True) -> None:
         self.address, self.storage_resource, self.dashboard_port = address, storage_resource, dashboard_port
+        self.record_metrics = record_metrics
 
     def start(self) -> float:
         return ensure_ray(self.address, self.storage_resource, dashboard_port=self.dashboard_port)
 
     def run(self, units: list[tuple[ReadUnit, np.ndarray]], converter: RowConverter, dataset_dir: Path, *,
             on_progress: BlockWritten) -> RunResult:
-        return run(units, converter, dataset_dir, on_progress=on_progress, storage_resource=self.storage_resource)
+        return run(units, converter, dataset_dir, on_progress=on_progress, storage_resource=self.storage_resource,
+                   record_metrics=self.record_metrics)
 
 
 def run(
@@ -221,6 +224,7 @@ def run(
     *,
     on_progress: BlockWritten,
     storage_resource: str,
+    record_metrics: bool = True,
 ) -> RunResult:
     """Convert and write the pending units; calls ``on_progress(rows, errors, ids)`` as blocks are written
     (totals so far, and the ids of the rows written since the last call).
@@ -231,7 +235,8 @@ def run(
     """
     start = time.perf_counter()
     on_storage = {storage_resource: STORAGE_SHARE}
-    writer = OutputWriter.options(resources=on_storage).remote(str(dataset_dir))
+    writer = OutputWriter.options(resources=on_storage).remote(str(dataset_dir), record_metrics)
+    meter = metrics(record_metrics)
     several_nodes = _alive_nodes() > 1
     # A dataset whose rows name their audio files (rather than hold the bytes) reads them while it converts: then
     # the conversion needs the storage node too.
@@ -248,8 +253,8 @@ def run(
     pending = sum(unit.num_rows - len(finished) for unit, finished in units)
     sources = {unit.path for unit, _ in units}
     if source_bytes := sum(os.path.getsize(path) for path in sources):
-        metrics().source_bytes.inc(source_bytes, tags)
-    metrics().rows_pending.set(pending, tags)
+        meter.source_bytes.inc(source_bytes, tags)
+    meter.rows_pending.set(pending, tags)
 
     def settle(wait_for: int) -> None:
         """Account for the finished writes, waiting until at least ``wait_for`` have finished."""
@@ -263,8 +268,8 @@ def run(
         for ids, block_errors, seconds, audio in results:
             rows, errors, writer_seconds = rows + len(ids), errors + block_errors, writer_seconds + seconds
             audio_total += audio
-        metrics().rows_pending.set(pending - rows, tags)
-        metrics().audio_rate.set(per_second(audio_total, time.perf_counter() - start) or 0.0, tags)
+        meter.rows_pending.set(pending - rows, tags)
+        meter.audio_rate.set(per_second(audio_total, time.perf_counter() - start) or 0.0, tags)
         on_progress(rows, errors, np.concatenate([ids for ids, *_ in results]))
 
     blocks = iter(dataset.iter_batches(batch_size=None, batch_format="pyarrow"))  # a generator: it can be closed

@@ -274,7 +274,8 @@ class _DatasetSync:
             and names_files(local_files, plan.audio_column) else None,
             max_seconds=self.settings.max_audio_seconds,
         )
-        executor = self.executor or default_executor(self.settings.ray_address, self.settings.storage_resource)
+        executor = self.executor or default_executor(self.settings.ray_address, self.settings.storage_resource,
+                                                     record_metrics=self.settings.hugflow_metrics)
         startup = executor.start()
         assert self.reporter is not None
         return startup, executor.run(units, converter, self.dataset_dir, on_progress=self.reporter.update)
