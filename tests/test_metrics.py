@@ -189,6 +189,8 @@ def test_the_metrics_port_shows_every_hugflow_metric_equal_to_the_ledger(head: N
             break
         assert time.monotonic() < deadline, f"after {DEADLINE_SECONDS} s: {sorted(seen)}"
         time.sleep(0.5)
+    mine = sorted((n, ls.get("node", ""), ls.get("code", ""), v) for n, ls, v in samples if ls.get("dataset") == name)
+    print("scrape excerpt:", *(f"{n} node={node} code={code} {v:g}" for n, node, code, v in mine), sep="\n  ")
     for code, count in errors.items():
         assert total(samples, "ray_hugflow_row_errors_total", dataset=name, code=code) == count, code
     assert total(samples, "ray_hugflow_row_errors_total", dataset=name) == sum(errors.values())
@@ -212,6 +214,7 @@ def test_prometheus_records_hugflow_throughput_with_clusters_config_and_rules(pr
                 result[0]["value"][1]) <= 0:
             assert time.monotonic() < deadline, f"{rule}: {result}"
             time.sleep(0.5)
+    print("prometheus:", rule, result)
     # The error series may appear with all its rows at once (no increase inside the window): the ratio is then 0.
     ratio = query(prometheus, f'hugflow:row_error_ratio:rate5m{{dataset="{name}"}}')["data"]["result"]
     assert ratio and 0 <= float(ratio[0]["value"][1]) < 1
