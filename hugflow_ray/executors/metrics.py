@@ -1,4 +1,4 @@
-"""hugflow's own metrics, recorded where the work happens and served by Ray on each node's metrics export port
+"""hugflow's own metrics, recorded where the work becomes durable and served by Ray on each node's metrics export port
 (``ray start --metrics-export-port``) in Prometheus' text format, as ``ray_<name>`` (counters with ``_total``).
 
 Each is tagged by dataset (the directory name); the rows and audio counters also by the node that converted them
@@ -41,8 +41,8 @@ class Metrics:
             "hugflow_rows_pending", "Rows of the dataset not finished yet (neither converted nor a row error).",
             tag_keys=("dataset",))
         self.audio_rate = Gauge(
-            "hugflow_audio_seconds_per_second", "Seconds of audio converted per second of this run (the driver's "
-            "view, as the progress file states it).", tag_keys=("dataset",))
+            "hugflow_audio_seconds_per_second", "Seconds of audio written per second of this run (the driver's "
+            "view; core/throughput.py defines the rate).", tag_keys=("dataset",))
 
 
 class _Unrecorded:
