@@ -79,7 +79,7 @@ def prometheus_config(head: Node, work: Path) -> Path:
     config = yaml.safe_load((MONITORING / "prometheus.yml").read_text())
     config["global"].update(scrape_interval="1s", evaluation_interval="1s")
     (sd_config,) = config["scrape_configs"][0]["file_sd_configs"]
-    sd_config["files"] = [str(Path(head.temp_dir) / "prom_metrics_service_discovery.json")]
+    sd_config.update(files=[str(Path(head.temp_dir) / "prom_metrics_service_discovery.json")], refresh_interval="1s")
     shutil.copy(MONITORING / "hugflow.rules.yml", work / "hugflow.rules.yml")
     path = work / "prometheus.yml"
     path.write_text(yaml.safe_dump(config))
