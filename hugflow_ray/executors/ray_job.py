@@ -145,7 +145,9 @@ class RayJobs:
 
     def attach(self, dataset_name: str, sha: str | None) -> JobRun | None:
         """The latest job of this dataset at this commit, when it is still pending or running."""
-        attempts = self.attempts(job_base(dataset_name, sha))
+        return self._running(self.attempts(job_base(dataset_name, sha)))
+
+    def _running(self, attempts: list[tuple[int, str, JobStatus]]) -> JobRun | None:
         if attempts and attempts[-1][2] not in ENDED:
             return JobRun(self, attempts[-1][1], attached=True)
         return None
@@ -154,8 +156,8 @@ class RayJobs:
         """Follow the job of this dataset at this commit if one is running, else start the next attempt."""
         base = job_base(job.dataset_name, job.sha)
         attempts = self.attempts(base)
-        if attempts and attempts[-1][2] not in ENDED:
-            return JobRun(self, attempts[-1][1], attached=True)
+        if (running := self._running(attempts)) is not None:
+            return running
         self.check_storage_node()
         submission_id = f"{base}-{attempts[-1][0] + 1 if attempts else 1}"
         command = ["python", "-m", "hugflow_ray", "local-sync", job.request.as_posix(), "--lock-owner", job.owner]
