@@ -185,3 +185,46 @@ class Interrupted(BaseException):  # noqa: N818 - like KeyboardInterrupt, which 
                  rows_total: int | None = None) -> None:
         self.signum, self.dataset_name, self.rows_kept, self.rows_total = signum, dataset_name, rows_kept, rows_total
         super().__init__(signum)
+
+
+# ---- URL sources of the catalog: downloads and archives ----
+
+
+class SourceError(HugflowError):
+    """A URL source cannot be downloaded, or what arrived is not what the catalog declares.
+
+    Attributes:
+        url: the source's URL, without any credentials it carried.
+        status: the HTTP status the server answered, when it answered one.
+        expected: what the catalog declares (a sha256 or a size in bytes), when the failure is a mismatch.
+        actual: what arrived instead, when the failure is a mismatch.
+        transient: whether running again may succeed; the partial download is then kept for the next run to resume.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        url: str | None = None,
+        status: int | None = None,
+        expected: str | int | None = None,
+        actual: str | int | None = None,
+        transient: bool = False,
+    ) -> None:
+        self.url, self.status, self.expected, self.actual = url, status, expected, actual
+        self.transient = transient
+        super().__init__(message)
+
+
+class ArchiveError(SourceError):
+    """An archive cannot be extracted safely: a member would land outside the target, is a link or a device, or
+    the archive expands past its limits. Nothing is left at the target or beside it.
+
+    Attributes:
+        archive: the archive file.
+        member: the member at fault, when one is.
+    """
+
+    def __init__(self, message: str, *, archive: Path, member: str | None = None) -> None:
+        self.archive, self.member = archive, member
+        super().__init__(message)
