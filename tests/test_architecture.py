@@ -62,6 +62,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "gitops": (),
     "gitops.control": ("core", "adapters", "executors", "gitops", "pipeline", "utils", "errors", "settings"),
     "api": ("pipeline", "executors.base", "settings"),
+    "catalog": ("core", "adapters", "pipeline", "executors.base", "utils", "errors", "settings"),
     "cli": ("",),  # the shell around everything
     "__main__": ("cli",),
     "__init__": (),

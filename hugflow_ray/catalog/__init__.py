@@ -1,0 +1,1 @@
+"""The dataset manager: the catalog's entries fetched, verified, extracted and synced."""
