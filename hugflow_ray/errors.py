@@ -28,6 +28,8 @@ class RequestError(HugflowError, ValueError):
         fix: what to do about it.
     """
 
+    unnamed = "<request>"  # where a message says the problem is when the text came from no file
+
     def __init__(
         self,
         problem: str,
@@ -45,11 +47,34 @@ class RequestError(HugflowError, ValueError):
         super().__init__(self._render())
 
     def _render(self) -> str:
-        where = str(self.request_path) if self.request_path is not None else "<request>"
+        where = str(self.request_path) if self.request_path is not None else self.unnamed
         if self.line is not None:
             where += f":{self.line}"
         what = f"{self.field}: {self.problem}" if self.field else self.problem
         return f"{where}: {what}. {self.fix}"
+
+
+class CatalogError(RequestError):
+    """The catalog file is malformed: the message names the file, line, field path (``datasets[2].source.sha256``,
+    0-based like Python) and the fix. A RequestError, because the catalog is read by the request's strict rules.
+
+    Attributes:
+        catalog_path: the catalog file, when the catalog came from a file (also ``request_path``).
+    """
+
+    unnamed = "<catalog>"
+
+    def __init__(
+        self,
+        problem: str,
+        *,
+        fix: str,
+        catalog_path: Path | str | None = None,
+        line: int | None = None,
+        field: str | None = None,
+    ) -> None:
+        self.catalog_path = Path(catalog_path) if catalog_path is not None else None
+        super().__init__(problem, fix=fix, request_path=catalog_path, line=line, field=field)
 
 
 class HubError(HugflowError):

@@ -4,12 +4,17 @@ A request is data from a pull request, so the reader trusts nothing: one documen
 plain scalars, no anchors, aliases, merge keys or tags, no duplicate keys, no implicit YAML typing
 (``revision: 1.10`` is a float and ``split: no`` is False: both are refused, never coerced), size caps,
 and ASCII-only Hub ids. Every error names the file, line, field and the fix.
+
+The catalog (:mod:`hugflow_ray.core.catalog`) is read by the same rules, so the underscored readers here
+(``_check_events``, ``_mapping_fields``, ``_check_fields``, ``_scalar_text``, ``_check_selection``,
+``_hf_id_problem``) take a ``fail`` callback that makes the error of the file being read.
 """
 
 from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -127,6 +132,7 @@ class _Field:
     required: bool = False
     max_length: int = MAX_FIELD_LENGTH
     multiline: bool = False
+    text: bool = True  # False: a number, list or mapping, which the caller reads from its node
 
 
 _DATASET_FIELDS = {
@@ -187,10 +193,11 @@ def parse_request(data: bytes | str, *, request_path: Path | None = None, kind: 
             fix="Save it as UTF-8.",
             request_path=request_path,
         ) from e
-    mapping = _strict_mapping(text, request_path)
+    fail = _request_fail(request_path)
+    mapping = _strict_mapping(text, fail)
     if kind is None:
         kind = _kind_from(request_path, mapping)
-    values = _check_fields(mapping, _SCHEMAS[kind], request_path)
+    values = _check_fields(mapping, _SCHEMAS[kind], fail)
     lines = {key: key_node.start_mark.line + 1 for key, (key_node, _) in mapping.items()}
     return _build(kind, values, lines, request_path)
 
@@ -208,13 +215,16 @@ class _Fail(Protocol):
                  ) -> RequestError: ...
 
 
-def _strict_mapping(text: str, request_path: Path | None) -> dict[str, tuple[yaml.Node, yaml.Node]]:
-    """Parse one YAML document holding a flat mapping; return key -> (key node, value node)."""
-
+def _request_fail(request_path: Path | None) -> _Fail:
     def fail(problem: str, fix: str, mark: yaml.Mark | None = None, field: str | None = None) -> RequestError:
         line = mark.line + 1 if mark is not None else None
         return RequestError(problem, fix=fix, request_path=request_path, line=line, field=field)
 
+    return fail
+
+
+def _strict_mapping(text: str, fail: _Fail) -> dict[str, tuple[yaml.Node, yaml.Node]]:
+    """Parse one YAML document holding a flat mapping; return key -> (key node, value node)."""
     _check_events(text, fail)
     node = yaml.compose(text, Loader=yaml.SafeLoader)
     if node is None:
@@ -225,6 +235,12 @@ def _strict_mapping(text: str, request_path: Path | None) -> dict[str, tuple[yam
             "Write one 'key: value' per line at the top level.",
             node.start_mark,
         )
+    return _mapping_fields(node, fail)
+
+
+def _mapping_fields(node: yaml.MappingNode, fail: _Fail) -> dict[str, tuple[yaml.Node, yaml.Node]]:
+    """A mapping's fields as key -> (key node, value node), refusing merge keys, keys that are not plain text and
+    keys given twice."""
     mapping: dict[str, tuple[yaml.Node, yaml.Node]] = {}
     for key_node, value_node in node.value:
         if key_node.value == "<<":
@@ -232,7 +248,7 @@ def _strict_mapping(text: str, request_path: Path | None) -> dict[str, tuple[yam
         if not isinstance(key_node, yaml.ScalarNode) or key_node.tag != _STR_TAG:
             raise fail(
                 f"the key {key_node.value!r} is not a plain name",
-                "Use the field names of the request schema as keys.",
+                "Use the documented field names as keys.",
                 key_node.start_mark,
             )
         key = key_node.value
@@ -244,9 +260,16 @@ def _strict_mapping(text: str, request_path: Path | None) -> dict[str, tuple[yam
     return mapping
 
 
-def _check_events(text: str, fail: _Fail) -> None:
-    """Refuse, on the parser's events and before any value is built: invalid YAML, deep nesting (composing it would
-    recurse without bound), several documents, aliases, anchors and tags."""
+def _check_events(
+    text: str,
+    fail: _Fail,
+    *,
+    max_nesting: int = MAX_NESTING,
+    nesting_fix: str = "Write each field as one 'key: text' line.",
+    documents_fix: str = "Put one request in each file (remove the extra '---').",
+) -> None:
+    """Refuse, on the parser's events and before any value is built: invalid YAML, nesting deeper than
+    ``max_nesting`` (composing it would recurse without bound), several documents, aliases, anchors and tags."""
     try:
         events = list(yaml.parse(text, Loader=yaml.SafeLoader))
     except yaml.MarkedYAMLError as e:
@@ -257,13 +280,11 @@ def _check_events(text: str, fail: _Fail) -> None:
     depth = 0
     for event in events:
         depth += isinstance(event, yaml.CollectionStartEvent) - isinstance(event, yaml.CollectionEndEvent)
-        if depth > MAX_NESTING:
-            raise fail("a value nests lists or mappings inside each other", "Write each field as one 'key: text' line.",
-                       event.start_mark)
+        if depth > max_nesting:
+            raise fail("a value nests lists or mappings inside each other", nesting_fix, event.start_mark)
     documents = [e for e in events if isinstance(e, yaml.DocumentStartEvent)]
     if len(documents) > 1:
-        raise fail("the file holds several YAML documents", "Put one request in each file (remove the extra '---').",
-                   documents[1].start_mark)
+        raise fail("the file holds several YAML documents", documents_fix, documents[1].start_mark)
     for event in events:
         if isinstance(event, yaml.AliasEvent):
             raise fail("YAML aliases (*name) are not allowed", "Write the value out in full.", event.start_mark)
@@ -277,72 +298,81 @@ def _check_events(text: str, fail: _Fail) -> None:
 
 
 def _check_fields(
-    mapping: dict[str, tuple[yaml.Node, yaml.Node]], schema: dict[str, _Field], request_path: Path | None
+    mapping: dict[str, tuple[yaml.Node, yaml.Node]],
+    schema: dict[str, _Field],
+    fail: _Fail,
+    *,
+    owner: str = "the request",
+    mark: yaml.Mark | None = None,
+    defaults: Mapping[str, str] = _DEFAULTS,
 ) -> dict[str, str]:
+    """Refuse unknown fields (suggesting the closest known one) and missing required ones, and read the text
+    fields; fields that are not text (``_Field.text``) are left to the caller, which reads them from their node.
+
+    Args:
+        owner: what holds the fields, for the fix of a missing one ("Add 'x: ...' to the request").
+        mark: where ``owner`` starts, for the line of a missing field; None: no line.
+        defaults: what an optional field means when it is left out, for the fix of a null one.
+    """
     allowed = ", ".join(schema)
     values: dict[str, str] = {}
     for key, (key_node, value_node) in mapping.items():
-        line = key_node.start_mark.line + 1
         if key not in schema:
             close = difflib.get_close_matches(key, schema, n=1)
             hint = f"Did you mean '{close[0]}'? " if close else ""
-            raise RequestError(
-                "unknown field",
-                fix=f"{hint}Allowed fields: {allowed}.",
-                request_path=request_path,
-                line=line,
-                field=key,
-            )
-        value = _scalar_text(key, value_node, schema[key], request_path)
+            raise fail("unknown field", f"{hint}Allowed fields: {allowed}.", key_node.start_mark, key)
+        if not schema[key].text:
+            continue
+        value = _scalar_text(key, value_node, schema[key], fail)
         if value is not None:
             values[key] = value
         elif not schema[key].required:
-            default = _DEFAULTS.get(key)
-            raise RequestError(
+            default = defaults.get(key)
+            raise fail(
                 "is empty (null)",
-                fix=f"Give it a value, or remove the line to use the default ({default})." if default
+                f"Give it a value, or remove the line to use the default ({default})." if default
                 else "Give it a value, or remove the line.",
-                request_path=request_path,
-                line=line,
-                field=key,
+                key_node.start_mark,
+                key,
             )
     for key, spec in schema.items():
-        if spec.required and key not in values:
-            raise RequestError(
+        if spec.required and key not in (values if spec.text else mapping):
+            raise fail(
                 "this required field is missing" if key not in mapping else "this required field is empty",
-                fix=f"Add '{key}: ...' to the request.",
-                request_path=request_path,
-                field=key,
+                f"Add '{key}: ...' to {owner}.",
+                mark,
+                key,
             )
     return values
 
 
-def _scalar_text(key: str, node: yaml.Node, spec: _Field, request_path: Path | None) -> str | None:
-    line = node.start_mark.line + 1
+def _scalar_text(key: str, node: yaml.Node, spec: _Field, fail: _Fail) -> str | None:
+    """The text of the field ``key``, or None when it is null; refuses lists, mappings, values YAML reads as
+    another type (with a 'Quote it' fix), blank text, surrounding whitespace, control characters and overlong text."""
 
-    def fail(problem: str, fix: str) -> RequestError:
-        return RequestError(problem, fix=fix, request_path=request_path, line=line, field=key)
+    def fail_here(problem: str, fix: str) -> RequestError:
+        return fail(problem, fix, node.start_mark, key)
 
     if isinstance(node, yaml.SequenceNode):
-        raise fail("must be a single text value, not a list", f"Write '{key}: <text>'.")
+        raise fail_here("must be a single text value, not a list", f"Write '{key}: <text>'.")
     if isinstance(node, yaml.MappingNode):
-        raise fail("must be a single text value, not a mapping", f"Write '{key}: <text>'.")
+        raise fail_here("must be a single text value, not a mapping", f"Write '{key}: <text>'.")
     if node.tag == _NULL_TAG:
         return None
     if node.tag != _STR_TAG:
-        raise fail(
+        raise fail_here(
             f"must be text, but YAML reads {node.value!r} as {_YAML_TYPE_NAMES.get(node.tag, node.tag)}",
             f"Quote it: {key}: \"{node.value}\"",
         )
     value: str = node.value.strip() if spec.multiline else node.value
     if not value.strip():
-        raise fail("must not be empty", f"Give '{key}' a value or remove the line.")
+        raise fail_here("must not be empty", f"Give '{key}' a value or remove the line.")
     if value != value.strip():
-        raise fail("has leading or trailing whitespace (a newline?)", "Remove the surrounding whitespace.")
+        raise fail_here("has leading or trailing whitespace (a newline?)", "Remove the surrounding whitespace.")
     if _CONTROL.search(value) or (not spec.multiline and "\n" in value):
-        raise fail("contains control characters or line breaks", "Remove them.")
+        raise fail_here("contains control characters or line breaks", "Remove them.")
     if len(value) > spec.max_length:
-        raise fail(f"is longer than {spec.max_length} characters", "Shorten it.")
+        raise fail_here(f"is longer than {spec.max_length} characters", "Shorten it.")
     return value
 
 
@@ -368,21 +398,7 @@ def _build(kind: RequestKind, values: dict[str, str], lines: dict[str, int], req
         local_path = Path(path).expanduser()
         if not local_path.is_absolute() and request_path is not None:
             local_path = request_path.parent / local_path
-    revision = values.get("revision", DEFAULT_REVISION)
-    if not _REVISION.fullmatch(revision) or ".." in revision or revision.endswith(("/", ".lock")):
-        raise fail(
-            "revision",
-            f"{revision!r} is not a branch, tag or commit name",
-            "Use a branch ('main'), a tag ('v1.0') or a full commit sha.",
-        )
-    split = values.get("split", DEFAULT_SPLIT)
-    if not _SPLIT.fullmatch(split):
-        raise fail("split", f"{split!r} is not a split name", "Split names are letters, digits and '_' (e.g. 'train').")
-    subset = values.get("subset")
-    if subset is not None and not _SUBSET.fullmatch(subset):
-        raise fail(
-            "subset", f"{subset!r} is not a subset (config) name", "Use the config name as the dataset card lists it."
-        )
+    revision, subset, split = _check_selection(values, fail)
     dataset: DatasetRef
     if local_path is not None:
         dataset = LocalRef(local_path, subset=subset, split=split)
@@ -402,38 +418,67 @@ def _build(kind: RequestKind, values: dict[str, str], lines: dict[str, int], req
     )
 
 
+def _check_selection(
+    values: Mapping[str, str], fail: Callable[[str, str, str], RequestError]
+) -> tuple[str, str | None, str]:
+    """The ``revision``, ``subset`` and ``split`` of a Hub dataset (defaults filled in), checked.
+
+    Args:
+        values: the source's text fields.
+        fail: makes the error for (field, problem, fix).
+    """
+    revision = values.get("revision", DEFAULT_REVISION)
+    if not _REVISION.fullmatch(revision) or ".." in revision or revision.endswith(("/", ".lock")):
+        raise fail(
+            "revision",
+            f"{revision!r} is not a branch, tag or commit name",
+            "Use a branch ('main'), a tag ('v1.0') or a full commit sha.",
+        )
+    split = values.get("split", DEFAULT_SPLIT)
+    if not _SPLIT.fullmatch(split):
+        raise fail("split", f"{split!r} is not a split name", "Split names are letters, digits and '_' (e.g. 'train').")
+    subset = values.get("subset")
+    if subset is not None and not _SUBSET.fullmatch(subset):
+        raise fail(
+            "subset", f"{subset!r} is not a subset (config) name", "Use the config name as the dataset card lists it."
+        )
+    return revision, subset, split
+
+
+_HF_ID_FIX = "Write it as 'org/name' with ASCII letters, digits, '-', '_' and '.' (as in the Hub URL)."
+
+
+def _hf_id_problem(hf_id: str) -> str | None:
+    """What is wrong with ``hf_id`` as a Hub repository id (exactly ``org/name`` in the Hub's ASCII charset), or
+    None when nothing is; :data:`_HF_ID_FIX` says how to write it."""
+    if "://" in hf_id or hf_id.startswith(("datasets/", "hf:")):
+        return f"{hf_id!r} is a URL or path, not a repository id"
+    parts = hf_id.split("/")
+    if len(parts) != 2:
+        return f"{hf_id!r} must be exactly 'org/name' (one '/')"
+    if not hf_id.isascii():
+        return f"{hf_id!r} contains non-ASCII characters (look-alike letters?)"
+    for part in parts:
+        if len(part) > MAX_HF_ID_PART_LENGTH:
+            return f"{part[:20]!r}... is longer than {MAX_HF_ID_PART_LENGTH} characters"
+        if not _HF_ID_PART.fullmatch(part):
+            return f"{part!r} has characters the Hub does not allow, or starts/ends with '-' or '.'"
+        if "--" in part or ".." in part:
+            return f"{part!r} contains '--' or '..', which the Hub forbids"
+    if hf_id.endswith(".git"):
+        return f"{hf_id!r} ends with '.git', which the Hub forbids"
+    return None
+
+
 def check_hf_id(hf_id: str, *, request_path: Path | None = None, line: int | None = None) -> str:
     """Check that ``hf_id`` is exactly ``org/name`` in the Hub's ASCII charset.
 
     Raises:
         RequestError: it is not; the message says what is wrong.
     """
-
-    def fail(problem: str) -> RequestError:
-        return RequestError(
-            problem,
-            fix="Write it as 'org/name' with ASCII letters, digits, '-', '_' and '.' (as in the Hub URL).",
-            request_path=request_path,
-            line=line,
-            field="hf_id",
-        )
-
-    if "://" in hf_id or hf_id.startswith(("datasets/", "hf:")):
-        raise fail(f"{hf_id!r} is a URL or path, not a repository id")
-    parts = hf_id.split("/")
-    if len(parts) != 2:
-        raise fail(f"{hf_id!r} must be exactly 'org/name' (one '/')")
-    if not hf_id.isascii():
-        raise fail(f"{hf_id!r} contains non-ASCII characters (look-alike letters?)")
-    for part in parts:
-        if len(part) > MAX_HF_ID_PART_LENGTH:
-            raise fail(f"{part[:20]!r}... is longer than {MAX_HF_ID_PART_LENGTH} characters")
-        if not _HF_ID_PART.fullmatch(part):
-            raise fail(f"{part!r} has characters the Hub does not allow, or starts/ends with '-' or '.'")
-        if "--" in part or ".." in part:
-            raise fail(f"{part!r} contains '--' or '..', which the Hub forbids")
-    if hf_id.endswith(".git"):
-        raise fail(f"{hf_id!r} ends with '.git', which the Hub forbids")
+    problem = _hf_id_problem(hf_id)
+    if problem is not None:
+        raise RequestError(problem, fix=_HF_ID_FIX, request_path=request_path, line=line, field="hf_id")
     return hf_id
 
 
