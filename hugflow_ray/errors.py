@@ -123,6 +123,11 @@ class PlanError(HugflowError, ValueError):
     """A request cannot be turned into a sync plan (columns, layout); the message says what to change."""
 
 
+class LicenceError(PlanError):
+    """The dataset's licence is outside the licence policy (``ALLOWED_LICENCES``) and no override says why it may
+    come in anyway, or a catalog's licence disagrees with the dataset card's."""
+
+
 class SyncError(HugflowError, RuntimeError):
     """A sync could not run or finish: locked, settings changed since the last run, too many row errors."""
 

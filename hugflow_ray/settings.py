@@ -9,6 +9,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from hugflow_ray.core.encoding import LEGAL_BITRATES, EncoderSettings
+from hugflow_ray.core.licences import DEFAULT_ALLOWED, parse_allowed
 from hugflow_ray.errors import SettingsError
 
 DEFAULT_HF_ENDPOINT = "https://huggingface.co"
@@ -62,6 +63,18 @@ class Settings(BaseSettings):
         "hugflow_storage", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$",
         description="The Ray custom resource that marks the node owning STORAGE_ROOT.",
     )
+    catalog_path: Path = Field(Path("catalog.yaml"), description="The curated catalog (``hugflow catalog``).")
+    hugflow_tier: str | None = Field(
+        None, description="The catalog tier `hugflow reconcile` brings in when no --tier is given (e.g. minimal)."
+    )
+    max_storage_gb: float | None = Field(
+        None, gt=0, description="The storage budget of STORAGE_ROOT in decimal GB; unset: what the disk holds now "
+        "plus its free space."
+    )
+    allowed_licences: str | None = Field(
+        None, description="Comma-separated SPDX ids a dataset's licence must be one of; unset: the commercially "
+        "usable licences (docs/DESIGN.md)."
+    )
     hugflow_debug: bool = Field(False, description="Print tracebacks of known errors.")
     hugflow_metrics: bool = Field(True, description="Record hugflow's metrics in Ray (its metrics export port).")
 
@@ -70,6 +83,13 @@ class Settings(BaseSettings):
     def _legal_bitrate(cls, value: int) -> int:
         if value not in LEGAL_BITRATES:
             raise ValueError(f"must be an MP3 bitrate: one of {', '.join(map(str, LEGAL_BITRATES))}")
+        return value
+
+    @field_validator("allowed_licences")
+    @classmethod
+    def _licence_ids(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_allowed(value)
         return value
 
     @field_validator("hf_endpoint", "github_api_url")
@@ -84,6 +104,11 @@ class Settings(BaseSettings):
         """The job server's URL when ``RAY_ADDRESS`` names one (``http(s)://``): syncs are then submitted as jobs."""
         address = self.ray_address
         return address.rstrip("/") if address and address.startswith(("http://", "https://")) else None
+
+    @property
+    def licence_policy(self) -> frozenset[str]:
+        """The licences a dataset may carry (``ALLOWED_LICENCES``, else the commercially usable ones)."""
+        return parse_allowed(self.allowed_licences) if self.allowed_licences else DEFAULT_ALLOWED
 
     @property
     def encoder(self) -> EncoderSettings:

@@ -28,6 +28,7 @@ _SETTINGS = (
     "AUTO_MERGE", "LOG_LEVEL", "MP3_BITRATE", "MP3_QUALITY", "HUGFLOW_DEBUG", "RAY_ADDRESS", "MAX_ROW_ERROR_RATE",
     "SLACK_API_URL", "GITHUB_ACTIONS", "GITHUB_EVENT_PATH", "GITHUB_REPOSITORY", "GITHUB_API_URL",
     "SYNC_APPROVAL_LABEL", "HUGFLOW_FAILPOINT", "MAX_AUDIO_SECONDS", "STORAGE_RESOURCE", "HUGFLOW_METRICS",
+    "CATALOG_PATH", "HUGFLOW_TIER", "MAX_STORAGE_GB", "ALLOWED_LICENCES",
 )
 
 
@@ -95,6 +96,9 @@ def _text_shard() -> bytes:
     return buffer.getvalue()
 
 
+LICENSED = {"license": "cc-by-4.0"}  # the licence policy lets these in; org/nc-speech's is refused
+
+
 @pytest.fixture(scope="session")
 def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubFixture]:
     """olah serving: org/speech (two subsets, a tag, a licence), org/plain (no configs in the card, no 'text'),
@@ -121,12 +125,12 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubFixture]:
         card={"license": "cc-by-4.0", "configs": configs}, message="more rows",
     )
     shas["org/plain"] = make_dataset_repo(
-        mirrors, "org/plain", {"data/train-00000-of-00001.parquet": _speech_shard(2, text=False)}, card={}
+        mirrors, "org/plain", {"data/train-00000-of-00001.parquet": _speech_shard(2, text=False)}, card=LICENSED
     )
     shas["org/textonly"] = make_dataset_repo(
         mirrors, "org/textonly", {"data/train-00000-of-00001.parquet": _text_shard()}, card={"license": "mit"}
     )
-    shas["org/private"] = make_dataset_repo(mirrors, "org/private", {"data/train.parquet": _text_shard()}, card={})
+    shas["org/private"] = make_dataset_repo(mirrors, "org/private", {"data/train.parquet": _text_shard()}, card=LICENSED)
     _add_sync_repos(mirrors, shas)
     with block_non_loopback() as attempts, HubServer(root, mirrors_dir=mirrors, deny_repos=["org/private"]) as server:
         yield HubFixture(endpoint=server.endpoint, server=server, shas=shas)
@@ -149,14 +153,17 @@ def _add_sync_repos(mirrors: Path, shas: dict[str, str]) -> None:
     }
     shas["org/shards"] = make_dataset_repo(mirrors, "org/shards", shards, card={"license": "cc-by-4.0"})
     big = fx.parquet_bytes(fx.speech_records(64, seconds=0.1), fx.speech_features(), row_group_size=64)
-    shas["org/bigfile"] = make_dataset_repo(mirrors, "org/bigfile", {"data/train.parquet": big}, card={})
+    shas["org/bigfile"] = make_dataset_repo(mirrors, "org/bigfile", {"data/train.parquet": big}, card=LICENSED)
     mixed = fx.parquet_bytes(fx.mixed_records(), fx.mixed_features(), row_group_size=3)
-    shas["org/mixed"] = make_dataset_repo(mirrors, "org/mixed", {"data/train.parquet": mixed}, card={})
+    shas["org/mixed"] = make_dataset_repo(mirrors, "org/mixed", {"data/train.parquet": mixed}, card=LICENSED)
     calls = fx.parquet_bytes(fx.speech_records(12, seconds=0.1), fx.speech_features(), row_group_size=4)
     card = {"license": "cc-by-4.0", "dataset_info": {"splits": [{"name": "train", "num_examples": 12}]}}
     shas["org/calls"] = make_dataset_repo(mirrors, "org/calls", {"data/train.parquet": calls}, card=card)
-    shas["org/audiofolder"] = make_dataset_repo(mirrors, "org/audiofolder", fx.audiofolder_files(), card={})
-    shas["org/wds"] = make_dataset_repo(mirrors, "org/wds", fx.webdataset_files(), card={})
+    shas["org/audiofolder"] = make_dataset_repo(mirrors, "org/audiofolder", fx.audiofolder_files(), card=LICENSED)
+    shas["org/wds"] = make_dataset_repo(mirrors, "org/wds", fx.webdataset_files(), card=LICENSED)
+    nc = fx.parquet_bytes(fx.speech_records(3, seconds=0.1), fx.speech_features(), row_group_size=3)
+    shas["org/nc-speech"] = make_dataset_repo(mirrors, "org/nc-speech", {"data/train.parquet": nc},
+                                              card={"license": "cc-by-nc-4.0"})
     _add_script_repos(mirrors, shas)
 
 
@@ -167,15 +174,15 @@ def _add_script_repos(mirrors: Path, shas: dict[str, str]) -> None:
     from tests.hub_server import _git, make_dataset_repo
 
     script = {"script.py": b"# a dataset loading script\n"}
-    main = make_dataset_repo(mirrors, "org/script", script, card={})
+    main = make_dataset_repo(mirrors, "org/script", script, card=LICENSED)
     shard = fx.parquet_bytes(fx.speech_records(5), fx.speech_features(), row_group_size=2)
-    converted = make_dataset_repo(mirrors, "org/script", {"default/train/0000.parquet": shard}, card={},
+    converted = make_dataset_repo(mirrors, "org/script", {"default/train/0000.parquet": shard}, card=LICENSED,
                                   replace=True, message="parquet conversion")
     repo = mirrors / "datasets" / "org" / "script"
     _git(repo, "update-ref", "refs/convert/parquet", converted)
     _git(repo, "reset", "--hard", main)
     shas["org/script"], shas["org/script@parquet"] = main, converted
-    shas["org/script-only"] = make_dataset_repo(mirrors, "org/script-only", script, card={})
+    shas["org/script-only"] = make_dataset_repo(mirrors, "org/script-only", script, card=LICENSED)
 
 
 @pytest.fixture(scope="session")

@@ -86,7 +86,7 @@ def test_a_licence_outside_the_policy_is_refused_with_the_way_to_override(licenc
     assert not verdict.allowed and not verdict.overridden
     assert verdict.reason == f"not in the allowed licences: {why}"
     assert verdict.line() == (f"{normalise(licence)}: refused (not in the allowed licences: {why}); "
-                              "add `licence_override: <reason>` to the entry to bring it in anyway")
+                              "add `licence_override: <reason>` to the request or catalog entry to bring it in anyway")
 
 
 def test_an_override_brings_a_refused_licence_in_and_records_why() -> None:
@@ -106,7 +106,7 @@ def test_a_licence_not_stated_is_refused_until_checked(licence: str | None) -> N
     verdict = judge(licence, allowed=DEFAULT_ALLOWED | {"other"}, override=None)
     assert not verdict.allowed
     assert verdict.reason == "the licence is not stated"
-    assert "check it and write its SPDX id as `licence`, or add `licence_override: <reason>`" in verdict.line()
+    assert "find the licence (the dataset card, the source's site); if it may be used here, add `licence_override: <reason>`" in verdict.line()
     assert verdict.line().startswith(f"{verdict.licence or '(no licence)'}: refused (the licence is not stated); ")
 
 

@@ -43,7 +43,7 @@ def test_a_valid_request_resolves_to_a_pinned_commit(hub: HubFixture, tmp_path: 
     assert report.sha == hub.shas["org/speech"]
     info = messages(report, Level.INFO)
     assert f"revision 'main' resolves to commit {hub.shas['org/speech']}" in info
-    assert "licence: cc-by-4.0" in info
+    assert "licence: CC-BY-4.0: allowed" in info
     assert "audio column 'audio' found" in info and "text column 'text' found" in info
     assert report.layout is not None and report.layout.data_files == ("clean/train-00000-of-00001.parquet",)
 
@@ -117,7 +117,7 @@ def test_a_dataset_without_audio_is_metadata_only(hub: HubFixture, tmp_path: Pat
     report = validate(hub, tmp_path, "hf_id: org/textonly\ndescription: d\n")
     assert report.valid
     assert "metadata-only" in messages(report, Level.WARNING)
-    assert "licence: mit" in messages(report, Level.INFO)
+    assert "licence: MIT: allowed" in messages(report, Level.INFO)
 
 
 def test_gated_repos_name_the_token_and_the_page(hub: HubFixture, monkeypatch: pytest.MonkeyPatch) -> None:

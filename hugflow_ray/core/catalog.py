@@ -48,7 +48,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from hugflow_ray.core.licences import LICENCE_ID
+from hugflow_ray.core.licences import LICENCE_ID, override_problem
 from hugflow_ray.core.request import (
     _DEFAULTS,
     _HF_ID_FIX,
@@ -76,7 +76,6 @@ MAX_CATALOG_BYTES = 256 * 1024
 MAX_CATALOG_NESTING = 5
 MAX_URL_LENGTH = 2048
 MAX_NUMBER_DIGITS = 18  # more than any size in bytes needs; int() refuses past 4300 digits
-MIN_OVERRIDE_REASON_LENGTH = 10  # long enough to be a reason, not "ok" or "approved"
 
 
 class DataKind(StrEnum):
@@ -347,11 +346,8 @@ def _entry(node: yaml.Node, at: _At, tiers: tuple[str, ...], earlier: list[Catal
     if not LICENCE_ID.fullmatch(licence):
         raise fail("licence", f"{licence!r} is not a licence id",
                    "Write its SPDX id, e.g. 'CC-BY-4.0' (the list: https://spdx.org/licenses/).")
-    override = values.get("licence_override")
-    if override is not None and len(override) < MIN_OVERRIDE_REASON_LENGTH:
-        raise fail("licence_override", f"{override!r} is too short to be a reason",
-                   f"Say why the dataset may be used despite its licence, and who checked "
-                   f"({MIN_OVERRIDE_REASON_LENGTH} characters or more).")
+    if problem := override_problem(values.get("licence_override")):
+        raise fail("licence_override", *problem)
     tier = values["tier"]
     if tier not in tiers:
         close = difflib.get_close_matches(tier, tiers, n=1)
@@ -377,7 +373,7 @@ def _entry(node: yaml.Node, at: _At, tiers: tuple[str, ...], earlier: list[Catal
         tier=tier,
         priority=int(priority),
         data=data,
-        licence_override=override,
+        licence_override=values.get("licence_override"),
         audio_column=values.get("audio_column", DEFAULT_AUDIO_COLUMN),
         text_column=values.get("text_column", DEFAULT_TEXT_COLUMN),
         audio_column_explicit="audio_column" in values,

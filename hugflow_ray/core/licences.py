@@ -82,7 +82,17 @@ DEFAULT_ALLOWED: frozenset[str] = frozenset(
 )
 
 _COPYLEFT_SOFTWARE = re.compile(r"(A|L)?GPL-|MPL-|EPL-|EUPL-")
-_OVERRIDE_FIX = "add `licence_override: <reason>` to the entry to bring it in anyway"
+_OVERRIDE_FIX = "add `licence_override: <reason>` to the request or catalog entry to bring it in anyway"
+MIN_OVERRIDE_REASON_LENGTH = 10  # long enough to be a reason, not "ok" or "approved"
+
+
+def override_problem(reason: str | None) -> tuple[str, str] | None:
+    """What is wrong with a ``licence_override`` and its fix, as (problem, fix); None when it is a real reason (or
+    there is none)."""
+    if reason is None or len(reason) >= MIN_OVERRIDE_REASON_LENGTH:
+        return None
+    return (f"{reason!r} is too short to be a reason", "Say why the dataset may be used despite its licence, and "
+            f"who checked ({MIN_OVERRIDE_REASON_LENGTH} characters or more).")
 
 
 def normalise(licence: str) -> str:
@@ -115,7 +125,8 @@ class LicenceVerdict:
         if self.allowed:
             return f"{name}: allowed"
         if _not_stated(self.licence):
-            return f"{name}: refused ({self.reason}); check it and write its SPDX id as `licence`, or {_OVERRIDE_FIX}"
+            return (f"{name}: refused ({self.reason}); find the licence (the dataset card, the source's site); if it "
+                    f"may be used here, {_OVERRIDE_FIX}")
         return f"{name}: refused ({self.reason}); {_OVERRIDE_FIX}"
 
 

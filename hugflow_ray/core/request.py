@@ -22,6 +22,7 @@ from typing import Protocol
 
 import yaml
 
+from hugflow_ray.core.licences import override_problem
 from hugflow_ray.errors import PlanError, RequestError
 
 MAX_REQUEST_BYTES = 16 * 1024
@@ -88,6 +89,7 @@ class LocalRef:
     path: Path
     subset: str | None = None
     split: str = DEFAULT_SPLIT
+    name: str | None = None  # a catalog entry's name, which names its copy (None: named after the path)
 
     @property
     def source(self) -> str:
@@ -109,6 +111,7 @@ class AddRequest:
     audio_column_explicit: bool = False
     text_column_explicit: bool = False
     request_path: Path | None = None
+    licence_override: str | None = None  # why a dataset outside the licence policy is brought in anyway
 
     kind = RequestKind.ADD
 
@@ -148,6 +151,7 @@ _SCHEMAS: dict[RequestKind, dict[str, _Field]] = {
         "description": _Field(required=True, max_length=MAX_DESCRIPTION_LENGTH, multiline=True),
         "audio_column": _Field(),
         "text_column": _Field(),
+        "licence_override": _Field(max_length=MAX_REASON_LENGTH, multiline=True),
     },
     RequestKind.REMOVE: {
         **_DATASET_FIELDS,
@@ -399,6 +403,8 @@ def _build(kind: RequestKind, values: dict[str, str], lines: dict[str, int], req
         if not local_path.is_absolute() and request_path is not None:
             local_path = request_path.parent / local_path
     revision, subset, split = _check_selection(values, fail)
+    if problem := override_problem(values.get("licence_override")):
+        raise fail("licence_override", *problem)
     dataset: DatasetRef
     if local_path is not None:
         dataset = LocalRef(local_path, subset=subset, split=split)
@@ -415,6 +421,7 @@ def _build(kind: RequestKind, values: dict[str, str], lines: dict[str, int], req
         audio_column_explicit="audio_column" in values,
         text_column_explicit="text_column" in values,
         request_path=request_path,
+        licence_override=values.get("licence_override"),
     )
 
 

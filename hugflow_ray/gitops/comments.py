@@ -39,6 +39,7 @@ class PlanView:
     target: str
     audio_column: str | None
     text_column: str | None
+    licence: str | None = None  # the licence policy's verdict, as a line
 
 
 def _plan_lines(plan: PlanView) -> list[str]:
@@ -51,7 +52,7 @@ def _plan_lines(plan: PlanView) -> list[str]:
         f"| subset / split | `{identity.subset or 'default'}` / `{identity.split}` |",
         f"| rows | {rows} |",
         f"| download | {size} |",
-        f"| licence | {identity.license or 'not stated on the card: check before use'} |",
+        f"| licence | {plan.licence or identity.license or 'not stated on the card: check before use'} |",
         f"| columns | audio `{plan.audio_column or '—'}`, text `{plan.text_column or '—'}` |",
         f"| target | `{plan.target}` |",
     ]
@@ -95,7 +96,7 @@ def succeeded(path: str, plan: PlanView, result: ResultView) -> str:
         f"| size | {human_size(result.size_bytes)} |",
         f"| duration | {duration(result.seconds)} |",
         f"| pinned commit | `{plan.identity.sha or 'local'}` |",
-        f"| licence | {plan.identity.license or 'not stated on the card'} |",
+        f"| licence | {plan.licence or plan.identity.license or 'not stated on the card'} |",
     ]
     if result.row_errors:
         lines += ["", f"First row errors (all: `hugflow status {plan.identity.name} --errors`):", ""]

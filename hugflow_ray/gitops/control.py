@@ -25,12 +25,12 @@ from hugflow_ray.adapters.slack import Slack
 from hugflow_ray.core.plan import Plan
 from hugflow_ray.core.records import DatasetState, DatasetStatus
 from hugflow_ray.core.request import AddRequest, LocalRef, RemoveRequest, RequestKind, parse_request
-from hugflow_ray.errors import CIError, GitHubError, HugflowError, RequestError
+from hugflow_ray.errors import CIError, GitHubError, HugflowError, LicenceError, RequestError
 from hugflow_ray.executors.child_process import LocalDriver
 from hugflow_ray.gitops import comments, gate
 from hugflow_ray.pipeline import store
 from hugflow_ray.pipeline.locks import DatasetLock
-from hugflow_ray.pipeline.plan import hub_for, make_plan
+from hugflow_ray.pipeline.plan import check_licence, hub_for, licence_verdict, make_plan
 from hugflow_ray.pipeline.progress import read_progress
 from hugflow_ray.pipeline.status import read_status_or_none, status_version
 from hugflow_ray.settings import Settings
@@ -256,6 +256,8 @@ class _Job:
             data, request = self._load(path, RequestKind.ADD)
             assert isinstance(request, AddRequest)
             plan = make_plan(request, hub=hub_for(self.settings))
+            verdict = licence_verdict(plan, self.settings)
+            check_licence(plan, verdict)
         except HugflowError as e:
             return self._fail(path, str(e), _what_to_do(e, otherwise=FIX_THE_REQUEST))
         run = self.driver.attach(plan.identity.name, plan.identity.sha)  # a re-run of the job follows it
@@ -264,7 +266,7 @@ class _Job:
             return self._fail(path, f"{plan.identity.name} is being synced or removed by {holder}",
                               "wait until that finishes, then re-run this job (or close this PR if it asks for "
                               "the same dataset).")
-        view = self._view(plan)
+        view = self._view(plan, verdict.line() if verdict else None)
         self.reporter.comment(marker, comments.planned(path, view))
         self.reporter.notify(f"syncing `{plan.identity.source}` ({view.rows or '?'} rows, "
                              f"{human_size(view.download_bytes or 0)} to download) from `{path}`")
@@ -288,11 +290,11 @@ class _Job:
         finally:
             self.reporter.where = None
 
-    def _view(self, plan: Plan) -> comments.PlanView:
+    def _view(self, plan: Plan, licence: str | None) -> comments.PlanView:
         return comments.PlanView(
             identity=plan.identity, rows=plan.rows, download_bytes=plan.download_bytes,
             target=str(self.settings.storage_root / plan.identity.name), audio_column=plan.audio_column,
-            text_column=plan.text_column,
+            text_column=plan.text_column, licence=licence,
         )
 
     def _follow(self, run: DriverRun, path: str, plan: Plan, view: comments.PlanView) -> None:
@@ -397,4 +399,7 @@ def _what_to_do(error: HugflowError, *, otherwise: str) -> str:
         return RETRY_GITHUB
     if isinstance(error, RequestError):
         return FIX_THE_REQUEST
+    if isinstance(error, LicenceError):
+        return ("check the dataset's licence; if it may be used here anyway, add `licence_override: <why, and who "
+                "checked>` to the request (it stays on record in git), or widen ALLOWED_LICENCES on the server.")
     return otherwise

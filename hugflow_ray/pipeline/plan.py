@@ -10,9 +10,10 @@ from pathlib import Path
 from hugflow_ray.adapters.hub import Hub, RepoSnapshot, SplitLayout, local_layout
 from hugflow_ray.core.naming import dataset_dir_name
 from hugflow_ray.core.plan import Plan, SourceFile, choose_columns
+from hugflow_ray.core.licences import LicenceVerdict, judge
 from hugflow_ray.core.records import DatasetIdentity
 from hugflow_ray.core.request import AddRequest, LocalRef
-from hugflow_ray.errors import PlanError, UnreadableLayoutError
+from hugflow_ray.errors import LicenceError, PlanError, UnreadableLayoutError
 from hugflow_ray.pipeline.readers.staged import STAGED_FORMATS
 from hugflow_ray.settings import Settings
 
@@ -92,6 +93,25 @@ def _check_readable(request: AddRequest, layout: SplitLayout) -> None:
         )
     if not layout.data_files:
         raise PlanError(f"{request.dataset.source}: split {layout.split!r} has no data files")
+
+
+def licence_verdict(plan: Plan, settings: Settings) -> LicenceVerdict | None:
+    """The licence policy's verdict on a Hub dataset's card licence, with the request's override; None for a local
+    dataset, which has no card (the operator's own files; a catalog judges its URL sources by the catalog)."""
+    if plan.local is not None:
+        return None
+    return judge(plan.identity.license, allowed=settings.licence_policy, override=plan.request.licence_override)
+
+
+def check_licence(plan: Plan, verdict: LicenceVerdict | None) -> None:
+    """Refuse a dataset the licence policy refuses.
+
+    Raises:
+        LicenceError: the verdict does not allow it; the message says how to override.
+    """
+    if verdict is not None and not verdict.allowed:
+        where = plan.request.request_path or plan.identity.source
+        raise LicenceError(f"{where}: licence {verdict.line()}")
 
 
 def hub_for(settings: Settings) -> Hub:

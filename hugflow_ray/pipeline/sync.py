@@ -29,7 +29,8 @@ from hugflow_ray.pipeline.convert import RowConverter
 from hugflow_ray.pipeline.download import download
 from hugflow_ray.pipeline.ledger import Ledger, LedgerDamagedError, LedgerMismatchError, LedgerSummary
 from hugflow_ray.pipeline.locks import DatasetLock
-from hugflow_ray.pipeline.plan import hub_for, make_plan, with_columns
+from hugflow_ray.core.licences import LicenceVerdict
+from hugflow_ray.pipeline.plan import check_licence, hub_for, licence_verdict, make_plan, with_columns
 from hugflow_ray.pipeline.progress import ProgressCallback, ProgressReporter
 from hugflow_ray.pipeline.readers.staged import STAGED_FORMATS, stage
 from hugflow_ray.pipeline.readers.units import (
@@ -87,14 +88,17 @@ def sync(
     on_progress: ProgressCallback | None = None,
     progress_bar: bool = False,
     executor: Executor | None = None,
+    licence: LicenceVerdict | None = None,
 ) -> SyncReport:
     """Bring one dataset onto this machine, resuming from the ledger; see the module docstring.
 
     Args:
         executor: where conversion runs; by default Ray (embedded, or the cluster at ``RAY_ADDRESS``).
+        licence: the licence verdict a catalog reached (from its own licence); by default the policy judges the Hub
+            card's licence with the request's ``licence_override``.
 
     Raises:
-        RequestError, HubError, PlanError: before any heavy work.
+        RequestError, HubError, PlanError: before any heavy work (LicenceError: the licence policy refuses it).
         SyncError: locked by another run, settings changed since the last run (use ``restart``), or more
             row errors than ``MAX_ROW_ERROR_RATE`` allows, or the revision no longer resolves to ``expect_sha``
             (the commit a plan was shown for).
@@ -105,6 +109,7 @@ def sync(
     ref = request.dataset
     hub = hub_for(settings) if isinstance(ref, HubRef) else None
     plan = make_plan(request, hub=hub)
+    check_licence(plan, licence or licence_verdict(plan, settings))
     if isinstance(ref, HubRef) and expect_sha is not None and plan.identity.sha != expect_sha:
         raise SyncError(f"{ref.hf_id}@{ref.revision} now resolves to {plan.identity.sha}, not {expect_sha} "
                         "as planned: the revision moved; run again to plan the new commit")

@@ -8,6 +8,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from hugflow_ray.adapters.hub import Hub, RepoSnapshot, SplitLayout, local_layout
+from hugflow_ray.core.licences import DEFAULT_ALLOWED, judge
 from hugflow_ray.core.naming import dataset_dir_name
 from hugflow_ray.core.plan import choose_columns
 from hugflow_ray.core.request import AddRequest, HubRef, LocalRef, Request, load_request
@@ -55,10 +56,11 @@ class ValidationReport:
         self.findings.append(Finding(level, message))
 
 
-def validate_file(path: Path, *, hub: Hub | None) -> ValidationReport:
+def validate_file(path: Path, *, hub: Hub | None, licences: frozenset[str] = DEFAULT_ALLOWED) -> ValidationReport:
     """Validate one request file; ``hub=None`` checks the schema only (offline).
 
-    Never raises for a problem with the request or the dataset: those become error findings.
+    Never raises for a problem with the request or the dataset: those become error findings (a licence outside
+    ``licences``, without an override, is one).
     """
     report = ValidationReport(request_path=path)
     try:
@@ -76,15 +78,17 @@ def validate_file(path: Path, *, hub: Hub | None) -> ValidationReport:
         _check_dataset(report, request, lambda: local_layout(local.path, local.subset, local.split))
     elif hub is not None:
         hub_ref = ref
-        _check_dataset(report, request, lambda: _hub_layout(report, hub, hub_ref))
+        _check_dataset(report, request, lambda: _hub_layout(report, hub, hub_ref, request, licences))
     return report
 
 
-def _hub_layout(report: ValidationReport, hub: Hub, ref: HubRef) -> SplitLayout:
+def _hub_layout(report: ValidationReport, hub: Hub, ref: HubRef, request: AddRequest, licences: frozenset[str]
+                ) -> SplitLayout:
     snapshot: RepoSnapshot = hub.snapshot(ref.hf_id, ref.revision)
     report.sha = snapshot.sha
     report.add(Level.INFO, f"revision {ref.revision!r} resolves to commit {snapshot.sha}")
-    report.add(Level.INFO, f"licence: {snapshot.license or 'not stated on the dataset card'}")
+    verdict = judge(snapshot.license, allowed=licences, override=request.licence_override)
+    report.add(Level.INFO if verdict.allowed else Level.ERROR, f"licence: {verdict.line()}")
     files_sha, layout = resolve_hub_layout(hub, snapshot, ref.subset, ref.split)
     if files_sha is not None:
         report.add(Level.INFO, f"its own files cannot be read: the Hub's parquet conversion ({files_sha}) is used")
