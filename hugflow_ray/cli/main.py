@@ -65,7 +65,7 @@ def validate(
         hub = hub_for(settings)
     invalid = 0
     for path in files:
-        report = validate_file(path, hub=hub)
+        report = validate_file(path, hub=hub, licences=settings.licence_policy)
         invalid += not report.valid
         typer.echo(redact(f"{'valid' if report.valid else 'INVALID'}: {path}", settings.secrets()))
         for finding in report.findings:
@@ -293,6 +293,16 @@ def remove(file: Annotated[Path, typer.Argument(help="A remove request (requests
     typer.echo(f"removed {report.dataset_name}:")
     for path in report.removed:
         typer.echo(f"  {path}")
+
+
+def _register_manager() -> None:
+    from hugflow_ray.cli.catalog import catalog_app, reconcile
+
+    app.add_typer(catalog_app, name="catalog")
+    app.command()(reconcile)
+
+
+_register_manager()
 
 
 def main() -> None:

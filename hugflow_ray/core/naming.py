@@ -26,11 +26,12 @@ import os
 import re
 from collections.abc import Iterable
 
-from hugflow_ray.core.request import DatasetRef, HubRef
+from hugflow_ray.core.request import DatasetRef, HubRef, LocalRef
 
 MAX_COMPONENT_LENGTH = 80
 HASH_LENGTH = 12
 LOCAL_ORG = "local"
+CATALOG_ORG = "catalog"
 NAME_COLUMN = "audio_filename"
 MAX_STEM_LENGTH = 120
 AUDIO_DIR = "audio"
@@ -56,6 +57,8 @@ def _component(value: str) -> str:
 def dataset_dir_name(ref: DatasetRef) -> str:
     """The directory name of a dataset copy under ``STORAGE_ROOT``."""
     revision: str | None = None
+    if isinstance(ref, LocalRef) and ref.name is not None:
+        return catalog_dir_name(ref.name)
     if isinstance(ref, HubRef):
         org, name = ref.hf_id.split("/")
         parts = [_component(org), _component(name)]
@@ -70,6 +73,11 @@ def dataset_dir_name(ref: DatasetRef) -> str:
     if revision is not None:
         parts.append(f"rev_{_component(revision)}")
     return "__".join(parts)
+
+
+def catalog_dir_name(entry_name: str) -> str:
+    """The directory of a catalog entry's copy when its source is not a Hub dataset (a URL)."""
+    return f"{CATALOG_ORG}__{_component(entry_name)}"
 
 
 def safe_stem(value: object) -> str:

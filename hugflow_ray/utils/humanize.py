@@ -18,3 +18,8 @@ def human_size(size: int) -> str:
 def duration(seconds: float) -> str:
     """``3725.2`` -> ``1:02:05``."""
     return str(dt.timedelta(seconds=round(seconds)))
+
+
+def gigabytes(size: int) -> str:
+    """``2_600_000_000`` -> ``2.60 GB``: decimal gigabytes, the unit of catalog sizes and ``MAX_STORAGE_GB``."""
+    return f"{size / 1000**3:.2f} GB"

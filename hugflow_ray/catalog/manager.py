@@ -1,0 +1,326 @@
+"""The dataset manager: a catalog tier brought onto this machine under a storage budget, and its status.
+
+``plan`` decides (pure, in :mod:`hugflow_ray.core.tiers`) from the catalog, the licence policy, the Hub's cards and
+what ``STORAGE_ROOT`` holds; ``apply`` carries the plan out one entry at a time, highest priority first, each
+through the same pipeline as a request (ledger, resume, locks, progress, status), checking the budget against
+the disk again before each entry; ``status`` reports every entry of the catalog.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+
+from hugflow_ray.adapters.hub import Hub
+from hugflow_ray.catalog import sources
+from hugflow_ray.core.catalog import GB, Catalog, CatalogEntry, DataKind, UrlSource, load_catalog
+from hugflow_ray.core.licences import LicenceVerdict, check_agrees, judge
+from hugflow_ray.core.naming import catalog_dir_name, dataset_dir_name
+from hugflow_ray.core.records import DatasetState
+from hugflow_ray.core.request import AddRequest, HubRef, LocalRef
+from hugflow_ray.core.tiers import Candidate, Decision, PlannedEntry, Presence, TierPlan, plan_tier
+from hugflow_ray.errors import CatalogError, HubError, HugflowError
+from hugflow_ray.pipeline import store
+from hugflow_ray.pipeline.plan import hub_for
+from hugflow_ray.pipeline.status import read_status_or_none
+from hugflow_ray.pipeline.sync import SyncReport, sync
+from hugflow_ray.settings import Settings
+from hugflow_ray.utils.humanize import gigabytes
+
+log = logging.getLogger(__name__)
+
+SOURCES_DIR = ".sources"  # verified downloads and extractions of URL sources, under STORAGE_ROOT until synced
+
+
+def entry_dataset_name(entry: CatalogEntry) -> str:
+    """The directory of an entry's copy: a Hub source's is the one a request for it gets (so a dataset asked for
+    by both is one copy); a URL source's is named after the entry."""
+    return dataset_dir_name(entry.source) if isinstance(entry.source, HubRef) else catalog_dir_name(entry.name)
+
+
+def read_catalog(settings: Settings, path: Path | None = None) -> Catalog:
+    """The catalog at ``path`` (default ``CATALOG_PATH``), strictly validated.
+
+    Raises:
+        CatalogError: it is missing or invalid (file, line, field, fix).
+    """
+    return load_catalog(path or settings.catalog_path)
+
+
+def chosen_tier(catalog: Catalog, settings: Settings, tier: str | None) -> str:
+    """The tier asked for (``--tier``, else ``HUGFLOW_TIER``), checked against the catalog's tiers.
+
+    Raises:
+        CatalogError: none given, or the catalog has no such tier.
+    """
+    name = tier or settings.hugflow_tier
+    if name is None:
+        raise CatalogError("no tier chosen", fix=f"Pass --tier ({', '.join(catalog.tiers)}) or set HUGFLOW_TIER.",
+                           catalog_path=catalog.path)
+    if name not in catalog.tiers:
+        raise CatalogError(f"there is no tier {name!r}", fix=f"Use one of: {', '.join(catalog.tiers)}.",
+                           catalog_path=catalog.path, field="tiers")
+    return name
+
+
+def presence(settings: Settings, dataset_name: str) -> tuple[Presence, int]:
+    """What ``STORAGE_ROOT`` holds of a dataset copy, and its size on disk."""
+    dataset_dir = settings.storage_root / dataset_name
+    if not dataset_dir.is_dir() or dataset_dir.is_symlink():
+        return Presence.ABSENT, 0
+    current = read_status_or_none(dataset_dir)
+    complete = current is not None and current.state is DatasetState.COMPLETE
+    return (Presence.COMPLETE if complete else Presence.PARTIAL), store.dataset_size(dataset_dir)
+
+
+def storage_used(settings: Settings, *, excluding: frozenset[str] = frozenset()) -> int:
+    """Bytes under ``STORAGE_ROOT`` (dataset copies and downloaded sources), but for the directories named."""
+    root = settings.storage_root
+    if not root.is_dir():
+        return 0
+    return sum(store.dataset_size(p) for p in root.iterdir() if p.is_dir() and not p.is_symlink()
+               and p.name not in excluding)
+
+
+def budget_bytes(settings: Settings) -> int:
+    """``MAX_STORAGE_GB``, or else what the storage root holds plus its filesystem's free space."""
+    if settings.max_storage_gb is not None:
+        return round(settings.max_storage_gb * GB)
+    root = settings.storage_root
+    existing = next(p for p in (root, *root.resolve().parents) if p.exists())
+    return storage_used(settings) + shutil.disk_usage(existing).free
+
+
+def licence_verdict(entry: CatalogEntry, settings: Settings, card_licence: str | None, *, card_read: bool
+                    ) -> tuple[LicenceVerdict, str | None]:
+    """The policy's verdict on an entry's licence, and the problem that keeps it out (None: it may come in).
+
+    A Hub card that states another licence than the catalog refuses the entry whatever the policy says: one of
+    the two is wrong, and a person must say which.
+    """
+    verdict = judge(entry.licence, allowed=settings.licence_policy, override=entry.licence_override)
+    if card_read and (disagreement := check_agrees(entry.licence, card_licence)):
+        return verdict, f"{disagreement}; correct the catalog or check the dataset's card"
+    return verdict, None if verdict.allowed else verdict.line()
+
+
+@dataclass(frozen=True)
+class EntryFacts:
+    """What the plan learnt about an entry besides the decision."""
+
+    verdict: LicenceVerdict
+    source_bytes: int | None  # the Hub repository's files, or the URL's file
+    source_problem: str | None = None
+
+
+@dataclass(frozen=True)
+class CatalogPlan:
+    """A tier's plan with what each entry's source and licence were found to be."""
+
+    catalog: Catalog
+    tier: TierPlan
+    facts: dict[str, EntryFacts]
+    offline: bool
+
+
+def plan(settings: Settings, *, tier: str | None = None, catalog: Catalog | None = None, offline: bool = False
+         ) -> CatalogPlan:
+    """What ``apply`` would do for ``tier``, without doing it.
+
+    Args:
+        offline: do not ask the Hub (no card licence check, no Hub file sizes).
+
+    Raises:
+        CatalogError: the catalog is invalid or the tier unknown.
+    """
+    catalog = catalog or read_catalog(settings)
+    name = chosen_tier(catalog, settings, tier)
+    hub = None if offline else hub_for(settings)
+    candidates: list[Candidate] = []
+    facts: dict[str, EntryFacts] = {}
+    for entry in catalog.tier_entries(name):
+        dataset = entry_dataset_name(entry)
+        there, disk = presence(settings, dataset)
+        entry_facts, problem = _inspect(entry, settings, hub)
+        facts[entry.name] = entry_facts
+        candidates.append(Candidate(entry, dataset, entry.size_bytes, disk, there, licence_problem=problem,
+                                    source_problem=entry_facts.source_problem))
+    other = storage_used(settings, excluding=frozenset(c.dataset_name for c in candidates))
+    tier_plan = plan_tier(candidates, tier=name, budget_bytes=budget_bytes(settings), other_bytes=other)
+    return CatalogPlan(catalog, tier_plan, facts, offline)
+
+
+def _inspect(entry: CatalogEntry, settings: Settings, hub: Hub | None) -> tuple[EntryFacts, str | None]:
+    """The entry's licence verdict and source size; a Hub source's card is read for its licence."""
+    source = entry.source
+    if isinstance(source, UrlSource):
+        verdict, problem = licence_verdict(entry, settings, None, card_read=False)
+        return EntryFacts(verdict, source.size), problem
+    if entry.data is DataKind.FILES:
+        verdict, problem = licence_verdict(entry, settings, None, card_read=False)
+        return EntryFacts(verdict, None, "a Hub source is synced as audio; 'data: files' is for URL sources"), problem
+    if hub is None:
+        verdict, problem = licence_verdict(entry, settings, None, card_read=False)
+        return EntryFacts(verdict, None), problem
+    try:
+        snapshot = hub.snapshot(source.hf_id, source.revision)
+        sizes = [m.get("size") for m in hub.file_metadata(snapshot).values()]
+        size = None if None in sizes else sum(int(s) for s in sizes if s is not None)  # mirrors may not say
+    except HubError as e:
+        verdict, problem = licence_verdict(entry, settings, None, card_read=False)
+        return EntryFacts(verdict, None, f"the Hub: {e}"), problem
+    verdict, problem = licence_verdict(entry, settings, snapshot.license, card_read=True)
+    return EntryFacts(verdict, size), problem
+
+
+class Outcome(StrEnum):
+    """What ``apply`` did with an entry."""
+
+    SYNCED = "synced"
+    PRESENT = "already present"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class EntryResult:
+    """One entry's outcome in ``apply``."""
+
+    name: str
+    dataset_name: str
+    outcome: Outcome
+    detail: str
+    report: SyncReport | None = None
+
+
+@dataclass(frozen=True)
+class ApplyReport:
+    """What ``apply`` did, entry by entry in priority order."""
+
+    plan: CatalogPlan
+    results: list[EntryResult] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(r.outcome is not Outcome.FAILED for r in self.results)
+
+
+def apply(settings: Settings, *, tier: str | None = None, catalog: Catalog | None = None,
+          on_entry: Callable[[PlannedEntry], None] | None = None) -> ApplyReport:
+    """Bring a tier onto this machine: its plan, carried out highest priority first.
+
+    An entry is synced only if, measured on the disk just before it starts, it still fits the budget. A failing
+    entry is reported and the next one goes on; complete entries are not touched.
+    """
+    decided = plan(settings, tier=tier, catalog=catalog)
+    report = ApplyReport(decided)
+    for planned in decided.tier.entries:
+        if on_entry is not None and planned.decision in (Decision.BRING_IN, Decision.RESUME):
+            on_entry(planned)
+        report.results.append(apply_entry(settings, planned, decided, owner="catalog apply"))
+    return report
+
+
+def apply_entry(settings: Settings, planned: PlannedEntry, decided: CatalogPlan, *, owner: str) -> EntryResult:
+    """Carry out one line of a plan: sync it if it is to be synced and, measured on the disk now, still fits."""
+    entry, name = planned.entry, planned.candidate.dataset_name
+    if planned.decision is Decision.PRESENT:
+        return EntryResult(entry.name, name, Outcome.PRESENT, planned.reason)
+    if not planned.decision.included:
+        return EntryResult(entry.name, name, Outcome.SKIPPED, f"{planned.decision.value}: {planned.reason}")
+    if planned.decision is Decision.BRING_IN:
+        used = storage_used(settings)
+        if used + planned.candidate.needed_bytes > decided.tier.budget_bytes:
+            return EntryResult(entry.name, name, Outcome.SKIPPED,
+                               f"over budget: {gigabytes(used)} used on the disk now")
+    try:
+        synced = sync_entry(settings, entry, verdict=decided.facts[entry.name].verdict, owner=owner)
+    except HugflowError as e:
+        log.warning("%s: %s", entry.name, e)
+        return EntryResult(entry.name, name, Outcome.FAILED, str(e))
+    detail = f"{synced.rows_done:,} rows" + (f", {synced.row_errors} row errors" if synced.row_errors else "")
+    return EntryResult(entry.name, name, Outcome.SYNCED, detail, synced)
+
+
+def sync_entry(settings: Settings, entry: CatalogEntry, *, verdict: LicenceVerdict, owner: str) -> SyncReport:
+    """Sync one entry through the pipeline: a Hub source as a request; a URL source downloaded, verified and
+    extracted first, then read as a local dataset (audio) or kept as its files."""
+    source = entry.source
+    if isinstance(source, HubRef):
+        if entry.data is DataKind.FILES:
+            raise CatalogError("a Hub source is synced as audio", fix="Remove 'data: files' or use a URL source.",
+                               field=f"{entry.name}.data")
+        return sync(_request(entry, source), settings, owner=owner, licence=verdict)
+    root = settings.storage_root / SOURCES_DIR / entry.name
+    if entry.data is DataKind.FILES:
+        return sources.sync_files(settings, entry, catalog_dir_name(entry.name), root, licence=verdict, owner=owner)
+    data = sources.fetch(entry, source, root)
+    local = LocalRef(data, name=entry.name)
+    synced = sync(_request(entry, local), settings, owner=owner, licence=verdict)
+    if synced.state is DatasetState.COMPLETE:
+        shutil.rmtree(root, ignore_errors=True)  # the copy is complete; a repair downloads the source again
+    return synced
+
+
+def _request(entry: CatalogEntry, ref: HubRef | LocalRef) -> AddRequest:
+    return AddRequest(dataset=ref, description=entry.description, audio_column=entry.audio_column,
+                      text_column=entry.text_column, audio_column_explicit=entry.audio_column_explicit,
+                      text_column_explicit=entry.text_column_explicit, licence_override=entry.licence_override)
+
+
+@dataclass(frozen=True)
+class EntryStatus:
+    """One catalog entry as ``catalog status`` shows it."""
+
+    name: str
+    dataset_name: str
+    tier: str
+    priority: int
+    licence: str
+    state: str  # absent, or the copy's state (syncing, complete, failed, damaged)
+    rows_done: int
+    rows_total: int
+    size_bytes: int
+    expected_bytes: int
+
+    def to_dict(self) -> dict[str, object]:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class CatalogStatus:
+    """Every entry's state, totals per tier (cumulative, on disk) and the budget."""
+
+    entries: list[EntryStatus]
+    tiers: dict[str, int]  # tier -> bytes on disk of its entries (its own and the smaller tiers')
+    used_bytes: int  # all of STORAGE_ROOT
+    budget_bytes: int
+
+    def to_dict(self) -> dict[str, object]:
+        return {"entries": [e.to_dict() for e in self.entries], "tiers": self.tiers, "used_bytes": self.used_bytes,
+                "budget_bytes": self.budget_bytes}
+
+
+def status(settings: Settings, *, catalog: Catalog | None = None) -> CatalogStatus:
+    """Every catalog entry's state on this machine, in catalog order."""
+    catalog = catalog or read_catalog(settings)
+    rows = {r.dataset_name: r for r in store.status(settings)}
+    entries: list[EntryStatus] = []
+    for entry in catalog.entries:
+        name = entry_dataset_name(entry)
+        row = rows.get(name)
+        entries.append(EntryStatus(
+            name=entry.name, dataset_name=name, tier=entry.tier, priority=entry.priority, licence=entry.licence,
+            state=row.state.value if row else Presence.ABSENT.value, rows_done=row.rows_done if row else 0,
+            rows_total=row.rows_total if row else 0, size_bytes=row.size_bytes if row else 0,
+            expected_bytes=entry.size_bytes,
+        ))
+    tiers = {}
+    for rank, tier in enumerate(catalog.tiers):
+        included = set(catalog.tiers[: rank + 1])
+        tiers[tier] = sum(e.size_bytes for e in entries if e.tier in included)
+    return CatalogStatus(entries, tiers, storage_used(settings), budget_bytes(settings))

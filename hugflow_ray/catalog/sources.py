@@ -1,0 +1,179 @@
+"""URL sources: downloaded (resumed), verified against size and sha256, extracted safely, then either read as a
+local dataset or kept as their files.
+
+Downloads and extractions live in ``STORAGE_ROOT/.sources/<entry>/`` (the same filesystem as the copies, so a
+kept tree is moved, not copied) until the copy is complete; then they are deleted and a repair downloads again.
+
+A kept copy (``data: files``: MIDI, scores, text) is ``files/`` with the tree as the source holds it, and
+``.hugflow/files.parquet`` listing every file with its size and sha256, which ``hugflow verify`` checks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from urllib.parse import urlsplit
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from hugflow_ray.adapters.urls import fetch_url
+from hugflow_ray.catalog.archives import extract
+from hugflow_ray.core.catalog import CatalogEntry, UrlSource
+from hugflow_ray.core.licences import LicenceVerdict
+from hugflow_ray.core.records import DatasetIdentity, DatasetState, DatasetStatus
+from hugflow_ray.errors import CatalogError, HugflowError
+from hugflow_ray.pipeline import store
+from hugflow_ray.pipeline.locks import DatasetLock
+from hugflow_ray.pipeline.status import read_status_or_none, write_status
+from hugflow_ray.pipeline.sync import SyncReport
+from hugflow_ray.settings import Settings
+from hugflow_ray.utils import atomic
+
+FILES_DIR = "files"
+FILES_INDEX = "files.parquet"  # under .hugflow/
+FILES_SPLIT = "files"  # the identity's split of a kept copy: it has no rows, only files
+EXTRACTION_SLACK = 2  # an archive may expand to twice the larger of its declared sizes, no more
+HASH_CHUNK = 1024 * 1024
+DEFAULT_FILE_NAME = "download"
+
+INDEX_SCHEMA = pa.schema([("path", pa.string()), ("size", pa.int64()), ("sha256", pa.string())])
+
+
+def extraction_cap(entry: CatalogEntry, source: UrlSource) -> int:
+    """The most an archive may expand to: audio barely compresses, so an audio archive's files are about its
+    download size; a kept tree's are about the entry's expected size. Twice the larger of the two."""
+    return EXTRACTION_SLACK * max(entry.size_bytes, source.size)
+
+
+def fetch(entry: CatalogEntry, source: UrlSource, root: Path) -> Path:
+    """The entry's data on this machine: downloaded (resumed) and verified into ``root``, extracted safely; returns
+    the directory (or ``directory`` inside it) to read.
+
+    Raises:
+        SourceError: the download failed, or its size or sha256 is not the catalog's.
+        ArchiveError: the archive holds something that may not be extracted, or expands past its cap.
+        CatalogError: the archive has no ``directory`` the entry names.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    archive = fetch_url(source, root / _file_name(source.url))
+    data = extract(archive, source.archive, root / "data", max_bytes=extraction_cap(entry, source))
+    if source.directory is None:
+        return data
+    inner = (data / source.directory).resolve()
+    if not inner.is_relative_to(data.resolve()) or not inner.is_dir():
+        raise CatalogError(f"the archive has no directory {source.directory!r}",
+                           fix=f"Correct 'directory' (the archive holds: {_top_level(data)}).",
+                           field=f"{entry.name}.source.directory")
+    return inner
+
+
+def _file_name(url: str) -> str:
+    name = PurePosixPath(urlsplit(url).path).name
+    return name if name and name not in (".", "..") else DEFAULT_FILE_NAME
+
+
+def _top_level(directory: Path) -> str:
+    names = sorted(p.name + ("/" if p.is_dir() else "") for p in directory.iterdir())
+    return ", ".join(names[:10]) + (", ..." if len(names) > 10 else "") or "nothing"
+
+
+@dataclass(frozen=True)
+class KeptFile:
+    """A file of a kept copy, as its index records it."""
+
+    path: str  # relative to files/, POSIX
+    size: int
+    sha256: str
+
+
+def sha256_of(path: Path) -> str:
+    """The file's sha256, read in chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def index_path(dataset_dir: Path) -> Path:
+    return dataset_dir / ".hugflow" / FILES_INDEX
+
+
+def read_index(dataset_dir: Path) -> list[KeptFile]:
+    """The kept copy's index (empty when it has none)."""
+    path = index_path(dataset_dir)
+    if not path.exists():
+        return []
+    return [KeptFile(**row) for row in pq.read_table(path, schema=INDEX_SCHEMA).to_pylist()]
+
+
+def is_kept(dataset_dir: Path) -> bool:
+    """Whether the copy holds files kept as they are (rather than MP3 + JSON rows)."""
+    return index_path(dataset_dir).exists()
+
+
+def sync_files(settings: Settings, entry: CatalogEntry, dataset_name: str, root: Path, *, licence: LicenceVerdict,
+               owner: str) -> SyncReport:
+    """Bring a URL source's files onto this machine as they are, indexed with their checksums.
+
+    The tree is moved into ``files/`` and the index written before the status says complete; an interrupted run
+    starts the entry over (the download itself resumes).
+    """
+    assert isinstance(entry.source, UrlSource)
+    source = entry.source
+    started = time.perf_counter()
+    dataset_dir = settings.storage_root / dataset_name
+    identity = DatasetIdentity(name=dataset_name, source=source.url, sha=source.sha256, subset=None,
+                               split=FILES_SPLIT, license=licence.licence)
+    with DatasetLock(settings.state_dir, dataset_name, owner=owner):
+        current = read_status_or_none(dataset_dir)
+        if (current is not None and current.state is DatasetState.COMPLETE and current.identity.sha == source.sha256
+                and is_kept(dataset_dir)):
+            return _report(dataset_dir, current, started, already=True)
+        status = DatasetStatus(identity, DatasetState.SYNCING, rows_total=0)
+        (dataset_dir / ".hugflow").mkdir(parents=True, exist_ok=True)
+        write_status(dataset_dir, status)
+        try:
+            data = fetch(entry, source, root)
+        except HugflowError as e:
+            status.state, status.error = DatasetState.FAILED, str(e)
+            write_status(dataset_dir, status)
+            raise
+        files = _index(data)
+        target = dataset_dir / FILES_DIR
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(data, target)
+        atomic.fsync_dir(dataset_dir)
+        write_index(dataset_dir, files)
+        status.state, status.rows_total, status.rows_done = DatasetState.COMPLETE, len(files), len(files)
+        write_status(dataset_dir, status)
+        store.link_processed(settings, dataset_name, dataset_dir)
+        shutil.rmtree(root, ignore_errors=True)
+        return _report(dataset_dir, status, started, already=False)
+
+
+def _index(tree: Path) -> list[KeptFile]:
+    return [KeptFile(path.relative_to(tree).as_posix(), path.stat().st_size, sha256_of(path))
+            for path in sorted(tree.rglob("*")) if path.is_file() and not path.is_symlink()]
+
+
+def write_index(dataset_dir: Path, files: list[KeptFile]) -> None:
+    table = pa.Table.from_pylist([f.__dict__ for f in files], schema=INDEX_SCHEMA)
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    atomic.write_bytes(index_path(dataset_dir), sink.getvalue().to_pybytes())
+
+
+def _report(dataset_dir: Path, status: DatasetStatus, started: float, *, already: bool) -> SyncReport:
+    return SyncReport(
+        dataset_name=status.dataset_name, dataset_dir=dataset_dir, state=status.state, sha=status.identity.sha,
+        rows_total=status.rows_total, rows_done=status.rows_done, row_errors=0, resumed_from=0,
+        newly_processed=0 if already else status.rows_done, already_complete=already,
+        seconds=time.perf_counter() - started, ray_startup_seconds=0.0, manifest=None, output_busy_fraction=None,
+    )

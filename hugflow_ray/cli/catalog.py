@@ -1,0 +1,158 @@
+"""``hugflow catalog plan|apply|status``, ``hugflow reconcile`` and ``hugflow verify``: the dataset manager's shell."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from hugflow_ray.core.tiers import Decision
+from hugflow_ray.utils.humanize import gigabytes, human_size
+
+catalog_app = typer.Typer(help="The curated catalog: plan, apply and inspect a tier under the storage budget.",
+                          no_args_is_help=True)
+
+_TIER = typer.Option("--tier", help="The tier (cumulative) to bring in; default HUGFLOW_TIER.")
+_CATALOG = typer.Option("--catalog", help="The catalog file; default CATALOG_PATH (catalog.yaml).")
+_OFFLINE = typer.Option("--offline", help="Do not ask the Hub (no card licence check, no Hub sizes).")
+
+
+def _settings():  # noqa: ANN202 - the shell's settings, as the main commands load them
+    from hugflow_ray.cli.main import _settings as load
+
+    return load()
+
+
+@catalog_app.command("plan")
+def plan_command(
+    tier: Annotated[str | None, _TIER] = None,
+    catalog: Annotated[Path | None, _CATALOG] = None,
+    offline: Annotated[bool, _OFFLINE] = False,
+) -> None:
+    """Print what `catalog apply` would bring in, highest priority first, against the budget; and what it leaves
+    out and why."""
+    from hugflow_ray.catalog import manager
+
+    settings = _settings()
+    decided = manager.plan(settings, tier=tier, catalog=manager.read_catalog(settings, catalog), offline=offline)
+    for line in plan_lines(decided):
+        typer.echo(line)
+
+
+def _table(header: list[str], rows: list[list[str]], *, right: frozenset[int]) -> list[str]:
+    """Columns as wide as their widest cell; the columns in ``right`` right-aligned."""
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    return ["  " + " ".join(cell.rjust(w) if i in right else cell.ljust(w) for i, (cell, w) in
+                            enumerate(zip(row, widths, strict=True))).rstrip() for row in [header, *rows]]
+
+
+def plan_lines(decided) -> list[str]:  # noqa: ANN001 - a manager.CatalogPlan; imported lazily
+    """The plan as ``catalog plan`` and ``reconcile`` print it."""
+    tier_plan, catalog = decided.tier, decided.catalog
+    rank = catalog.tiers.index(tier_plan.tier)
+    tiers = " + ".join(catalog.tiers[: rank + 1])
+    lines = [f"tier {tier_plan.tier} ({tiers}); budget {gigabytes(tier_plan.budget_bytes)}; other data on disk "
+             f"{gigabytes(tier_plan.other_bytes)}" + (" (offline: Hub cards not read)" if decided.offline else "")]
+    rows = []
+    for planned in tier_plan.entries:
+        entry, facts = planned.entry, decided.facts[planned.entry.name]
+        licence = (facts.verdict.licence or entry.licence) + (" (override)" if facts.verdict.overridden else "")
+        rows.append([entry.name, str(entry.priority), entry.tier, licence,
+                     gigabytes(planned.candidate.needed_bytes),
+                     gigabytes(facts.source_bytes) if facts.source_bytes is not None else "?",
+                     gigabytes(planned.running_bytes) if planned.decision.included else "-", planned.decision.value])
+    header = ["entry", "priority", "tier", "licence", "size", "source", "total", "decision"]
+    lines += _table(header, rows, right=frozenset({1, 4, 5, 6}))
+    overridden = [p.entry for p in tier_plan.entries if decided.facts[p.entry.name].verdict.overridden]
+    lines.extend(f"licence override of {e.name}: {e.licence_override}" for e in overridden)
+    left_out = tier_plan.left_out
+    if left_out:
+        lines.append("left out:")
+        for p in left_out:
+            why = p.reason if p.decision is Decision.LICENCE else f"{p.decision.value}: {p.reason}"
+            lines.append(f"  {p.entry.name}: {why}")
+    lines.append(f"total {gigabytes(tier_plan.total_bytes)} of {gigabytes(tier_plan.budget_bytes)}; "
+                 f"{len(tier_plan.to_sync)} to sync")
+    return lines
+
+
+@catalog_app.command("apply")
+def apply_command(
+    tier: Annotated[str | None, _TIER] = None,
+    catalog: Annotated[Path | None, _CATALOG] = None,
+) -> None:
+    """Bring the tier in: highest priority first, never over the budget, complete entries untouched."""
+    from hugflow_ray.catalog import manager
+    from hugflow_ray.executors.base import release_ray
+
+    settings = _settings()
+    try:
+        report = manager.apply(settings, tier=tier, catalog=manager.read_catalog(settings, catalog),
+                               on_entry=lambda p: typer.echo(f"{p.decision.value}: {p.entry.name}", err=True))
+    finally:
+        release_ray()
+    for result in report.results:
+        typer.echo(f"{result.name:<22} {result.outcome.value:<16} {result.detail}")
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@catalog_app.command("status")
+def status_command(
+    catalog: Annotated[Path | None, _CATALOG] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Every catalog entry on this machine: state, rows, size on disk, licence, tier; totals per tier and the
+    budget."""
+    from hugflow_ray.catalog import manager
+
+    settings = _settings()
+    summary = manager.status(settings, catalog=manager.read_catalog(settings, catalog))
+    if as_json:
+        typer.echo(json.dumps(summary.to_dict(), indent=2))
+        return
+    rows = [[e.name, e.tier, e.licence, e.state, f"{e.rows_done:,}/{e.rows_total:,}" if e.state != "absent" else "-",
+             human_size(e.size_bytes), gigabytes(e.expected_bytes)] for e in summary.entries]
+    for line in _table(["entry", "tier", "licence", "state", "rows", "on disk", "expected"], rows,
+                       right=frozenset({4, 5, 6})):
+        typer.echo(line)
+    for tier, size in summary.tiers.items():
+        typer.echo(f"tier {tier}: {gigabytes(size)} on disk")
+    typer.echo(f"STORAGE_ROOT uses {gigabytes(summary.used_bytes)} of a {gigabytes(summary.budget_bytes)} budget")
+
+
+def reconcile(
+    tier: Annotated[str | None, _TIER] = None,
+    apply: Annotated[bool, typer.Option("--apply", help="Carry the plan out (default: print it).")] = False,
+    requests_dir: Annotated[Path, typer.Option("--requests", help="The requests directory.")] = Path("requests"),
+    offline: Annotated[bool, _OFFLINE] = False,
+) -> None:
+    """Compare what requests/ and the catalog tier ask for with STORAGE_ROOT: bring in, resume, remove; list
+    unmanaged directories (never touched). --apply carries it out; a second run has nothing to do."""
+    from hugflow_ray.catalog import reconcile as rec
+    from hugflow_ray.executors.base import release_ray
+
+    settings = _settings()
+    decided = rec.plan(settings, requests_dir=requests_dir, tier=tier, offline=offline)
+    for step in decided.steps:
+        typer.echo(f"{step.action.value:<9} {step.dataset_name}  ({step.origin})")
+    for planned in decided.left_out:
+        typer.echo(f"left out  {planned.candidate.dataset_name}  (catalog:{planned.entry.name}: "
+                   f"{planned.decision.value}: {planned.reason})")
+    for name in decided.unmanaged:
+        typer.echo(f"unmanaged {name}  (nothing asks for it; left as it is)")
+    typer.echo(f"{len(decided.steps)} to do, {len(decided.in_place)} in place" if decided.steps
+               else f"nothing to do: {len(decided.in_place)} in place")
+    if not apply or decided.empty:
+        return
+    try:
+        report = rec.apply(settings, decided, on_step=lambda s: typer.echo(f"{s.action.value}: {s.dataset_name}",
+                                                                          err=True))
+    finally:
+        release_ray()
+    for result in report.results:
+        typer.echo(f"{'done' if result.ok else 'FAILED':<6} {result.step.dataset_name}: {result.detail}")
+    if not report.ok:
+        raise typer.Exit(1)

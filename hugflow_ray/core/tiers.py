@@ -1,0 +1,141 @@
+"""Which catalog entries a tier brings in under a storage budget, pure: decided from sizes, licence verdicts and
+what is on disk, so ``catalog plan`` shows exactly what ``catalog apply`` will do.
+
+What is on disk already occupies it: every present copy (of this tier or not, a PR's dataset or a catalog entry)
+is counted first. The entries still to bring in are then taken highest priority first; one that does not fit
+what is left is skipped and the next, smaller one may still fit (a greedy fill in priority order, as the issue's
+seed did by hand).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from hugflow_ray.core.catalog import CatalogEntry
+from hugflow_ray.utils.humanize import gigabytes
+
+
+class Presence(StrEnum):
+    """What the disk holds of an entry."""
+
+    ABSENT = "absent"
+    PARTIAL = "partial"  # a sync started (syncing, failed or damaged): it resumes
+    COMPLETE = "complete"
+
+
+class Decision(StrEnum):
+    """What a plan does with an entry."""
+
+    BRING_IN = "bring in"
+    RESUME = "resume"
+    PRESENT = "already present"
+    OVER_BUDGET = "over budget"
+    LICENCE = "licence refused"
+    UNAVAILABLE = "source unavailable"
+
+    @property
+    def included(self) -> bool:
+        """Whether the entry is (or will be) on disk after the plan is applied."""
+        return self in (Decision.BRING_IN, Decision.RESUME, Decision.PRESENT)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """An entry as the planner sees it.
+
+    Attributes:
+        dataset_name: its directory under ``STORAGE_ROOT``.
+        expected_bytes: the catalog's expected size on disk.
+        disk_bytes: what its directory holds now (0 when absent).
+        presence: absent, partial or complete.
+        licence_problem: why the licence policy refuses it, or None when it may come in.
+        source_problem: why its source cannot be read now (the Hub does not answer for it...), or None.
+    """
+
+    entry: CatalogEntry
+    dataset_name: str
+    expected_bytes: int
+    disk_bytes: int
+    presence: Presence
+    licence_problem: str | None = None
+    source_problem: str | None = None
+
+    @property
+    def needed_bytes(self) -> int:
+        """What the entry occupies once complete: the expected size, or what it already holds when that is more."""
+        return self.disk_bytes if self.presence is Presence.COMPLETE else max(self.expected_bytes, self.disk_bytes)
+
+
+@dataclass(frozen=True)
+class PlannedEntry:
+    """One line of a plan."""
+
+    candidate: Candidate
+    decision: Decision
+    reason: str
+    running_bytes: int  # the budget used once this entry and every included one above it are in
+
+    @property
+    def entry(self) -> CatalogEntry:
+        return self.candidate.entry
+
+
+@dataclass(frozen=True)
+class TierPlan:
+    """What a tier brings in under the budget, in priority order.
+
+    Attributes:
+        other_bytes: what the storage root holds outside this tier's entries (counted against the budget).
+    """
+
+    tier: str
+    budget_bytes: int
+    other_bytes: int
+    entries: tuple[PlannedEntry, ...]
+
+    @property
+    def total_bytes(self) -> int:
+        """The budget used once the plan is applied."""
+        return self.entries[-1].running_bytes if self.entries else self.other_bytes
+
+    @property
+    def to_sync(self) -> list[PlannedEntry]:
+        """The entries apply syncs (new or resumed), highest priority first."""
+        return [p for p in self.entries if p.decision in (Decision.BRING_IN, Decision.RESUME)]
+
+    @property
+    def left_out(self) -> list[PlannedEntry]:
+        return [p for p in self.entries if not p.decision.included]
+
+
+def plan_tier(candidates: list[Candidate], *, tier: str, budget_bytes: int, other_bytes: int) -> TierPlan:
+    """Decide each entry of a tier (``candidates`` highest priority first): present, resumed, brought in, or left
+    out with its reason; the included entries never add up to more than ``budget_bytes``."""
+    refused = {c.entry.name for c in candidates if c.licence_problem is not None or c.source_problem is not None}
+    on_disk = [c for c in candidates if c.presence is not Presence.ABSENT]
+    used = other_bytes + sum(c.disk_bytes if c.entry.name in refused else c.needed_bytes for c in on_disk)
+    decisions: dict[str, tuple[Decision, str]] = {}
+    for c in candidates:
+        if c.licence_problem is not None:
+            decisions[c.entry.name] = (Decision.LICENCE, c.licence_problem)
+        elif c.source_problem is not None:
+            decisions[c.entry.name] = (Decision.UNAVAILABLE, c.source_problem)
+        elif c.presence is Presence.COMPLETE:
+            decisions[c.entry.name] = (Decision.PRESENT, "complete on disk")
+        elif c.presence is Presence.PARTIAL:
+            decisions[c.entry.name] = (Decision.RESUME, "started before: resumes from its ledger")
+        elif used + c.needed_bytes <= budget_bytes:
+            used += c.needed_bytes
+            decisions[c.entry.name] = (Decision.BRING_IN, "fits the budget")
+        else:
+            decisions[c.entry.name] = (Decision.OVER_BUDGET, f"needs {gigabytes(c.needed_bytes)}, "
+                                       f"{gigabytes(max(0, budget_bytes - used))} left")
+    running = other_bytes + sum(c.disk_bytes for c in on_disk if c.entry.name in refused)  # on disk, left as is
+    planned = []
+    for c in candidates:
+        decision, reason = decisions[c.entry.name]
+        if decision.included:
+            running += c.needed_bytes
+        planned.append(PlannedEntry(c, decision, reason, running))
+    return TierPlan(tier=tier, budget_bytes=budget_bytes, other_bytes=other_bytes, entries=tuple(planned))
