@@ -38,7 +38,11 @@ class LedgerDamagedError(LedgerMismatchError):
 
 
 def _read_part(path: Path, columns: list[str] | None) -> pa.Table | None:
-    """One ledger part, or None (with a warning) when it cannot be read."""
+    """One ledger part, or None (with a warning) when it cannot be read.
+
+    Read against today's schema, so a column a part written by an older version lacks (``json_sha256``) reads as
+    nulls.
+    """
     try:
         return pq.read_table(path, columns=columns, schema=LEDGER_SCHEMA)
     except (pa.ArrowException, OSError) as e:
