@@ -139,12 +139,9 @@ class Ledger:
         """Durably add the records of one batch (call only once their files are durable)."""
         if not records:
             return None
-        table = records_to_table(records)
         first = min(r.row_id for r in records)
         path = self.parts / f"part-{first:012d}-{len(records):06d}.parquet"
-        sink = pa.BufferOutputStream()
-        pq.write_table(table, sink, compression="zstd")
-        atomic.write_bytes(path, sink.getvalue().to_pybytes())
+        _write_part(path, records_to_table(records))
         return path
 
     def read(self, columns: list[str] | None = None) -> pa.Table:
@@ -166,6 +163,13 @@ class Ledger:
 
 
 _SUMMARY_COLUMNS = ["row_id", "status"]
+
+
+def _write_part(path: Path, table: pa.Table) -> None:
+    """Write one part atomically and durably: a reader sees the whole part or none of it."""
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd")
+    atomic.write_bytes(path, sink.getvalue().to_pybytes())
 
 
 def _unique_rows(tables: list[pa.Table], columns: list[str] | None) -> pa.Table:
