@@ -95,10 +95,10 @@ def dataset_size(dataset_dir: Path) -> int:
 
 def row_errors(settings: Settings, name: str) -> list[RowRecord]:
     """The failed rows of a dataset, with their error codes and messages."""
-    return [r for r in Ledger(_dataset_dir(settings, name)).records() if r.status is RowStatus.ERROR]
+    return [r for r in Ledger(dataset_dir_of(settings, name)).records() if r.status is RowStatus.ERROR]
 
 
-def _dataset_dir(settings: Settings, name: str) -> Path:
+def dataset_dir_of(settings: Settings, name: str) -> Path:
     root = settings.storage_root.resolve()
     candidate = root / name
     if "/" in name or name in ("", ".", "..") or not candidate.is_dir() or candidate.is_symlink():
