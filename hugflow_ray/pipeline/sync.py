@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import logging
 import os
@@ -87,17 +88,21 @@ def sync(
     on_progress: ProgressCallback | None = None,
     progress_bar: bool = False,
     executor: Executor | None = None,
+    dataset_name: str | None = None,
 ) -> SyncReport:
     """Bring one dataset onto this machine, resuming from the ledger; see the module docstring.
 
     Args:
         executor: where conversion runs; by default Ray (embedded, or the cluster at ``RAY_ADDRESS``).
+        dataset_name: the copy to write into, when not the one the request names: a repair asks for a copy's
+            pinned commit, whose own directory name would differ from the copy's (named after its branch or tag).
+            The ledger's fingerprint must still match, as for any resume.
 
     Raises:
         RequestError, HubError, PlanError: before any heavy work.
         SyncError: locked by another run, settings changed since the last run (use ``restart``), or more
             row errors than ``MAX_ROW_ERROR_RATE`` allows, or the revision no longer resolves to ``expect_sha``
-            (the commit a plan was shown for).
+            (the commit a plan was shown for), or ``dataset_name`` is not a plain name.
     """
     started = time.perf_counter()
     request = request_of_kind(source, AddRequest)
@@ -105,6 +110,10 @@ def sync(
     ref = request.dataset
     hub = hub_for(settings) if isinstance(ref, HubRef) else None
     plan = make_plan(request, hub=hub)
+    if dataset_name is not None:
+        if "/" in dataset_name or dataset_name in ("", ".", ".."):
+            raise SyncError(f"{dataset_name!r} is not a dataset copy's name; `hugflow status` lists them")
+        plan = dataclasses.replace(plan, identity=dataclasses.replace(plan.identity, name=dataset_name))
     if isinstance(ref, HubRef) and expect_sha is not None and plan.identity.sha != expect_sha:
         raise SyncError(f"{ref.hf_id}@{ref.revision} now resolves to {plan.identity.sha}, not {expect_sha} "
                         "as planned: the revision moved; run again to plan the new commit")
