@@ -132,6 +132,22 @@ class SyncError(HugflowError, RuntimeError):
     """A sync could not run or finish: locked, settings changed since the last run, too many row errors."""
 
 
+class DatasetNotFoundError(SyncError, LookupError):
+    """No dataset copy of that name under ``STORAGE_ROOT``.
+
+    Attributes:
+        dataset_name: the name asked for.
+    """
+
+    def __init__(self, message: str, *, dataset_name: str) -> None:
+        self.dataset_name = dataset_name
+        super().__init__(message)
+
+
+class RepairError(HugflowError, RuntimeError):
+    """A dataset copy cannot be repaired as it was made (no ledger, another format or encoder); nothing was changed."""
+
+
 class DamagedStateError(HugflowError, ValueError):
     """A state file hugflow-ray wrote (a dataset's status) cannot be read; the message names it and the way out."""
 

@@ -32,7 +32,7 @@ class DatasetState(StrEnum):
 
 @dataclass(frozen=True)
 class RowRecord:
-    """What the ledger keeps about one finished row: its files and checksum, or its error.
+    """What the ledger keeps about one finished row: its files and their checksums, or its error.
 
     Attributes:
         row_id: the row's 0-based position in the split (file order, then row order).
@@ -40,6 +40,7 @@ class RowRecord:
         json_file: the sidecar JSON, relative to the dataset directory (None for a row error).
         audio_file: the MP3, relative to the dataset directory (None without audio or for a row error).
         sha256: the MP3's checksum.
+        json_sha256: the sidecar JSON's checksum (None in ledgers written before it was recorded).
         duration: the audio's duration in seconds.
         text: the transcript, for the manifests.
         error_code: the row error's stable code (``AudioError.code``).
@@ -51,6 +52,7 @@ class RowRecord:
     json_file: str | None = None
     audio_file: str | None = None
     sha256: str | None = None
+    json_sha256: str | None = None
     duration: float | None = None
     text: str | None = None
     error_code: str | None = None

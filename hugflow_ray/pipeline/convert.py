@@ -72,10 +72,10 @@ class RowConverter:
             candidate = naming.name_candidate(row.get(naming.NAME_COLUMN), source_path)
             audio_file = f"{naming.AUDIO_DIR}/{naming.mp3_name(candidate, row_id, self.duplicated)}"
             facts = encoded.facts
-        document = sidecar.sidecar(row_id, row, audio_file=audio_file, facts=facts)
+        document = atomic.json_bytes(sidecar.sidecar(row_id, row, audio_file=audio_file, facts=facts))
         record = RowRecord(
             row_id, RowStatus.OK, json_file=naming.json_file(row_id), audio_file=audio_file, text=text,
             sha256=hashlib.sha256(encoded.mp3).hexdigest() if encoded else None,
-            duration=facts.duration if facts else None,
+            json_sha256=hashlib.sha256(document).hexdigest(), duration=facts.duration if facts else None,
         )
-        return ConvertedRow(record, json=atomic.json_bytes(document), mp3=encoded.mp3 if encoded else None)
+        return ConvertedRow(record, json=document, mp3=encoded.mp3 if encoded else None)

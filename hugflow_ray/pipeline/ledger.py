@@ -3,30 +3,36 @@
 It lives inside the dataset directory (``.hugflow/ledger/part-<first row>-<n>.parquet``) and is appended to only
 after the files a part describes are durable, so a row in the ledger always has its files; a row whose files
 were written but whose part was not is simply converted and written again (same bytes, same names).
-Each part is written atomically; a reader never sees half a part. The fingerprint in ``meta.json`` pins the
+Each part is written atomically; a reader never sees half a part, and counts a row in two parts once. A repair
+takes rows out by rewriting parts (:meth:`Ledger.drop_rows`). The fingerprint in ``meta.json`` pins the
 request and encoder settings the rows were made with.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from hugflow_ray.core.records import RowRecord, RowStatus
 from hugflow_ray.pipeline.batches import LEDGER_SCHEMA, records_to_table, table_to_records
 from hugflow_ray.utils import atomic
+from hugflow_ray.utils.failpoints import failpoint
 
 log = logging.getLogger(__name__)
 
 DAMAGED_DIR = "damaged"
+REWRITTEN_DIGEST_LENGTH = 12
 
 
 class LedgerMismatchError(ValueError):
@@ -38,7 +44,11 @@ class LedgerDamagedError(LedgerMismatchError):
 
 
 def _read_part(path: Path, columns: list[str] | None) -> pa.Table | None:
-    """One ledger part, or None (with a warning) when it cannot be read."""
+    """One ledger part, or None (with a warning) when it cannot be read.
+
+    Read against today's schema, so a column a part written by an older version lacks (``json_sha256``) reads as
+    nulls.
+    """
     try:
         return pq.read_table(path, columns=columns, schema=LEDGER_SCHEMA)
     except (pa.ArrowException, OSError) as e:
@@ -135,13 +145,43 @@ class Ledger:
         """Durably add the records of one batch (call only once their files are durable)."""
         if not records:
             return None
-        table = records_to_table(records)
         first = min(r.row_id for r in records)
         path = self.parts / f"part-{first:012d}-{len(records):06d}.parquet"
-        sink = pa.BufferOutputStream()
-        pq.write_table(table, sink, compression="zstd")
-        atomic.write_bytes(path, sink.getvalue().to_pybytes())
+        _write_part(path, records_to_table(records))
         return path
+
+    def drop_rows(self, row_ids: Iterable[int]) -> list[RowRecord]:
+        """Take rows out of the ledger, so the next sync converts them again; returns the records dropped (each
+        once, sorted by row id).
+
+        Crash-safe without a journal. Each part holding a dropped row is replaced by a part of its other rows,
+        exact copies of their records: the new part is written durably under a name of its own (its first row,
+        its count and a digest of its ids, so it never overwrites a part with other rows), and only then is the
+        old part deleted (one atomic unlink, made durable). A reader counts a row that is in both once (it has the
+        same record in both), so at any moment the ledger holds every row it held before but for the dropped rows
+        of the parts already replaced: a row never half-dropped, a kept row never lost. A crash leaves a ledger
+        whose rows all still have their files and records; dropping the same rows again finishes the job (the new
+        part is written again with the same name and bytes, and the old one deleted).
+        """
+        drop = pa.array(sorted(set(row_ids)), pa.int64())
+        if len(drop) == 0 or not self.parts.is_dir():
+            return []
+        dropped: list[pa.Table] = []
+        for part in sorted(self.parts.glob("part-*.parquet")):
+            table = _read_part(part, None)
+            if table is None:
+                continue  # unreadable: its rows already count as not finished, and the next sync sets it aside
+            hit = pc.is_in(table.column("row_id"), value_set=drop)
+            if not pc.any(hit).as_py():
+                continue
+            dropped.append(table.filter(hit))
+            kept = table.filter(pc.invert(hit))
+            if kept.num_rows:
+                _write_part(self.parts / _rewritten_name(kept), kept)
+            failpoint("ledger-part-rewritten")
+            part.unlink()
+            atomic.fsync_dir(self.parts)
+        return table_to_records(_unique_rows(dropped, None))
 
     def read(self, columns: list[str] | None = None) -> pa.Table:
         """Every recorded row (rows written twice by overlapping parts count once), sorted by row id; an unreadable
@@ -162,6 +202,20 @@ class Ledger:
 
 
 _SUMMARY_COLUMNS = ["row_id", "status"]
+
+
+def _rewritten_name(table: pa.Table) -> str:
+    """The name of a part rewritten without some rows: deterministic, and another set of rows gets another name."""
+    ids = table.column("row_id").to_numpy()
+    digest = hashlib.sha256(np.sort(ids).astype("<i8").tobytes()).hexdigest()[:REWRITTEN_DIGEST_LENGTH]
+    return f"part-{int(ids.min()):012d}-{len(ids):06d}-{digest}.parquet"
+
+
+def _write_part(path: Path, table: pa.Table) -> None:
+    """Write one part atomically and durably: a reader sees the whole part or none of it."""
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd")
+    atomic.write_bytes(path, sink.getvalue().to_pybytes())
 
 
 def _unique_rows(tables: list[pa.Table], columns: list[str] | None) -> pa.Table:

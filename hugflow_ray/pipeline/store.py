@@ -11,7 +11,7 @@ from pathlib import Path
 from hugflow_ray.core.naming import dataset_dir_name
 from hugflow_ray.core.records import DatasetIdentity, DatasetState, DatasetStatus, RowRecord, RowStatus
 from hugflow_ray.core.request import RemoveRequest, request_of_kind
-from hugflow_ray.errors import DamagedStateError, SyncError
+from hugflow_ray.errors import DamagedStateError, DatasetNotFoundError, SyncError
 from hugflow_ray.pipeline.ledger import Ledger, LedgerDamagedError
 from hugflow_ray.pipeline.locks import DatasetLock
 from hugflow_ray.pipeline.progress import progress_path
@@ -95,14 +95,20 @@ def dataset_size(dataset_dir: Path) -> int:
 
 def row_errors(settings: Settings, name: str) -> list[RowRecord]:
     """The failed rows of a dataset, with their error codes and messages."""
-    return [r for r in Ledger(_dataset_dir(settings, name)).records() if r.status is RowStatus.ERROR]
+    return [r for r in Ledger(dataset_dir_of(settings, name)).records() if r.status is RowStatus.ERROR]
 
 
-def _dataset_dir(settings: Settings, name: str) -> Path:
+def dataset_dir_of(settings: Settings, name: str) -> Path:
+    """The directory of the copy ``name``, never a path outside ``STORAGE_ROOT`` nor a symlink.
+
+    Raises:
+        DatasetNotFoundError: no such copy.
+    """
     root = settings.storage_root.resolve()
     candidate = root / name
     if "/" in name or name in ("", ".", "..") or not candidate.is_dir() or candidate.is_symlink():
-        raise SyncError(f"no dataset {name!r} under {settings.storage_root}; `hugflow status` lists them")
+        raise DatasetNotFoundError(f"no dataset {name!r} under {settings.storage_root}; `hugflow status` lists them",
+                                   dataset_name=name)
     return candidate
 
 

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import logging
 import os
@@ -89,6 +90,7 @@ def sync(
     progress_bar: bool = False,
     executor: Executor | None = None,
     licence: LicenceVerdict | None = None,
+    dataset_name: str | None = None,
 ) -> SyncReport:
     """Bring one dataset onto this machine, resuming from the ledger; see the module docstring.
 
@@ -96,12 +98,15 @@ def sync(
         executor: where conversion runs; by default Ray (embedded, or the cluster at ``RAY_ADDRESS``).
         licence: the licence verdict a catalog reached (from its own licence); by default the policy judges the Hub
             card's licence with the request's ``licence_override``.
+        dataset_name: the copy to write into, when not the one the request names: a repair asks for a copy's
+            pinned commit, whose own directory name would differ from the copy's (named after its branch or tag).
+            The ledger's fingerprint must still match, as for any resume.
 
     Raises:
         RequestError, HubError, PlanError: before any heavy work (LicenceError: the licence policy refuses it).
         SyncError: locked by another run, settings changed since the last run (use ``restart``), or more
             row errors than ``MAX_ROW_ERROR_RATE`` allows, or the revision no longer resolves to ``expect_sha``
-            (the commit a plan was shown for).
+            (the commit a plan was shown for), or ``dataset_name`` is not a plain name.
     """
     started = time.perf_counter()
     request = request_of_kind(source, AddRequest)
@@ -110,6 +115,10 @@ def sync(
     hub = hub_for(settings) if isinstance(ref, HubRef) else None
     plan = make_plan(request, hub=hub)
     check_licence(plan, licence or licence_verdict(plan, settings))
+    if dataset_name is not None:
+        if "/" in dataset_name or dataset_name in ("", ".", ".."):
+            raise SyncError(f"{dataset_name!r} is not a dataset copy's name; `hugflow status` lists them")
+        plan = dataclasses.replace(plan, identity=dataclasses.replace(plan.identity, name=dataset_name))
     if isinstance(ref, HubRef) and expect_sha is not None and plan.identity.sha != expect_sha:
         raise SyncError(f"{ref.hf_id}@{ref.revision} now resolves to {plan.identity.sha}, not {expect_sha} "
                         "as planned: the revision moved; run again to plan the new commit")

@@ -20,7 +20,8 @@ def failpoint(name: str) -> None:
     """SIGKILL this process at the point ``name`` when ``HUGFLOW_FAILPOINT`` names it.
 
     Points: ``files-written`` (a batch's files are durable, its ledger part is not yet written; in the writer
-    actor) and ``finalize`` (manifests written, status not yet complete; in the driver).
+    actor), ``finalize`` (manifests written, status not yet complete; in the driver) and ``ledger-part-rewritten``
+    (a repair dropping rows: a part's replacement is durable, the old part not yet deleted).
     """
     if name in _armed():
         os.kill(os.getpid(), signal.SIGKILL)

@@ -1,0 +1,351 @@
+"""Checking a dataset copy against its ledger, and repairing what the check finds.
+
+:func:`verify` re-hashes every file the ledger names (the MP3 against ``sha256``, the sidecar JSON against
+``json_sha256``) and lists what is missing, what changed, and what lies under ``audio/`` and ``json/`` that no
+ledger row names (a stray file, a temp file a crash left). A copy that is not complete (syncing, failed) is
+verified too: the check covers the rows its ledger holds, and the report says the copy's state.
+
+:func:`repair` makes such a copy whole again with the machinery a resume already has: rows not in the ledger are
+converted by the next sync, with the same bytes and names. So it drops exactly the bad rows (a file missing or
+changed) from the ledger (:meth:`~hugflow_ray.pipeline.ledger.Ledger.drop_rows`, crash-safe), deletes their
+remaining files and the unexpected ones, and runs the sync of the copy, which converts exactly those rows.
+
+The request a re-sync needs is rebuilt from the ledger's fingerprint (``.hugflow/meta.json``), the record a
+resume is already checked against: the source, the pinned commit, the subset, the split, and the audio and text
+columns the rows were made with. The revision the copy was requested at (``main``, a tag) is not recorded, only
+in the directory name, and a branch may have moved since; so a Hub copy is re-synced from its pinned commit
+(``HubRef(revision=sha)``), which reads exactly the files the copy was made from, and ``sync`` is told which
+copy to write into (``dataset_name``) instead of the directory a request for the sha would name. Nothing new is
+stored (no change to the status or fingerprint formats), so every existing copy can be repaired; a copy whose
+fingerprint names no commit is a local (or in-memory) dataset, re-read from its recorded path.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import stat
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from hugflow_ray.core import naming
+from hugflow_ray.core.licences import LicenceVerdict
+from hugflow_ray.core.plan import FORMAT_VERSION
+from hugflow_ray.core.records import DatasetState, RowRecord, RowStatus
+from hugflow_ray.core.request import DEFAULT_AUDIO_COLUMN, DEFAULT_TEXT_COLUMN, AddRequest, HubRef, LocalRef
+from hugflow_ray.errors import DamagedStateError, RepairError
+from hugflow_ray.executors.base import Executor
+from hugflow_ray.pipeline.ledger import Ledger, LedgerDamagedError
+from hugflow_ray.pipeline.locks import DatasetLock
+from hugflow_ray.pipeline.progress import ProgressCallback
+from hugflow_ray.pipeline.status import read_status, write_status
+from hugflow_ray.pipeline.store import dataset_dir_of
+from hugflow_ray.pipeline.sync import SyncReport, sync
+from hugflow_ray.settings import Settings
+
+HASH_THREADS = 4  # files hashed at once: hashlib releases the GIL, so a few threads keep a disk busy
+_LEDGER_FILE_COLUMNS = ["row_id", "status", "audio_file", "sha256", "json_file", "json_sha256"]
+
+
+class MissingFile(NamedTuple):
+    """A file the ledger names that is not on disk (or is no longer a plain file)."""
+
+    row_id: int
+    path: str
+
+
+class ChangedFile(NamedTuple):
+    """A file whose bytes no longer hash to the checksum the ledger recorded."""
+
+    row_id: int
+    path: str
+    expected: str
+    actual: str
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """What :func:`verify` found in one dataset copy.
+
+    Attributes:
+        state: the copy's state from its status file (None without one; damaged when it cannot be read).
+        files_checked: files the ledger names, all looked at.
+        bytes_checked: bytes read to hash them.
+        missing: files the ledger names that are not there, by row.
+        changed: files whose checksum differs from the ledger's, by row.
+        unexpected: files under ``audio/`` and ``json/`` that no ledger row names (temp files included).
+        no_checksum: JSONs that exist but whose checksum the ledger does not hold (rows recorded before JSON
+            checksums were), so their content was not checked.
+    """
+
+    dataset_name: str
+    dataset_dir: Path
+    state: DatasetState | None
+    rows: int
+    files_checked: int
+    bytes_checked: int
+    seconds: float
+    missing: list[MissingFile]
+    changed: list[ChangedFile]
+    unexpected: list[str]
+    no_checksum: list[str]
+
+    @property
+    def ok(self) -> bool:
+        """Every file the ledger names is there with its checksum, and nothing else is."""
+        return not (self.missing or self.changed or self.unexpected)
+
+    @property
+    def bad_rows(self) -> list[int]:
+        """The rows with a missing or changed file: what a repair converts again."""
+        return sorted({f.row_id for f in self.missing} | {f.row_id for f in self.changed})
+
+    def lines(self) -> list[str]:
+        """The report as one-line messages, the verdict first."""
+        verdict = "ok" if self.ok else f"{len(self.bad_rows)} damaged rows, {len(self.unexpected)} unexpected files"
+        state = self.state.value if self.state is not None else "no status"
+        lines = [(f"{self.dataset_name}: {verdict} ({self.rows} rows, {self.files_checked} files, "
+                  f"{self.bytes_checked:,} bytes checked in {self.seconds:.1f} s; {state})")]
+        if self.state is not DatasetState.COMPLETE:
+            lines.append(f"the copy is not complete ({state}): only the rows its ledger holds were checked")
+        lines += [f"missing: {f.path} (row {f.row_id})" for f in self.missing]
+        lines += [f"changed: {f.path} (row {f.row_id}): sha256 {f.actual}, recorded {f.expected}"
+                  for f in self.changed]
+        lines += [f"unexpected: {path}" for path in self.unexpected]
+        if self.no_checksum:
+            lines.append(f"{len(self.no_checksum)} JSON files have no checksum recorded (converted before JSON "
+                         "checksums were kept): checked to exist only")
+        return lines
+
+
+@dataclass(frozen=True)
+class RepairReport:
+    """What :func:`repair` did.
+
+    Attributes:
+        rows_dropped: the bad rows taken out of the ledger, to be converted again.
+        files_removed: the bad rows' remaining files and the unexpected files, deleted.
+        sync: the sync that converted the dropped rows again (None when there was nothing to convert).
+    """
+
+    dataset_name: str
+    rows_dropped: list[int]
+    files_removed: list[str]
+    sync: SyncReport | None
+
+
+def verify(settings: Settings, name: str) -> VerifyReport:
+    """Re-hash every file the ledger of the copy ``name`` names; list missing, changed and unexpected files.
+
+    Raises:
+        DatasetNotFoundError: no copy of that name under ``STORAGE_ROOT``.
+        RepairError: the copy has no ledger (hugflow did not make it, or its first sync never began).
+        SyncError: a sync or removal of the copy holds its lock.
+    """
+    started = time.perf_counter()
+    dataset_dir = dataset_dir_of(settings, name)
+    with DatasetLock(settings.state_dir, name, owner="verify"):
+        ledger = _ledger_of(dataset_dir)
+        state = _state(dataset_dir)
+        table = ledger.read(_LEDGER_FILE_COLUMNS)
+        named = list(_named_files(table.to_pylist()))
+        with ThreadPoolExecutor(max_workers=HASH_THREADS) as pool:
+            checked = list(pool.map(lambda f: _check(dataset_dir, f), named))
+        unexpected = _unexpected(dataset_dir, {f.path for f in named})
+    missing: list[MissingFile] = []
+    changed: list[ChangedFile] = []
+    no_checksum: list[str] = []
+    for file, (actual, _) in zip(named, checked, strict=True):
+        if actual is None:
+            missing.append(MissingFile(file.row_id, file.path))
+        elif file.sha is None:
+            no_checksum.append(file.path)
+        elif actual != file.sha:
+            changed.append(ChangedFile(file.row_id, file.path, file.sha, actual))
+    return VerifyReport(
+        dataset_name=name, dataset_dir=dataset_dir, state=state, rows=table.num_rows, files_checked=len(named),
+        bytes_checked=sum(size for _, size in checked), seconds=time.perf_counter() - started, missing=missing,
+        changed=changed, unexpected=unexpected, no_checksum=no_checksum,
+    )
+
+
+def repair(
+    settings: Settings,
+    name: str,
+    *,
+    report: VerifyReport | None = None,
+    executor: Executor | None = None,
+    on_progress: ProgressCallback | None = None,
+) -> RepairReport:
+    """Make the copy ``name`` whole: drop its bad rows from the ledger, delete their files and the unexpected ones,
+    and sync it, which converts exactly those rows again (see the module docstring).
+
+    Args:
+        report: what :func:`verify` found; verified now when not given.
+        executor: where the re-sync converts; by default Ray, as for any sync.
+
+    Raises:
+        DatasetNotFoundError: no copy of that name.
+        RepairError: the copy cannot be re-synced as it was made (no ledger fingerprint, another format version
+            or other encoder settings), or ``report`` is another copy's; nothing was changed.
+        SyncError, HubError, PlanError: from the re-sync, after the bad rows were dropped; running the repair (or
+            the sync) again finishes it.
+    """
+    report = report if report is not None else verify(settings, name)
+    if report.dataset_name != name:
+        raise RepairError(f"the verify report given is of {report.dataset_name}, not {name}; verify {name} first")
+    dataset_dir = dataset_dir_of(settings, name)
+    with DatasetLock(settings.state_dir, name, owner="repair"):
+        ledger = _ledger_of(dataset_dir)
+        fingerprint = _fingerprint(ledger, name)
+        _check_reproducible(fingerprint, settings, name)
+        bad = report.bad_rows
+        if bad:
+            _mark_syncing(dataset_dir)
+        dropped = ledger.drop_rows(bad)
+        removed = [path for record in dropped for path in _files_of(record) if _remove(dataset_dir, path)]
+        removed += [path for path in report.unexpected if _remove(dataset_dir, path)]
+    if not bad and report.state is DatasetState.COMPLETE:
+        return RepairReport(dataset_name=name, rows_dropped=[], files_removed=sorted(removed), sync=None)
+    synced = sync(_request_of(fingerprint, name), settings, owner="repair", dataset_name=name,
+                  expect_sha=fingerprint.get("sha"), executor=executor, on_progress=on_progress, licence=_RESTORING)
+    return RepairReport(dataset_name=name, rows_dropped=[r.row_id for r in dropped], files_removed=sorted(removed),
+                        sync=synced)
+
+
+# A repair restores rows of a copy the licence policy let in when it was made (with the override its request or
+# catalog entry carried, which the fingerprint does not keep): the policy is not asked again.
+_RESTORING = LicenceVerdict(licence=None, allowed=True, overridden=False, reason="a repair restores an existing copy")
+
+
+class _NamedFile(NamedTuple):
+    row_id: int
+    path: str
+    sha: str | None
+
+
+def _named_files(rows: list[dict[str, Any]]) -> Iterator[_NamedFile]:
+    """The files the ledger's converted rows name, each with the checksum recorded for it."""
+    for row in rows:
+        if row["status"] != RowStatus.OK.value:
+            continue
+        if row["audio_file"] is not None:
+            yield _NamedFile(row["row_id"], row["audio_file"], row["sha256"])
+        if row["json_file"] is not None:
+            yield _NamedFile(row["row_id"], row["json_file"], row["json_sha256"])
+
+
+def _check(dataset_dir: Path, file: _NamedFile) -> tuple[str | None, int]:
+    """The sha256 of a named file (None when it is not there as a plain file: gone, a link, a directory) and the
+    bytes read."""
+    try:
+        fd = os.open(dataset_dir / file.path, os.O_RDONLY | os.O_NOFOLLOW)
+    except (FileNotFoundError, NotADirectoryError):
+        return None, 0
+    except OSError as e:
+        if e.errno == errno.ELOOP:  # a link where the file was
+            return None, 0
+        raise
+    with os.fdopen(fd, "rb", buffering=0) as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None, 0
+        digest = hashlib.file_digest(f, "sha256")  # reads in bounded chunks
+        return digest.hexdigest(), f.tell()
+
+
+def _unexpected(dataset_dir: Path, named: set[str]) -> list[str]:
+    """Files (and links) under ``audio/`` and ``json/`` that no ledger row names, relative to the copy."""
+    found = []
+    for directory in (naming.AUDIO_DIR, naming.JSON_DIR):
+        for path in (dataset_dir / directory).rglob("*"):
+            if path.is_dir() and not path.is_symlink():
+                continue
+            relative = path.relative_to(dataset_dir).as_posix()
+            if relative not in named:
+                found.append(relative)
+    return sorted(found)
+
+
+def _ledger_of(dataset_dir: Path) -> Ledger:
+    ledger = Ledger(dataset_dir)
+    if not ledger.meta_path.exists() and not ledger.parts.is_dir():
+        raise RepairError(f"{dataset_dir.name} has no ledger: hugflow did not make it, or its first sync never "
+                          "began; sync it")
+    return ledger
+
+
+def _state(dataset_dir: Path) -> DatasetState | None:
+    try:
+        status = read_status(dataset_dir)
+    except DamagedStateError:
+        return DatasetState.DAMAGED
+    return status.state if status is not None else None
+
+
+def _fingerprint(ledger: Ledger, name: str) -> dict[str, Any]:
+    try:
+        fingerprint = ledger.recorded_fingerprint()
+    except LedgerDamagedError as e:
+        raise RepairError(f"{name}: {e}; it cannot be re-synced as it was made: sync it with --restart") from None
+    if fingerprint is None:
+        raise RepairError(f"{name} has no ledger fingerprint: it cannot be re-synced as it was made; sync it")
+    return fingerprint
+
+
+def _check_reproducible(fingerprint: dict[str, Any], settings: Settings, name: str) -> None:
+    """Refuse, before anything is dropped, a repair whose re-sync would refuse to resume the copy."""
+    if fingerprint.get("format_version") != FORMAT_VERSION:
+        raise RepairError(f"{name} was made by another version of hugflow (output format "
+                          f"{fingerprint.get('format_version')}, this one writes {FORMAT_VERSION}); sync it with "
+                          "--restart to redo it")
+    encoder = asdict(settings.encoder)
+    if fingerprint.get("encoder") != encoder:
+        raise RepairError(f"{name} was converted with MP3 settings {fingerprint.get('encoder')}, these settings ask "
+                          f"for {encoder}; set MP3_BITRATE and MP3_QUALITY as it was made to repair it")
+
+
+def _request_of(fingerprint: dict[str, Any], name: str) -> AddRequest:
+    """The add request that re-syncs the copy as it was made: its pinned commit (or local path), subset, split and
+    columns (a column the fingerprint names is asked for explicitly; none recorded: the default, which the split
+    lacks, so the same choice is made again)."""
+    source, sha = fingerprint["source"], fingerprint.get("sha")
+    subset, split = fingerprint.get("subset"), fingerprint["split"]
+    ref = LocalRef(Path(source), subset, split) if sha is None else HubRef(source, sha, subset, split)
+    audio, text = fingerprint.get("audio_column"), fingerprint.get("text_column")
+    return AddRequest(dataset=ref, description=f"repair of {name}", audio_column=audio or DEFAULT_AUDIO_COLUMN,
+                      text_column=text or DEFAULT_TEXT_COLUMN, audio_column_explicit=audio is not None,
+                      text_column_explicit=text is not None)
+
+
+def _mark_syncing(dataset_dir: Path) -> None:
+    """Say in the status that the copy is no longer complete, before any row is dropped."""
+    try:
+        status = read_status(dataset_dir)
+    except DamagedStateError:
+        return  # the re-sync rewrites it
+    if status is not None and status.state is not DatasetState.SYNCING:
+        status.state, status.error = DatasetState.SYNCING, None
+        write_status(dataset_dir, status)
+
+
+def _files_of(record: RowRecord) -> list[str]:
+    return [path for path in (record.audio_file, record.json_file) if path is not None]
+
+
+def _remove(dataset_dir: Path, relative: str) -> bool:
+    """Delete a file of the copy named relative to it (never outside ``audio/`` or ``json/``); whether it was
+    there."""
+    parts = Path(relative).parts
+    if len(parts) < 2 or parts[0] not in (naming.AUDIO_DIR, naming.JSON_DIR) or ".." in parts:
+        return False
+    try:
+        (dataset_dir / relative).unlink()
+    except FileNotFoundError:
+        return False
+    return True
+

@@ -1,0 +1,68 @@
+"""The ledger on its own: parts written by older versions, overlapping parts, dropping rows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from hugflow_ray.core.records import RowRecord, RowStatus
+from hugflow_ray.pipeline.ledger import Ledger, _rewritten_name
+
+
+def ok_record(row_id: int) -> RowRecord:
+    return RowRecord(row_id, RowStatus.OK, json_file=f"json/{row_id}.json", audio_file=f"audio/{row_id}.mp3",
+                     sha256=f"{row_id:064x}", json_sha256=f"{row_id + 100:064x}", duration=0.1, text=f"t{row_id}")
+
+
+def test_a_part_written_before_json_checksums_reads_with_none(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path)
+    ledger.parts.mkdir(parents=True)
+    old = pa.table({"row_id": [0, 1], "status": ["ok", "error"], "json_file": ["json/0.json", None],
+                    "audio_file": ["audio/0.mp3", None], "sha256": ["ab" * 32, None], "duration": [0.1, None],
+                    "text": ["a", "b"], "error_code": [None, "empty"], "error": [None, "no samples"]})
+    pq.write_table(old, ledger.parts / "part-000000000000-000002.parquet")
+    ledger.append([ok_record(2)])
+    records = ledger.records()
+    assert [(r.row_id, r.json_sha256) for r in records] == [(0, None), (1, None), (2, f"{102:064x}")]
+    assert records[0].sha256 == "ab" * 32 and records[1].error_code == "empty"
+    assert ledger.summary().rows == 3
+
+
+def raw_ids(ledger: Ledger) -> list[int]:
+    return sorted(i for part in ledger.parts.glob("part-*.parquet")
+                  for i in pq.read_table(part, columns=["row_id"]).column("row_id").to_pylist())
+
+
+def test_dropped_rows_leave_every_part_that_held_them_and_the_other_rows_stay_as_they_were(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path)
+    ledger.parts.mkdir(parents=True)
+    ledger.append([ok_record(i) for i in range(4)])
+    ledger.append([ok_record(i) for i in range(2, 6)])  # overlaps the first, as a resume after a crash may
+    ledger.append([ok_record(6)])
+    before = {r.row_id: r for r in ledger.records()}
+
+    dropped = ledger.drop_rows([3, 6, 99])
+    assert dropped == [before[3], before[6]]
+    assert [r.row_id for r in ledger.records()] == [0, 1, 2, 4, 5]
+    assert all(r == before[r.row_id] for r in ledger.records())
+    assert raw_ids(ledger) == [0, 1, 2, 2, 4, 5]  # the part of row 6 alone is gone
+    assert ledger.drop_rows([3]) == [] and ledger.drop_rows([]) == []
+
+
+def test_while_a_rewritten_part_and_its_old_part_both_exist_each_row_counts_once(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path)
+    ledger.parts.mkdir(parents=True)
+    ledger.append([ok_record(i) for i in range(4)])
+    [old] = ledger.parts.glob("part-*.parquet")
+    table = pq.read_table(old)
+    kept = table.filter(pc.not_equal(table.column("row_id"), 1))
+    pq.write_table(kept, ledger.parts / _rewritten_name(kept))  # a drop of row 1 killed before the old part went
+
+    assert ledger.finished_ids().tolist() == [0, 1, 2, 3]
+    assert ledger.summary().rows == 4 and [r.row_id for r in ledger.records()] == [0, 1, 2, 3]
+    assert ledger.drop_rows([1]) == [ok_record(1)]  # dropping again finishes it
+    assert raw_ids(ledger) == [0, 2, 3]
+    assert [r.row_id for r in ledger.records()] == [0, 2, 3]
