@@ -1,11 +1,24 @@
-"""The Python API, in one import: sync a request or in-memory rows, list, inspect, verify and repair copies, remove one.
+"""The Python API, in one import: sync a request or in-memory rows, list, inspect, verify and repair copies, remove one;
+plan, apply and inspect a catalog tier, and reconcile the disk with the repository.
 
     from hugflow_ray.api import load_settings, sync
     report = sync(Path("requests/add/my_dataset.yaml"), load_settings())
+
+    from hugflow_ray.api import catalog_apply, catalog_plan, catalog_status
+    plan = catalog_plan(load_settings(), tier="minimal")      # a CatalogPlan: plan.tier.entries, .left_out
+    report = catalog_apply(load_settings(), tier="minimal")   # an ApplyReport: report.results, report.ok
 """
 
 from __future__ import annotations
 
+from hugflow_ray.catalog.manager import ApplyReport, CatalogPlan, CatalogStatus, EntryResult, EntryStatus
+from hugflow_ray.catalog.manager import apply as catalog_apply
+from hugflow_ray.catalog.manager import plan as catalog_plan
+from hugflow_ray.catalog.manager import repair_copy, verify_copy
+from hugflow_ray.catalog.manager import status as catalog_status
+from hugflow_ray.catalog.reconcile import ReconcilePlan, ReconcileReport
+from hugflow_ray.catalog.reconcile import apply as reconcile_apply
+from hugflow_ray.catalog.reconcile import plan as reconcile_plan
 from hugflow_ray.executors.base import release_ray
 from hugflow_ray.pipeline.in_memory import sync_rows
 from hugflow_ray.pipeline.store import RemoveReport, StatusRow, dataset_size, remove, row_errors, status
@@ -14,6 +27,9 @@ from hugflow_ray.pipeline.verify import RepairReport, VerifyReport, repair, veri
 from hugflow_ray.settings import Settings, load_settings
 
 __all__ = [
+    "ApplyReport", "CatalogPlan", "CatalogStatus", "EntryResult", "EntryStatus", "ReconcilePlan", "ReconcileReport",
+    "catalog_apply", "catalog_plan", "catalog_status", "reconcile_apply", "reconcile_plan", "repair_copy",
+    "verify_copy",
     "RemoveReport", "RepairReport", "Settings", "StatusRow", "SyncReport", "VerifyReport", "dataset_size",
     "load_settings", "release_ray", "remove", "repair", "row_errors", "status", "sync", "sync_rows", "verify",
 ]

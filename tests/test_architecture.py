@@ -4,7 +4,7 @@
   Slack, pydantic or audio library, and nothing of hugflow_ray outside the pure layer.
 * Only ``executors/`` imports Ray; only ``adapters/<service>`` imports that service's client; only ``codec/`` the
   audio libraries; only ``settings`` pydantic; only ``cli/`` typer.
-* The layers point one way: core <- codec <- adapters <- pipeline <- executors <- gitops <- cli.
+* The layers point one way: core <- codec <- adapters <- pipeline <- executors, catalog <- gitops <- cli.
 * Every third-party package imported is declared in pyproject.toml.
 """
 
@@ -61,7 +61,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "executors.ray_job": ("core", "executors", "pipeline.plan", "utils", "errors", "settings"),
     "gitops": (),
     "gitops.control": ("core", "adapters", "executors", "gitops", "pipeline", "utils", "errors", "settings"),
-    "api": ("pipeline", "executors.base", "settings"),
+    "api": ("pipeline", "catalog", "executors.base", "settings"),
     "catalog": ("core", "adapters", "pipeline", "executors.base", "utils", "errors", "settings"),
     "cli": ("",),  # the shell around everything
     "__main__": ("cli",),

@@ -300,3 +300,36 @@ def test_catalog_cli_plan_and_status_print_the_plan_and_the_budget(settings: Set
     no_tier = CliRunner().invoke(app, ["catalog", "plan"], env=env)
     assert no_tier.exit_code == 1
     assert "no tier chosen" in str(no_tier.exception) and "HUGFLOW_TIER" in str(no_tier.exception)
+
+
+def test_verify_finds_a_flipped_byte_and_a_deleted_file_and_repair_restores_both_from_the_source(
+        settings: Settings, sources: Sources, tmp_path: Path) -> None:
+    write_catalog(tmp_path,
+                  entry("clips", tier="minimal", priority=1, licence="MIT", size_gb=0.0005,
+                        source=sources.url_source("/clips.parquet")),
+                  entry("midi", tier="minimal", priority=2, licence="CC-BY-4.0", size_gb=0.0001,
+                        extra="    data: files\n", source=sources.url_source("/midi.zip")))
+    assert manager.apply(settings, tier="minimal").ok
+    made = _files(settings.storage_root)
+    mp3 = next((settings.storage_root / "catalog__clips" / "audio").glob("*.mp3"))
+    data = bytearray(mp3.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    mp3.write_bytes(bytes(data))
+    kept = settings.storage_root / "catalog__midi" / "files" / "midi" / "sub" / "song2.mid"
+    kept.unlink()
+    env = {"STORAGE_ROOT": str(settings.storage_root), "STATE_DIR": str(settings.state_dir),
+           "CATALOG_PATH": str(settings.catalog_path)}
+
+    found = CliRunner().invoke(app, ["verify", "--all"], env=env)
+    assert found.exit_code == 1, found.output
+    assert f"changed: audio/{mp3.name} (row " in found.stdout
+    assert "missing: files/midi/sub/song2.mid" in found.stdout
+
+    repaired = CliRunner().invoke(app, ["verify", "--all", "--repair"], env=env)
+    assert repaired.exit_code == 0, repaired.output
+    assert "catalog__clips: repaired 1 rows" in repaired.stdout and "catalog__midi: repaired 1 rows" in repaired.stdout
+    after = _files(settings.storage_root)
+    assert {k: v[1] for k, v in after.items() if "/.hugflow/" not in k and not k.startswith(".sources")} == {
+        k: v[1] for k, v in made.items() if "/.hugflow/" not in k and not k.startswith(".sources")}
+    clean = CliRunner().invoke(app, ["verify", "--all"], env=env)
+    assert clean.exit_code == 0, clean.output

@@ -28,10 +28,13 @@ WORKER_UNIT = CLUSTER / "ray-worker.service"
 RAY_ENV = CLUSTER / "ray.env.example"
 RUNNER_ENV = CLUSTER / "runner.env.example"
 CLUSTER_README = CLUSTER / "README.md"
+RECONCILE_UNIT = CLUSTER / "hugflow-reconcile.service"
+ENTRYPOINT = CLUSTER / "entrypoint.sh"
 # Every file under cluster/ and the test(s) below that cover it.
 # cluster/monitoring/ is run and checked by tests/test_metrics.py (a real Prometheus, promtool).
 MONITORING = ("monitoring/prometheus.yml", "monitoring/hugflow.rules.yml", "monitoring/grafana-hugflow.json")
-COVERED = {HEAD_UNIT.name, WORKER_UNIT.name, RAY_ENV.name, RUNNER_ENV.name, CLUSTER_README.name, *MONITORING}
+COVERED = {HEAD_UNIT.name, WORKER_UNIT.name, RAY_ENV.name, RUNNER_ENV.name, CLUSTER_README.name, RECONCILE_UNIT.name,
+           ENTRYPOINT.name, *MONITORING}
 
 STORAGE_RESOURCE = Settings.model_fields["storage_resource"].default
 VENV_RAY = "/opt/hugflow/.venv/bin/ray"
@@ -331,6 +334,56 @@ def test_units_never_kill_ray_processes_they_do_not_own() -> None:
         text = path.read_text()
         for word in ("ray stop", "pkill", "killall"):
             assert word not in text, f"{path.name} contains {word!r}"
+
+
+# --- start-up reconcile ----------------------------------------------------------------------------------------
+
+
+def test_reconcile_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
+    env_file = tmp_path / "hugflow.env"
+    env_file.write_text(f"STORAGE_ROOT={tmp_path / 'datasets'}\nHUGFLOW_TIER=minimal\n")
+    text = RECONCILE_UNIT.read_text()
+    for old, new in (("/opt/hugflow/.venv/bin/hugflow", str(Path(sys.executable).with_name("hugflow"))),
+                     ("EnvironmentFile=/etc/hugflow/hugflow.env", f"EnvironmentFile={env_file}"),
+                     ("WorkingDirectory=/opt/hugflow/src", f"WorkingDirectory={REPO}")):
+        assert old in text, f"{RECONCILE_UNIT.name} does not name {old}"
+        text = text.replace(old, new)
+    unit = tmp_path / RECONCILE_UNIT.name
+    unit.write_text(re.sub(r"^(User|Group)=hugflow$", r"\1=root", text, flags=re.M))
+    assert _verify_complaints([unit]) == []
+
+
+def test_reconcile_unit_applies_once_per_boot_after_ray_and_never_stops_ray() -> None:
+    unit = _unit(RECONCILE_UNIT)
+    service = unit["Service"]
+    assert service["Type"] == ["oneshot"]
+    assert service["ExecStart"][0].split() == ["/opt/hugflow/.venv/bin/hugflow", "reconcile", "--apply"]
+    assert service["User"] == ["hugflow"] and service["EnvironmentFile"] == ["/etc/hugflow/hugflow.env"]
+    assert {"network-online.target", "ray-head.service"} <= set(unit["Unit"]["After"][0].split())
+    assert "ExecStop" not in service and "ray stop" not in RECONCILE_UNIT.read_text()
+    assert "HUGFLOW_TIER" in RECONCILE_UNIT.read_text()
+
+
+def _entrypoint(tmp_path: Path, *command: str, **env: str) -> subprocess.CompletedProcess[str]:
+    environment = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(tmp_path),
+                   "STORAGE_ROOT": str(tmp_path / "datasets"), "STATE_DIR": str(tmp_path / "state"),
+                   "PROCESSED_ROOT": str(tmp_path / "processed"), "HF_ENDPOINT": "http://127.0.0.1:9", **env}
+    return subprocess.run([str(ENTRYPOINT), *command], capture_output=True, text=True, env=environment, timeout=120)
+
+
+def test_entrypoint_reconciles_then_starts_the_app(tmp_path: Path) -> None:
+    result = _entrypoint(tmp_path, "sh", "-c", "echo app started")
+    assert result.returncode == 0, result.stderr
+    assert "nothing to do" in result.stdout and result.stdout.rstrip().endswith("app started")
+
+
+def test_entrypoint_starts_the_app_after_a_failed_reconcile_unless_strict(tmp_path: Path) -> None:
+    lenient = _entrypoint(tmp_path, "sh", "-c", "echo app started", HUGFLOW_TIER="no-such-tier")
+    assert lenient.returncode == 0 and "app started" in lenient.stdout
+    assert "there is no tier 'no-such-tier'" in lenient.stderr and "the next start resumes them" in lenient.stderr
+    strict = _entrypoint(tmp_path, "sh", "-c", "echo app started", HUGFLOW_TIER="no-such-tier",
+                         HUGFLOW_RECONCILE_STRICT="1")
+    assert strict.returncode == 1 and "app started" not in strict.stdout
 
 
 # --- the env templates -----------------------------------------------------------------------------------------

@@ -19,15 +19,17 @@ from hugflow_ray.adapters.hub import Hub
 from hugflow_ray.catalog import sources
 from hugflow_ray.core.catalog import GB, Catalog, CatalogEntry, DataKind, UrlSource, load_catalog
 from hugflow_ray.core.licences import LicenceVerdict, check_agrees, judge
-from hugflow_ray.core.naming import catalog_dir_name, dataset_dir_name
+from hugflow_ray.core.naming import CATALOG_ORG, catalog_dir_name, dataset_dir_name
 from hugflow_ray.core.records import DatasetState
 from hugflow_ray.core.request import AddRequest, HubRef, LocalRef
 from hugflow_ray.core.tiers import Candidate, Decision, PlannedEntry, Presence, TierPlan, plan_tier
-from hugflow_ray.errors import CatalogError, HubError, HugflowError
+from hugflow_ray.errors import CatalogError, HubError, HugflowError, RepairError
 from hugflow_ray.pipeline import store
 from hugflow_ray.pipeline.plan import hub_for
 from hugflow_ray.pipeline.status import read_status_or_none
+from hugflow_ray.pipeline.store import dataset_dir_of
 from hugflow_ray.pipeline.sync import SyncReport, sync
+from hugflow_ray.pipeline.verify import RepairReport, VerifyReport, repair, verify
 from hugflow_ray.settings import Settings
 from hugflow_ray.utils.humanize import gigabytes
 
@@ -324,3 +326,56 @@ def status(settings: Settings, *, catalog: Catalog | None = None) -> CatalogStat
         included = set(catalog.tiers[: rank + 1])
         tiers[tier] = sum(e.size_bytes for e in entries if e.tier in included)
     return CatalogStatus(entries, tiers, storage_used(settings), budget_bytes(settings))
+
+
+def verify_copy(settings: Settings, name: str) -> VerifyReport:
+    """Verify a copy: its MP3s and JSONs against its ledger, or a kept copy's files against their index.
+
+    Raises:
+        DatasetNotFoundError: no such copy. RepairError: it has no ledger or index. SyncError: it is locked.
+    """
+    dataset_dir = dataset_dir_of(settings, name)
+    if sources.is_kept(dataset_dir):
+        return sources.verify_files(settings, name, dataset_dir)
+    return verify(settings, name)
+
+
+def repair_copy(settings: Settings, name: str, report: VerifyReport, *, catalog: Catalog | None = None
+                ) -> RepairReport:
+    """Repair what ``report`` found: a copy's bad rows re-converted, or a kept copy's bad files put back. A copy of a
+    URL source needs its source again: it is downloaded (and verified) from the catalog entry that made the copy.
+
+    Raises:
+        RepairError: a catalog copy whose entry the catalog no longer lists, or a copy that cannot be re-made as it
+            was (see :func:`hugflow_ray.pipeline.verify.repair`).
+    """
+    entry = _url_entry_of(settings, name, catalog)
+    if entry is None:
+        return repair(settings, name, report=report)
+    assert isinstance(entry.source, UrlSource)
+    root = settings.storage_root / SOURCES_DIR / entry.name
+    if sources.is_kept(settings.storage_root / name):
+        touched = sources.repair_files(settings, entry, name, root, report)
+        return RepairReport(dataset_name=name, rows_dropped=[f.row_id for f in [*report.missing, *report.changed]],
+                            files_removed=touched, sync=None)
+    sources.fetch(entry, entry.source, root)  # the path the copy's fingerprint names, there again
+    try:
+        return repair(settings, name, report=report)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _url_entry_of(settings: Settings, name: str, catalog: Catalog | None) -> CatalogEntry | None:
+    """The catalog entry with a URL source that made the copy ``name`` (None: not a URL source's copy)."""
+    if not name.startswith(f"{CATALOG_ORG}__"):
+        return None
+    try:
+        catalog = catalog or read_catalog(settings)
+    except CatalogError as e:
+        raise RepairError(f"{name} was made from a catalog URL source, and the catalog is needed to download it "
+                          f"again: {e}") from None
+    entry = next((e for e in catalog.entries if entry_dataset_name(e) == name), None)
+    if entry is None or not isinstance(entry.source, UrlSource):
+        raise RepairError(f"{name} was made from a catalog entry that {catalog.path or 'the catalog'} no longer "
+                          "lists; restore the entry to repair the copy, or remove the copy and apply the tier again")
+    return entry

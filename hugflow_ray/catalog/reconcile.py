@@ -116,7 +116,7 @@ def plan(settings: Settings, *, requests_dir: Path = Path("requests"), tier: str
     return ReconcilePlan(removals_steps + steps, in_place, unmanaged, catalog_plan, left_out)
 
 
-def _requests(directory: Path, kind: type[AddRequest] | type[RemoveRequest]) -> list[tuple[Path, AddRequest]]:
+def _requests(directory: Path, kind: type[AddRequest | RemoveRequest]) -> list[tuple[Path, AddRequest]]:
     found = []
     for path in sorted(directory.glob("*.yaml")) + sorted(directory.glob("*.yml")):
         request = load_request(path)

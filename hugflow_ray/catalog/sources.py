@@ -10,7 +10,6 @@ A kept copy (``data: files``: MIDI, scores, text) is ``files/`` with the tree as
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import time
@@ -31,6 +30,7 @@ from hugflow_ray.pipeline import store
 from hugflow_ray.pipeline.locks import DatasetLock
 from hugflow_ray.pipeline.status import read_status_or_none, write_status
 from hugflow_ray.pipeline.sync import SyncReport
+from hugflow_ray.pipeline.verify import ChangedFile, MissingFile, VerifyReport, file_sha256
 from hugflow_ray.settings import Settings
 from hugflow_ray.utils import atomic
 
@@ -38,7 +38,6 @@ FILES_DIR = "files"
 FILES_INDEX = "files.parquet"  # under .hugflow/
 FILES_SPLIT = "files"  # the identity's split of a kept copy: it has no rows, only files
 EXTRACTION_SLACK = 2  # an archive may expand to twice the larger of its declared sizes, no more
-HASH_CHUNK = 1024 * 1024
 DEFAULT_FILE_NAME = "download"
 
 INDEX_SCHEMA = pa.schema([("path", pa.string()), ("size", pa.int64()), ("sha256", pa.string())])
@@ -89,15 +88,6 @@ class KeptFile:
     path: str  # relative to files/, POSIX
     size: int
     sha256: str
-
-
-def sha256_of(path: Path) -> str:
-    """The file's sha256, read in chunks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def index_path(dataset_dir: Path) -> Path:
@@ -159,8 +149,12 @@ def sync_files(settings: Settings, entry: CatalogEntry, dataset_name: str, root:
 
 
 def _index(tree: Path) -> list[KeptFile]:
-    return [KeptFile(path.relative_to(tree).as_posix(), path.stat().st_size, sha256_of(path))
-            for path in sorted(tree.rglob("*")) if path.is_file() and not path.is_symlink()]
+    files = []
+    for path in sorted(tree.rglob("*")):
+        sha, size = file_sha256(path)
+        if sha is not None:
+            files.append(KeptFile(path.relative_to(tree).as_posix(), size, sha))
+    return files
 
 
 def write_index(dataset_dir: Path, files: list[KeptFile]) -> None:
@@ -177,3 +171,50 @@ def _report(dataset_dir: Path, status: DatasetStatus, started: float, *, already
         newly_processed=0 if already else status.rows_done, already_complete=already,
         seconds=time.perf_counter() - started, ray_startup_seconds=0.0, manifest=None, output_busy_fraction=None,
     )
+
+
+def verify_files(settings: Settings, name: str, dataset_dir: Path) -> VerifyReport:
+    """Re-hash a kept copy's files against its index: missing, changed and unexpected files (a row is a file)."""
+    started = time.perf_counter()
+    with DatasetLock(settings.state_dir, name, owner="verify"):
+        index = read_index(dataset_dir)
+        root = dataset_dir / FILES_DIR
+        checked = [file_sha256(root / f.path) for f in index]
+        named = {f.path for f in index}
+        unexpected = sorted(f"{FILES_DIR}/{p.relative_to(root).as_posix()}" for p in root.rglob("*")
+                            if (p.is_symlink() or not p.is_dir()) and p.relative_to(root).as_posix() not in named)
+        current = read_status_or_none(dataset_dir)
+    missing = [MissingFile(i, f"{FILES_DIR}/{f.path}") for i, (f, (sha, _)) in enumerate(zip(index, checked))
+               if sha is None]
+    changed = [ChangedFile(i, f"{FILES_DIR}/{f.path}", f.sha256, sha) for i, (f, (sha, _)) in
+               enumerate(zip(index, checked)) if sha is not None and sha != f.sha256]
+    return VerifyReport(
+        dataset_name=name, dataset_dir=dataset_dir, state=current.state if current else None, rows=len(index),
+        files_checked=len(index), bytes_checked=sum(size for _, size in checked),
+        seconds=time.perf_counter() - started, missing=missing, changed=changed, unexpected=unexpected,
+        no_checksum=[],
+    )
+
+
+def repair_files(settings: Settings, entry: CatalogEntry, name: str, root: Path, report: VerifyReport) -> list[str]:
+    """Put back a kept copy's missing and changed files from its source (downloaded and verified again) and delete
+    the unexpected ones; returns the paths restored or removed."""
+    assert isinstance(entry.source, UrlSource)
+    dataset_dir = settings.storage_root / name
+    with DatasetLock(settings.state_dir, name, owner="repair"):
+        data = fetch(entry, entry.source, root)
+        touched = []
+        for bad in [*report.missing, *report.changed]:
+            relative = bad.path.removeprefix(f"{FILES_DIR}/")
+            source = data / relative
+            target = dataset_dir / bad.path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            temp = target.with_name(f".{target.name}.repair")
+            shutil.copyfile(source, temp)
+            os.replace(temp, target)
+            touched.append(bad.path)
+        for path in report.unexpected:
+            (dataset_dir / path).unlink(missing_ok=True)
+            touched.append(path)
+    shutil.rmtree(root, ignore_errors=True)
+    return touched

@@ -19,7 +19,7 @@ _CATALOG = typer.Option("--catalog", help="The catalog file; default CATALOG_PAT
 _OFFLINE = typer.Option("--offline", help="Do not ask the Hub (no card licence check, no Hub sizes).")
 
 
-def _settings():  # noqa: ANN202 - the shell's settings, as the main commands load them
+def _settings():
     from hugflow_ray.cli.main import _settings as load
 
     return load()
@@ -48,7 +48,7 @@ def _table(header: list[str], rows: list[list[str]], *, right: frozenset[int]) -
                             enumerate(zip(row, widths, strict=True))).rstrip() for row in [header, *rows]]
 
 
-def plan_lines(decided) -> list[str]:  # noqa: ANN001 - a manager.CatalogPlan; imported lazily
+def plan_lines(decided) -> list[str]:
     """The plan as ``catalog plan`` and ``reconcile`` print it."""
     tier_plan, catalog = decided.tier, decided.catalog
     rank = catalog.tiers.index(tier_plan.tier)
@@ -155,4 +155,44 @@ def reconcile(
     for result in report.results:
         typer.echo(f"{'done' if result.ok else 'FAILED':<6} {result.step.dataset_name}: {result.detail}")
     if not report.ok:
+        raise typer.Exit(1)
+
+
+def verify(
+    name: Annotated[str | None, typer.Argument(help="A copy's directory name (`hugflow status` lists them).")] = None,
+    every: Annotated[bool, typer.Option("--all", help="Verify every copy under STORAGE_ROOT.")] = False,
+    repair: Annotated[bool, typer.Option("--repair", help="Re-make exactly the bad rows (or files), then check "
+                                         "again.")] = False,
+) -> None:
+    """Re-hash every file of a copy against its ledger's sha256: list missing, changed and unexpected files; exit 1
+    when anything is wrong (after --repair: when the repair did not make it whole)."""
+    from hugflow_ray.catalog import manager
+    from hugflow_ray.executors.base import release_ray
+    from hugflow_ray.pipeline import store
+
+    settings = _settings()
+    if (name is None) == (not every):
+        raise typer.BadParameter("name one copy, or pass --all", param_hint="NAME")
+    names = [r.dataset_name for r in store.status(settings)] if every else [name]
+    wrong = 0
+    try:
+        for copy in names:
+            assert copy is not None
+            report = manager.verify_copy(settings, copy)
+            for line in report.lines():
+                typer.echo(line)
+            if report.ok:
+                continue
+            if not repair:
+                wrong += 1
+                continue
+            repaired = manager.repair_copy(settings, copy, report)
+            typer.echo(f"{copy}: repaired {len(repaired.rows_dropped)} rows, removed {len(repaired.files_removed)} "
+                       "files")
+            after = manager.verify_copy(settings, copy)
+            typer.echo(after.lines()[0])
+            wrong += not after.ok
+    finally:
+        release_ray()
+    if wrong:
         raise typer.Exit(1)

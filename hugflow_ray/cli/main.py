@@ -296,10 +296,11 @@ def remove(file: Annotated[Path, typer.Argument(help="A remove request (requests
 
 
 def _register_manager() -> None:
-    from hugflow_ray.cli.catalog import catalog_app, reconcile
+    from hugflow_ray.cli.catalog import catalog_app, reconcile, verify
 
     app.add_typer(catalog_app, name="catalog")
     app.command()(reconcile)
+    app.command()(verify)
 
 
 _register_manager()

@@ -91,8 +91,9 @@ def override_problem(reason: str | None) -> tuple[str, str] | None:
     there is none)."""
     if reason is None or len(reason) >= MIN_OVERRIDE_REASON_LENGTH:
         return None
-    return (f"{reason!r} is too short to be a reason", "Say why the dataset may be used despite its licence, and "
-            f"who checked ({MIN_OVERRIDE_REASON_LENGTH} characters or more).")
+    fix = ("Say why the dataset may be used despite its licence, and who checked "
+           f"({MIN_OVERRIDE_REASON_LENGTH} characters or more).")
+    return f"{reason!r} is too short to be a reason", fix
 
 
 def normalise(licence: str) -> str:

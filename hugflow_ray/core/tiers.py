@@ -129,8 +129,8 @@ def plan_tier(candidates: list[Candidate], *, tier: str, budget_bytes: int, othe
             used += c.needed_bytes
             decisions[c.entry.name] = (Decision.BRING_IN, "fits the budget")
         else:
-            decisions[c.entry.name] = (Decision.OVER_BUDGET, f"needs {gigabytes(c.needed_bytes)}, "
-                                       f"{gigabytes(max(0, budget_bytes - used))} left")
+            left = gigabytes(max(0, budget_bytes - used))
+            decisions[c.entry.name] = (Decision.OVER_BUDGET, f"needs {gigabytes(c.needed_bytes)}, {left} left")
     running = other_bytes + sum(c.disk_bytes for c in on_disk if c.entry.name in refused)  # on disk, left as is
     planned = []
     for c in candidates:

@@ -8,9 +8,9 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from hugflow_ray.adapters.hub import Hub, RepoSnapshot, SplitLayout, local_layout
+from hugflow_ray.core.licences import LicenceVerdict, judge
 from hugflow_ray.core.naming import dataset_dir_name
 from hugflow_ray.core.plan import Plan, SourceFile, choose_columns
-from hugflow_ray.core.licences import LicenceVerdict, judge
 from hugflow_ray.core.records import DatasetIdentity
 from hugflow_ray.core.request import AddRequest, LocalRef
 from hugflow_ray.errors import LicenceError, PlanError, UnreadableLayoutError

@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 
 from hugflow_ray.adapters.hub import Hub
 from hugflow_ray.core import naming
+from hugflow_ray.core.licences import LicenceVerdict
 from hugflow_ray.core.plan import Plan
 from hugflow_ray.core.records import DatasetState, DatasetStatus
 from hugflow_ray.core.request import AddRequest, HubRef, request_of_kind
@@ -30,7 +31,6 @@ from hugflow_ray.pipeline.convert import RowConverter
 from hugflow_ray.pipeline.download import download
 from hugflow_ray.pipeline.ledger import Ledger, LedgerDamagedError, LedgerMismatchError, LedgerSummary
 from hugflow_ray.pipeline.locks import DatasetLock
-from hugflow_ray.core.licences import LicenceVerdict
 from hugflow_ray.pipeline.plan import check_licence, hub_for, licence_verdict, make_plan, with_columns
 from hugflow_ray.pipeline.progress import ProgressCallback, ProgressReporter
 from hugflow_ray.pipeline.readers.staged import STAGED_FORMATS, stage

@@ -241,19 +241,24 @@ def _named_files(rows: list[dict[str, Any]]) -> Iterator[_NamedFile]:
 
 
 def _check(dataset_dir: Path, file: _NamedFile) -> tuple[str | None, int]:
-    """The sha256 of a named file (None when it is not there as a plain file: gone, a link, a directory) and the
-    bytes read."""
+    return file_sha256(dataset_dir / file.path)
+
+
+def file_sha256(path: Path) -> tuple[str | None, int]:
+    """The sha256 of a file (None when it is not there as a plain file: gone, a link, a directory) and the bytes
+    read."""
     try:
-        fd = os.open(dataset_dir / file.path, os.O_RDONLY | os.O_NOFOLLOW)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     except (FileNotFoundError, NotADirectoryError):
         return None, 0
     except OSError as e:
         if e.errno == errno.ELOOP:  # a link where the file was
             return None, 0
         raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):  # a directory where the file was (fdopen would refuse it)
+        os.close(fd)
+        return None, 0
     with os.fdopen(fd, "rb", buffering=0) as f:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None, 0
         digest = hashlib.file_digest(f, "sha256")  # reads in bounded chunks
         return digest.hexdigest(), f.tell()
 
