@@ -333,3 +333,14 @@ def test_verify_finds_a_flipped_byte_and_a_deleted_file_and_repair_restores_both
         k: v[1] for k, v in made.items() if "/.hugflow/" not in k and not k.startswith(".sources")}
     clean = CliRunner().invoke(app, ["verify", "--all"], env=env)
     assert clean.exit_code == 0, clean.output
+
+
+def test_the_readme_shows_what_the_example_catalog_plans() -> None:
+    """The worked example in the README is the real output of the repository's catalog.yaml, offline."""
+    repo = Path(__file__).resolve().parents[1]
+    result = CliRunner().invoke(app, ["catalog", "plan", "--tier", "balanced", "--offline", "--catalog",
+                                      str(repo / "catalog.yaml")],
+                                env={"MAX_STORAGE_GB": "150", "STORAGE_ROOT": "datasets"})
+    assert result.exit_code == 0, result.output
+    readme = (repo / "README.md").read_text()
+    assert f"$ MAX_STORAGE_GB=150 hugflow catalog plan --tier balanced --offline\n{result.stdout}```" in readme
