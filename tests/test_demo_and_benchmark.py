@@ -74,3 +74,11 @@ def test_the_throughput_benchmark_measures_the_cost_of_metrics_in_smoke_mode(tmp
                                                 str(tmp_path / "work")])
     assert set(result["x_realtime"]) == {"hugflow", "hugflow-nometrics"}
     assert result["ratios"]["hugflow/hugflow-nometrics"]["median"] > 0
+
+
+def test_the_verify_benchmark_times_verify_against_bare_hashing_in_smoke_mode(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    results = load_benchmark("verify").main(["--gb", "0.002", "--mp3-kb", "20", "--rounds", "1", "--json", str(out),
+                                             "--root", str(tmp_path)])
+    assert json.loads(out.read_text()) == results
+    assert results["files"] > 100 and results["verify_seconds_per_gb"] > 0 and results["ratio_verify_to_bare"] > 0

@@ -248,6 +248,17 @@ def test_a_failing_request_gets_a_failure_comment_and_a_non_zero_exit(world: Wor
     world.assert_no_canary()
 
 
+def test_a_licence_outside_the_policy_fails_the_request_with_the_verdict_and_how_to_override(world: World,
+                                                                                            tmp_path: Path) -> None:
+    path = "requests/add/nc.yaml"
+    world.open_pull(4, {path: request_yaml("org/nc-speech")})
+    assert world.run() == 1
+    final = world.comment(4, path)
+    assert "❌ failed" in final and "CC-BY-NC-4.0: refused (not in the allowed licences: non-commercial)" in final
+    assert "add `licence_override: <why, and who checked>` to the request" in final
+    assert not (tmp_path / "datasets").exists(), "nothing is downloaded for a refused licence"
+
+
 def test_an_unreachable_slack_never_leaks_its_url_or_fails_the_run(world: World) -> None:
     with socket.socket() as probe:  # a loopback port nothing listens on
         probe.bind(("127.0.0.1", 0))
