@@ -155,6 +155,7 @@ def test_a_tier_comes_in_by_priority_within_the_budget_and_a_second_apply_touche
     kept = settings.storage_root / "catalog__midi" / "files"
     assert {str(p.relative_to(kept)) for p in kept.rglob("*") if p.is_file()} == {"song1.mid", "sub/song2.mid"}
     assert (kept / "sub" / "song2.mid").read_bytes() == MIDI["midi/sub/song2.mid"]
+    assert copies["catalog__midi"].rows_total == 2, "a kept copy's rows are its files"
     assert not (settings.storage_root / manager.SOURCES_DIR).exists() or not any(
         (settings.storage_root / manager.SOURCES_DIR).iterdir()), "downloads are deleted once their copy is complete"
 
@@ -310,6 +311,9 @@ def test_verify_finds_a_flipped_byte_and_a_deleted_file_and_repair_restores_both
                   entry("midi", tier="minimal", priority=2, licence="CC-BY-4.0", size_gb=0.0001,
                         extra="    data: files\n", source=sources.url_source("/midi.zip")))
     assert manager.apply(settings, tier="minimal").ok
+    kept_files = {p.relative_to(settings.storage_root / "catalog__midi" / "files").as_posix()
+                  for p in (settings.storage_root / "catalog__midi" / "files").rglob("*") if p.is_file()}
+    assert kept_files == set(MIDI), "exactly the archive's files are kept"
     made = _files(settings.storage_root)
     mp3 = next((settings.storage_root / "catalog__clips" / "audio").glob("*.mp3"))
     data = bytearray(mp3.read_bytes())

@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from hugflow_ray.adapters.urls import fetch_url
-from hugflow_ray.catalog.archives import extract
+from hugflow_ray.catalog.archives import COMPLETE_MARKER, extract
 from hugflow_ray.core.catalog import CatalogEntry, UrlSource
 from hugflow_ray.core.licences import LicenceVerdict
 from hugflow_ray.core.records import DatasetIdentity, DatasetState, DatasetStatus
@@ -134,6 +134,7 @@ def sync_files(settings: Settings, entry: CatalogEntry, dataset_name: str, root:
             status.state, status.error = DatasetState.FAILED, str(e)
             write_status(dataset_dir, status)
             raise
+        (data / COMPLETE_MARKER).unlink(missing_ok=True)  # the extraction's own mark is not one of the files
         files = _index(data)
         target = dataset_dir / FILES_DIR
         if target.exists():
