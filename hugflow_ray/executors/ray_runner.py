@@ -35,7 +35,7 @@ from hugflow_ray.errors import SyncError
 from hugflow_ray.executors.base import BlockWritten, RunResult, no_storage_node
 from hugflow_ray.executors.metrics import audio_seconds, count_written, metrics
 from hugflow_ray.pipeline.convert import RowConverter
-from hugflow_ray.pipeline.readers.units import ROW_ID, ReadUnit, read_unit
+from hugflow_ray.pipeline.readers.units import ROW_ID, ReadUnit, iter_unit
 from hugflow_ray.pipeline.writer import DatasetWriter
 from hugflow_ray.utils import failpoints
 
@@ -141,7 +141,7 @@ def _warm_worker() -> int:
 
 
 class UnitDatasource(Datasource):
-    """Reads the pending read units; each becomes one read task."""
+    """Reads the pending read units; each becomes one read task, which streams its rows as blocks."""
 
     def __init__(self, units: list[tuple[ReadUnit, np.ndarray]]) -> None:
         self._units = units
@@ -162,7 +162,7 @@ class UnitDatasource(Datasource):
 
 
 def _reader(unit: ReadUnit, finished: np.ndarray) -> Callable[[], Iterable[Block]]:
-    return lambda: [read_unit(unit, finished)]
+    return lambda: iter_unit(unit, finished)
 
 
 @ray.remote(num_cpus=0, max_concurrency=1)

@@ -3,12 +3,18 @@
 Row ids are the rows' 0-based positions in the split (file order, then row order). A read unit is a slice of a
 parquet row group, small enough that a single big file still spreads over every core. Finished rows (from the
 ledger) are dropped while reading, before any decode.
+
+A unit is read as a stream of blocks: its row group is decoded a few rows at a time (parquet pages read through a
+small buffer, never the whole column chunk), rows before the unit's slice are passed over, and each block holds at
+most ``BLOCK_BYTES`` of source (at least one row). So what a read holds is bounded by the block, whatever the row
+group's size: a 2,000-row group of 300 MB is never held whole, by one read or by eight.
 """
 
 from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +29,9 @@ MIN_UNIT_ROWS = 8
 MAX_UNIT_ROWS = 256
 UNITS_PER_CPU = 4
 ROW_ID = "row_id"
+BLOCK_BYTES = 64 * 1024 * 1024  # source bytes per block a read hands on (the memory a block in flight costs)
+STREAM_BUFFER_BYTES = 1024 * 1024  # a column chunk is read through a buffer of this size, not loaded whole
+SKIP_BATCH_ROWS = 64  # rows decoded at a time while passing over the rows before a unit's slice
 
 @dataclass(frozen=True)
 class ReadUnit:
@@ -72,15 +81,39 @@ def pending(units: list[ReadUnit], finished: np.ndarray) -> list[tuple[ReadUnit,
     return result
 
 
-def read_unit(unit: ReadUnit, finished: np.ndarray) -> pa.Table:
-    """The unit's rows not yet finished, with a ``row_id`` column first."""
-    group = pq.ParquetFile(unit.path).read_row_group(unit.row_group)
-    table = group.slice(unit.offset, unit.num_rows)
-    ids = pa.array(np.arange(unit.first_row_id, unit.first_row_id + unit.num_rows, dtype=np.int64))
-    table = table.add_column(0, ROW_ID, ids)
-    if len(finished):
-        table = table.filter(pa.array(~np.isin(ids.to_numpy(), finished)))
-    return table
+def iter_unit(unit: ReadUnit, finished: np.ndarray, *, block_bytes: int = BLOCK_BYTES) -> Iterator[pa.Table]:
+    """The unit's rows not yet finished, with a ``row_id`` column first, in blocks of at most ``block_bytes`` of
+    source (one row at least), streamed from the file."""
+    parquet = pq.ParquetFile(unit.path, buffer_size=STREAM_BUFFER_BYTES, pre_buffer=False)
+    group = parquet.metadata.row_group(unit.row_group)
+    row_bytes = max(1, group.total_byte_size // max(1, group.num_rows))
+    block_rows = max(1, min(unit.num_rows, block_bytes // row_bytes))
+    batch_rows = min(block_rows, SKIP_BATCH_ROWS) if unit.offset else block_rows
+    end = unit.offset + unit.num_rows
+    position = 0  # rows of the group decoded so far
+    pieces: list[pa.RecordBatch] = []
+    for batch in parquet.iter_batches(batch_size=batch_rows, row_groups=[unit.row_group], use_threads=False):
+        start, position = position, position + batch.num_rows
+        if position <= unit.offset:
+            continue
+        lo, hi = max(start, unit.offset), min(position, end)
+        pieces.append(batch.slice(lo - start, hi - lo))
+        held = sum(p.num_rows for p in pieces)
+        if held >= block_rows or hi >= end:
+            table = _with_ids(pa.Table.from_batches(pieces, schema=parquet.schema_arrow),
+                              unit.first_row_id + (hi - unit.offset) - held)
+            pieces = []
+            if len(finished):
+                table = table.filter(pa.array(~np.isin(table.column(ROW_ID).to_numpy(), finished)))
+            if table.num_rows:
+                yield table
+        if hi >= end:
+            return
+
+
+def _with_ids(table: pa.Table, first_row_id: int) -> pa.Table:
+    ids = np.arange(first_row_id, first_row_id + table.num_rows, dtype=np.int64)
+    return table.add_column(0, ROW_ID, pa.array(ids))
 
 
 def names_files(paths: list[Path], audio_column: str | None) -> bool:
