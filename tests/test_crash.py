@@ -20,7 +20,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from hugflow_ray.pipeline.readers.units import available_cpus, parquet_row_groups, plan_units
 from hugflow_ray.utils.failpoints import FAILPOINT_VARIABLE
 from tests import datasets_fixtures as fx
 
@@ -45,6 +44,18 @@ def digest_tree(dataset_dir: Path) -> dict[str, str]:
 def raw_ledger_ids(dataset_dir: Path) -> list[int]:
     parts = sorted((dataset_dir / ".hugflow" / "ledger").glob("part-*.parquet"))
     return pa.concat_tables([pq.read_table(p, columns=["row_id"]) for p in parts]).column("row_id").to_pylist()
+
+
+def ledger_rows(parts_dir: Path) -> int:
+    """Rows the ledger's parts hold, from their footers (a row in two parts counts twice: progress, not truth)."""
+    paths = list(parts_dir.glob("part-*.parquet")) if parts_dir.is_dir() else []
+    rows = 0
+    for path in paths:
+        try:
+            rows += pq.ParquetFile(path).metadata.num_rows
+        except (OSError, pa.ArrowException):  # deleted or replaced between the listing and the read
+            continue
+    return rows
 
 
 class Runner:
@@ -73,18 +84,15 @@ class Runner:
         return out
 
     @staticmethod
-    def kill_after(proc: subprocess.Popen[bytes], parts_dir: Path, more_parts: int, delay: float) -> None:
-        """SIGKILL the run's process group once ``more_parts`` more ledger parts exist, ``delay`` s later.
+    def kill_after(proc: subprocess.Popen[bytes], parts_dir: Path, more_rows: int, delay: float) -> None:
+        """SIGKILL the run's process group once the ledger holds ``more_rows`` more rows, ``delay`` s later.
 
         Tying the moment to progress (not to wall time) lands kills during start-up, conversion and finalize
-        whatever the machine's speed.
+        whatever the machine's speed; rows, not parts, because finalize merges the parts into one.
         """
-        def parts() -> int:
-            return len(list(parts_dir.glob("part-*.parquet"))) if parts_dir.is_dir() else 0
-
-        target = parts() + more_parts
+        target = ledger_rows(parts_dir) + more_rows
         deadline = time.monotonic() + RUN_TIMEOUT
-        while proc.poll() is None and parts() < target and time.monotonic() < deadline:
+        while proc.poll() is None and ledger_rows(parts_dir) < target and time.monotonic() < deadline:
             time.sleep(0.02)
         time.sleep(delay)
         if proc.poll() is None:
@@ -100,7 +108,6 @@ def test_killed_syncs_resume_to_exactly_the_uninterrupted_tree(tmp_path: Path) -
         for i, n in enumerate(ROWS_PER_SHARD)
     ]
     fx.write_local_dataset(tmp_path / "source", shards)
-    source_files = list((tmp_path / "source" / "data").glob("*.parquet"))
     request = tmp_path / "requests" / "add" / "crash.yaml"
     request.parent.mkdir(parents=True)
     request.write_text("path: ../../source\ndescription: crash test\n")
@@ -119,7 +126,7 @@ def test_killed_syncs_resume_to_exactly_the_uninterrupted_tree(tmp_path: Path) -
         assert not list(dataset_dir.rglob(".*.tmp-hugflow"))
         return dataset_dir
 
-    for point in ("files-written", "finalize"):
+    for point in ("files-written", "ledger-compacted", "finalize"):
         proc = runner.start(point, failpoint=point)
         out, _ = proc.communicate(timeout=RUN_TIMEOUT)
         assert proc.returncode != 0, f"failpoint {point} not reached: " + out.decode(errors="replace")[-2000:]
@@ -127,16 +134,14 @@ def test_killed_syncs_resume_to_exactly_the_uninterrupted_tree(tmp_path: Path) -
         check(point)
 
     rng = random.Random(CRASH_SEED)
-    groups = [(str(p), parquet_row_groups(p)) for p in sorted(source_files)]
-    total_parts = len(plan_units(groups, cpus=available_cpus()))
     parts_dir = tmp_path / "crashed" / reference_dir.name / ".hugflow" / "ledger"
     kills = 0
     for _ in range(MAX_ATTEMPTS):
         if kills >= RANDOM_KILLS:
             break
-        done = len(list(parts_dir.glob("part-*.parquet"))) if parts_dir.is_dir() else 0
+        done = ledger_rows(parts_dir)
         proc = runner.start("crashed")
-        runner.kill_after(proc, parts_dir, rng.randint(0, max(0, total_parts - done)), rng.uniform(0.0, 0.3))
+        runner.kill_after(proc, parts_dir, rng.randint(0, max(0, total - done)), rng.uniform(0.0, 0.3))
         if proc.returncode == -signal.SIGKILL:
             kills += 1
             continue

@@ -66,3 +66,33 @@ def test_while_a_rewritten_part_and_its_old_part_both_exist_each_row_counts_once
     assert ledger.drop_rows([1]) == [ok_record(1)]  # dropping again finishes it
     assert raw_ids(ledger) == [0, 2, 3]
     assert [r.row_id for r in ledger.records()] == [0, 2, 3]
+
+
+def test_compaction_merges_every_part_into_one_with_the_same_records(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path)
+    ledger.parts.mkdir(parents=True)
+    for first in range(0, 12, 3):
+        ledger.append([ok_record(i) for i in range(first, first + 3)])
+    ledger.append([ok_record(i) for i in range(5, 8)])  # an overlap, as a resume after a crash leaves
+    before = ledger.records()
+    assert ledger.compact() == 5
+    assert len(list(ledger.parts.glob("part-*.parquet"))) == 1
+    assert ledger.records() == before and raw_ids(ledger) == list(range(12))
+    assert ledger.compact() == 0, "one part is compact already"
+    ledger.append([ok_record(12)])
+    assert ledger.compact() == 2 and [r.row_id for r in ledger.records()] == list(range(13))
+
+
+def test_a_compaction_cut_short_leaves_every_row_once_and_compacting_again_finishes(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path)
+    ledger.parts.mkdir(parents=True)
+    ledger.append([ok_record(i) for i in range(3)])
+    ledger.append([ok_record(i) for i in range(3, 6)])
+    before = ledger.records()
+    merged = _rewritten_name(pa.Table.from_pylist([{"row_id": i} for i in range(6)]))
+    # the moment after the merged part is durable and before the old parts are deleted
+    pq.write_table(pa.concat_tables([pq.read_table(p) for p in sorted(ledger.parts.glob("part-*.parquet"))]),
+                   ledger.parts / merged)
+    assert ledger.records() == before and len(list(ledger.parts.glob("part-*.parquet"))) == 3
+    assert ledger.compact() == 3
+    assert [p.name for p in ledger.parts.glob("part-*.parquet")] == [merged] and ledger.records() == before

@@ -183,6 +183,29 @@ class Ledger:
             atomic.fsync_dir(self.parts)
         return table_to_records(_unique_rows(dropped, None))
 
+    def compact(self) -> int:
+        """Merge every part into one, so reading the ledger costs one file however many blocks made it; returns the
+        number of parts merged (0: there was at most one).
+
+        Crash-safe as :meth:`drop_rows` is: the merged part is written durably under a name of its own first (a
+        digest of its ids), then each old part is unlinked, and a reader counts a row that is in both once. A crash
+        between the two leaves the same rows readable; compacting again finishes the job. Call it where no other
+        writer appends (the sync's finalize, or the one writer between its blocks).
+        """
+        paths = sorted(self.parts.glob("part-*.parquet")) if self.parts.is_dir() else []
+        tables = [t for t in (_read_part(p, None) for p in paths) if t is not None]
+        if len(paths) <= 1 or len(tables) < len(paths):  # an unreadable part is the next open's to set aside
+            return 0
+        merged = _unique_rows(tables, None)
+        target = self.parts / _rewritten_name(merged)
+        _write_part(target, merged)
+        failpoint("ledger-compacted")
+        for path in paths:
+            if path != target:
+                path.unlink()
+        atomic.fsync_dir(self.parts)
+        return len(paths)
+
     def read(self, columns: list[str] | None = None) -> pa.Table:
         """Every recorded row (rows written twice by overlapping parts count once), sorted by row id; an unreadable
         part is left out with a warning (the next sync sets it aside and redoes its rows)."""

@@ -305,6 +305,7 @@ class _DatasetSync:
         if status.rows_total and summary.errors / status.rows_total > limit:
             raise SyncError(f"{name}: {summary.errors} of {status.rows_total} rows failed (limit {limit:.0%}); see "
                             f"`hugflow status {name} --errors`")
+        self.ledger.compact()
         manifests.write_manifests(self.dataset_dir)
         failpoint("finalize")
         status.state = DatasetState.COMPLETE

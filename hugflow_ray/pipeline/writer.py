@@ -18,6 +18,10 @@ from hugflow_ray.pipeline.ledger import Ledger
 from hugflow_ray.utils import atomic
 from hugflow_ray.utils.failpoints import failpoint
 
+# The one writer merges the ledger's parts every this many blocks, so a sync of any size leaves at most this many
+# parts (plus one) to read on a resume; finalize merges what is left into one.
+COMPACT_EVERY_PARTS = 256
+
 
 class DatasetWriter:
     """Writes converted batches into one dataset directory. Used by exactly one writer at a time."""
@@ -30,6 +34,7 @@ class DatasetWriter:
         for directory in (self.audio_dir, self.json_dir):
             directory.mkdir(parents=True, exist_ok=True)
         atomic.remove_temp_files([self.audio_dir, self.json_dir])
+        self.parts_written = 0
 
     def write_batch(self, batch: pa.Table) -> tuple[int, int]:
         """Write a converted batch (:func:`~hugflow_ray.pipeline.batches.converted_to_table`); returns its rows and
@@ -50,4 +55,7 @@ class DatasetWriter:
         atomic.write_many(files, root=self.dataset_dir)
         failpoint("files-written")
         self.ledger.append([row.record for row in rows])
+        self.parts_written += 1
+        if self.parts_written % COMPACT_EVERY_PARTS == 0:
+            self.ledger.compact()
         return len(rows), sum(row.record.status is RowStatus.ERROR for row in rows)

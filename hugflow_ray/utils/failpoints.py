@@ -20,8 +20,10 @@ def failpoint(name: str) -> None:
     """SIGKILL this process at the point ``name`` when ``HUGFLOW_FAILPOINT`` names it.
 
     Points: ``files-written`` (a batch's files are durable, its ledger part is not yet written; in the writer
-    actor), ``finalize`` (manifests written, status not yet complete; in the driver) and ``ledger-part-rewritten``
-    (a repair dropping rows: a part's replacement is durable, the old part not yet deleted).
+    actor), ``ledger-compacted`` (the merged ledger part is durable, the parts it merged not yet deleted; in the
+    driver's finalize, or the writer every ``COMPACT_EVERY_PARTS`` blocks), ``finalize`` (manifests written, status
+    not yet complete; in the driver) and ``ledger-part-rewritten`` (a repair dropping rows: a part's replacement is
+    durable, the old part not yet deleted).
     """
     if name in _armed():
         os.kill(os.getpid(), signal.SIGKILL)
