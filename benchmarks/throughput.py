@@ -2,7 +2,9 @@
 
     python benchmarks/throughput.py                    # 2000 clips x 5 s, 16 kHz FLAC, 4 shards, 3 rounds
     python benchmarks/throughput.py --rate 48000 --seconds 10 --clips 500 --one-file
-    python benchmarks/throughput.py --scale            # hugflow at 500 / 2000 / 8000 rows, one big file, resume
+    python benchmarks/throughput.py --scale            # hugflow at 500 / 2000 / 8000 rows, row-group sizes, resume
+    python benchmarks/throughput.py --row-groups 100 2000 10000 --clips 10000 --seconds 1
+                                                       # only the row-group sweep: one file, peak RSS and rate
     python benchmarks/throughput.py --smoke            # seconds; what the test suite runs
 
 The ``seed`` variant needs pydub and ffmpeg: ``pip install -e '.[bench]'`` and ``apt-get install ffmpeg``.
@@ -53,6 +55,7 @@ from codec_throughput import bare, iter_clips  # noqa: E402
 
 from hugflow_ray.codec import audio  # noqa: E402
 from hugflow_ray.core.encoding import EncoderSettings  # noqa: E402
+from hugflow_ray.pipeline.ledger import Ledger  # noqa: E402
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 TICK = os.sysconf("SC_CLK_TCK")
@@ -63,6 +66,7 @@ VARIANTS = (*DEFAULT_VARIANTS, "hugflow-nometrics")
 SEED_BITRATE = "192k"
 ROW_GROUP_ROWS = 100  # what the Hub's parquet export uses for audio datasets
 SCALE_ROWS = (500, 2000, 8000)
+SWEEP_ROW_GROUPS = (100, 2000, 10000)  # the Hub's export writes 100; other writers, thousands
 RESUME_DONE_FRACTION = 0.9
 
 
@@ -361,11 +365,11 @@ def compare(data: Data, variants: list[str], rounds: int, work: Path) -> dict[st
 
 
 def scale(args: argparse.Namespace, work: Path) -> dict[str, Any]:
-    """hugflow at several sizes and as one big file; the cost of resuming a dataset that is 90 % done."""
+    """hugflow at several sizes, over row groups of several sizes, and the cost of resuming a dataset that is 90 %
+    done."""
     result: dict[str, Any] = {"sizes": {}}
     cases = [(f"{rows} rows", rows, args.shards, ROW_GROUP_ROWS) for rows in args.scale_rows]
     middle = args.scale_rows[len(args.scale_rows) // 2]
-    cases.append((f"{middle} rows, one file, one row group", middle, 1, middle))
     for label, rows, shards, group in cases:
         data = make_data(work / f"data-{rows}-{shards}-{group}", clips=rows, seconds=args.seconds, rate=args.rate,
                          shards=shards, row_group_rows=group)
@@ -384,7 +388,37 @@ def scale(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     result["rate_ratio_largest_over_smallest"] = rate[last] / rate[first]
     print(f"  peak RSS {last} / {mid}: {result['rss_ratio_largest_over_middle']:.2f}; "
           f"rate {last} / {first}: {result['rate_ratio_largest_over_smallest']:.2f}")
+    args.row_groups = args.row_groups or list(SWEEP_ROW_GROUPS)
+    args.clips = max(args.row_groups)
+    result["row_groups"] = row_group_sweep(args, work)
     result["resume"] = resume_cost(args, work, middle)
+    return result
+
+
+def row_group_sweep(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    """hugflow over the same clips in one file, with row groups of each size, interleaved: peak RSS and rate."""
+    cases = {group: make_data(work / f"data-groups-{group}", clips=args.clips, seconds=args.seconds, rate=args.rate,
+                              shards=1, row_group_rows=group) for group in args.row_groups}
+    runs: dict[int, list[Run]] = {group: [] for group in cases}
+    for _ in range(args.rounds):
+        for group, data in cases.items():
+            runs[group].append(run_variant("hugflow", data, work))
+    result: dict[str, Any] = {"clips": args.clips, "seconds": args.seconds, "groups": {}}
+    for group, group_runs in runs.items():
+        data = cases[group]
+        figures = {"x_realtime": spread([r.rate(data.audio_seconds) for r in group_runs]),
+                   "peak_rss_mib": spread([r.peak_rss / 2**20 for r in group_runs])}
+        result["groups"][str(group)] = figures
+        print(f"  row groups of {group:>6} rows: {show(figures['x_realtime'])} x realtime, peak RSS "
+              f"{show(figures['peak_rss_mib'], ' MiB')}", flush=True)
+    smallest, largest = (str(g) for g in (min(cases), max(cases)))
+    groups = result["groups"]
+    result["rss_ratio_largest_over_smallest"] = (groups[largest]["peak_rss_mib"]["median"] /
+                                                 groups[smallest]["peak_rss_mib"]["median"])
+    result["rate_ratio_largest_over_smallest"] = (groups[largest]["x_realtime"]["median"] /
+                                                  groups[smallest]["x_realtime"]["median"])
+    print(f"  row groups of {largest} against {smallest} rows: peak RSS x{result['rss_ratio_largest_over_smallest']:.2f}"
+          f", rate x{result['rate_ratio_largest_over_smallest']:.2f}")
     return result
 
 
@@ -398,12 +432,7 @@ def resume_cost(args: argparse.Namespace, work: Path, rows: int) -> dict[str, fl
         shutil.rmtree(out, ignore_errors=True)
         full = run_hugflow(data, out)
         dataset = next((out / "datasets").iterdir())
-        dropped = 0
-        for part in sorted((dataset / ".hugflow" / "ledger").glob("part-*.parquet")):
-            first, count = (int(x) for x in part.stem.split("-")[1:3])
-            if first + count > rows * RESUME_DONE_FRACTION:
-                part.unlink()
-                dropped += count
+        dropped = len(Ledger(dataset).drop_rows(range(int(rows * RESUME_DONE_FRACTION), rows)))
         (dataset / ".hugflow" / "status.json").unlink()
         resumed = run_hugflow(data, out)
         shutil.rmtree(out)
@@ -430,6 +459,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         help=f"comma-separated, of {','.join(VARIANTS)}")
     parser.add_argument("--scale", action="store_true", help="hugflow at several sizes, one big file, and resume")
     parser.add_argument("--scale-rows", type=int, nargs="+", default=list(SCALE_ROWS))
+    parser.add_argument("--row-groups", type=int, nargs="+", help="sweep row-group sizes (one file of --clips)")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes and one round: that it runs, not figures")
     parser.add_argument("--work", type=Path, help="keep generated data here (reused when it matches)")
     parser.add_argument("--json", type=Path)
@@ -443,6 +473,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         return figures
     if args.smoke:
         args.clips, args.seconds, args.rounds, args.scale_rows = 8, 0.5, 1, [4, 12]
+        args.row_groups = [2, 8] if args.scale or args.row_groups else None
     variants = args.variants.split(",")
     if unknown := set(variants) - set(VARIANTS):
         parser.error(f"unknown variants {sorted(unknown)}; choose from {','.join(VARIANTS)}")
@@ -452,6 +483,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         work = args.work or Path(tmp)
         if args.scale:
             result = scale(args, work)
+        elif args.row_groups:
+            result = row_group_sweep(args, work)
         else:
             shards = 1 if args.one_file else args.shards
             data = make_data(work / "data", clips=args.clips, seconds=args.seconds, rate=args.rate, shards=shards,
