@@ -159,22 +159,19 @@ def plan(settings: Settings, *, tier: str | None = None, catalog: Catalog | None
 def _inspect(entry: CatalogEntry, settings: Settings, hub: Hub | None) -> tuple[EntryFacts, str | None]:
     """The entry's licence verdict and source size; a Hub source's card is read for its licence."""
     source = entry.source
+    verdict, problem = licence_verdict(entry, settings, None, card_read=False)
     if isinstance(source, UrlSource):
-        verdict, problem = licence_verdict(entry, settings, None, card_read=False)
         return EntryFacts(verdict, source.size), problem
     if entry.data is DataKind.FILES:
-        verdict, problem = licence_verdict(entry, settings, None, card_read=False)
         return EntryFacts(verdict, None, "a Hub source is synced as audio; 'data: files' is for URL sources"), problem
     if hub is None:
-        verdict, problem = licence_verdict(entry, settings, None, card_read=False)
         return EntryFacts(verdict, None), problem
     try:
         snapshot = hub.snapshot(source.hf_id, source.revision)
         sizes = [m.get("size") for m in hub.file_metadata(snapshot).values()]
-        size = None if None in sizes else sum(int(s) for s in sizes if s is not None)  # mirrors may not say
     except HubError as e:
-        verdict, problem = licence_verdict(entry, settings, None, card_read=False)
         return EntryFacts(verdict, None, f"the Hub: {e}"), problem
+    size = None if None in sizes else sum(int(s) for s in sizes if s is not None)  # mirrors may not say
     verdict, problem = licence_verdict(entry, settings, snapshot.license, card_read=True)
     return EntryFacts(verdict, size), problem
 
