@@ -65,6 +65,7 @@ from hugflow_ray.core.request import (
     _Field,
     _hf_id_problem,
     _mapping_fields,
+    _read_capped,
 )
 from hugflow_ray.errors import CatalogError
 
@@ -230,11 +231,8 @@ def load_catalog(path: Path | str) -> Catalog:
         CatalogError: the file is unreadable or invalid; the message names the line, field and fix.
     """
     path = Path(path)
-    try:
-        with path.open("rb") as f:
-            data = f.read(MAX_CATALOG_BYTES + 1)
-    except OSError as e:
-        raise CatalogError(f"cannot read the file ({e.strerror})", fix="Check the path.", catalog_path=path) from e
+    data = _read_capped(path, MAX_CATALOG_BYTES, lambda problem, fix: CatalogError(problem, fix=fix,
+                                                                                   catalog_path=path))
     return parse_catalog(data, catalog_path=path)
 
 
@@ -322,17 +320,30 @@ def _tiers(node: yaml.Node, at: _At) -> tuple[str, ...]:
     return tuple(tiers)
 
 
-def _entry(node: yaml.Node, at: _At, tiers: tuple[str, ...], earlier: list[CatalogEntry]) -> CatalogEntry:
-    """One dataset entry, checked on its own and against the ``earlier`` ones (names and sources are unique)."""
+_FieldFail = Callable[[str, str, str], CatalogError]
+
+
+def _mapping_values(node: yaml.Node, at: _At, schema: dict[str, _Field], defaults: dict[str, str], *, owner: str,
+                    not_a_mapping: tuple[str, str]
+                    ) -> tuple[dict[str, tuple[yaml.Node, yaml.Node]], dict[str, str], _FieldFail]:
+    """A mapping's fields checked against ``schema``: its nodes, its text values, and the error for one field."""
     if not isinstance(node, yaml.MappingNode):
-        raise at("each dataset must be a mapping of fields",
-                 "Write the entry as '- name: ...' with its other fields indented below it.", node.start_mark)
+        raise at(*not_a_mapping, node.start_mark)
     fields = _mapping_fields(node, at)
-    values = _check_fields(fields, _ENTRY_FIELDS, at, owner="the entry", mark=node.start_mark,
-                           defaults=_ENTRY_DEFAULTS)
+    values = _check_fields(fields, schema, at, owner=owner, mark=node.start_mark, defaults=defaults)
 
     def fail(field: str, problem: str, fix: str) -> CatalogError:
-        return at(problem, fix, fields[field][0].start_mark, field)
+        return at(problem, fix, fields[field][0].start_mark if field in fields else node.start_mark, field)
+
+    return fields, values, fail
+
+
+def _entry(node: yaml.Node, at: _At, tiers: tuple[str, ...], earlier: list[CatalogEntry]) -> CatalogEntry:
+    """One dataset entry, checked on its own and against the ``earlier`` ones (names and sources are unique)."""
+    fields, values, fail = _mapping_values(
+        node, at, _ENTRY_FIELDS, _ENTRY_DEFAULTS, owner="the entry",
+        not_a_mapping=("each dataset must be a mapping of fields",
+                       "Write the entry as '- name: ...' with its other fields indented below it."))
 
     name = values["name"]
     if not _NAME.fullmatch(name):
@@ -384,15 +395,10 @@ def _entry(node: yaml.Node, at: _At, tiers: tuple[str, ...], earlier: list[Catal
 
 def _source(node: yaml.Node, at: _At, earlier: list[CatalogEntry]) -> CatalogSource:
     """An entry's source: a Hub dataset (a request's fields) or a URL with its checksum and size."""
-    if not isinstance(node, yaml.MappingNode):
-        raise at("must be a mapping with 'hf_id' (a Hub dataset) or 'url'",
-                 "Indent the source's fields below 'source:', e.g. 'hf_id: org/name'.", node.start_mark)
-    fields = _mapping_fields(node, at)
-    values = _check_fields(fields, _SOURCE_FIELDS, at, owner="the source", mark=node.start_mark,
-                           defaults=_SOURCE_DEFAULTS)
-
-    def fail(field: str, problem: str, fix: str) -> CatalogError:
-        return at(problem, fix, fields[field][0].start_mark if field in fields else node.start_mark, field)
+    fields, values, fail = _mapping_values(
+        node, at, _SOURCE_FIELDS, _SOURCE_DEFAULTS, owner="the source",
+        not_a_mapping=("must be a mapping with 'hf_id' (a Hub dataset) or 'url'",
+                       "Indent the source's fields below 'source:', e.g. 'hf_id: org/name'."))
 
     hf_id, url = values.get("hf_id"), values.get("url")
     if (hf_id is None) == (url is None):

@@ -172,12 +172,18 @@ def load_request(path: Path | str, *, kind: RequestKind | None = None) -> Reques
         RequestError: the file is unreadable or invalid; the message names the line, field and fix.
     """
     path = Path(path)
+    data = _read_capped(path, MAX_REQUEST_BYTES, lambda problem, fix: RequestError(problem, fix=fix,
+                                                                                   request_path=path))
+    return parse_request(data, request_path=path, kind=kind)
+
+
+def _read_capped(path: Path, limit: int, fail: Callable[[str, str], RequestError]) -> bytes:
+    """The file's first ``limit + 1`` bytes (one more than allowed, so the parser can tell it is too long)."""
     try:
         with path.open("rb") as f:
-            data = f.read(MAX_REQUEST_BYTES + 1)
+            return f.read(limit + 1)
     except OSError as e:
-        raise RequestError(f"cannot read the file ({e.strerror})", fix="Check the path.", request_path=path) from e
-    return parse_request(data, request_path=path, kind=kind)
+        raise fail(f"cannot read the file ({e.strerror})", "Check the path.") from e
 
 
 def parse_request(data: bytes | str, *, request_path: Path | None = None, kind: RequestKind | None = None) -> Request:
