@@ -166,9 +166,7 @@ def test_a_resume_converts_only_the_missing_rows(settings: Settings, tmp_path: P
     first = sync(path, settings)
     expected = tree(first.dataset_dir / "audio")
     ledger = Ledger(first.dataset_dir)
-    parts = sorted(ledger.parts.iterdir())
-    for part in parts[len(parts) // 2 :]:
-        part.unlink()
+    ledger.drop_rows(range(13, 26))  # as if the sync had stopped half way (finalize merged its parts into one)
     for mp3 in (first.dataset_dir / "audio").iterdir():
         mp3.unlink()  # a resumed row must be rewritten; a finished one must not be touched
     remaining = ledger.finished_ids()
