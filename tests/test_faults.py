@@ -10,6 +10,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -249,3 +250,51 @@ def test_status_and_progress_report_what_the_ledger_keeps_after_an_interruption(
     progress = read_progress(settings.state_dir, row.dataset_name)
     assert progress is not None and (progress.status, progress.downloaded_files) == ("syncing", kept)
     assert sync(hub_request(tmp_path, "org/shards"), settings).resumed_from == kept
+
+
+class _StartsAfterTheRowsAreCounted:
+    """The Ray executor, whose start waits until the sync has downloaded the split and counted its rows (the first
+    progress report): a sync that waited for the start before doing that would never get there."""
+
+    def __init__(self, inner: Executor, counted: threading.Event) -> None:
+        self.inner, self.counted = inner, counted
+        self.thread: str | None = None
+
+    def start(self) -> float:
+        self.thread = threading.current_thread().name
+        if not self.counted.wait(RUN_TIMEOUT):
+            raise AssertionError("the sync did not download and count its rows while its executor was starting")
+        return self.inner.start()
+
+    def run(self, units: list, converter: object, dataset_dir: Path, *, on_progress: object) -> RunResult:
+        return self.inner.run(units, converter, dataset_dir, on_progress=on_progress)  # type: ignore[arg-type]
+
+
+@pytest.mark.hub
+@pytest.mark.usefixtures("ray_session")
+def test_the_executor_starts_while_the_sync_downloads_and_counts_its_rows(settings: Settings,
+                                                                          tmp_path: Path) -> None:
+    from hugflow_ray.executors.ray_runner import RayExecutor
+
+    counted = threading.Event()
+    executor = _StartsAfterTheRowsAreCounted(RayExecutor(None, settings.storage_resource), counted)
+    report = sync(hub_request(tmp_path, "org/shards"), settings, executor=executor,
+                  on_progress=lambda progress: counted.set())
+    assert report.rows_done == 26 and executor.thread != threading.current_thread().name
+    assert list(report.phases) == ["plan", "download", "ledger", "waiting for the executor", "executor start",
+                                   "convert", "finalize"]
+    assert all(seconds >= 0 for seconds in report.phases.values())
+
+
+class _FailsToStart(_StartsAfterTheRowsAreCounted):
+    def start(self) -> float:
+        raise SyncError("cannot join the Ray cluster at RAY_ADDRESS=ray://nowhere: refused")
+
+
+@pytest.mark.hub
+def test_an_executor_that_cannot_start_fails_the_sync_with_its_own_error(settings: Settings, tmp_path: Path) -> None:
+    executor = _FailsToStart(None, threading.Event())  # type: ignore[arg-type]
+    with pytest.raises(SyncError, match="cannot join the Ray cluster"):
+        sync(hub_request(tmp_path, "org/shards"), settings, executor=executor)
+    (row,) = status(settings)
+    assert row.state == "failed" and row.error is not None and "cannot join the Ray cluster" in row.error

@@ -121,7 +121,9 @@ def local_sync(
     """Sync one dataset on this machine (embedded Ray, or the cluster at RAY_ADDRESS); resumes where it stopped."""
     from hugflow_ray.executors.base import default_executor, release_ray
     from hugflow_ray.pipeline.sync import sync
+    from hugflow_ray.utils.timing import process_age
 
+    imports = process_age()
     settings = _settings()
     if dashboard and settings.ray_address:
         raise SettingsError("--dashboard starts the embedded Ray's dashboard; a cluster has its own "
@@ -155,6 +157,7 @@ def local_sync(
     ray_times = f"Ray start-up {report.ray_startup_seconds:.1f} s, shut-down {shutdown:.1f} s"
     typer.echo(f"{report.dataset_name}: completed{errors} ({report.rows_done} rows{resumed}, {report.seconds:.1f} s, "
                f"{ray_times}{busy})")
+    typer.echo(f"  seconds:  {_phases_line(imports, report.phases, shutdown)}")
     if len(report.blocks_by_node) > 1:
         nodes = ", ".join(f"{node[:12]} {count}" for node, count in sorted(report.blocks_by_node.items()))
         typer.echo(f"  blocks converted per node: {nodes}")
@@ -163,6 +166,13 @@ def local_sync(
     typer.echo(f"  manifest: {report.manifest}")
     if report.row_errors:
         typer.echo(f"  errors:   hugflow status {report.dataset_name} --errors")
+
+
+def _phases_line(imports: float | None, phases: dict[str, float], shutdown: float) -> str:
+    """Where a sync's seconds went, in order; the executor's start ran beside download and ledger, so only the wait
+    for it adds to the total."""
+    shown = {"interpreter and imports": imports, **phases, "shut-down": shutdown}
+    return ", ".join(f"{name} {seconds:.1f}" for name, seconds in shown.items() if seconds is not None)
 
 
 @app.command()

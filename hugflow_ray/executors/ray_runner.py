@@ -61,11 +61,25 @@ def ensure_ray(address: str | None, storage_resource: str, *, dashboard_port: in
     if ray.is_initialized():
         return 0.0
     start = time.perf_counter()
+    if _KEEPS_HANDLER not in _RAY_WORKER_LOG.filters:
+        _RAY_WORKER_LOG.addFilter(_KEEPS_HANDLER)
     with _keeping_sigterm_handler():
         _init(address, storage_resource, dashboard_port)
     if address:
         check_storage_node(address, storage_resource)
     return time.perf_counter() - start
+
+
+class _KeepsHandler(logging.Filter):
+    """Started off the main thread (beside the sync's download), ray.init warns that it leaves the SIGTERM handler
+    alone: what :func:`_keeping_sigterm_handler` does on the main thread, so not worth a warning."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "SIGTERM handler is not set" not in record.getMessage()
+
+
+_KEEPS_HANDLER = _KeepsHandler()
+_RAY_WORKER_LOG = logging.getLogger("ray._private.worker")
 
 
 @contextmanager

@@ -11,9 +11,15 @@ import logging
 import os
 import shutil
 import signal
+import threading
 import time
+from collections.abc import Iterator
+from concurrent import futures
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -77,6 +83,9 @@ class SyncReport:
     manifest: Path | None
     output_busy_fraction: float | None
     blocks_by_node: dict[str, int] = field(default_factory=dict)
+    phases: dict[str, float] = field(default_factory=dict)
+    """Seconds by phase, in order: plan, download, ledger, executor start (on a thread, beside download and ledger),
+    waiting for the executor, convert, finalize."""
 
 
 def sync(
@@ -115,6 +124,7 @@ def sync(
     hub = hub_for(settings) if isinstance(ref, HubRef) else None
     plan = make_plan(request, hub=hub)
     check_licence(plan, licence or licence_verdict(plan, settings))
+    planned = time.perf_counter() - started
     if dataset_name is not None:
         if "/" in dataset_name or dataset_name in ("", ".", ".."):
             raise SyncError(f"{dataset_name!r} is not a dataset copy's name; `hugflow status` lists them")
@@ -124,6 +134,7 @@ def sync(
                         "as planned: the revision moved; run again to plan the new commit")
     with DatasetLock(settings.state_dir, plan.identity.name, owner=owner):
         job = _DatasetSync(plan, settings, hub, restart=restart, started=started, executor=executor)
+        job.phases["plan"] = planned
         return job.run(on_progress, progress_bar=progress_bar)
 
 
@@ -140,6 +151,23 @@ class _DatasetSync:
         self.current = read_status_or_none(self.dataset_dir)  # derived state: a damaged one is rebuilt
         self.status: DatasetStatus | None = None  # this run's, once the split's rows are counted
         self.reporter: ProgressReporter | None = None
+        self.phases: dict[str, float] = {}
+        self.starting: _BackgroundStart | None = None
+
+    @contextmanager
+    def _phase(self, name: str) -> Iterator[None]:
+        began = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.phases[name] = self.phases.get(name, 0.0) + time.perf_counter() - began
+
+    def _start_executor(self) -> None:
+        """Start the executor (Ray's start-up: seconds) on a thread while this one downloads and counts rows."""
+        if self.starting is None:
+            self.executor = self.executor or default_executor(
+                self.settings.ray_address, self.settings.storage_resource, record_metrics=self.settings.hugflow_metrics)
+            self.starting = _BackgroundStart(self.executor)
 
     def run(self, on_progress: ProgressCallback | None, *, progress_bar: bool) -> SyncReport:
         """The sync's steps; a failure is recorded in the dataset's status (state and error) before it is raised,
@@ -151,6 +179,9 @@ class _DatasetSync:
                 if _errno(e) not in _DISK_FULL:
                     raise
                 raise self._disk_full() from None
+            finally:  # whoever stops the executor after this must not race its start-up
+                if self.starting is not None:
+                    self.starting.settle()
         except (KeyboardInterrupt, Interrupted) as e:
             signum = e.signum if isinstance(e, Interrupted) else signal.SIGINT
             kept = self._record_interruption()
@@ -165,14 +196,20 @@ class _DatasetSync:
 
     def _run(self, on_progress: ProgressCallback | None, *, progress_bar: bool) -> SyncReport:
         staged = self.plan.format in STAGED_FORMATS
-        if not staged and (done := self._already_complete()):
-            return done
-        local_files = self._fetch()
-        if staged and (done := self._already_complete()):  # staging settles a staged split's columns first
-            return done
-        groups = [(str(path), parquet_row_groups(path)) for path in local_files]
-        total = sum(sum(g) for _, g in groups)
-        opened = self._open_ledger()
+        if not staged:
+            if done := self._already_complete():
+                return done
+            self._start_executor()
+        with self._phase("download"):
+            local_files = self._fetch()
+        if staged:
+            if done := self._already_complete():  # staging settles a staged split's columns first
+                return done
+            self._start_executor()
+        with self._phase("ledger"):
+            groups = [(str(path), parquet_row_groups(path)) for path in local_files]
+            total = sum(sum(g) for _, g in groups)
+            opened = self._open_ledger()
         finished = opened.finished
         self.status = DatasetStatus(self.plan.identity, DatasetState.SYNCING, total, rows_done=len(finished))
         write_status(self.dataset_dir, self.status)
@@ -180,7 +217,8 @@ class _DatasetSync:
                                          opened.errors, on_progress, progress_bar)
         self.reporter.update(0, 0, force=True)
         startup, result = self._convert(groups, local_files, finished)
-        self._finalize()
+        with self._phase("finalize"):
+            self._finalize()
         return self._report(self.status, resumed=len(finished), new=total - len(finished), ray_startup=startup,
                             result=result)
 
@@ -273,12 +311,14 @@ class _DatasetSync:
     def _convert(self, groups: Groups, local_files: list[Path], finished: np.ndarray) -> tuple[float, RunResult | None]:
         """Convert and write the rows not yet finished; returns the executor's start-up seconds and what the run did
         (None when nothing was left to do)."""
-        units = pending(plan_units(groups, cpus=available_cpus()), finished)
+        with self._phase("ledger"):
+            units = pending(plan_units(groups, cpus=available_cpus()), finished)
         if not units:
             return 0.0, None
         plan = self.plan
-        schema = pq.read_schema(local_files[0])
-        candidates = [c for path, _ in groups for c in name_candidates(path, plan.audio_column, schema)]
+        with self._phase("ledger"):
+            schema = pq.read_schema(local_files[0])
+            candidates = [c for path, _ in groups for c in name_candidates(path, plan.audio_column, schema)]
         converter = RowConverter(
             audio_column=plan.audio_column,
             text_column=plan.text_column,
@@ -288,11 +328,13 @@ class _DatasetSync:
             and names_files(local_files, plan.audio_column) else None,
             max_seconds=self.settings.max_audio_seconds,
         )
-        executor = self.executor or default_executor(self.settings.ray_address, self.settings.storage_resource,
-                                                     record_metrics=self.settings.hugflow_metrics)
-        startup = executor.start()
-        assert self.reporter is not None
-        return startup, executor.run(units, converter, self.dataset_dir, on_progress=self.reporter.update)
+        self._start_executor()
+        assert self.starting is not None and self.executor is not None and self.reporter is not None
+        with self._phase("waiting for the executor"):
+            startup = self.starting.wait()
+        self.phases["executor start"] = startup
+        with self._phase("convert"):
+            return startup, self.executor.run(units, converter, self.dataset_dir, on_progress=self.reporter.update)
 
     def _finalize(self) -> None:
         """Check every row is finished and the row errors are within the limit; then manifests, status, link."""
@@ -322,8 +364,38 @@ class _DatasetSync:
             seconds=time.perf_counter() - self.started, ray_startup_seconds=ray_startup,
             manifest=self.dataset_dir / manifests.MANIFEST_JSONL,
             output_busy_fraction=result.writer_busy_fraction if result else None,
-            blocks_by_node=result.blocks_by_node if result else {},
+            blocks_by_node=result.blocks_by_node if result else {}, phases=dict(self.phases),
         )
+
+
+class _BackgroundStart:
+    """An executor's start-up on its own thread, so that the download, the staging and the row counting do not wait
+    for Ray to start, nor Ray for them.
+
+    Every start runs on one thread that lives as long as this process: Ray's processes are tied to the thread that
+    started them (they get the parent-death signal when it ends), so that thread must outlive the sync.
+    """
+
+    _thread: ClassVar[ThreadPoolExecutor | None] = None
+
+    def __init__(self, executor: Executor) -> None:
+        if _BackgroundStart._thread is None:
+            _BackgroundStart._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hugflow-executor-start")
+        self._started = _BackgroundStart._thread.submit(executor.start)
+
+    def wait(self) -> float:
+        """The start-up's seconds, once it has finished; raises what it raised."""
+        self.settle()
+        return self._started.result()
+
+    def settle(self) -> None:
+        """Wait until the start-up has ended; then put this process's own SIGTERM handler back, which a start on
+        another thread can replace below Python (Ray's core worker installs one that prints a stack trace)."""
+        futures.wait([self._started])
+        if threading.current_thread() is threading.main_thread():
+            handler = signal.getsignal(signal.SIGTERM)
+            if handler is not None:
+                signal.signal(signal.SIGTERM, handler)
 
 
 def _files_root(plan: Plan, first_local: Path) -> Path:
