@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from hugflow_ray.api import remove, status, sync
+from hugflow_ray.api import dataset_size, remove, status, sync
 from hugflow_ray.cli.main import app
 from hugflow_ray.core import naming
 from hugflow_ray.errors import PlanError, SyncError
@@ -312,3 +312,22 @@ def test_rows_that_name_their_audio_files_are_read_from_the_datasets_own_files(s
     durations = sorted(json.loads(p.read_text())["audio_info"]["duration"]
                        for p in (report.dataset_dir / "json").glob("*.json"))
     assert durations == pytest.approx([0.2, 0.3, 0.4], abs=0.01)
+
+
+def test_dataset_size_counts_regular_files_and_never_follows_a_symlink(tmp_path: Path) -> None:
+    copy = tmp_path / "copy"
+    (copy / "audio" / "deep").mkdir(parents=True)
+    (copy / "json").mkdir()
+    files = {copy / "audio" / "0.mp3": 1000, copy / "audio" / "deep" / "1.mp3": 77, copy / "json" / "0.json": 3,
+             copy / "manifest.jsonl": 0}
+    for path, size in files.items():
+        path.write_bytes(os.urandom(size))
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "big.bin").write_bytes(b"\0" * 1_000_000)
+    (copy / "audio" / "link.mp3").symlink_to(outside / "big.bin")
+    (copy / "json" / "linked_dir").symlink_to(outside, target_is_directory=True)
+    (copy / "dangling").symlink_to(tmp_path / "nowhere")
+    os.mkfifo(copy / "fifo")
+    assert dataset_size(copy) == sum(files.values()) == 1080
+    assert dataset_size(tmp_path / "absent") == 0
