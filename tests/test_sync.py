@@ -47,6 +47,11 @@ def tree(directory: Path) -> dict[str, bytes]:
     return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
 
 
+def walked_size(directory: Path) -> int:
+    """Bytes of the regular files under ``directory``, counted without the code under test."""
+    return sum(p.lstat().st_size for p in directory.rglob("*") if p.is_file() and not p.is_symlink())
+
+
 def test_a_sharded_dataset_becomes_mp3s_jsons_ledger_and_manifest(
     hub: HubFixture, settings: Settings, tmp_path: Path
 ) -> None:
@@ -331,3 +336,11 @@ def test_dataset_size_counts_regular_files_and_never_follows_a_symlink(tmp_path:
     os.mkfifo(copy / "fifo")
     assert dataset_size(copy) == sum(files.values()) == 1080
     assert dataset_size(tmp_path / "absent") == 0
+
+
+def test_a_completed_copy_records_its_size_on_disk_in_its_status_file(settings: Settings, tmp_path: Path) -> None:
+    report = sync(request(tmp_path, "hf_id: org/shards\ndescription: d\n"), settings)
+    recorded = json.loads((report.dataset_dir / ".hugflow" / "status.json").read_text())
+    assert recorded["state"] == "complete"
+    assert recorded["size_bytes"] == walked_size(report.dataset_dir)
+    assert recorded["size_bytes"] > walked_size(report.dataset_dir / "audio") > 0

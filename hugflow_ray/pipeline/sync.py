@@ -42,7 +42,7 @@ from hugflow_ray.pipeline.readers.units import (
     pending,
     plan_units,
 )
-from hugflow_ray.pipeline.status import read_status_or_none, write_status
+from hugflow_ray.pipeline.status import read_status_or_none, status_file_size, write_sized_status, write_status
 from hugflow_ray.settings import Settings
 from hugflow_ray.utils.failpoints import failpoint
 from hugflow_ray.utils.humanize import human_size
@@ -227,6 +227,7 @@ class _DatasetSync:
             row_errors=self.current.row_errors if self.current else 0,
         )
         status.state, status.error = DatasetState.FAILED, redact(error, self.settings.secrets())
+        status.size_bytes = None  # a size is recorded for a complete copy only
         try:
             write_status(self.dataset_dir, status)
             if self.reporter is not None:
@@ -309,7 +310,9 @@ class _DatasetSync:
         manifests.write_manifests(self.dataset_dir)
         failpoint("finalize")
         status.state = DatasetState.COMPLETE
-        write_status(self.dataset_dir, status)
+        # measured once, now that nothing else will be written into the copy: `hugflow status` reads it from here
+        other = store.dataset_size(self.dataset_dir) - status_file_size(self.dataset_dir)
+        write_sized_status(self.dataset_dir, status, other)
         store.link_processed(self.settings, name, self.dataset_dir)
         self.reporter.finish(DatasetState.COMPLETE)
 
