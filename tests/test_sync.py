@@ -344,3 +344,25 @@ def test_a_completed_copy_records_its_size_on_disk_in_its_status_file(settings: 
     assert recorded["state"] == "complete"
     assert recorded["size_bytes"] == walked_size(report.dataset_dir)
     assert recorded["size_bytes"] > walked_size(report.dataset_dir / "audio") > 0
+
+
+def test_status_reports_a_complete_copys_recorded_size_and_walks_any_other(settings: Settings, tmp_path: Path) -> None:
+    report = sync(request(tmp_path, "hf_id: org/shards\ndescription: d\n"), settings)
+    status_file = report.dataset_dir / ".hugflow" / "status.json"
+    recorded = json.loads(status_file.read_text())["size_bytes"]
+    (row,) = status(settings)
+    assert row.size_bytes == recorded == walked_size(report.dataset_dir)
+    with next((report.dataset_dir / "audio").iterdir()).open("ab") as mp3:
+        mp3.write(b"\0" * 4096)  # a change status cannot see without walking the copy
+    (row,) = status(settings)
+    assert row.size_bytes == recorded == walked_size(report.dataset_dir) - 4096, "read, not walked"
+
+    failed = {**json.loads(status_file.read_text()), "state": "failed", "error": "e"}  # keeps its old size_bytes
+    status_file.write_text(json.dumps(failed))
+    (row,) = status(settings)
+    assert (row.state, row.size_bytes) == ("failed", walked_size(report.dataset_dir))
+
+    old = {k: v for k, v in json.loads(status_file.read_text()).items() if k != "size_bytes"}
+    status_file.write_text(json.dumps({**old, "state": "complete", "error": None}))  # as written before sizes were
+    (row,) = status(settings)
+    assert (row.state, row.rows_done, row.size_bytes) == ("complete", 26, walked_size(report.dataset_dir))

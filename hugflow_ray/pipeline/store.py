@@ -50,15 +50,16 @@ def link_processed(settings: Settings, name: str, dataset_dir: Path) -> Path | N
 
 @dataclass
 class StatusRow(DatasetStatus):
-    """A dataset copy's status as ``hugflow status`` lists it: with its size on disk."""
+    """A dataset copy's status as ``hugflow status`` lists it: with its size on disk, always known."""
 
     size_bytes: int = 0
 
 
 def status(settings: Settings) -> list[StatusRow]:
-    """Every dataset copy under ``STORAGE_ROOT`` with its state. An unfinished copy reports the rows its ledger
-    holds (the status file only knows what the last progress update said); a copy whose status file is damaged
-    is listed as damaged, from its ledger, and the others list normally."""
+    """Every dataset copy under ``STORAGE_ROOT`` with its state and size. An unfinished copy reports the rows its
+    ledger holds (the status file only knows what the last progress update said); a copy whose status file is
+    damaged is listed as damaged, from its ledger, and the others list normally. A complete copy's size is the one
+    recorded when it completed; the others' are walked (:func:`copy_size`)."""
     rows: list[StatusRow] = []
     root = settings.storage_root
     for dataset_dir in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []:
@@ -72,8 +73,16 @@ def status(settings: Settings) -> list[StatusRow]:
             summary = Ledger(dataset_dir).summary()
             current.rows_done, current.row_errors = summary.rows, summary.errors
         values = {f.name: getattr(current, f.name) for f in fields(DatasetStatus)}
-        rows.append(StatusRow(**values, size_bytes=dataset_size(dataset_dir)))
+        rows.append(StatusRow(**{**values, "size_bytes": copy_size(dataset_dir, current)}))
     return rows
+
+
+def copy_size(dataset_dir: Path, current: DatasetStatus | None) -> int:
+    """A copy's bytes on disk: what its status (``current``) recorded when the copy completed, else (not complete,
+    or a status written before sizes were recorded) a walk of its files (:func:`dataset_size`)."""
+    if current is not None and current.state is DatasetState.COMPLETE and current.size_bytes is not None:
+        return current.size_bytes
+    return dataset_size(dataset_dir)
 
 
 def _from_ledger(dataset_dir: Path, problem: str) -> DatasetStatus:
