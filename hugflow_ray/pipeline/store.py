@@ -15,7 +15,7 @@ from hugflow_ray.errors import DamagedStateError, DatasetNotFoundError, SyncErro
 from hugflow_ray.pipeline.ledger import Ledger, LedgerDamagedError
 from hugflow_ray.pipeline.locks import DatasetLock
 from hugflow_ray.pipeline.progress import progress_path
-from hugflow_ray.pipeline.status import read_status
+from hugflow_ray.pipeline.status import read_status, status_file_size, write_sized_status
 from hugflow_ray.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -75,6 +75,11 @@ def status(settings: Settings) -> list[StatusRow]:
         values = {f.name: getattr(current, f.name) for f in fields(DatasetStatus)}
         rows.append(StatusRow(**{**values, "size_bytes": copy_size(dataset_dir, current)}))
     return rows
+
+
+def write_measured_status(dataset_dir: Path, status: DatasetStatus) -> None:
+    """Write a complete copy's status with its size measured now: nothing else may be writing into the copy."""
+    write_sized_status(dataset_dir, status, dataset_size(dataset_dir) - status_file_size(dataset_dir))
 
 
 def copy_size(dataset_dir: Path, current: DatasetStatus | None) -> int:

@@ -42,7 +42,7 @@ from hugflow_ray.pipeline.readers.units import (
     pending,
     plan_units,
 )
-from hugflow_ray.pipeline.status import read_status_or_none, status_file_size, write_sized_status, write_status
+from hugflow_ray.pipeline.status import read_status_or_none, write_status
 from hugflow_ray.settings import Settings
 from hugflow_ray.utils.failpoints import failpoint
 from hugflow_ray.utils.humanize import human_size
@@ -311,8 +311,7 @@ class _DatasetSync:
         failpoint("finalize")
         status.state = DatasetState.COMPLETE
         # measured once, now that nothing else will be written into the copy: `hugflow status` reads it from here
-        other = store.dataset_size(self.dataset_dir) - status_file_size(self.dataset_dir)
-        write_sized_status(self.dataset_dir, status, other)
+        store.write_measured_status(self.dataset_dir, status)
         store.link_processed(self.settings, name, self.dataset_dir)
         self.reporter.finish(DatasetState.COMPLETE)
 
