@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from hugflow_ray.api import remove, status, sync
+from hugflow_ray.api import dataset_size, remove, status, sync
 from hugflow_ray.cli.main import app
 from hugflow_ray.core import naming
 from hugflow_ray.errors import PlanError, SyncError
@@ -45,6 +45,11 @@ def request(tmp_path: Path, text: str, name: str = "req.yaml", kind: str = "add"
 
 def tree(directory: Path) -> dict[str, bytes]:
     return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+def walked_size(directory: Path) -> int:
+    """Bytes of the regular files under ``directory``, counted without the code under test."""
+    return sum(p.lstat().st_size for p in directory.rglob("*") if p.is_file() and not p.is_symlink())
 
 
 def test_a_sharded_dataset_becomes_mp3s_jsons_ledger_and_manifest(
@@ -312,3 +317,52 @@ def test_rows_that_name_their_audio_files_are_read_from_the_datasets_own_files(s
     durations = sorted(json.loads(p.read_text())["audio_info"]["duration"]
                        for p in (report.dataset_dir / "json").glob("*.json"))
     assert durations == pytest.approx([0.2, 0.3, 0.4], abs=0.01)
+
+
+def test_dataset_size_counts_regular_files_and_never_follows_a_symlink(tmp_path: Path) -> None:
+    copy = tmp_path / "copy"
+    (copy / "audio" / "deep").mkdir(parents=True)
+    (copy / "json").mkdir()
+    files = {copy / "audio" / "0.mp3": 1000, copy / "audio" / "deep" / "1.mp3": 77, copy / "json" / "0.json": 3,
+             copy / "manifest.jsonl": 0}
+    for path, size in files.items():
+        path.write_bytes(os.urandom(size))
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "big.bin").write_bytes(b"\0" * 1_000_000)
+    (copy / "audio" / "link.mp3").symlink_to(outside / "big.bin")
+    (copy / "json" / "linked_dir").symlink_to(outside, target_is_directory=True)
+    (copy / "dangling").symlink_to(tmp_path / "nowhere")
+    os.mkfifo(copy / "fifo")
+    assert dataset_size(copy) == sum(files.values()) == 1080
+    assert dataset_size(tmp_path / "absent") == 0
+
+
+def test_a_completed_copy_records_its_size_on_disk_in_its_status_file(settings: Settings, tmp_path: Path) -> None:
+    report = sync(request(tmp_path, "hf_id: org/shards\ndescription: d\n"), settings)
+    recorded = json.loads((report.dataset_dir / ".hugflow" / "status.json").read_text())
+    assert recorded["state"] == "complete"
+    assert recorded["size_bytes"] == walked_size(report.dataset_dir)
+    assert recorded["size_bytes"] > walked_size(report.dataset_dir / "audio") > 0
+
+
+def test_status_reports_a_complete_copys_recorded_size_and_walks_any_other(settings: Settings, tmp_path: Path) -> None:
+    report = sync(request(tmp_path, "hf_id: org/shards\ndescription: d\n"), settings)
+    status_file = report.dataset_dir / ".hugflow" / "status.json"
+    recorded = json.loads(status_file.read_text())["size_bytes"]
+    (row,) = status(settings)
+    assert row.size_bytes == recorded == walked_size(report.dataset_dir)
+    with next((report.dataset_dir / "audio").iterdir()).open("ab") as mp3:
+        mp3.write(b"\0" * 4096)  # a change status cannot see without walking the copy
+    (row,) = status(settings)
+    assert row.size_bytes == recorded == walked_size(report.dataset_dir) - 4096, "read, not walked"
+
+    failed = {**json.loads(status_file.read_text()), "state": "failed", "error": "e"}  # keeps its old size_bytes
+    status_file.write_text(json.dumps(failed))
+    (row,) = status(settings)
+    assert (row.state, row.size_bytes) == ("failed", walked_size(report.dataset_dir))
+
+    old = {k: v for k, v in json.loads(status_file.read_text()).items() if k != "size_bytes"}
+    status_file.write_text(json.dumps({**old, "state": "complete", "error": None}))  # as written before sizes were
+    (row,) = status(settings)
+    assert (row.state, row.rows_done, row.size_bytes) == ("complete", 26, walked_size(report.dataset_dir))

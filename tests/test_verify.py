@@ -33,6 +33,11 @@ def outputs(dataset_dir: Path) -> dict[str, bytes]:
             if p.is_file() and ".hugflow" not in p.relative_to(dataset_dir).parts}
 
 
+def walked_size(directory: Path) -> int:
+    """Bytes of the regular files under ``directory``, counted without the code under test."""
+    return sum(p.lstat().st_size for p in directory.rglob("*") if p.is_file() and not p.is_symlink())
+
+
 def synced(settings: Settings, tmp_path: Path) -> SyncReport:
     report = sync(hub_request(tmp_path, "org/calls"), settings)
     assert (report.state, report.rows_done) == (DatasetState.COMPLETE, ROWS)
@@ -95,6 +100,27 @@ def test_damaged_files_are_found_and_repair_reconverts_exactly_their_rows_byte_i
     assert again.ok and again.state is DatasetState.COMPLETE
     status = read_status(directory)
     assert status is not None and (status.state, status.rows_done) == (DatasetState.COMPLETE, ROWS)
+    assert status.size_bytes == walked_size(directory), "the re-sync measured the repaired copy"
+
+
+def test_a_repair_that_only_deletes_unexpected_files_measures_the_complete_copy_again(
+    settings: Settings, tmp_path: Path
+) -> None:
+    directory = settings.storage_root / "org__calls__split_train__rev_main"
+    (directory / "audio").mkdir(parents=True)
+    (directory / "audio" / "stray.mp3").write_bytes(b"not ours" * 1000)  # there while the copy was made
+    copy = synced(settings, tmp_path)
+    assert copy.dataset_dir == directory
+    counted = read_status(directory)
+    assert counted is not None and counted.size_bytes == walked_size(directory)
+
+    report = verify(settings, copy.dataset_name)
+    assert report.unexpected == ["audio/stray.mp3"] and report.bad_rows == []
+    repaired = repair(settings, copy.dataset_name, report=report)
+    assert repaired.sync is None and repaired.files_removed == ["audio/stray.mp3"]
+    status = read_status(directory)
+    assert status is not None and status.state is DatasetState.COMPLETE
+    assert status.size_bytes == walked_size(directory) <= counted.size_bytes - 8000
 
 
 def test_an_unknown_copy_is_refused_naming_the_command_that_lists_them(settings: Settings) -> None:

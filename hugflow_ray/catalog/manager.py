@@ -20,13 +20,13 @@ from hugflow_ray.catalog import sources
 from hugflow_ray.core.catalog import GB, Catalog, CatalogEntry, DataKind, UrlSource, load_catalog
 from hugflow_ray.core.licences import LicenceVerdict, check_agrees, judge
 from hugflow_ray.core.naming import CATALOG_ORG, catalog_dir_name, dataset_dir_name
-from hugflow_ray.core.records import DatasetState
+from hugflow_ray.core.records import DatasetState, DatasetStatus
 from hugflow_ray.core.request import AddRequest, HubRef, LocalRef
 from hugflow_ray.core.tiers import Candidate, Decision, PlannedEntry, Presence, TierPlan, plan_tier
-from hugflow_ray.errors import CatalogError, HubError, HugflowError, RepairError
+from hugflow_ray.errors import CatalogError, DamagedStateError, HubError, HugflowError, RepairError
 from hugflow_ray.pipeline import store
 from hugflow_ray.pipeline.plan import hub_for
-from hugflow_ray.pipeline.status import read_status_or_none
+from hugflow_ray.pipeline.status import read_status, read_status_or_none
 from hugflow_ray.pipeline.store import dataset_dir_of
 from hugflow_ray.pipeline.sync import SyncReport, sync
 from hugflow_ray.pipeline.verify import RepairReport, VerifyReport, repair, verify
@@ -76,16 +76,26 @@ def presence(settings: Settings, dataset_name: str) -> tuple[Presence, int]:
         return Presence.ABSENT, 0
     current = read_status_or_none(dataset_dir)
     complete = current is not None and current.state is DatasetState.COMPLETE
-    return (Presence.COMPLETE if complete else Presence.PARTIAL), store.dataset_size(dataset_dir)
+    return (Presence.COMPLETE if complete else Presence.PARTIAL), store.copy_size(dataset_dir, current)
 
 
 def storage_used(settings: Settings, *, excluding: frozenset[str] = frozenset()) -> int:
-    """Bytes under ``STORAGE_ROOT`` (dataset copies and downloaded sources), but for the directories named."""
+    """Bytes under ``STORAGE_ROOT`` (dataset copies and downloaded sources), but for the directories named: a
+    complete copy's as its status recorded them, the rest walked."""
     root = settings.storage_root
     if not root.is_dir():
         return 0
-    return sum(store.dataset_size(p) for p in root.iterdir() if p.is_dir() and not p.is_symlink()
+    return sum(store.copy_size(p, _status_quietly(p)) for p in root.iterdir() if p.is_dir() and not p.is_symlink()
                and p.name not in excluding)
+
+
+def _status_quietly(directory: Path) -> DatasetStatus | None:
+    """The status of a copy (None for a directory without one, such as the downloads, or a damaged one: walked, as
+    before, without a warning for each budget check)."""
+    try:
+        return read_status(directory)
+    except DamagedStateError:
+        return None
 
 
 def budget_bytes(settings: Settings) -> int:

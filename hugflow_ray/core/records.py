@@ -103,7 +103,12 @@ def _now() -> str:
 
 @dataclass
 class DatasetStatus:
-    """The state of one dataset copy, kept in ``.hugflow/status.json`` (flat, as ``to_dict`` writes it)."""
+    """The state of one dataset copy, kept in ``.hugflow/status.json`` (flat, as ``to_dict`` writes it).
+
+    Attributes:
+        size_bytes: the copy's bytes on disk (its regular files, this status file included), measured when the copy
+            completed; None until then, and in status files written before it was recorded.
+    """
 
     identity: DatasetIdentity
     state: DatasetState
@@ -112,6 +117,7 @@ class DatasetStatus:
     row_errors: int = 0
     error: str | None = None
     updated: str = field(default_factory=_now)
+    size_bytes: int | None = None
 
     @property
     def dataset_name(self) -> str:
@@ -123,16 +129,19 @@ class DatasetStatus:
             "dataset_name": identity.name, "state": self.state.value, "source": identity.source, "sha": identity.sha,
             "subset": identity.subset, "split": identity.split, "rows_total": self.rows_total,
             "rows_done": self.rows_done, "row_errors": self.row_errors, "license": identity.license,
-            "error": self.error, "updated": self.updated,
+            "error": self.error, "updated": self.updated, "size_bytes": self.size_bytes,
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> DatasetStatus:
         identity = DatasetIdentity(name=data["dataset_name"], source=data["source"], sha=data.get("sha"),
                                    subset=data.get("subset"), split=data["split"], license=data.get("license"))
+        size = data.get("size_bytes")
+        if size is not None and (type(size) is not int or size < 0):
+            raise ValueError(f"size_bytes is {size!r}, not a number of bytes")
         return cls(identity=identity, state=DatasetState(data["state"]), rows_total=data["rows_total"],
                    rows_done=data.get("rows_done", 0), row_errors=data.get("row_errors", 0), error=data.get("error"),
-                   updated=data.get("updated") or _now())
+                   updated=data.get("updated") or _now(), size_bytes=size)
 
     def touch(self) -> None:
         """Mark the status as written now."""

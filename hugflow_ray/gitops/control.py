@@ -339,7 +339,7 @@ class _Job:
             row_errors=status.row_errors,
             first_errors=tuple(f"row {e.row_id}: [{e.error_code}] {e.error}"
                                for e in errors[: comments.ROW_ERRORS_LISTED]),
-            size_bytes=store.dataset_size(dataset_dir), seconds=seconds,
+            size_bytes=store.copy_size(dataset_dir, status), seconds=seconds,
         )
         self.reporter.comment(comments.request_marker(path), comments.succeeded(path, view, result))
         self.reporter.notify(f"`{plan.identity.source}` synced: {result.rows:,} rows, {result.row_errors:,} row "

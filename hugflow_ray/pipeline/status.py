@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
+from stat import S_ISREG
 
 from hugflow_ray.core.records import DatasetStatus
 from hugflow_ray.errors import DamagedStateError
@@ -29,6 +31,31 @@ def status_path(dataset_dir: Path) -> Path:
 def write_status(dataset_dir: Path, status: DatasetStatus) -> None:
     status.touch()
     atomic.write_json(status_path(dataset_dir), status.to_dict())
+
+
+def write_sized_status(dataset_dir: Path, status: DatasetStatus, other_bytes: int) -> None:
+    """Write the status with ``size_bytes`` set to the copy's whole size: ``other_bytes`` (its files but this status
+    file) and the status file's own bytes, which depend on the number they hold, so a walk of the copy once this
+    is written finds exactly ``size_bytes``."""
+    status.touch()
+    size = other_bytes
+    while True:
+        status.size_bytes = size
+        data = atomic.json_bytes(status.to_dict())
+        if other_bytes + len(data) == size:
+            break
+        size = other_bytes + len(data)  # grows only when the number gains a digit: a few rounds at most
+    atomic.write_bytes(status_path(dataset_dir), data)
+
+
+def status_file_size(dataset_dir: Path) -> int:
+    """The bytes of the copy's status file as a size walk counts them (0 when there is none, or it is no regular
+    file)."""
+    try:
+        info = os.lstat(status_path(dataset_dir))
+    except FileNotFoundError:
+        return 0
+    return info.st_size if S_ISREG(info.st_mode) else 0
 
 
 def read_status(dataset_dir: Path) -> DatasetStatus | None:

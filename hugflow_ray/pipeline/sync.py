@@ -265,6 +265,7 @@ class _DatasetSync:
             row_errors=self.current.row_errors if self.current else 0,
         )
         status.state, status.error = DatasetState.FAILED, redact(error, self.settings.secrets())
+        status.size_bytes = None  # a size is recorded for a complete copy only
         try:
             write_status(self.dataset_dir, status)
             if self.reporter is not None:
@@ -351,7 +352,8 @@ class _DatasetSync:
         manifests.write_manifests(self.dataset_dir)
         failpoint("finalize")
         status.state = DatasetState.COMPLETE
-        write_status(self.dataset_dir, status)
+        # measured once, now that nothing else will be written into the copy: `hugflow status` reads it from here
+        store.write_measured_status(self.dataset_dir, status)
         store.link_processed(self.settings, name, self.dataset_dir)
         self.reporter.finish(DatasetState.COMPLETE)
 

@@ -44,7 +44,7 @@ from hugflow_ray.pipeline.ledger import Ledger, LedgerDamagedError
 from hugflow_ray.pipeline.locks import DatasetLock
 from hugflow_ray.pipeline.progress import ProgressCallback
 from hugflow_ray.pipeline.status import read_status, write_status
-from hugflow_ray.pipeline.store import dataset_dir_of
+from hugflow_ray.pipeline.store import dataset_dir_of, write_measured_status
 from hugflow_ray.pipeline.sync import SyncReport, sync
 from hugflow_ray.settings import Settings
 
@@ -216,6 +216,8 @@ def repair(
         dropped = ledger.drop_rows(bad)
         removed = [path for record in dropped for path in _files_of(record) if _remove(dataset_dir, path)]
         removed += [path for path in report.unexpected if _remove(dataset_dir, path)]
+        if removed and not bad:
+            _measure_again(dataset_dir)  # no re-sync finalizes a complete copy that only lost unexpected files
     if not bad and report.state is DatasetState.COMPLETE:
         return RepairReport(dataset_name=name, rows_dropped=[], files_removed=sorted(removed), sync=None)
     synced = sync(_request_of(fingerprint, name), settings, owner="repair", dataset_name=name,
@@ -338,8 +340,18 @@ def _mark_syncing(dataset_dir: Path) -> None:
     except DamagedStateError:
         return  # the re-sync rewrites it
     if status is not None and status.state is not DatasetState.SYNCING:
-        status.state, status.error = DatasetState.SYNCING, None
+        status.state, status.error, status.size_bytes = DatasetState.SYNCING, None, None  # the re-sync measures it
         write_status(dataset_dir, status)
+
+
+def _measure_again(dataset_dir: Path) -> None:
+    """Record a complete copy's size again after files were deleted from it (it was measured with them there)."""
+    try:
+        status = read_status(dataset_dir)
+    except DamagedStateError:
+        return
+    if status is not None and status.state is DatasetState.COMPLETE and status.size_bytes is not None:
+        write_measured_status(dataset_dir, status)
 
 
 def _files_of(record: RowRecord) -> list[str]:
