@@ -5,6 +5,9 @@
     python benchmarks/throughput.py --scale            # hugflow at 500 / 2000 / 8000 rows, row-group sizes, resume
     python benchmarks/throughput.py --row-groups 100 2000 10000 --clips 10000 --seconds 1
                                                        # only the row-group sweep: one file, peak RSS and rate
+    python benchmarks/throughput.py --marginal 600 1800 --rounds 2
+                                                       # hugflow and the plain Ray Data script at two sizes:
+                                                       # marginal rate / limit, fixed seconds, end-to-end ratio
     python benchmarks/throughput.py --smoke            # seconds; what the test suite runs
 
 The ``seed`` variant needs pydub and ffmpeg: ``pip install -e '.[bench]'`` and ``apt-get install ffmpeg``.
@@ -19,6 +22,9 @@ Variants, run interleaved (A B C D A B C D ...), each as its own process tree so
   MP3 + JSON (what an engineer would hand-roll without Ray).
 * ``hugflow``: ``hugflow local-sync`` of the same data as a local dataset in Hub layout, on an embedded Ray:
   files, ledger and manifests written. Ray's start-up and shut-down are reported apart and excluded from the rate.
+* ``raydata``: the plain Ray Data script a user would write instead: ``read_parquet`` -> ``map_batches`` (hugflow's
+  codec, MP3 and JSON written by the worker) -> count the rows, on ``ray.init()``. No ledger, no atomic writes, no
+  resume, no manifests.
 
 Rates are audio-seconds per wall-second of each process (interpreter start included). Excluded as start-up: Ray's
 start-up and shut-down for hugflow, loading the clips into memory for limit1. Prints medians with min-max, the
@@ -61,8 +67,10 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 TICK = os.sysconf("SC_CLK_TCK")
 SAMPLE_SECONDS = 0.2
 DEFAULT_VARIANTS = ("limit1", "seed", "pool", "hugflow")
-# hugflow with HUGFLOW_METRICS=false: the cost of recording metrics is hugflow's rate over this one's
-VARIANTS = (*DEFAULT_VARIANTS, "hugflow-nometrics")
+# hugflow with HUGFLOW_METRICS=false: the cost of recording metrics is hugflow's rate over this one's; raydata: the
+# plain Ray Data script (what --marginal compares end to end)
+VARIANTS = (*DEFAULT_VARIANTS, "hugflow-nometrics", "raydata")
+MARGINAL_CLIPS = (600, 1800)
 SEED_BITRATE = "192k"
 ROW_GROUP_ROWS = 100  # what the Hub's parquet export uses for audio datasets
 SCALE_ROWS = (500, 2000, 8000)
@@ -175,8 +183,40 @@ def child_pool(data: Data, out: Path) -> dict[str, float]:
     return {"startup_s": 0.0}
 
 
+def _raydata_batch(batch: pa.Table, out: str) -> dict[str, list[int]]:
+    """The plain script's ``map_batches`` function: decode, encode, write the MP3 and its JSON from the worker."""
+    settings = EncoderSettings()
+    for row in batch.to_pylist():
+        stem = Path(row["audio"]["path"]).stem
+        encoded = audio.convert(row["audio"], settings)
+        name = f"audio/{stem}.mp3"
+        Path(out, name).write_bytes(encoded.mp3)
+        document = {"text": row["text"], "audio": {"path": name, **encoded.facts.to_dict()}}
+        Path(out, "json", f"{stem}.json").write_text(json.dumps(document))
+    return {"rows": [batch.num_rows]}
+
+
+def child_raydata(data: Data, out: Path) -> dict[str, float]:
+    """What a user would write instead of adopting hugflow: Ray Data straight from the parquet files to MP3 + JSON
+    written by the workers. No ledger, no atomic writes, no resume, no manifests."""
+    import ray
+
+    (out / "audio").mkdir(parents=True)
+    (out / "json").mkdir()
+    start = time.perf_counter()
+    ray.init(log_to_driver=False)
+    started = time.perf_counter() - start
+    dataset = ray.data.read_parquet([str(f) for f in data.files]).map_batches(
+        _raydata_batch, fn_kwargs={"out": str(out)}, batch_format="pyarrow")
+    rows = sum(batch["rows"] for batch in dataset.iter_rows())
+    assert rows == data.clips, rows
+    stop = time.perf_counter()
+    ray.shutdown()
+    return {"startup_s": started + time.perf_counter() - stop}
+
+
 CHILDREN: dict[str, Callable[[Data, Path], dict[str, float]]] = {
-    "limit1": child_limit1, "seed": child_seed, "pool": child_pool,
+    "limit1": child_limit1, "seed": child_seed, "pool": child_pool, "raydata": child_raydata,
 }
 
 
@@ -247,6 +287,7 @@ class Run:
     peak_rss: int
     cpu: dict[str, float]
     writer_busy: float | None
+    phases: dict[str, float] = field(default_factory=dict)
 
     def rate(self, audio_seconds: float) -> float:
         return audio_seconds / (self.wall_s - self.startup_s)
@@ -306,8 +347,11 @@ def run_hugflow(data: Data, out: Path, *, metrics: bool = True) -> Run:
     wall, output, tree = measured(command, env=hugflow_env(out, metrics=metrics))
     ray_fixed = sum(float(m) for m in re.findall(r"(?:Ray start-up|shut-down) ([0-9.]+) s", output))
     busy = re.search(r"output actor busy ([0-9.]+) %", output)
+    line = re.search(r"seconds: +(.*)", output)
+    phases = {name: float(value) for name, value in re.findall(r"([a-z][a-z -]*?) ([0-9.]+)(?:,|$)", line.group(1))} \
+        if line else {}
     return Run("hugflow" if metrics else "hugflow-nometrics", wall, ray_fixed, tree.peak_rss, tree.cpu_by_process(),
-               float(busy.group(1)) / 100 if busy else None)
+               float(busy.group(1)) / 100 if busy else None, phases)
 
 
 # ---------------------------------------------------------------------------------------------- reports
@@ -361,6 +405,49 @@ def compare(data: Data, variants: list[str], rounds: int, work: Path) -> dict[st
         result["hugflow_cpu_s_by_process"] = cpu
         print("  hugflow CPU seconds by process (middle round): "
               + ", ".join(f"{name} {seconds:.1f}" for name, seconds in cpu.items() if seconds >= 0.05))
+    return result
+
+
+def marginal(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    """hugflow and the plain Ray Data script at two sizes, and the bare loop at the larger, interleaved: the marginal
+    rate (fixed costs cancel) against the limit, the fixed seconds by phase, and the end-to-end ratio to the
+    script."""
+    small, large = args.marginal
+    cores = len(os.sched_getaffinity(0))
+    cases = {clips: make_data(work / f"data-{clips}", clips=clips, seconds=args.seconds, rate=args.rate,
+                              shards=args.shards, row_group_rows=ROW_GROUP_ROWS) for clips in (small, large)}
+    plan = [("limit1", large), ("hugflow", small), ("raydata", small), ("hugflow", large), ("raydata", large)]
+    runs: dict[tuple[str, int], list[Run]] = {case: [] for case in plan}
+    for round_ in range(args.rounds):
+        for variant, clips in plan:
+            run = run_variant(variant, cases[clips], work)
+            runs[variant, clips].append(run)
+            print(f"  round {round_ + 1} {variant:8} {clips:6} clips {run.wall_s:6.1f} s wall", flush=True)
+    audio_small, audio_large = (cases[c].audio_seconds for c in (small, large))
+    limit = statistics.median(cores * r.rate(audio_large) for r in runs["limit1", large])
+    result: dict[str, Any] = {"cores": cores, "clips": [small, large], "clip_seconds": args.seconds,
+                              "rounds": args.rounds, "limit_x_realtime": limit}
+    for variant in ("hugflow", "raydata"):
+        walls = [(s_.wall_s, l_.wall_s) for s_, l_ in zip(runs[variant, small], runs[variant, large], strict=True)]
+        rates = [(audio_large - audio_small) / (wl - ws) for ws, wl in walls]
+        rate = statistics.median(rates)
+        small_wall = statistics.median(ws for ws, _ in walls)
+        marginal_small = audio_small / rate
+        result[variant] = {"wall_s": {str(small): spread([w for w, _ in walls]), str(large): spread([w for _, w in walls])},
+                           "marginal_x_realtime": rate, "marginal_over_limit": rate / limit,
+                           "fixed_s": small_wall - marginal_small,
+                           "small_over_its_marginal_time": small_wall / marginal_small}
+        print(f"  {variant:8} marginal {rate:6.1f} x realtime = {rate / limit:.2f} x limit ({limit:.1f}); "
+              f"{small} clips in {small_wall:.1f} s = {small_wall / marginal_small:.2f} x its marginal time "
+              f"({small_wall - marginal_small:.1f} s fixed)")
+    ratios = [r.wall_s / h.wall_s for h, r in zip(runs["hugflow", large], runs["raydata", large], strict=True)]
+    result["hugflow_over_raydata_end_to_end"] = spread(ratios)
+    print(f"  hugflow against the plain Ray Data script at {large} clips, end to end: "
+          f"{show(result['hugflow_over_raydata_end_to_end'])} x as fast")
+    phases = runs["hugflow", small][len(runs["hugflow", small]) // 2].phases
+    result["hugflow_phases_s"] = {"small": phases}
+    print(f"  hugflow's seconds by phase at {small} clips (middle round): "
+          + ", ".join(f"{name} {seconds:.1f}" for name, seconds in phases.items()))
     return result
 
 
@@ -460,6 +547,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--scale", action="store_true", help="hugflow at several sizes, one big file, and resume")
     parser.add_argument("--scale-rows", type=int, nargs="+", default=list(SCALE_ROWS))
     parser.add_argument("--row-groups", type=int, nargs="+", help="sweep row-group sizes (one file of --clips)")
+    parser.add_argument("--marginal", type=int, nargs=2, metavar=("SMALL", "LARGE"),
+                        help=f"hugflow and the plain Ray Data script at two sizes (e.g. {MARGINAL_CLIPS[0]} "
+                        f"{MARGINAL_CLIPS[1]}): marginal rate, fixed seconds, end-to-end ratio")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes and one round: that it runs, not figures")
     parser.add_argument("--work", type=Path, help="keep generated data here (reused when it matches)")
     parser.add_argument("--json", type=Path)
@@ -474,15 +564,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.smoke:
         args.clips, args.seconds, args.rounds, args.scale_rows = 8, 0.5, 1, [4, 12]
         args.row_groups = [2, 8] if args.scale or args.row_groups else None
+        args.marginal = [4, 8] if args.marginal else None
     variants = args.variants.split(",")
     if unknown := set(variants) - set(VARIANTS):
         parser.error(f"unknown variants {sorted(unknown)}; choose from {','.join(VARIANTS)}")
-    if "seed" in variants and not shutil.which("ffmpeg"):
+    if "seed" in variants and not (args.scale or args.row_groups or args.marginal) and not shutil.which("ffmpeg"):
         parser.error("the seed variant needs ffmpeg (apt-get install ffmpeg), or leave it out with --variants")
     with tempfile.TemporaryDirectory(prefix="hugflow-bench-") as tmp:
         work = args.work or Path(tmp)
         if args.scale:
             result = scale(args, work)
+        elif args.marginal:
+            result = marginal(args, work)
         elif args.row_groups:
             result = row_group_sweep(args, work)
         else:

@@ -84,3 +84,16 @@ def test_the_verify_benchmark_times_verify_against_bare_hashing_in_smoke_mode(tm
                                              "--root", str(tmp_path)])
     assert json.loads(out.read_text()) == results
     assert results["files"] > 100 and results["verify_seconds_per_gb"] > 0 and results["ratio_verify_to_bare"] > 0
+
+
+def test_the_throughput_benchmark_measures_marginal_rate_and_the_plain_ray_data_script_in_smoke_mode(
+        tmp_path: Path) -> None:
+    result = load_benchmark("throughput").main(["--smoke", "--marginal", "4", "8", "--work", str(tmp_path / "work")])
+    assert result["clips"] == [4, 8] and result["limit_x_realtime"] > 0
+    for variant in ("hugflow", "raydata"):
+        assert set(result[variant]["wall_s"]) == {"4", "8"} and result[variant]["small_over_its_marginal_time"] > 0
+    assert result["hugflow_over_raydata_end_to_end"]["median"] > 0
+    phases = result["hugflow_phases_s"]["small"]
+    assert {"interpreter and imports", "executor start", "convert", "finalize", "shut-down"} <= set(phases), phases
+    written = sorted(p.name for p in (tmp_path / "work").glob("data-*"))
+    assert written == ["data-4", "data-8"]
