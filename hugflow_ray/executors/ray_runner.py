@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -187,14 +188,28 @@ class OutputWriter:
         self._writer = DatasetWriter(Path(dataset_dir))
         self._dataset, self._record = Path(dataset_dir).name, record_metrics
 
-    def write(self, block: pa.Table) -> tuple[np.ndarray, int, float, float]:
-        """Write a converted block; returns its row ids, its row errors, the seconds the write took and the seconds
-        of audio it holds."""
+    def write(self, block: pa.Table, rows: tuple[int, int] | None) -> Written:
+        """Write a converted block (only ``rows``, start and end, when Ray Data hands over a slice of it)."""
         started = time.perf_counter()
+        if rows is not None:
+            block = block.slice(rows[0], rows[1] - rows[0])
         _, errors = self._writer.write_batch(block)
         seconds = time.perf_counter() - started
-        count_written(block, self._dataset, node_of(block), seconds, enabled=self._record)
-        return block.column(ROW_ID).to_numpy(), errors, seconds, audio_seconds(block)
+        node = node_of(block)
+        count_written(block, self._dataset, node, seconds, enabled=self._record)
+        return Written(block.column(ROW_ID).to_numpy(), errors, seconds, audio_seconds(block), node)
+
+
+@dataclass(frozen=True)
+class Written:
+    """A written block: its row ids and row errors, the seconds the write took, the seconds of audio it holds, and
+    the node that converted it."""
+
+    ids: np.ndarray
+    errors: int
+    seconds: float
+    audio: float
+    node: str
 
 
 class _TaggedConverter:
@@ -243,9 +258,11 @@ def run(
     """Convert and write the pending units; calls ``on_progress(rows, errors, ids)`` as blocks are written
     (totals so far, and the ids of the rows written since the last call).
 
-    The driver pulls converted blocks from Ray Data and hands each to the output actor, with at most
+    The driver pulls references to converted blocks from Ray Data and hands each to the output actor, with at most
     ``MAX_WRITES_IN_FLIGHT`` handed over and not yet written: the actor always has the next block waiting, and
-    when it falls behind the driver stops pulling, so Ray Data's backpressure bounds the blocks in memory.
+    when it falls behind the driver stops pulling, so Ray Data's backpressure bounds the blocks in memory. A block
+    goes from the converting worker to the actor through the object store once: the driver holds its reference,
+    never its bytes.
     """
     start = time.perf_counter()
     on_storage = {storage_resource: STORAGE_SHARE}
@@ -278,27 +295,28 @@ def run(
         done, in_flight = ray.wait(in_flight, num_returns=wait_for or len(in_flight), timeout=None if wait_for else 0)
         if not done:
             return
-        results = ray.get(done)
-        for ids, block_errors, seconds, audio in results:
-            rows, errors, writer_seconds = rows + len(ids), errors + block_errors, writer_seconds + seconds
-            audio_total += audio
+        results: list[Written] = ray.get(done)
+        for written in results:
+            rows, errors = rows + len(written.ids), errors + written.errors
+            writer_seconds, audio_total = writer_seconds + written.seconds, audio_total + written.audio
+            blocks_by_node[written.node] = blocks_by_node.get(written.node, 0) + 1
         meter.rows_pending.set(pending - rows, tags)
         meter.audio_rate.set(per_second(audio_total, time.perf_counter() - start) or 0.0, tags)
-        on_progress(rows, errors, np.concatenate([ids for ids, *_ in results]))
+        on_progress(rows, errors, np.concatenate([written.ids for written in results]))
 
-    blocks = iter(dataset.iter_batches(batch_size=None, batch_format="pyarrow"))  # a generator: it can be closed
+    bundles = dataset.iter_internal_ref_bundles()  # a generator: it can be closed
     try:
-        for block in blocks:
-            node = node_of(block)
-            blocks_by_node[node] = blocks_by_node.get(node, 0) + 1
-            in_flight.append(writer.write.remote(block))
-            settle(max(0, len(in_flight) - MAX_WRITES_IN_FLIGHT + 1))
+        for bundle in bundles:
+            for entry, part in zip(bundle.blocks, bundle.slices, strict=True):
+                rows_of = None if part is None else (part.start_offset, part.end_offset)
+                in_flight.append(writer.write.remote(entry.ref, rows_of))
+                settle(max(0, len(in_flight) - MAX_WRITES_IN_FLIGHT + 1))
         settle(len(in_flight))
         failpoints.pause("all-written")
     except BaseException:
         # Interrupted, or a block failed: Ray Data's execution stops, and the writes already handed over finish,
         # so that what the ledger keeps is settled when this returns (at most MAX_WRITES_IN_FLIGHT blocks).
-        _close(blocks)
+        _close(bundles)
         if in_flight:
             ray.wait(in_flight, num_returns=len(in_flight), timeout=SETTLE_SECONDS)
         raise
@@ -308,7 +326,7 @@ def run(
                      blocks_by_node=blocks_by_node)
 
 
-def _close(blocks: Iterator[pa.Table]) -> None:
+def _close(blocks: Iterator[Any]) -> None:
     """Stop a block iterator's execution now, and wait until Ray Data's threads have ended.
 
     Closing the generator shuts Ray Data's executor down, but it waits only 2 s for the executor's thread; on a
