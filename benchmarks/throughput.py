@@ -21,7 +21,8 @@ Variants, run interleaved (A B C D A B C D ...), each as its own process tree so
 * ``pool``: hugflow's codec over a ``multiprocessing`` pool of all cores, one task per row group, writing
   MP3 + JSON (what an engineer would hand-roll without Ray).
 * ``hugflow``: ``hugflow local-sync`` of the same data as a local dataset in Hub layout, on an embedded Ray:
-  files, ledger and manifests written. Ray's start-up and shut-down are reported apart and excluded from the rate.
+  files, ledger and manifests written. The wait for Ray's start-up (which runs beside the download and the row count)
+  and its shut-down are reported apart and excluded from the rate.
 * ``raydata``: the plain Ray Data script a user would write instead: ``read_parquet`` -> ``map_batches`` (hugflow's
   codec, MP3 and JSON written by the worker) -> count the rows, on ``ray.init()``. No ledger, no atomic writes, no
   resume, no manifests.
@@ -225,9 +226,11 @@ CHILDREN: dict[str, Callable[[Data, Path], dict[str, float]]] = {
 
 @dataclass
 class TreeSample:
-    """Peak RSS of a process tree, and CPU seconds per process (by the name Ray gives its workers)."""
+    """Peak RSS of a process tree (and which processes held it then), and CPU seconds per process (by the name Ray
+    gives its workers)."""
 
     peak_rss: int = 0
+    peak_by_process: dict[str, int] = field(default_factory=dict)
     cpu_ticks: dict[int, int] = field(default_factory=dict)
     titles: dict[int, collections.Counter[str]] = field(default_factory=dict)
 
@@ -249,11 +252,19 @@ class TreeSample:
             pid = stack.pop()
             tree.append(pid)
             stack.extend(p for p, parent in parents.items() if parent == pid)
-        self.peak_rss = max(self.peak_rss, sum(stats[p][0] for p in tree if p in stats))
+        latest = {}
         for pid in tree:
             if pid in stats:
                 self.cpu_ticks[pid] = stats[pid][1]
-                self.titles.setdefault(pid, collections.Counter())[_title(pid)] += 1
+                latest[pid] = _title(pid)
+                self.titles.setdefault(pid, collections.Counter())[latest[pid]] += 1
+        rss = sum(stats[p][0] for p in tree if p in stats)
+        if rss > self.peak_rss:
+            self.peak_rss = rss
+            by_process: collections.Counter[str] = collections.Counter()
+            for pid, title in latest.items():
+                by_process[title] += stats[pid][0]
+            self.peak_by_process = dict(by_process.most_common())
 
     def cpu_by_process(self) -> dict[str, float]:
         totals: collections.Counter[str] = collections.Counter()
@@ -288,6 +299,7 @@ class Run:
     cpu: dict[str, float]
     writer_busy: float | None
     phases: dict[str, float] = field(default_factory=dict)
+    peak_by_process: dict[str, int] = field(default_factory=dict)
 
     def rate(self, audio_seconds: float) -> float:
         return audio_seconds / (self.wall_s - self.startup_s)
@@ -345,13 +357,14 @@ def run_hugflow(data: Data, out: Path, *, metrics: bool = True) -> Run:
     request.write_text(f"path: {data.root}\ndescription: benchmark\n")
     command = [sys.executable, "-m", "hugflow_ray", "local-sync", str(request)]
     wall, output, tree = measured(command, env=hugflow_env(out, metrics=metrics))
-    ray_fixed = sum(float(m) for m in re.findall(r"(?:Ray start-up|shut-down) ([0-9.]+) s", output))
     busy = re.search(r"output actor busy ([0-9.]+) %", output)
     line = re.search(r"seconds: +(.*)", output)
     phases = {name: float(value) for name, value in re.findall(r"([a-z][a-z -]*?) ([0-9.]+)(?:,|$)", line.group(1))} \
         if line else {}
+    # Ray's start runs beside the download and row count: what it adds to the wall time is the wait for it
+    ray_fixed = phases.get("waiting for the executor", 0.0) + phases.get("shut-down", 0.0)
     return Run("hugflow" if metrics else "hugflow-nometrics", wall, ray_fixed, tree.peak_rss, tree.cpu_by_process(),
-               float(busy.group(1)) / 100 if busy else None, phases)
+               float(busy.group(1)) / 100 if busy else None, phases, tree.peak_by_process)
 
 
 # ---------------------------------------------------------------------------------------------- reports
@@ -433,7 +446,8 @@ def marginal(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         rate = statistics.median(rates)
         small_wall = statistics.median(ws for ws, _ in walls)
         marginal_small = audio_small / rate
-        result[variant] = {"wall_s": {str(small): spread([w for w, _ in walls]), str(large): spread([w for _, w in walls])},
+        result[variant] = {"wall_s": {str(small): spread([w for w, _ in walls]),
+                                      str(large): spread([w for _, w in walls])},
                            "marginal_x_realtime": rate, "marginal_over_limit": rate / limit,
                            "fixed_s": small_wall - marginal_small,
                            "small_over_its_marginal_time": small_wall / marginal_small}
@@ -462,10 +476,12 @@ def scale(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                          shards=shards, row_group_rows=group)
         runs = [run_variant("hugflow", data, work) for _ in range(args.rounds)]
         figures = {"x_realtime": spread([r.rate(data.audio_seconds) for r in runs]),
-                   "peak_rss_mib": spread([r.peak_rss / 2**20 for r in runs])}
+                   "peak_rss_mib": spread([r.peak_rss / 2**20 for r in runs]),
+                   "peak_rss_mib_by_process": {name: rss / 2**20 for name, rss in runs[-1].peak_by_process.items()}}
         result["sizes"][label] = figures
+        largest = ", ".join(f"{name} {rss:.0f}" for name, rss in list(figures["peak_rss_mib_by_process"].items())[:4])
         print(f"  {label:34} {show(figures['x_realtime'])} x realtime, peak RSS "
-              f"{show(figures['peak_rss_mib'], ' MiB')}", flush=True)
+              f"{show(figures['peak_rss_mib'], ' MiB')} (at the peak, MiB: {largest})", flush=True)
     sizes = result["sizes"]
     first, last = (f"{r} rows" for r in (args.scale_rows[0], args.scale_rows[-1]))
     mid = f"{middle} rows"
