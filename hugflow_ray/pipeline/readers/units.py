@@ -17,6 +17,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -30,6 +31,7 @@ MAX_UNIT_ROWS = 256
 UNITS_PER_CPU = 4
 ROW_ID = "row_id"
 BLOCK_BYTES = 64 * 1024 * 1024  # source bytes per block a read hands on (the memory a block in flight costs)
+NAME_BATCH_ROWS = 65536  # rows of name columns read at a time
 STREAM_BUFFER_BYTES = 1024 * 1024  # a column chunk is read through a buffer of this size, not loaded whole
 SKIP_BATCH_ROWS = 64  # rows decoded at a time while passing over the rows before a unit's slice
 
@@ -135,18 +137,27 @@ def names_files(paths: list[Path], audio_column: str | None) -> bool:
 
 
 def name_candidates(path: str, audio_column: str | None, schema: pa.Schema) -> list[str]:
-    """The MP3 stem each row of a file asks for, read column-wise: exactly what the converter picks."""
-    num_rows = pq.ParquetFile(path).metadata.num_rows
-    columns = {}
+    """The MP3 stem each row of a file asks for, read column-wise: exactly what the converter picks.
+
+    Only the name columns' own pages are read (``iter_batches`` of the nested ``audio.path`` leaf): ``read_table``
+    with the same column list reads the whole audio struct, its bytes included (700 MB and 8 s at 100,000 rows).
+    """
+    parquet = pq.ParquetFile(path, buffer_size=STREAM_BUFFER_BYTES, pre_buffer=False)
+    columns = []
     if naming.NAME_COLUMN in schema.names:
-        columns["filename"] = naming.NAME_COLUMN
+        columns.append(naming.NAME_COLUMN)
     field = schema.field(audio_column) if audio_column in schema.names else None
-    if field is not None and pa.types.is_struct(field.type) and field.type.get_field_index("path") >= 0:
-        columns["path"] = f"{audio_column}.path"
-    table = pq.read_table(path, columns=list(columns.values())) if columns else None
-    values = {key: table.column(i).to_pylist() if table is not None else None for i, key in enumerate(columns)}
-    filenames = values.get("filename") or [None] * num_rows
-    paths = values.get("path") or [None] * num_rows
+    with_path = field is not None and pa.types.is_struct(field.type) and field.type.get_field_index("path") >= 0
+    if with_path:
+        columns.append(f"{audio_column}.path")
+    if not columns:
+        return [naming.name_candidate(None, None)] * parquet.metadata.num_rows
+    filenames: list[Any] = []
+    paths: list[Any] = []
+    for batch in parquet.iter_batches(columns=columns, batch_size=NAME_BATCH_ROWS):
+        rows = batch.num_rows
+        filenames += batch.column(naming.NAME_COLUMN).to_pylist() if naming.NAME_COLUMN in columns else [None] * rows
+        paths += batch.column(audio_column).field("path").to_pylist() if with_path else [None] * rows
     return [naming.name_candidate(f, p) for f, p in zip(filenames, paths, strict=True)]
 
 
