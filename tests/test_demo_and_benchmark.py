@@ -97,3 +97,19 @@ def test_the_throughput_benchmark_measures_marginal_rate_and_the_plain_ray_data_
     assert {"interpreter and imports", "executor start", "convert", "finalize", "shut-down"} <= set(phases), phases
     written = sorted(p.name for p in (tmp_path / "work").glob("data-*"))
     assert written == ["data-4", "data-8"]
+
+
+def test_the_layout_benchmark_times_a_flat_json_directory_against_a_sharded_one_in_smoke_mode(
+        tmp_path: Path) -> None:
+    out, work = tmp_path / "layout.json", tmp_path / "work"
+    result = load_benchmark("layout").main(["--smoke", "--work", str(work), "--json", str(out)])
+    assert json.loads(out.read_text()) == result
+    assert result["files"] == [200, 1000] and result["filesystem"]["type"] not in ("", "unknown")
+    for size in ("200", "1000"):
+        for layout in ("flat", "sharded"):
+            operations = result["sizes"][size][layout]
+            assert set(operations) == {"create", "list", "stat", "read", "delete"}
+            assert all(figures["seconds"] > 0 for figures in operations.values()), (size, layout, operations)
+        assert all(ratio > 0 for ratio in result["sizes"][size]["ratio_sharded_to_flat"].values())
+    assert all(growth["ratio"] > 0 for growth in result["growth"]["flat"].values())
+    assert list(work.iterdir()) == []
