@@ -37,6 +37,8 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
+import dataclasses
 import io
 import json
 import multiprocessing
@@ -49,7 +51,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -328,10 +330,13 @@ def measured(command: list[str], env: dict[str, str] | None = None) -> tuple[flo
     return wall, output, tree
 
 
-def run_variant(variant: str, data: Data, work: Path) -> Run:
+def run_variant(variant: str, data: Data, work: Path, joining: dict[str, str] | None = None) -> Run:
     out = work / f"out-{variant}"
     shutil.rmtree(out, ignore_errors=True)
-    if not variant.startswith("hugflow"):
+    if variant == "hugflow-joined":
+        assert joining is not None, "hugflow-joined needs a running Ray (--joined)"
+        run = dataclasses.replace(run_hugflow(data, out, joining=joining), variant=variant)
+    elif not variant.startswith("hugflow"):
         command = [sys.executable, __file__, "--child", variant, "--data", str(data.root), "--out", str(out),
                    "--clips", str(data.clips), "--seconds", str(data.seconds), "--rate", str(data.rate)]
         wall, output, tree = measured(command)
@@ -350,13 +355,14 @@ def hugflow_env(out: Path, *, metrics: bool = True) -> dict[str, str]:
     return env
 
 
-def run_hugflow(data: Data, out: Path, *, metrics: bool = True) -> Run:
-    """``hugflow local-sync`` of ``data`` into ``out`` (kept: scale mode resumes from it)."""
+def run_hugflow(data: Data, out: Path, *, metrics: bool = True, joining: dict[str, str] | None = None) -> Run:
+    """``hugflow local-sync`` of ``data`` into ``out`` (kept: scale mode resumes from it); with ``joining``, the
+    environment that points it at a running Ray instead of an embedded one."""
     request = out / "bench.yaml"
     request.parent.mkdir(parents=True, exist_ok=True)
     request.write_text(f"path: {data.root}\ndescription: benchmark\n")
     command = [sys.executable, "-m", "hugflow_ray", "local-sync", str(request)]
-    wall, output, tree = measured(command, env=hugflow_env(out, metrics=metrics))
+    wall, output, tree = measured(command, env={**hugflow_env(out, metrics=metrics), **(joining or {})})
     busy = re.search(r"output actor busy ([0-9.]+) %", output)
     line = re.search(r"seconds: +(.*)", output)
     phases = {name: float(value) for name, value in re.findall(r"([a-z][a-z -]*?) ([0-9.]+)(?:,|$)", line.group(1))} \
@@ -421,26 +427,49 @@ def compare(data: Data, variants: list[str], rounds: int, work: Path) -> dict[st
     return result
 
 
+@contextlib.contextmanager
+def running_ray() -> Iterator[dict[str, str]]:
+    """One ``ray start --head`` on this host with every core and the storage resource, as an operator keeps one
+    running; yields the environment that makes ``local-sync`` join it. Run under ``tests/in_own_network.sh``."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: its tests/ray_nodes.py
+    from tests.ray_nodes import NODE_ENV, Node, alive_nodes, free_port
+
+    port, dashboard = free_port(), free_port()
+    head = Node(["--head", f"--port={port}", "--node-ip-address=127.0.0.1", "--include-dashboard=true",
+                 "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}", '--resources={"hugflow_storage": 1}'])
+    try:
+        head.wait_until(lambda: alive_nodes(f"http://127.0.0.1:{dashboard}") == 1, "the running Ray")
+        yield {**NODE_ENV, "RAY_ADDRESS": f"127.0.0.1:{port}"}
+    finally:
+        head.kill()
+
+
 def marginal(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     """hugflow and the plain Ray Data script at two sizes, and the bare loop at the larger, interleaved: the marginal
     rate (fixed costs cancel) against the limit, the fixed seconds by phase, and the end-to-end ratio to the
-    script."""
+    script. With ``--joined``, also hugflow joining a Ray that is already running."""
+    with running_ray() if args.joined else contextlib.nullcontext() as joining:
+        return _marginal(args, work, joining)
+
+
+def _marginal(args: argparse.Namespace, work: Path, joining: dict[str, str] | None) -> dict[str, Any]:
     small, large = args.marginal
     cores = len(os.sched_getaffinity(0))
     cases = {clips: make_data(work / f"data-{clips}", clips=clips, seconds=args.seconds, rate=args.rate,
                               shards=args.shards, row_group_rows=ROW_GROUP_ROWS) for clips in (small, large)}
-    plan = [("limit1", large), ("hugflow", small), ("raydata", small), ("hugflow", large), ("raydata", large)]
+    compared = ("hugflow", "raydata", "hugflow-joined") if joining else ("hugflow", "raydata")
+    plan = [("limit1", large)] + [(variant, clips) for clips in (small, large) for variant in compared]
     runs: dict[tuple[str, int], list[Run]] = {case: [] for case in plan}
     for round_ in range(args.rounds):
         for variant, clips in plan:
-            run = run_variant(variant, cases[clips], work)
+            run = run_variant(variant, cases[clips], work, joining)
             runs[variant, clips].append(run)
             print(f"  round {round_ + 1} {variant:8} {clips:6} clips {run.wall_s:6.1f} s wall", flush=True)
     audio_small, audio_large = (cases[c].audio_seconds for c in (small, large))
     limit = statistics.median(cores * r.rate(audio_large) for r in runs["limit1", large])
     result: dict[str, Any] = {"cores": cores, "clips": [small, large], "clip_seconds": args.seconds,
                               "rounds": args.rounds, "limit_x_realtime": limit}
-    for variant in ("hugflow", "raydata"):
+    for variant in compared:
         walls = [(s_.wall_s, l_.wall_s) for s_, l_ in zip(runs[variant, small], runs[variant, large], strict=True)]
         rates = [(audio_large - audio_small) / (wl - ws) for ws, wl in walls]
         rate = statistics.median(rates)
@@ -458,10 +487,12 @@ def marginal(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     result["hugflow_over_raydata_end_to_end"] = spread(ratios)
     print(f"  hugflow against the plain Ray Data script at {large} clips, end to end: "
           f"{show(result['hugflow_over_raydata_end_to_end'])} x as fast")
-    phases = runs["hugflow", small][len(runs["hugflow", small]) // 2].phases
-    result["hugflow_phases_s"] = {"small": phases}
-    print(f"  hugflow's seconds by phase at {small} clips (middle round): "
-          + ", ".join(f"{name} {seconds:.1f}" for name, seconds in phases.items()))
+    result["hugflow_phases_s"] = {}
+    for variant in (v for v in compared if v != "raydata"):
+        phases = runs[variant, small][len(runs[variant, small]) // 2].phases
+        result["hugflow_phases_s"]["small" if variant == "hugflow" else f"small, {variant}"] = phases
+        print(f"  {variant}'s seconds by phase at {small} clips (middle round): "
+              + ", ".join(f"{name} {seconds:.1f}" for name, seconds in phases.items()))
     return result
 
 
@@ -566,6 +597,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--marginal", type=int, nargs=2, metavar=("SMALL", "LARGE"),
                         help=f"hugflow and the plain Ray Data script at two sizes (e.g. {MARGINAL_CLIPS[0]} "
                         f"{MARGINAL_CLIPS[1]}): marginal rate, fixed seconds, end-to-end ratio")
+    parser.add_argument("--joined", action="store_true", help="with --marginal: also hugflow joining a Ray already "
+                        "running on this host (run under tests/in_own_network.sh)")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes and one round: that it runs, not figures")
     parser.add_argument("--work", type=Path, help="keep generated data here (reused when it matches)")
     parser.add_argument("--json", type=Path)
