@@ -84,8 +84,8 @@ class SyncReport:
     output_busy_fraction: float | None
     blocks_by_node: dict[str, int] = field(default_factory=dict)
     phases: dict[str, float] = field(default_factory=dict)
-    """Seconds by phase, in order: plan, download, ledger, executor start (on a thread, beside download and ledger),
-    waiting for the executor, convert, finalize."""
+    """Seconds by phase, in order: plan, download, ledger, waiting for the executor, executor start (its own length:
+    it ran on a thread beside download and ledger, so only the wait adds to ``seconds``), convert, finalize."""
 
 
 def sync(
