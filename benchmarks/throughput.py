@@ -522,6 +522,8 @@ def scale(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     result["rate_ratio_largest_over_smallest"] = rate[last] / rate[first]
     print(f"  peak RSS {last} / {mid}: {result['rss_ratio_largest_over_middle']:.2f}; "
           f"rate {last} / {first}: {result['rate_ratio_largest_over_smallest']:.2f}")
+    if args.sizes_only:
+        return result
     args.row_groups = args.row_groups or list(SWEEP_ROW_GROUPS)
     args.clips = max(args.row_groups)
     result["row_groups"] = row_group_sweep(args, work)
@@ -593,6 +595,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         help=f"comma-separated, of {','.join(VARIANTS)}")
     parser.add_argument("--scale", action="store_true", help="hugflow at several sizes, one big file, and resume")
     parser.add_argument("--scale-rows", type=int, nargs="+", default=list(SCALE_ROWS))
+    parser.add_argument("--sizes-only", action="store_true", help="with --scale: only the sizes, not the row-group "
+                        "sweep and the resume")
     parser.add_argument("--row-groups", type=int, nargs="+", help="sweep row-group sizes (one file of --clips)")
     parser.add_argument("--marginal", type=int, nargs=2, metavar=("SMALL", "LARGE"),
                         help=f"hugflow and the plain Ray Data script at two sizes (e.g. {MARGINAL_CLIPS[0]} "
