@@ -14,6 +14,7 @@ with its conversion into one task.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -304,7 +305,7 @@ def run(
         meter.audio_rate.set(per_second(audio_total, time.perf_counter() - start) or 0.0, tags)
         on_progress(rows, errors, np.concatenate([written.ids for written in results]))
 
-    bundles = dataset.iter_internal_ref_bundles()  # a generator: it can be closed
+    bundles = dataset.iter_internal_ref_bundles()
     try:
         for bundle in bundles:
             for entry, part in zip(bundle.blocks, bundle.slices, strict=True):
@@ -316,7 +317,8 @@ def run(
     except BaseException:
         # Interrupted, or a block failed: Ray Data's execution stops, and the writes already handed over finish,
         # so that what the ledger keeps is settled when this returns (at most MAX_WRITES_IN_FLIGHT blocks).
-        _close(bundles)
+        del bundles  # Ray Data shuts its execution down when its iterator is dropped: now, while Ray is up
+        _stop_ray_data()
         if in_flight:
             ray.wait(in_flight, num_returns=len(in_flight), timeout=SETTLE_SECONDS)
         raise
@@ -326,16 +328,16 @@ def run(
                      blocks_by_node=blocks_by_node)
 
 
-def _close(blocks: Iterator[Any]) -> None:
-    """Stop a block iterator's execution now, and wait until Ray Data's threads have ended.
+def _stop_ray_data() -> None:
+    """Wait until an abandoned execution's Ray Data threads have ended.
 
-    Closing the generator shuts Ray Data's executor down, but it waits only 2 s for the executor's thread; on a
-    loaded machine that thread can still be scheduling when Ray itself shuts down, and a thread calling into a shut
-    down Ray makes its core worker end the whole process with exit status 1.
+    Ray Data shuts an execution down when its bundle iterator fails or is garbage-collected (the iterator has no
+    close()); one left alive past Ray's shut-down would shut itself down later, on collection, by starting a new
+    Ray (its auto-init), and hang the exit. Its shut-down waits only 2 s for the scheduling thread: on a loaded
+    machine that thread can still be scheduling when Ray itself shuts down, and a thread calling into a shut-down
+    Ray makes its core worker end the whole process with exit status 1.
     """
-    close = getattr(blocks, "close", None)
-    if close is not None:
-        close()
+    gc.collect()  # the iterator may sit in a reference cycle
     deadline = time.monotonic() + SETTLE_SECONDS
     for thread in threading.enumerate():
         if thread.name.startswith(_RAY_DATA_THREADS) and thread is not threading.current_thread():
