@@ -30,7 +30,7 @@ from hugflow_ray.executors.ray_job import job_base
 from hugflow_ray.gitops import comments
 from tests import datasets_fixtures as fx
 from tests.conftest import HubFixture
-from tests.ray_nodes import MEMORY, TOKEN, Cluster, Node, answers, free_port, two_node_cluster
+from tests.ray_nodes import TOKEN, Cluster, two_node_cluster
 from tests.test_gitops import CANARIES, CANARY_GH, World, git_repo, request_yaml, world  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.cluster
@@ -76,24 +76,12 @@ def embedded(request: Path, root: Path) -> dict[str, bytes]:
 # --- one node, joined through its GCS address ------------------------------------------------------------------
 
 
-@pytest.fixture
-def one_node() -> Iterator[str]:
-    port = free_port()
-    head = Node(["--head", f"--port={port}", "--node-ip-address=127.0.0.1", "--num-cpus=2", *MEMORY,
-                 "--include-dashboard=false", '--resources={"hugflow_storage": 1}'])
-    head.wait_until(lambda: bool(list(Path(head.temp_dir).glob("session_*/logs/raylet.out"))) and answers(port),
-                    "the head")
-    try:
-        yield f"127.0.0.1:{port}"
-    finally:
-        head.kill()
-
-
-def test_local_sync_joins_the_cluster_at_ray_address(one_node: str, tmp_path: Path) -> None:
+def test_local_sync_joins_the_cluster_at_ray_address(joined_ray: dict[str, str], tmp_path: Path) -> None:
+    """A one-node head (the session's running Ray), joined through its GCS address."""
     request = local_request(tmp_path, 12, row_group_size=4)
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("RAY_")}, "RAY_ADDRESS": one_node,
-           "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": TOKEN, "STORAGE_ROOT": str(tmp_path / "out"),
-           "STATE_DIR": str(tmp_path / "state"), "PROCESSED_ROOT": str(tmp_path / "processed")}
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("RAY_")}, **joined_ray,
+           "STORAGE_ROOT": str(tmp_path / "out"), "STATE_DIR": str(tmp_path / "state"),
+           "PROCESSED_ROOT": str(tmp_path / "processed")}
     done = hugflow("local-sync", str(request), env=env)
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-3000:]

@@ -1,7 +1,9 @@
 """Crash consistency: SIGKILL `hugflow local-sync` at random moments, rerun, get exactly the uninterrupted tree.
 
-Randomness is seeded (CRASH_SEED), so a failure reproduces. Two kills are aimed at the moments random timing
-rarely hits: after a batch's files are durable but before its ledger part, and during finalize.
+Randomness is seeded (CRASH_SEED), so a failure reproduces. Three kills are aimed at the moments random timing
+rarely hits: after a batch's files are durable but before its ledger part, after a ledger compaction, and during
+finalize. Every other random kill is of a driver joined to a running Ray (the Ray lives on, as a cluster does when
+a CI runner dies), the rest of a driver whose embedded Ray dies with it.
 """
 
 from __future__ import annotations
@@ -59,26 +61,30 @@ def ledger_rows(parts_dir: Path) -> int:
 
 
 class Runner:
-    def __init__(self, root: Path, request: Path) -> None:
-        self.root, self.request = root, request
+    """Runs `local-sync` of one request into a storage root of its own: on an embedded Ray (killed with the driver,
+    as when an operator's machine loses its run), or joined to a running Ray (only the driver is killed, as when a
+    CI runner dies beside the cluster)."""
 
-    def env(self, storage: str, failpoint: str | None = None) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", FAILPOINT_VARIABLE)}
+    def __init__(self, root: Path, request: Path, joined: dict[str, str]) -> None:
+        self.root, self.request, self.joined = root, request, joined
+
+    def env(self, storage: str, failpoint: str | None = None, *, joined: bool = False) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_") and k != FAILPOINT_VARIABLE}
         env.update(STORAGE_ROOT=str(self.root / storage), STATE_DIR=str(self.root / f"{storage}-state"),
-                   PROCESSED_ROOT=str(self.root / f"{storage}-processed"))
+                   PROCESSED_ROOT=str(self.root / f"{storage}-processed"), **(self.joined if joined else {}))
         if failpoint:
             env[FAILPOINT_VARIABLE] = failpoint
         return env
 
-    def start(self, storage: str, failpoint: str | None = None) -> subprocess.Popen[bytes]:
+    def start(self, storage: str, failpoint: str | None = None, *, joined: bool = False) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
             [sys.executable, "-m", "hugflow_ray", "local-sync", str(self.request)],
-            env=self.env(storage, failpoint), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            env=self.env(storage, failpoint, joined=joined), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             start_new_session=True,
         )
 
-    def complete(self, storage: str) -> bytes:
-        proc = self.start(storage)
+    def complete(self, storage: str, *, joined: bool = False) -> bytes:
+        proc = self.start(storage, joined=joined)
         out, _ = proc.communicate(timeout=RUN_TIMEOUT)
         assert proc.returncode == 0, out.decode(errors="replace")[-3000:]
         return out
@@ -100,7 +106,7 @@ class Runner:
         proc.wait(timeout=60)
 
 
-def test_killed_syncs_resume_to_exactly_the_uninterrupted_tree(tmp_path: Path) -> None:
+def test_killed_syncs_resume_to_exactly_the_uninterrupted_tree(tmp_path: Path, joined_ray: dict[str, str]) -> None:
     shards = [
         fx.parquet_bytes(fx.speech_records(n, start=sum(ROWS_PER_SHARD[:i]), seconds=1.0,
                                            names=fx.HOSTILE_NAMES), fx.speech_features(with_names=True),
@@ -111,10 +117,10 @@ def test_killed_syncs_resume_to_exactly_the_uninterrupted_tree(tmp_path: Path) -
     request = tmp_path / "requests" / "add" / "crash.yaml"
     request.parent.mkdir(parents=True)
     request.write_text("path: ../../source\ndescription: crash test\n")
-    runner = Runner(tmp_path, request)
+    runner = Runner(tmp_path, request, joined_ray)
     total = sum(ROWS_PER_SHARD)
 
-    runner.complete("reference")
+    runner.complete("reference", joined=True)
     reference_dir = next((tmp_path / "reference").iterdir())
     reference = digest_tree(reference_dir)
     assert len([k for k in reference if k.startswith("audio/")]) == total
@@ -130,17 +136,17 @@ def test_killed_syncs_resume_to_exactly_the_uninterrupted_tree(tmp_path: Path) -
         proc = runner.start(point, failpoint=point)
         out, _ = proc.communicate(timeout=RUN_TIMEOUT)
         assert proc.returncode != 0, f"failpoint {point} not reached: " + out.decode(errors="replace")[-2000:]
-        runner.complete(point)
+        runner.complete(point, joined=True)
         check(point)
 
     rng = random.Random(CRASH_SEED)
     parts_dir = tmp_path / "crashed" / reference_dir.name / ".hugflow" / "ledger"
     kills = 0
-    for _ in range(MAX_ATTEMPTS):
+    for attempt in range(MAX_ATTEMPTS):
         if kills >= RANDOM_KILLS:
             break
         done = ledger_rows(parts_dir)
-        proc = runner.start("crashed")
+        proc = runner.start("crashed", joined=attempt % 2 == 1)  # every other run joins: both kinds of death
         runner.kill_after(proc, parts_dir, rng.randint(0, max(0, total - done)), rng.uniform(0.0, 0.3))
         if proc.returncode == -signal.SIGKILL:
             kills += 1
@@ -149,10 +155,10 @@ def test_killed_syncs_resume_to_exactly_the_uninterrupted_tree(tmp_path: Path) -
         check("crashed")  # this chain of killed runs ended in a complete, correct dataset: start another
         shutil.rmtree(tmp_path / "crashed")
     assert kills >= RANDOM_KILLS
-    runner.complete("crashed")
+    runner.complete("crashed", joined=True)
     crashed_dir = check("crashed")
 
     stamps = {p: p.stat().st_mtime_ns for p in crashed_dir.rglob("*")}
-    out = runner.complete("crashed")
+    out = runner.complete("crashed", joined=True)
     assert b"already complete" in out
     assert {p: p.stat().st_mtime_ns for p in crashed_dir.rglob("*")} == stamps

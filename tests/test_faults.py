@@ -73,14 +73,20 @@ def stderr_lines(result: subprocess.CompletedProcess[str]) -> list[str]:
 
 # ---- signals -------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
-def test_an_interrupted_local_sync_says_what_it_kept_in_one_line(tmp_path: Path, signum: int, code: int) -> None:
+# Ctrl-C at an operator's terminal stops a driver on its embedded Ray; SIGTERM is how a stopped Ray job's driver ends,
+# joined to the cluster.
+@pytest.mark.parametrize(("signum", "code", "joined"), [
+    pytest.param(signal.SIGTERM, 143, True, id="sigterm-joined"),
+    pytest.param(signal.SIGINT, 130, False, id="sigint-embedded"),
+])
+def test_an_interrupted_local_sync_says_what_it_kept_in_one_line(tmp_path: Path, signum: int, code: int,
+                                                                 joined: bool, joined_ray: dict[str, str]) -> None:
     request = local_dataset(tmp_path, rows=96, seconds=1.0)
     # The signal comes while the driver is between Ray Data's blocks (held just after the first block's rows are in
     # the ledger): an execution abandoned there must be shut down while Ray is up, or it restarts Ray at exit.
     release = tmp_path / "release"
     env = cli_env(tmp_path, tmp_path / "datasets", PROGRESS_INTERVAL="100000",
-                  HUGFLOW_FAILPOINT=f"pause:rows-written:{release}")
+                  HUGFLOW_FAILPOINT=f"pause:rows-written:{release}", **(joined_ray if joined else {}))
     # As at a terminal: Ctrl-C raises KeyboardInterrupt even when this suite runs as a background job, whose
     # children start with SIGINT ignored (a shell's rule, which Python and hugflow respect).
     as_at_a_terminal = ("import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
@@ -103,7 +109,7 @@ def test_an_interrupted_local_sync_says_what_it_kept_in_one_line(tmp_path: Path,
     assert 0 < kept < 96 and f": {kept} of 96 rows of {dataset_dir.name} are kept" in lines[0]
     progress = read_progress(tmp_path / "state", dataset_dir.name)
     assert progress is not None and (progress.status, progress.downloaded_files) == ("syncing", kept)
-    resumed = local_sync(request, cli_env(tmp_path, tmp_path / "datasets"))
+    resumed = local_sync(request, cli_env(tmp_path, tmp_path / "datasets", **joined_ray))
     assert resumed.returncode == 0 and f"resumed from row {kept}" in resumed.stdout, resumed.stderr
 
 
@@ -123,19 +129,20 @@ def small_filesystem(tmp_path: Path) -> Iterator[Path]:
 
 
 def test_a_full_disk_is_one_line_and_a_rerun_after_freeing_space_resumes_exactly(tmp_path: Path,
-                                                                                  small_filesystem: Path) -> None:
+                                                                                  small_filesystem: Path,
+                                                                                  joined_ray: dict[str, str]) -> None:
     request = local_dataset(tmp_path, rows=48, seconds=2.0)
-    reference = local_sync(request, cli_env(tmp_path, tmp_path / "reference"))
+    reference = local_sync(request, cli_env(tmp_path, tmp_path / "reference", **joined_ray))
     assert reference.returncode == 0, reference.stderr
     storage = small_filesystem / "datasets"
-    full = local_sync(request, cli_env(tmp_path, storage))
+    full = local_sync(request, cli_env(tmp_path, storage))  # embedded: its Ray ends with the failed run
     assert full.returncode == 1
     lines = stderr_lines(full)
     assert lines[0].startswith("error: ") and f"the filesystem at {small_filesystem} is full" in lines[0], full.stderr
     assert "Free space and run again: it resumes after the" in lines[0] and "rows left need about" in lines[0]
     assert "Traceback" not in full.stderr and len(lines) <= 2, full.stderr  # the line, and the HUGFLOW_DEBUG hint
     subprocess.run(["mount", "-o", "remount,size=64m", str(small_filesystem)], check=True)
-    resumed = local_sync(request, cli_env(tmp_path, storage))
+    resumed = local_sync(request, cli_env(tmp_path, storage))  # the running Ray cannot see this test's mount
     assert resumed.returncode == 0, resumed.stderr
     name = next((tmp_path / "reference").iterdir()).name
     assert digest_tree(storage / name) == digest_tree(tmp_path / "reference" / name)

@@ -166,6 +166,13 @@ def world(hub: HubFixture, git_repo: Path, tmp_path: Path, monkeypatch: pytest.M
                     caplog)
 
 
+@pytest.fixture(autouse=True)
+def drivers_join_a_running_ray(joined_ray: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The runner's drivers join a running Ray, as on the team's server (the cluster tests point them at theirs)."""
+    for name, value in joined_ray.items():
+        monkeypatch.setenv(name, value)
+
+
 def test_an_add_request_syncs_and_reports_on_one_living_comment(world: World, hub: HubFixture,
                                                                tmp_path: Path) -> None:
     """Through the real command (`hugflow sync --ci-mode` as a process): plan, progress, success; no merge."""
