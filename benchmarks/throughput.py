@@ -235,6 +235,11 @@ class TreeSample:
     peak_by_process: dict[str, int] = field(default_factory=dict)
     cpu_ticks: dict[int, int] = field(default_factory=dict)
     titles: dict[int, collections.Counter[str]] = field(default_factory=dict)
+    # Every process on the machine but this one, by what it was doing at each sample: a joined sync's workers and
+    # the running Ray's daemons are not in the command's tree, and a worker's start (before Ray names it by its
+    # task) is told apart from its work.
+    machine_ticks: dict[int, int] | None = None
+    machine_cpu: collections.Counter[str] = field(default_factory=collections.Counter)
 
     def sample(self, root: int) -> None:
         parents: dict[int, int] = {}
@@ -249,6 +254,12 @@ class TreeSample:
                 continue
             parents[int(entry)] = int(stat[1])
             stats[int(entry)] = (pages * PAGE, int(stat[11]) + int(stat[12]))
+        ticks = {pid: cpu for pid, (_, cpu) in stats.items() if pid != os.getpid()}
+        if self.machine_ticks is not None:  # the first sample is the baseline
+            for pid, total in ticks.items():
+                if (used := total - self.machine_ticks.get(pid, 0)) > 0:
+                    self.machine_cpu[_title(pid)] += used / TICK
+        self.machine_ticks = ticks
         tree, stack = [], [root]
         while stack:
             pid = stack.pop()
@@ -267,6 +278,9 @@ class TreeSample:
             for pid, title in latest.items():
                 by_process[title] += stats[pid][0]
             self.peak_by_process = dict(by_process.most_common())
+
+    def machine_cpu_by_process(self) -> dict[str, float]:
+        return {title: seconds for title, seconds in self.machine_cpu.most_common() if seconds >= 0.01}
 
     def cpu_by_process(self) -> dict[str, float]:
         totals: collections.Counter[str] = collections.Counter()
@@ -302,6 +316,7 @@ class Run:
     writer_busy: float | None
     phases: dict[str, float] = field(default_factory=dict)
     peak_by_process: dict[str, int] = field(default_factory=dict)
+    machine_cpu: dict[str, float] = field(default_factory=dict)
 
     def rate(self, audio_seconds: float) -> float:
         return audio_seconds / (self.wall_s - self.startup_s)
@@ -370,7 +385,8 @@ def run_hugflow(data: Data, out: Path, *, metrics: bool = True, joining: dict[st
     # Ray's start runs beside the download and row count: what it adds to the wall time is the wait for it
     ray_fixed = phases.get("waiting for the executor", 0.0) + phases.get("shut-down", 0.0)
     return Run("hugflow" if metrics else "hugflow-nometrics", wall, ray_fixed, tree.peak_rss, tree.cpu_by_process(),
-               float(busy.group(1)) / 100 if busy else None, phases, tree.peak_by_process)
+               float(busy.group(1)) / 100 if busy else None, phases, tree.peak_by_process,
+               tree.machine_cpu_by_process())
 
 
 # ---------------------------------------------------------------------------------------------- reports
@@ -493,7 +509,24 @@ def _marginal(args: argparse.Namespace, work: Path, joining: dict[str, str] | No
         result["hugflow_phases_s"]["small" if variant == "hugflow" else f"small, {variant}"] = phases
         print(f"  {variant}'s seconds by phase at {small} clips (middle round): "
               + ", ".join(f"{name} {seconds:.1f}" for name, seconds in phases.items()))
+    result["hugflow_cpu_s_outside_conversion"] = {}
+    for variant in (v for v in compared if v != "raydata"):
+        cpu = outside_conversion(runs[variant, small][len(runs[variant, small]) // 2].machine_cpu)
+        outside = sum(cpu.values())
+        budget = 0.5 * audio_small / result[variant]["marginal_x_realtime"] * cores  # half its marginal time
+        result["hugflow_cpu_s_outside_conversion"][variant] = {"total": outside, "by_process": cpu,
+                                                               "budget_at_1_5x": budget}
+        print(f"  {variant}'s CPU seconds on the machine outside its conversion tasks at {small} clips (middle "
+              f"round): {outside:.1f}, where a sync within 1.5x its marginal time has {budget:.1f} on {cores} cores; "
+              "by process: " + ", ".join(f"{name} {seconds:.2f}" for name, seconds in cpu.items() if seconds >= 0.05))
     return result
+
+
+def outside_conversion(cpu: dict[str, float]) -> dict[str, float]:
+    """CPU seconds by process outside the conversion tasks (Ray names them after the fused read and map): the
+    driver, Ray's daemons, the workers' start (before Ray names them by a task: ``python default_worker.py``, then
+    ``ray::IDLE``), the warm-up, Ray Data's actors and the output actor."""
+    return {name: seconds for name, seconds in cpu.items() if "MapBatches" not in name}
 
 
 def scale(args: argparse.Namespace, work: Path) -> dict[str, Any]:

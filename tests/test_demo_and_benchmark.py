@@ -95,6 +95,12 @@ def test_the_throughput_benchmark_measures_marginal_rate_and_the_plain_ray_data_
     assert {"interpreter and imports", "executor start", "convert", "finalize", "shut-down"} <= set(phases), phases
     joined = result["hugflow_phases_s"]["small, hugflow-joined"]
     assert joined["convert"] > 0 and joined["executor start"] < phases["executor start"], (joined, phases)
+    outside = result["hugflow_cpu_s_outside_conversion"]
+    assert set(outside) == {"hugflow", "hugflow-joined"}
+    assert all(v["total"] > 0 and math.isfinite(v["budget_at_1_5x"]) for v in outside.values()), outside
+    # joined, the sync's workers are the running Ray's processes, not its own: they count all the same
+    by_process = outside["hugflow-joined"]["by_process"]
+    assert by_process["python hugflow_ray"] > 0 and sum(by_process.values()) - by_process["python hugflow_ray"] > 0.5
     written = sorted(p.name for p in (tmp_path / "work").glob("data-*"))
     assert written == ["data-4", "data-8"]
 
