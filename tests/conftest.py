@@ -202,10 +202,11 @@ def ray_session() -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def joined_ray() -> Iterator[dict[str, str]]:
-    """A Ray kept running for the session (`ray start --head` in a PID namespace of its own, 2 CPUs, the storage
-    resource) and the environment that makes a `hugflow` subprocess join it, as it joins a running cluster, instead
-    of starting one of its own: for tests of what a sync does rather than of an embedded Ray's start and end, it
-    saves that start and end on every run. Not the in-process ``ray_session``, which in-process commands shut down."""
+    """A Ray kept running for the session (`ray start --head` in PID and mount namespaces of its own, 2 CPUs, the
+    storage resource) and the environment that makes a `hugflow` subprocess join it, as it joins a running cluster,
+    instead of starting one of its own: for tests of what a sync does rather than of an embedded Ray's start and
+    end, it saves that start and end on every run. Not the in-process ``ray_session``, which in-process commands
+    shut down."""
     from tests.ray_nodes import MEMORY, TOKEN, Node, answers, free_port
 
     port = free_port()
