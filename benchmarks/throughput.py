@@ -503,15 +503,13 @@ def _marginal(args: argparse.Namespace, work: Path, joining: dict[str, str] | No
     result["hugflow_over_raydata_end_to_end"] = spread(ratios)
     print(f"  hugflow against the plain Ray Data script at {large} clips, end to end: "
           f"{show(result['hugflow_over_raydata_end_to_end'])} x as fast")
-    result["hugflow_phases_s"] = {}
+    result["hugflow_phases_s"], result["hugflow_cpu_s_outside_conversion"] = {}, {}
     for variant in (v for v in compared if v != "raydata"):
-        phases = runs[variant, small][len(runs[variant, small]) // 2].phases
-        result["hugflow_phases_s"]["small" if variant == "hugflow" else f"small, {variant}"] = phases
+        middle = runs[variant, small][len(runs[variant, small]) // 2]
+        result["hugflow_phases_s"]["small" if variant == "hugflow" else f"small, {variant}"] = middle.phases
         print(f"  {variant}'s seconds by phase at {small} clips (middle round): "
-              + ", ".join(f"{name} {seconds:.1f}" for name, seconds in phases.items()))
-    result["hugflow_cpu_s_outside_conversion"] = {}
-    for variant in (v for v in compared if v != "raydata"):
-        cpu = outside_conversion(runs[variant, small][len(runs[variant, small]) // 2].machine_cpu)
+              + ", ".join(f"{name} {seconds:.1f}" for name, seconds in middle.phases.items()))
+        cpu = outside_conversion(middle.machine_cpu)
         outside = sum(cpu.values())
         budget = 0.5 * audio_small / result[variant]["marginal_x_realtime"] * cores  # half its marginal time
         result["hugflow_cpu_s_outside_conversion"][variant] = {"total": outside, "by_process": cpu,
