@@ -448,16 +448,13 @@ def running_ray() -> Iterator[dict[str, str]]:
     """One ``ray start --head`` on this host with every core and the storage resource, as an operator keeps one
     running; yields the environment that makes ``local-sync`` join it. Run under ``tests/in_own_network.sh``."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: its tests/ray_nodes.py
-    from tests.ray_nodes import NODE_ENV, Node, alive_nodes, free_port
+    from tests.ray_nodes import NODE_ENV, alive_nodes, free_port, storage_head
 
-    port, dashboard = free_port(), free_port()
-    head = Node(["--head", f"--port={port}", "--node-ip-address=127.0.0.1", "--include-dashboard=true",
-                 "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}", '--resources={"hugflow_storage": 1}'])
-    try:
-        head.wait_until(lambda: alive_nodes(f"http://127.0.0.1:{dashboard}") == 1, "the running Ray")
-        yield {**NODE_ENV, "RAY_ADDRESS": f"127.0.0.1:{port}"}
-    finally:
-        head.kill()
+    dashboard = free_port()
+    with storage_head("--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}") \
+            as (address, head):
+        head.wait_until(lambda: alive_nodes(f"http://127.0.0.1:{dashboard}") == 1, "the running Ray's dashboard")
+        yield {**NODE_ENV, "RAY_ADDRESS": address}
 
 
 def marginal(args: argparse.Namespace, work: Path) -> dict[str, Any]:

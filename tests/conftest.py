@@ -207,17 +207,10 @@ def joined_ray() -> Iterator[dict[str, str]]:
     instead of starting one of its own: for tests of what a sync does rather than of an embedded Ray's start and
     end, it saves that start and end on every run. Not the in-process ``ray_session``, which in-process commands
     shut down."""
-    from tests.ray_nodes import MEMORY, TOKEN, Node, answers, free_port
+    from tests.ray_nodes import MEMORY, TOKEN, storage_head
 
-    port = free_port()
-    head = Node(["--head", f"--port={port}", "--node-ip-address=127.0.0.1", "--num-cpus=2", *MEMORY,
-                 "--include-dashboard=false", '--resources={"hugflow_storage": 1}'])
-    try:
-        head.wait_until(lambda: bool(list(Path(head.temp_dir).glob("session_*/logs/raylet.out"))) and answers(port),
-                        "the session's running Ray")
-        yield {"RAY_ADDRESS": f"127.0.0.1:{port}", "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": TOKEN}
-    finally:
-        head.kill()
+    with storage_head("--num-cpus=2", *MEMORY, "--include-dashboard=false") as (address, _):
+        yield {"RAY_ADDRESS": address, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": TOKEN}
 
 
 @pytest.fixture

@@ -127,6 +127,22 @@ def alive_nodes(job_server: str) -> int:
 
 
 @contextlib.contextmanager
+def storage_head(*args: str) -> Iterator[tuple[str, Node]]:
+    """One `ray start --head` on loopback that is also the storage node (it declares the storage resource), as an
+    operator keeps one running on the machine that holds the files; yields its GCS address and the node once its
+    raylet is up."""
+    port = free_port()
+    head = Node(["--head", f"--port={port}", "--node-ip-address=127.0.0.1", '--resources={"hugflow_storage": 1}',
+                 *args])
+    try:
+        head.wait_until(lambda: bool(list(Path(head.temp_dir).glob("session_*/logs/raylet.out"))) and answers(port),
+                        "the head")
+        yield f"127.0.0.1:{port}", head
+    finally:
+        head.kill()
+
+
+@contextlib.contextmanager
 def two_node_cluster(*, cpus_each: int = 1) -> Iterator[Cluster]:
     """A head (dashboard, job server) that cannot see ``hidden``, and a storage node that holds the storage resource
     and sees it, as two machines would be."""
