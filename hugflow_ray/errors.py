@@ -7,10 +7,27 @@ what to do next. Third-party errors are wrapped at the adapter that meets them (
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
+
+
+def _rebuilt(cls: type[BaseException], args: tuple[Any, ...], fields: dict[str, Any]) -> BaseException:
+    """An error as it was pickled: its arguments and fields restored without calling ``__init__`` again, whose
+    keyword-only arguments the pickled ``args`` do not carry."""
+    error = cls.__new__(cls, *args)
+    error.args = args
+    error.__dict__.update(fields)
+    return error
 
 
 class HugflowError(Exception):
-    """Base class of every error hugflow-ray raises on purpose."""
+    """Base class of every error hugflow-ray raises on purpose.
+
+    Every subclass survives pickling with its message and fields (Ray pickles what a task or an actor raises), as
+    huggingface_hub's ``HfHubHTTPError`` does: ``__reduce__`` restores the state instead of calling ``__init__``.
+    """
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _rebuilt, (type(self), self.args, dict(self.__dict__))
 
 
 class SettingsError(HugflowError, ValueError):
@@ -231,6 +248,9 @@ class Interrupted(BaseException):  # noqa: N818 - like KeyboardInterrupt, which 
                  rows_total: int | None = None) -> None:
         self.signum, self.dataset_name, self.rows_kept, self.rows_total = signum, dataset_name, rows_kept, rows_total
         super().__init__(signum)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _rebuilt, (type(self), self.args, dict(self.__dict__))
 
 
 # ---- URL sources of the catalog: downloads and archives ----
