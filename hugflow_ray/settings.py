@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, get_args
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -20,10 +21,30 @@ MAX_DOWNLOAD_CONCURRENCY = 64
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
 
+class Scope(StrEnum):
+    """Whose value of a setting a sync run as a Ray job uses: the one rule, read off each field of :class:`Settings`.
+
+    A job on the storage node must judge and convert exactly as its submitter planned (the licence the PR comment
+    showed, the bitrate the ledger's fingerprint holds), and must never carry a secret: Ray writes a job's runtime
+    env to its logs.
+    """
+
+    SYNC = "sync"  # decides what a sync does: a job takes the submitter's value (the default for a field)
+    CONTROL = "control"  # the control plane's alone (GitHub, Slack, the catalog, where Ray is): a job never needs it
+    NODE = "node"  # a credential (every SecretStr field): never sent; the storage node holds its own
+
+
+def _control(description: str) -> dict[str, Any]:
+    """A field's ``description`` and its scope :attr:`Scope.CONTROL`."""
+    return {"description": description, "json_schema_extra": {"scope": Scope.CONTROL.value}}
+
+
 class Settings(BaseSettings):
     """hugflow-ray's configuration, read from the environment and ``.env`` (the environment wins)."""
 
-    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True)
+    # An empty variable reads as unset (``SLACK_CHANNEL=`` in an env file; an unset sync setting sent to a job).
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True,
+                                      env_ignore_empty=True)
 
     hf_token: SecretStr | None = Field(None, description="Hub token for gated or private datasets.")
     hf_endpoint: str = Field(DEFAULT_HF_ENDPOINT, description="The Hub's base URL (a mirror or a private Hub).")
@@ -33,18 +54,18 @@ class Settings(BaseSettings):
     github_token: SecretStr | None = Field(None, description="GitHub token for PR comments (else `gh auth token`).")
     slack_webhook_url: SecretStr | None = Field(None, description="Slack incoming webhook URL.")
     slack_bot_token: SecretStr | None = Field(None, description="Slack bot token (xoxb-...), with SLACK_CHANNEL.")
-    slack_channel: str | None = Field(None, description="Slack channel, with a bot token.")
-    slack_api_url: str = Field(DEFAULT_SLACK_API_URL, description="Slack Web API base URL (bot token only).")
-    github_actions: bool = Field(False, description="Set to true by GitHub Actions; `sync --ci-mode` needs it.")
-    github_event_path: Path | None = Field(None, description="The Actions event file (set by Actions).")
-    github_repository: str | None = Field(None, description="owner/name of the repository (set by Actions).")
-    github_api_url: str = Field(DEFAULT_GITHUB_API_URL, description="GitHub REST API URL (Enterprise: set by Actions).")
+    slack_channel: str | None = Field(None, **_control("Slack channel, with a bot token."))
+    slack_api_url: str = Field(DEFAULT_SLACK_API_URL, **_control("Slack Web API base URL (bot token only)."))
+    github_actions: bool = Field(False, **_control("Set to true by GitHub Actions; `sync --ci-mode` needs it."))
+    github_event_path: Path | None = Field(None, **_control("The Actions event file (set by Actions)."))
+    github_repository: str | None = Field(None, **_control("owner/name of the repository (set by Actions)."))
+    github_api_url: str = Field(DEFAULT_GITHUB_API_URL, **_control("GitHub REST API URL (Enterprise: set by Actions)."))
     sync_approval_label: str = Field(
-        "sync-approved", description="Label a maintainer puts on a fork PR's reviewed head commit to let it sync."
+        "sync-approved", **_control("Label a maintainer puts on a fork PR's reviewed head commit to let it sync.")
     )
     progress_interval: int = Field(10000, ge=1, description="Rows between progress reports.")
     max_concurrent_downloads: int = Field(5, ge=1, le=MAX_DOWNLOAD_CONCURRENCY, description="Parallel downloads.")
-    auto_merge: bool = Field(False, description="Merge the PR when every request succeeded.")
+    auto_merge: bool = Field(False, **_control("Merge the PR when every request succeeded."))
     log_level: LogLevel = Field("INFO", description="Logging level.")
     mp3_bitrate: int = Field(192, description="MP3 CBR bitrate in kbps, clamped per file to the legal maximum.")
     mp3_quality: int = Field(3, ge=0, le=9, description="LAME algorithm quality: 0 best/slowest .. 9 fastest.")
@@ -55,21 +76,21 @@ class Settings(BaseSettings):
         14400.0, gt=0, description="Longest audio a row may hold, in seconds; longer rows are row errors (too_long)."
     )
     ray_address: str | None = Field(
-        None, description="A Ray cluster: its GCS (host:6379) to join, or its job server (http://host:8265) to submit "
-        "syncs to as Ray jobs; unset: an embedded Ray."
+        None, **_control("A Ray cluster: its GCS (host:6379) to join, or its job server (http://host:8265) to "
+                         "submit syncs to as Ray jobs; unset: an embedded Ray.")
     )
     ray_auth_token: SecretStr | None = Field(None, description="The Ray cluster's token (with RAY_AUTH_MODE=token).")
     storage_resource: str = Field(
         "hugflow_storage", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$",
         description="The Ray custom resource that marks the node owning STORAGE_ROOT.",
     )
-    catalog_path: Path = Field(Path("catalog.yaml"), description="The curated catalog (``hugflow catalog``).")
+    catalog_path: Path = Field(Path("catalog.yaml"), **_control("The curated catalog (``hugflow catalog``)."))
     hugflow_tier: str | None = Field(
-        None, description="The catalog tier `hugflow reconcile` brings in when no --tier is given (e.g. minimal)."
+        None, **_control("The catalog tier `hugflow reconcile` brings in when no --tier is given (e.g. minimal).")
     )
     max_storage_gb: float | None = Field(
-        None, gt=0, description="The storage budget of STORAGE_ROOT in decimal GB; unset: what the disk holds now "
-        "plus its free space."
+        None, gt=0, **_control("The storage budget of STORAGE_ROOT in decimal GB; unset: what the disk holds now "
+                               "plus its free space.")
     )
     allowed_licences: str | None = Field(
         None, description="Comma-separated SPDX ids a dataset's licence must be one of; unset: the commercially "
@@ -119,6 +140,32 @@ class Settings(BaseSettings):
         """The secret values configured, for redaction."""
         values = (self.hf_token, self.github_token, self.slack_webhook_url, self.slack_bot_token, self.ray_auth_token)
         return [s.get_secret_value() for s in values if s]
+
+
+def scope_of(name: str) -> Scope:
+    """The scope of the setting ``name`` (a field of :class:`Settings`): a credential's is always NODE."""
+    field = Settings.model_fields[name]
+    if SecretStr in (field.annotation, *get_args(field.annotation)):
+        return Scope.NODE
+    extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+    return Scope(extra.get("scope", Scope.SYNC.value))
+
+
+def job_environment(settings: Settings) -> dict[str, str]:
+    """The variables a sync run as a Ray job starts with: every SYNC setting as the submitter has it (paths made
+    absolute; an unset one empty, which the job reads as unset over whatever its node sets), and nothing else."""
+    return {name.upper(): _as_variable(getattr(settings, name)) for name in Settings.model_fields
+            if scope_of(name) is Scope.SYNC}
+
+
+def _as_variable(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Path):
+        return str(value.absolute())
+    return str(value)
 
 
 def load_settings(**overrides: object) -> Settings:

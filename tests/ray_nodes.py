@@ -37,6 +37,9 @@ PR_SET_PDEATHSIG = 1
 
 
 TOKEN = "hfrtest" + "5" * 57
+# The storage node's own Hub token, as its unit's environment file gives it (cluster/README.md): a job's driver
+# inherits it there; no submitter sends one.
+NODE_HF_TOKEN = "hf_StorageNodeOwnToken0123456789"
 RAY = str(Path(sys.executable).with_name("ray"))
 # The jobs' entrypoint runs `python -m hugflow_ray`: the nodes' PATH leads to this environment first, as the
 # units in cluster/ set it.
@@ -154,7 +157,7 @@ def two_node_cluster(*, cpus_each: int = 1) -> Iterator[Cluster]:
     try:
         head.wait_until(lambda: alive_nodes(f"http://127.0.0.1:{dashboard}") == 1, "the head")
         storage = Node([f"--address=127.0.0.1:{port}", "--node-ip-address=127.0.0.1", f"--num-cpus={cpus_each}",
-                        *MEMORY, '--resources={"hugflow_storage": 1}'])
+                        *MEMORY, '--resources={"hugflow_storage": 1}'], env={"HF_TOKEN": NODE_HF_TOKEN})
         try:
             storage.wait_until(lambda: alive_nodes(f"http://127.0.0.1:{dashboard}") == 2, "the storage node")
             yield Cluster(head, storage, f"127.0.0.1:{port}", f"http://127.0.0.1:{dashboard}", hidden)

@@ -393,6 +393,18 @@ def test_a_bad_catalog_is_refused_naming_file_line_field_and_fix(case: Hostile) 
     assert str(error) == f"{where}: {what}. {error.fix}"
 
 
+@pytest.mark.parametrize("address", [
+    "ftp://me:hunter2@example.org/midi.tar.gz",     # refused for its scheme
+    "https://me:hunter2@example.org:0/midi.tar.gz",  # refused for its port
+    "https://me:hunter2@/midi.tar.gz",              # refused for its missing host
+    "https://me:hunter2@example.org/a midi.tar.gz",  # refused for its space
+])
+def test_a_refused_url_never_echoes_its_credentials(address: str) -> None:
+    with pytest.raises(CatalogError) as caught:
+        parse_catalog(url("https://example.org/midi.tar.gz", address), catalog_path=CATALOG_PATH)
+    assert "hunter2" not in str(caught.value) and "me:" not in str(caught.value), str(caught.value)
+
+
 def test_there_are_cases_for_every_kind_of_refusal() -> None:
     assert len({c.id for c in HOSTILE}) == len(HOSTILE) >= 80
 

@@ -91,6 +91,23 @@ def test_token_shapes_are_redacted_without_being_configured(token: str) -> None:
     assert redact(f"failed with {token}, retrying") == f"failed with {REDACTED}, retrying"
 
 
+@pytest.mark.parametrize(("text", "shown"), [
+    ("RAY_ADDRESS=http://user:pass@head:8265 refused", f"RAY_ADDRESS=http://{REDACTED}@head:8265 refused"),
+    ("see https://tok3n@example.org/x.tar?y=1.", f"see https://{REDACTED}@example.org/x.tar?y=1."),
+    ("'ftp://a:b@h/p' and s3://key:secret@bucket/k", f"'ftp://{REDACTED}@h/p' and s3://{REDACTED}@bucket/k"),
+    ("mail me@example.org at http://example.org/a@b", "mail me@example.org at http://example.org/a@b"),
+])
+def test_the_user_info_of_every_url_is_redacted(text: str, shown: str) -> None:
+    assert redact(text) == shown
+
+
+def test_a_shown_url_keeps_everything_but_its_user_info() -> None:
+    from hugflow_ray.utils.redact import shown_url
+
+    assert shown_url("http://user:pass@head:8265/api?x=1#f") == "http://head:8265/api?x=1#f"
+    assert shown_url("http://head:8265") == "http://head:8265"
+
+
 def test_configured_secrets_of_any_shape_are_redacted() -> None:
     assert redact("password=opensesame1 ok", ["opensesame1"]) == f"password={REDACTED} ok"
     assert redact("short ab", ["ab"]) == "short ab"
@@ -148,3 +165,60 @@ def test_the_driver_environment_keeps_the_hub_token_and_drops_github_and_slack(m
     assert env["HF_TOKEN"] == CANARY_HF and env["STORAGE_ROOT"] == "/data"
     assert not {"GITHUB_TOKEN", "GH_TOKEN", "SLACK_WEBHOOK_URL", "SLACK_BOT_TOKEN",
                 "ACTIONS_ID_TOKEN_REQUEST_TOKEN"} & set(env)
+
+
+# --- whose settings a sync run as a Ray job uses -----------------------------------------------------------------
+
+# The storage node's own environment (its unit's environment file): a policy, an encoder and a token of its own.
+NODE_ENVIRONMENT = {"ALLOWED_LICENCES": "CC0-1.0", "MP3_BITRATE": "320", "MAX_ROW_ERROR_RATE": "0.5",
+                    "HF_TOKEN": "hf_NodeOwnTokenNodeOwnToken0123", "LOG_LEVEL": "ERROR", "HUGFLOW_METRICS": "false"}
+
+
+def _as_job_sees_it(monkeypatch: pytest.MonkeyPatch, submitter: Settings) -> Settings:
+    """The settings a job's driver reads: its node's environment with the job's runtime env over it, as Ray does."""
+    from hugflow_ray.settings import job_environment
+
+    for name, value in {**NODE_ENVIRONMENT, **job_environment(submitter)}.items():
+        monkeypatch.setenv(name, value)
+    return load_settings()
+
+
+@pytest.mark.parametrize("policy", ["MIT,Apache-2.0", None], ids=["the submitter's policy", "the default policy"])
+def test_a_job_judges_and_converts_with_its_submitters_settings_whatever_its_node_sets(
+        monkeypatch: pytest.MonkeyPatch, policy: str | None) -> None:
+    from hugflow_ray.core.licences import judge
+    from hugflow_ray.settings import Scope, scope_of
+
+    submitter = Settings(allowed_licences=policy, mp3_bitrate=128, max_row_error_rate=0.01, log_level="DEBUG",
+                         hf_token=CANARY_HF, storage_root=Path("rel/datasets"), hugflow_metrics=True)
+    job = _as_job_sees_it(monkeypatch, submitter)
+    for licence in ("MIT", "CC0-1.0", "Apache-2.0", "CC-BY-4.0", "CC-BY-NC-4.0", None):
+        verdicts = [judge(licence, allowed=side.licence_policy, override=None).allowed for side in (submitter, job)]
+        assert verdicts[0] == verdicts[1], licence
+    synced = [name for name in Settings.model_fields if scope_of(name) is Scope.SYNC]
+    assert "allowed_licences" in synced and "mp3_bitrate" in synced
+    for name in synced:
+        mine, theirs = getattr(submitter, name), getattr(job, name)
+        assert (mine.absolute() if isinstance(mine, Path) else mine) == theirs, name
+    assert job.hf_token is not None and job.hf_token.get_secret_value() == NODE_ENVIRONMENT["HF_TOKEN"]
+
+
+def test_no_credential_and_nothing_of_the_control_plane_travels_with_a_job() -> None:
+    from hugflow_ray.settings import Scope, job_environment, scope_of
+
+    secrets = {name: f"secret-{name}-0123456789" for name, field in Settings.model_fields.items()
+               if "SecretStr" in str(field.annotation)}
+    assert set(secrets) >= {"hf_token", "github_token", "slack_webhook_url", "slack_bot_token", "ray_auth_token"}
+    assert all(scope_of(name) is Scope.NODE for name in secrets)
+    settings = Settings(**secrets, ray_address="http://u:p@head:8265", slack_channel="#data",
+                        github_repository="acme/datasets")  # type: ignore[arg-type]
+    variables = job_environment(settings)
+    assert not [value for value in secrets.values() if any(value in v for v in variables.values())]
+    assert not {"RAY_ADDRESS", "SLACK_CHANNEL", "GITHUB_REPOSITORY", "AUTO_MERGE"} & set(variables)
+
+
+def test_an_empty_variable_reads_as_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ALLOWED_LICENCES", "")
+    monkeypatch.setenv("SLACK_CHANNEL", "")
+    settings = load_settings()
+    assert settings.allowed_licences is None and settings.slack_channel is None

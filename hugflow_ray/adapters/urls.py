@@ -27,6 +27,7 @@ from typing import IO
 from hugflow_ray.core.catalog import UrlSource
 from hugflow_ray.errors import SourceError
 from hugflow_ray.utils.atomic import fsync_dir
+from hugflow_ray.utils.redact import shown_url
 
 log = logging.getLogger(__name__)
 
@@ -46,12 +47,6 @@ _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
 def partial_path(dest: Path) -> Path:
     """Where the download of ``dest`` is kept until it is complete and verified."""
     return dest.with_name(dest.name + PARTIAL_SUFFIX)
-
-
-def shown_url(url: str) -> str:
-    """``url`` as a message may show it: any ``user:password@`` removed."""
-    parts = urllib.parse.urlsplit(url)
-    return urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 def fetch_url(source: UrlSource, dest: Path, *, timeout: float = DEFAULT_TIMEOUT_SECONDS) -> Path:

@@ -68,6 +68,7 @@ from hugflow_ray.core.request import (
     _read_capped,
 )
 from hugflow_ray.errors import CatalogError
+from hugflow_ray.utils.redact import redact
 
 GB = 1000**3  # sizes in the catalog and MAX_STORAGE_GB are decimal gigabytes, as the Hub and disk vendors count
 
@@ -489,6 +490,7 @@ def _number(key: str, node: yaml.Node, at: _At, *, whole: bool, example: str) ->
 
 
 def _check_url(url: str, fail: _FieldFail) -> None:
+    shown = repr(redact(url))  # a message never repeats the user-info the check refuses
     if not url.isascii() or any(c.isspace() for c in url):
         raise fail("contains spaces or non-ASCII characters", "Percent-encode them (a space is %20).")
     try:
@@ -496,15 +498,16 @@ def _check_url(url: str, fail: _FieldFail) -> None:
         if parts.port == 0:  # reading the port checks it, and refuses one past 65535
             raise ValueError("port 0")
     except ValueError as e:
-        raise fail(f"{url!r} is not a valid URL ({e})", "Write the full address, e.g. 'https://example.org/x.zip'.") from e
+        raise fail(f"{shown} is not a valid URL ({redact(str(e))})",
+                   "Write the full address, e.g. 'https://example.org/x.zip'.") from None
     if parts.scheme not in ("http", "https"):
-        raise fail(f"{url!r} is not an http or https URL",
+        raise fail(f"{shown} is not an http or https URL",
                    "Write the full address, e.g. 'https://example.org/x.zip'.")
     if "@" in parts.netloc:
         raise fail("credentials do not belong in the catalog",
                    "Remove the 'user:password@' part: the catalog is committed to git, where everyone can read it.")
     if not parts.hostname:
-        raise fail(f"{url!r} has no host", "Write the full address, e.g. 'https://example.org/x.zip'.")
+        raise fail(f"{shown} has no host", "Write the full address, e.g. 'https://example.org/x.zip'.")
 
 
 def _archive_of(url: str) -> ArchiveFormat:

@@ -4,7 +4,8 @@ storage node, followed, re-attached to after the submitter was lost, and stopped
 A job is named after what it syncs: ``hugflow-<dataset>-<digest>-<attempt>``, the digest over the dataset's
 directory name and its pinned commit. A submitter that finds the latest attempt still pending or running follows
 it instead of starting a second one; one that finds it ended starts the next attempt, which resumes from the
-ledger. The job carries the sync settings and ``HF_TOKEN``, never the control plane's credentials.
+ledger. The job carries the submitter's sync settings and no credential: the storage node holds its own
+``HF_TOKEN`` (its unit's environment file, cluster/README.md), which the job's driver inherits there.
 """
 
 from __future__ import annotations
@@ -29,17 +30,11 @@ from hugflow_ray.core.naming import dataset_dir_name
 from hugflow_ray.core.request import AddRequest, LocalRef, RequestKind, load_request, parse_request
 from hugflow_ray.errors import SyncError
 from hugflow_ray.executors.base import no_storage_node
-from hugflow_ray.executors.child_process import CONTROL_PLANE_VARIABLES
 from hugflow_ray.executors.ray_runner import STORAGE_SHARE
-from hugflow_ray.settings import Settings
-from hugflow_ray.utils.redact import redact
+from hugflow_ray.settings import Settings, job_environment
+from hugflow_ray.utils.failpoints import FAILPOINT_VARIABLE
+from hugflow_ray.utils.redact import redact, shown_url
 
-# The settings a job takes from its submitter (paths made absolute); Ray sets RAY_ADDRESS for the job itself.
-JOB_SETTINGS = (
-    "HF_TOKEN", "HF_ENDPOINT", "STORAGE_ROOT", "PROCESSED_ROOT", "STATE_DIR", "PROGRESS_INTERVAL",
-    "MAX_CONCURRENT_DOWNLOADS", "LOG_LEVEL", "MP3_BITRATE", "MP3_QUALITY", "MAX_ROW_ERROR_RATE", "MAX_AUDIO_SECONDS",
-    "HUGFLOW_DEBUG", "HUGFLOW_METRICS", "STORAGE_RESOURCE", "HUGFLOW_FAILPOINT",
-)
 ENDED = {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED}
 EXIT_CODES = {JobStatus.SUCCEEDED: 0, JobStatus.FAILED: 1, JobStatus.STOPPED: 1}
 PREFIX = "hugflow-"
@@ -54,18 +49,13 @@ def job_base(dataset_name: str, sha: str | None) -> str:
     return f"{PREFIX}{readable}-{digest}"
 
 
-def job_environment(settings: Settings, environ: dict[str, str] | None = None) -> dict[str, str]:
-    """What a job's environment takes from the submitter's: the sync settings (paths absolute), never the control
-    plane's credentials."""
-    environ = dict(os.environ if environ is None else environ)
-    values = {k: environ[k] for k in JOB_SETTINGS if k in environ and k not in CONTROL_PLANE_VARIABLES}
-    for name, path in (("STORAGE_ROOT", settings.storage_root), ("STATE_DIR", settings.state_dir),
-                       ("PROCESSED_ROOT", settings.processed_root)):
-        values[name] = str(path.absolute())
-    if settings.hf_token is not None:
-        values["HF_TOKEN"] = settings.hf_token.get_secret_value()
-    values["HF_ENDPOINT"] = settings.hf_endpoint
-    return values
+def job_variables(settings: Settings) -> dict[str, str]:
+    """A job's environment: the submitter's sync settings (:func:`hugflow_ray.settings.job_environment`, never a
+    credential: the storage node holds its own), and the test hook that arms failpoints when it is set here."""
+    variables = job_environment(settings)
+    if FAILPOINT_VARIABLE in os.environ:
+        variables[FAILPOINT_VARIABLE] = os.environ[FAILPOINT_VARIABLE]
+    return variables
 
 
 @dataclass(frozen=True)
@@ -86,6 +76,7 @@ class RayJobs:
     def __init__(self, settings: Settings, *, echo: Callable[[str], None] = print) -> None:
         assert settings.ray_job_server is not None
         self.settings, self.address, self.echo = settings, settings.ray_job_server, echo
+        self.shown_address = shown_url(self.address)  # what messages and links show: never a user:password@
         self.secrets = settings.secrets()
         token = settings.ray_auth_token.get_secret_value() if settings.ray_auth_token else None
         self._headers = {"Authorization": f"Bearer {token}"} if token else None
@@ -106,10 +97,10 @@ class RayJobs:
             hint = "set RAY_AUTH_TOKEN to the cluster's token (and RAY_AUTH_MODE=token)"
         else:
             hint = "start the cluster's head (`systemctl start ray-head`, cluster/README.md) or fix RAY_ADDRESS"
-        return SyncError(f"the Ray job server at {self.address} did not answer: {text}; {hint}")
+        return SyncError(f"the Ray job server at {self.shown_address} did not answer: {text}; {hint}")
 
     def dashboard_link(self, job_id: str) -> str:
-        return f"{self.address}/#/jobs/{job_id}"
+        return f"{self.shown_address}/#/jobs/{job_id}"
 
     def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -132,7 +123,7 @@ class RayJobs:
         except Exception as e:  # noqa: BLE001 - unreachable, refused, or not a Ray dashboard: one line
             raise self._error(e) from None
         if not any((_field(n, "resources_total") or {}).get(resource, 0) > 0 for n in nodes):
-            raise no_storage_node(self.address, resource)
+            raise no_storage_node(self.shown_address, resource)
 
     def attempts(self, base: str) -> list[tuple[int, str, JobStatus]]:
         """The jobs of ``base`` the server knows: (attempt, submission id, status), oldest first."""
@@ -168,7 +159,7 @@ class RayJobs:
             try:
                 self.client.submit_job(
                     entrypoint=shlex.join(command), submission_id=submission_id,
-                    runtime_env={"working_dir": str(job.root), "env_vars": job_environment(self.settings)},
+                    runtime_env={"working_dir": str(job.root), "env_vars": job_variables(self.settings)},
                     entrypoint_resources={self.settings.storage_resource: STORAGE_SHARE},
                     metadata={"hugflow_dataset": job.dataset_name, "hugflow_sha": job.sha or "", **job.metadata},
                 )

@@ -18,6 +18,7 @@ from stat import S_ISREG
 from hugflow_ray.core.records import DatasetStatus
 from hugflow_ray.errors import DamagedStateError
 from hugflow_ray.utils import atomic
+from hugflow_ray.utils.redact import redact
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,7 @@ def status_path(dataset_dir: Path) -> Path:
 
 
 def write_status(dataset_dir: Path, status: DatasetStatus) -> None:
-    status.touch()
+    _prepare(status)
     atomic.write_json(status_path(dataset_dir), status.to_dict())
 
 
@@ -37,7 +38,7 @@ def write_sized_status(dataset_dir: Path, status: DatasetStatus, other_bytes: in
     """Write the status with ``size_bytes`` set to the copy's whole size: ``other_bytes`` (its files but this status
     file) and the status file's own bytes, which depend on the number they hold, so a walk of the copy once this
     is written finds exactly ``size_bytes``."""
-    status.touch()
+    _prepare(status)
     size = other_bytes
     while True:
         status.size_bytes = size
@@ -46,6 +47,13 @@ def write_sized_status(dataset_dir: Path, status: DatasetStatus, other_bytes: in
             break
         size = other_bytes + len(data)  # grows only when the number gains a digit: a few rounds at most
     atomic.write_bytes(status_path(dataset_dir), data)
+
+
+def _prepare(status: DatasetStatus) -> None:
+    """Stamp the status, and keep token shapes and URL credentials in its error out of the file."""
+    status.touch()
+    if status.error:
+        status.error = redact(status.error)
 
 
 def status_file_size(dataset_dir: Path) -> int:

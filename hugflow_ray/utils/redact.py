@@ -1,6 +1,7 @@
 """Secrets never reach a log line, a PR comment, a Slack message or a file.
 
-:func:`redact` removes configured secret values and anything shaped like a token or webhook URL;
+:func:`redact` removes configured secret values, anything shaped like a token or webhook URL, and the
+``user:password@`` of any URL; :func:`shown_url` shows one URL without it;
 :class:`RedactingFilter` applies it to every log record (message, arguments and traceback).
 """
 
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+import urllib.parse
 from collections.abc import Iterable
 
 REDACTED = "[REDACTED]"
@@ -24,11 +26,14 @@ _TOKEN_SHAPES = re.compile(
     """,
     re.VERBOSE,
 )
+# The user-info of a URL (``scheme://user:password@host``): a password, or a token passed as a user name.
+_URL_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)[^/?#@\s'\"]+@")
 
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
-    """``text`` with every secret value and token-shaped string replaced by ``[REDACTED]``."""
+    """``text`` with every secret value, token-shaped string and URL user-info replaced by ``[REDACTED]``."""
     text = _TOKEN_SHAPES.sub(REDACTED, text)
+    text = _URL_USERINFO.sub(rf"\g<scheme>{REDACTED}@", text)
     for secret in sorted({s for s in secrets if s and len(s) >= MIN_SECRET_LENGTH}, key=len, reverse=True):
         text = text.replace(secret, REDACTED)
     return text
@@ -83,3 +88,9 @@ def configure_logging(level: str, secrets: Iterable[str] = ()) -> None:
     handler.addFilter(redactor)
     root.addHandler(handler)
     root.setLevel(level)
+
+
+def shown_url(url: str) -> str:
+    """``url`` as a message, a link or a file may show it: its ``user:password@`` part (if any) removed."""
+    parts = urllib.parse.urlsplit(url)
+    return urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
