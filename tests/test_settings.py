@@ -222,3 +222,26 @@ def test_an_empty_variable_reads_as_unset(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setenv("SLACK_CHANNEL", "")
     settings = load_settings()
     assert settings.allowed_licences is None and settings.slack_channel is None
+
+
+def test_a_ray_address_with_credentials_is_never_echoed(tmp_path: Path) -> None:
+    """`RAY_ADDRESS=http://user:pass@host:8265`: not in the error, nor in the dashboard link a PR comment carries."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from hugflow_ray.executors.ray_job import RayJobs
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing answers there
+    address = f"http://operator:pa55word-canary@127.0.0.1:{port}"
+    assert "pa55word" not in RayJobs(Settings(ray_address=address)).dashboard_link("hugflow-x-1")
+    request = tmp_path / "x.yaml"
+    request.write_text(f"path: {tmp_path / 'data.parquet'}\ndescription: a local split\n")
+    env = {**os.environ, "RAY_ADDRESS": address, "STORAGE_ROOT": str(tmp_path / "out")}
+    done = subprocess.run([sys.executable, "-m", "hugflow_ray", "submit", str(request)], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 1 and "did not answer" in done.stderr, done.stderr
+    assert "pa55word" not in done.stdout + done.stderr and "Traceback" not in done.stderr
