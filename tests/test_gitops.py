@@ -243,6 +243,60 @@ def test_a_driver_that_records_no_outcome_is_reported_by_its_exit_status(world: 
     world.assert_no_canary()
 
 
+def _auto_merges(world: World, number: int) -> int:
+    return sum(1 for method, path, body in world.github.requests
+               if method == "POST" and path == "/graphql" and "enablePullRequestAutoMerge" in body)
+
+
+def test_a_rerun_after_success_says_synced_and_repeats_no_merge_and_no_slack_message(world: World) -> None:
+    """GitHub's "Re-run jobs" (or a restarted runner) after the sync succeeded: the copy is complete at this commit."""
+    path = "requests/add/calls-again.yaml"
+    world.open_pull(31, {path: request_yaml("org/calls")})
+    world.github.allow_auto_merge = world.github.required_check_running = True
+    assert world.run(AUTO_MERGE="true") == 0
+    first = world.comment(31, path)
+    slack, merges = list(world.slack.messages), _auto_merges(world, 31)
+    assert "✅ synced" in first and merges == 1
+    assert world.run(AUTO_MERGE="true") == 0
+    again = world.comment(31, path)
+    assert "✅ synced" in again and "| rows | 12 |" in again and "Already complete at this commit" in again
+    assert world.slack.messages == slack and _auto_merges(world, 31) == merges
+    world.assert_no_canary()
+
+
+class _EndedRun(LocalDriver):
+    """A driver whose earlier run of this dataset had already ended, successfully, when the job re-attached to it."""
+
+    def attach(self, dataset_name: str, sha: str | None) -> _ProcessRun:
+        return _ProcessRun(subprocess.Popen([sys.executable, "-c", "pass"], text=True, stdout=subprocess.PIPE), [])
+
+
+def test_a_run_re_attached_to_a_driver_that_already_succeeded_reports_it_synced(world: World) -> None:
+    path = "requests/add/calls-attached.yaml"
+    world.open_pull(32, {path: request_yaml("org/calls")})
+    assert world.run() == 0
+    assert world.run(driver=_EndedRun([])) == 0
+    final = world.comment(32, path)
+    assert "✅ synced" in final and "| rows | 12 |" in final and "before it recorded" not in final
+    world.assert_no_canary()
+
+
+def test_a_rerun_after_a_removal_says_removed_and_does_not_fail(world: World, tmp_path: Path) -> None:
+    world.open_pull(33, {"requests/add/calls.yaml": request_yaml("org/calls")})
+    assert world.run() == 0
+    path = "requests/remove/calls-gone.yaml"
+    world.open_pull(34, {path: "hf_id: org/calls\nreason: no longer needed\n"})
+    assert world.run() == 0
+    slack = list(world.slack.messages)
+    assert world.run() == 0, world.comment(34, path)
+    final = world.comment(34, path)
+    assert "🗑️ removed" in final and "earlier run of this job at this commit" in final
+    assert world.slack.messages == slack
+    world.open_pull(35, {"requests/remove/never.yaml": "hf_id: org/never\nreason: a typo\n"})
+    assert world.run() == 1, "a removal of what never was here still fails"
+    world.assert_no_canary()
+
+
 def test_a_failing_request_gets_a_failure_comment_and_a_non_zero_exit(world: World, tmp_path: Path) -> None:
     path = "requests/add/calls-bad-split.yaml"
     world.open_pull(3, {path: request_yaml("org/calls", split="nope")})

@@ -136,6 +136,11 @@ class PullRequestClient:
         self._comments[marker] = comment
         return True
 
+    def comment_body(self, marker: str) -> str | None:
+        """The body of our comment carrying ``marker``, or None when there is none."""
+        comment = self._comments.get(marker) or self._find_comment(marker)
+        return comment.body if comment is not None else None
+
     def markers(self, pattern: re.Pattern[str]) -> list[str]:
         """Every hidden marker matching ``pattern`` in the comments this token's user (or a bot) wrote."""
         return sorted({m.group(0) for comment in self._our_comments() for m in pattern.finditer(comment.body or "")})

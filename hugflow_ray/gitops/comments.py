@@ -21,6 +21,9 @@ def request_marker(path: str) -> str:
     return f"{MARKER_PREFIX}request {path} -->"
 
 
+REMOVED = "🗑️ removed"
+
+
 def _heading(path: str, state: str) -> str:
     return f"### hugflow-ray · `{path}` · {state}"
 
@@ -84,6 +87,7 @@ class ResultView:
     first_errors: tuple[str, ...]
     size_bytes: int
     seconds: float
+    already_complete: bool = False  # an earlier run synced it at this commit: this one had nothing to do
 
 
 def succeeded(path: str, plan: PlanView, result: ResultView) -> str:
@@ -94,13 +98,15 @@ def succeeded(path: str, plan: PlanView, result: ResultView) -> str:
         f"| rows | {result.rows:,} |",
         f"| row errors | {result.row_errors:,} |",
         f"| size | {human_size(result.size_bytes)} |",
-        f"| duration | {duration(result.seconds)} |",
+        *([] if result.already_complete else [f"| duration | {duration(result.seconds)} |"]),
         f"| pinned commit | `{plan.identity.sha or 'local'}` |",
         f"| licence | {plan.licence or plan.identity.license or 'not stated on the card'} |",
     ]
     if result.row_errors:
         lines += ["", f"First row errors (all: `hugflow status {plan.identity.name} --errors`):", ""]
         lines += [f"- {e}" for e in result.first_errors]
+    if result.already_complete:
+        lines += ["", "Already complete at this commit (an earlier run synced it): nothing to do."]
     lines += ["", "An operator may merge this PR."]
     return "\n".join(lines)
 
@@ -113,8 +119,18 @@ def failed(path: str, error: str, hint: str) -> str:
 
 
 def removed(path: str, name: str, paths: list[str]) -> str:
-    return "\n".join([_heading(path, "🗑️ removed"), "", f"`{name}` was deleted from this server:", "",
+    return "\n".join([_heading(path, REMOVED), "", f"`{name}` was deleted from this server:", "",
                       *[f"- `{p}`" for p in paths], "", "An operator may merge this PR."])
+
+
+def already_removed(path: str, name: str) -> str:
+    return "\n".join([_heading(path, REMOVED), "", f"`{name}` was deleted from this server by an earlier run of this "
+                      "job at this commit: nothing to do.", "", "An operator may merge this PR."])
+
+
+def says_removed(body: str, path: str, sha: str) -> bool:
+    """Whether ``body`` (a request's comment) says the request at commit ``sha`` removed its dataset."""
+    return body.startswith(_heading(path, REMOVED)) and head_line(sha) in body
 
 
 def head_line(sha: str) -> str:

@@ -12,16 +12,19 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import signal
 import subprocess
 import time
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import Protocol
 
 from hugflow_ray.adapters.github import PullRequestClient
 from hugflow_ray.adapters.slack import Slack
+from hugflow_ray.core.naming import dataset_dir_name
 from hugflow_ray.core.plan import Plan
 from hugflow_ray.core.records import DatasetState, DatasetStatus
 from hugflow_ray.core.request import AddRequest, LocalRef, RemoveRequest, RequestKind, parse_request
@@ -137,6 +140,14 @@ class _Reporter:
         except GitHubError as e:
             log.warning("%s; the sync goes on without this comment update", e)
 
+    def body(self, marker: str) -> str | None:
+        """The comment with ``marker`` as it stands, when there is one and GitHub says so."""
+        try:
+            return self.github.comment_body(marker)
+        except GitHubError as e:
+            log.warning("%s; the comment's earlier state is not known", e)
+            return None
+
     def outdate(self, paths: set[str], why: str) -> None:
         """Mark the living comments of requests other than ``paths`` as describing an earlier commit."""
         try:
@@ -209,10 +220,24 @@ def run(settings: Settings, *, driver: Driver | None = None, github: PullRequest
         log.info("#%d changes no request files: nothing to sync", event.number)
         return 0
     job = _Job(settings, event, github, reporter, driver or default_driver(settings), poll_seconds)
-    results = [job.run(r) for r in decision.requests]
-    if all(results) and settings.auto_merge:
-        job.merge()
-    return 0 if all(results) else 1
+    outcomes = [job.run(r) for r in decision.requests]
+    if Outcome.FAILED in outcomes:
+        return 1
+    if settings.auto_merge:
+        if Outcome.DONE in outcomes:
+            job.merge()
+        else:  # a re-run after success: the run that synced them merged (or said why not)
+            log.info("#%d: every request was already done at this commit; merging is left to the run that did it",
+                     event.number)
+    return 0
+
+
+class Outcome(Enum):
+    """How one request of a PR ended."""
+
+    DONE = "done"  # synced or removed by this run
+    ALREADY_DONE = "already done"  # an earlier run of the job did it at this commit: nothing to do, nothing announced
+    FAILED = "failed"
 
 
 class _Job:
@@ -224,7 +249,7 @@ class _Job:
         self.driver, self.poll_seconds = driver, poll_seconds
         self.owner = f"PR #{event.number} of {settings.github_repository}"
 
-    def run(self, request: gate.RequestFile) -> bool:
+    def run(self, request: gate.RequestFile) -> Outcome:
         """One request file; an unexpected error fails it on the PR (then the next request runs)."""
         try:
             return self.remove(request.path) if request.kind is RequestKind.REMOVE else self.add(request.path)
@@ -243,13 +268,13 @@ class _Job:
                                fix="Use 'hf_id'; local datasets are synced on the server with `hugflow local-sync`.")
         return data, request
 
-    def _fail(self, path: str, error: str, hint: str) -> bool:
+    def _fail(self, path: str, error: str, hint: str) -> Outcome:
         log.error("%s: %s", path, error)
         self.reporter.comment(comments.request_marker(path), comments.failed(path, error, hint))
         self.reporter.notify(f"`{path}` failed: {error}")
-        return False
+        return Outcome.FAILED
 
-    def add(self, path: str) -> bool:
+    def add(self, path: str) -> Outcome:
         marker = comments.request_marker(path)
         self.reporter.comment(marker, comments.starting(path))
         try:
@@ -267,6 +292,9 @@ class _Job:
                               "wait until that finishes, then re-run this job (or close this PR if it asks for "
                               "the same dataset).")
         view = self._view(plan, verdict.line() if verdict else None)
+        if run is None and (done := self._complete(plan)) is not None:  # a re-run of the job after its success
+            log.info("%s: %s is already complete at %s: nothing to do", path, plan.identity.name, plan.identity.sha)
+            return self._report_done(path, plan, view, done, 0.0, already=True)
         self.reporter.comment(marker, comments.planned(path, view))
         self.reporter.notify(f"syncing `{plan.identity.source}` ({view.rows or '?'} rows, "
                              f"{human_size(view.download_bytes or 0)} to download) from `{path}`")
@@ -318,20 +346,36 @@ class _Job:
                     if milestone == max(m for m in MILESTONES if percent >= m):
                         self.reporter.notify(f"`{plan.identity.source}`: {milestone} % ({done:,} of {total:,} rows)")
 
+    def _complete(self, plan: Plan) -> DatasetStatus | None:
+        """The copy's status when it is complete at the plan's commit, else None."""
+        status = read_status_or_none(self.settings.storage_root / plan.identity.name)
+        if status is None or status.state is not DatasetState.COMPLETE or status.identity.sha != plan.identity.sha:
+            return None
+        return status
+
     def _finish(self, path: str, plan: Plan, view: comments.PlanView, code: int, before: tuple[int, int] | None,
-                seconds: float, run: DriverRun) -> bool:
-        """Report the driver's outcome as its status file records it (the state and the error), not its output."""
+                seconds: float, run: DriverRun) -> Outcome:
+        """Report the driver's outcome as the copy's status file records it (the state and the error), not its output:
+        a driver that exits 0 leaving the copy complete at the plan's commit succeeded, whether it recorded that
+        now or a run before it did (a job that ended before this one re-attached to it)."""
         dataset_dir = self.settings.storage_root / plan.identity.name
-        recorded = status_version(dataset_dir) != before
-        status = read_status_or_none(dataset_dir) if recorded else None
-        if code != 0 or status is None or status.state is not DatasetState.COMPLETE:
+        done = self._complete(plan) if code == 0 else None
+        if done is None:
+            recorded = status_version(dataset_dir) != before
+            status = read_status_or_none(dataset_dir) if recorded else None
             progress = read_progress(self.settings.state_dir, plan.identity.name)
-            done = progress.downloaded_files if progress else None
-            resume = f" It resumes from the {done:,} rows finished so far." if done else ""
+            rows = progress.downloaded_files if progress else None
+            resume = f" It resumes from the {rows:,} rows finished so far." if rows else ""
             holder = None if recorded else DatasetLock(self.settings.state_dir, plan.identity.name,
                                                        owner=self.owner).held_by()
             return self._fail(path, _driver_error(code, status, plan.identity.name, holder, run.ended()),
                               f"read the job log for the cause; fix it and re-run the job.{resume}")
+        return self._report_done(path, plan, view, done, seconds, already=False)
+
+    def _report_done(self, path: str, plan: Plan, view: comments.PlanView, status: DatasetStatus, seconds: float, *,
+                     already: bool) -> Outcome:
+        """The request's comment says synced; Slack hears of it only when this run synced it."""
+        dataset_dir = self.settings.storage_root / plan.identity.name
         errors = store.row_errors(self.settings, plan.identity.name) if status.row_errors else []
         link = self.settings.processed_root / plan.identity.name
         result = comments.ResultView(
@@ -339,24 +383,32 @@ class _Job:
             row_errors=status.row_errors,
             first_errors=tuple(f"row {e.row_id}: [{e.error_code}] {e.error}"
                                for e in errors[: comments.ROW_ERRORS_LISTED]),
-            size_bytes=store.copy_size(dataset_dir, status), seconds=seconds,
+            size_bytes=store.copy_size(dataset_dir, status), seconds=seconds, already_complete=already,
         )
         self.reporter.comment(comments.request_marker(path), comments.succeeded(path, view, result))
+        if already:
+            return Outcome.ALREADY_DONE
         self.reporter.notify(f"`{plan.identity.source}` synced: {result.rows:,} rows, {result.row_errors:,} row "
                              f"errors, {human_size(result.size_bytes)} in {duration(seconds)}")
-        return True
+        return Outcome.DONE
 
-    def remove(self, path: str) -> bool:
+    def remove(self, path: str) -> Outcome:
         marker = comments.request_marker(path)
+        earlier = self.reporter.body(marker)
         self.reporter.comment(marker, comments.starting(path))
         try:
             _, request = self._load(path, RequestKind.REMOVE)
+            name = dataset_dir_name(request.dataset)
+            if (earlier is not None and comments.says_removed(earlier, path, self.event.head_sha)
+                    and not os.path.lexists(self.settings.storage_root / name)):  # a re-run of the job after success
+                self.reporter.comment(marker, comments.already_removed(path, name))
+                return Outcome.ALREADY_DONE
             report = store.remove(request, self.settings, owner=self.owner)
         except HugflowError as e:
             return self._fail(path, str(e), _what_to_do(e, otherwise=CHECK_THE_REMOVAL))
         self.reporter.comment(marker, comments.removed(path, report.dataset_name, report.removed))
         self.reporter.notify(f"`{report.dataset_name}` removed ({path})")
-        return True
+        return Outcome.DONE
 
     def merge(self) -> None:
         """AUTO_MERGE: GitHub's own auto-merge (it merges when the required checks pass, this job's among them);
