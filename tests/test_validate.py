@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from hugflow_ray.adapters.hub import Hub
 from hugflow_ray.cli.main import app
+from hugflow_ray.core.request import load_request
 from hugflow_ray.errors import HubUnavailableError, RepoAccessError, RepoNotFoundError
 from hugflow_ray.pipeline.validate import Level, ValidationReport, validate_file
 from tests.conftest import HubFixture
@@ -45,7 +46,7 @@ def test_a_valid_request_resolves_to_a_pinned_commit(hub: HubFixture, tmp_path: 
     assert f"revision 'main' resolves to commit {hub.shas['org/speech']}" in info
     assert "licence: CC-BY-4.0: allowed" in info
     assert "audio column 'audio' found" in info and "text column 'text' found" in info
-    assert report.layout is not None and report.layout.data_files == ("clean/train-00000-of-00001.parquet",)
+    assert report.plan is not None and [f.path for f in report.plan.files] == ["clean/train-00000-of-00001.parquet"]
 
 
 def test_a_tag_resolves_to_its_own_commit(hub: HubFixture, tmp_path: Path) -> None:
@@ -259,3 +260,19 @@ def test_two_hubs_in_one_process_each_answer_from_their_own_server(hub: HubFixtu
         with pytest.raises(RepoNotFoundError):
             second.snapshot("org/speech", "main")
     assert (datasets.config.HF_ENDPOINT, huggingface_hub.constants.ENDPOINT) == before, "nothing global was changed"
+
+
+def test_validate_refuses_a_layout_the_sync_refuses_with_the_same_words(tmp_path: Path) -> None:
+    """One planning path: a local split in a layout no reader takes (plain text) fails `validate` as `local-sync`."""
+    from hugflow_ray.errors import PlanError
+    from hugflow_ray.pipeline.plan import make_plan
+
+    (tmp_path / "ds" / "data").mkdir(parents=True)
+    (tmp_path / "ds" / "data" / "train.txt").write_text("one line\nanother line\n")
+    path = write_request(tmp_path, "path: ../../ds\ndescription: d\n")
+    report = validate_file(path, hub=None)
+    assert not report.valid
+    with pytest.raises(PlanError) as refused:
+        make_plan(load_request(path), hub=None)  # type: ignore[arg-type]
+    assert messages(report, Level.ERROR) == str(refused.value)
+    assert "the text layout is not synced" in str(refused.value)

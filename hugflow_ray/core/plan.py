@@ -86,6 +86,7 @@ class Plan:
         files: the split's files in read order.
         files_sha: the commit the files come from, when not the pinned one (the Hub's parquet conversion).
         rows: the row count the card states, before the download; the sync counts the files' rows.
+        notes: what a user should know about the choice of columns: (level, message), as :class:`ColumnChoice`.
     """
 
     request: AddRequest
@@ -96,6 +97,7 @@ class Plan:
     text_column: str | None
     files_sha: str | None = None
     rows: int | None = None
+    notes: tuple[tuple[str, str], ...] = ()
 
     @property
     def local(self) -> LocalRef | None:

@@ -47,8 +47,10 @@ def make_plan(request: AddRequest, *, hub: Hub | None) -> Plan:
     _check_readable(request, layout)
     identity = DatasetIdentity(name=dataset_dir_name(ref), source=ref.source, sha=sha, subset=ref.subset,
                                split=ref.split, license=license)
+    unread = (("warning", f"columns of the {layout.format} layout are checked when the sync reads the files"),)
     plan = Plan(request=request, identity=identity, format=layout.format, files=files,
-                audio_column=request.audio_column, text_column=request.text_column, files_sha=files_sha, rows=rows)
+                audio_column=request.audio_column, text_column=request.text_column, files_sha=files_sha, rows=rows,
+                notes=unread if layout.columns is None else ())
     return with_columns(plan, layout.columns) if layout.columns is not None else plan
 
 
@@ -62,7 +64,7 @@ def with_columns(plan: Plan, columns: Mapping[str, str]) -> Plan:
     errors = [message for level, message in choice.notes if level == "error"]
     if errors:
         raise PlanError(f"{plan.request.request_path or plan.identity.source}: {' '.join(errors)}")
-    return dataclasses.replace(plan, audio_column=choice.audio, text_column=choice.text)
+    return dataclasses.replace(plan, audio_column=choice.audio, text_column=choice.text, notes=choice.notes)
 
 
 def resolve_hub_layout(

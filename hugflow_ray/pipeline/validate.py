@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
-from hugflow_ray.adapters.hub import Hub, RepoSnapshot, SplitLayout, local_layout
+from hugflow_ray.adapters.hub import Hub
 from hugflow_ray.core.licences import DEFAULT_ALLOWED, judge
 from hugflow_ray.core.naming import dataset_dir_name
-from hugflow_ray.core.plan import choose_columns
-from hugflow_ray.core.request import AddRequest, HubRef, LocalRef, Request, load_request
-from hugflow_ray.errors import HubError, RequestError
-from hugflow_ray.pipeline.plan import resolve_hub_layout
+from hugflow_ray.core.plan import Plan
+from hugflow_ray.core.request import AddRequest, HubRef, Request, load_request
+from hugflow_ray.errors import HubError, PlanError, RequestError
+from hugflow_ray.pipeline.plan import make_plan
 
 
 class Level(StrEnum):
@@ -37,16 +36,19 @@ class ValidationReport:
     Attributes:
         request_path: the file.
         request: the parsed request, when the schema was valid.
-        sha: the commit the revision resolved to, when the Hub was asked.
-        layout: the resolved subset/split, when the Hub (or the local path) was read.
+        plan: the plan a sync would run, when the request could be planned.
         findings: every finding, in the order they were made.
     """
 
     request_path: Path
     request: Request | None = None
-    sha: str | None = None
-    layout: SplitLayout | None = None
+    plan: Plan | None = None
     findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def sha(self) -> str | None:
+        """The commit the revision resolved to, when the Hub was asked."""
+        return self.plan.identity.sha if self.plan else None
 
     @property
     def valid(self) -> bool:
@@ -59,8 +61,9 @@ class ValidationReport:
 def validate_file(path: Path, *, hub: Hub | None, licences: frozenset[str] = DEFAULT_ALLOWED) -> ValidationReport:
     """Validate one request file; ``hub=None`` checks the schema only (offline).
 
-    Never raises for a problem with the request or the dataset: those become error findings (a licence outside
-    ``licences``, without an override, is one).
+    Online, the request is planned exactly as a sync plans it (:func:`~hugflow_ray.pipeline.plan.make_plan`): what
+    validates is what syncs. Never raises for a problem with the request or the dataset: those become error findings
+    (a licence outside ``licences``, without an override, is one).
     """
     report = ValidationReport(request_path=path)
     try:
@@ -71,45 +74,22 @@ def validate_file(path: Path, *, hub: Hub | None, licences: frozenset[str] = DEF
     report.request = request
     ref = request.dataset
     report.add(Level.INFO, f"{request.kind.value} request for {ref.source} -> {dataset_dir_name(ref)}")
-    if not isinstance(request, AddRequest):
+    if not isinstance(request, AddRequest) or (isinstance(ref, HubRef) and hub is None):
         return report
-    if isinstance(ref, LocalRef):
-        local = ref
-        _check_dataset(report, request, lambda: local_layout(local.path, local.subset, local.split))
-    elif hub is not None:
-        hub_ref = ref
-        _check_dataset(report, request, lambda: _hub_layout(report, hub, hub_ref, request, licences))
-    return report
-
-
-def _hub_layout(report: ValidationReport, hub: Hub, ref: HubRef, request: AddRequest, licences: frozenset[str]
-                ) -> SplitLayout:
-    snapshot: RepoSnapshot = hub.snapshot(ref.hf_id, ref.revision)
-    report.sha = snapshot.sha
-    report.add(Level.INFO, f"revision {ref.revision!r} resolves to commit {snapshot.sha}")
-    verdict = judge(snapshot.license, allowed=licences, override=request.licence_override)
-    report.add(Level.INFO if verdict.allowed else Level.ERROR, f"licence: {verdict.line()}")
-    files_sha, layout = resolve_hub_layout(hub, snapshot, ref.subset, ref.split)
-    if files_sha is not None:
-        report.add(Level.INFO, f"its own files cannot be read: the Hub's parquet conversion ({files_sha}) is used")
-    return layout
-
-
-def _check_dataset(report: ValidationReport, request: AddRequest, resolve: Callable[[], SplitLayout]) -> None:
     try:
-        layout = resolve()
-    except HubError as e:
+        plan = make_plan(request, hub=hub)
+    except (HubError, PlanError) as e:
         report.add(Level.ERROR, str(e))
-        return
-    report.layout = layout
-    subset = f"subset {layout.subset!r}, " if layout.subset else ""
-    report.add(Level.INFO, f"{subset}split {layout.split!r}: {len(layout.data_files)} {layout.format} file(s)")
-    _check_columns(report, request, layout)
-
-
-def _check_columns(report: ValidationReport, request: AddRequest, layout: SplitLayout) -> None:
-    if layout.columns is None:
-        report.add(Level.WARNING, f"columns of the {layout.format} layout are checked when the sync reads the files")
-        return
-    for level, message in choose_columns(request, layout.columns).notes:
+        return report
+    report.plan = plan
+    if isinstance(ref, HubRef):
+        report.add(Level.INFO, f"revision {ref.revision!r} resolves to commit {plan.identity.sha}")
+        verdict = judge(plan.identity.license, allowed=licences, override=request.licence_override)
+        report.add(Level.INFO if verdict.allowed else Level.ERROR, f"licence: {verdict.line()}")
+    if plan.files_sha is not None:
+        report.add(Level.INFO, f"its own files cannot be read: the Hub's parquet conversion ({plan.files_sha}) is used")
+    subset = f"subset {plan.identity.subset!r}, " if plan.identity.subset else ""
+    report.add(Level.INFO, f"{subset}split {plan.identity.split!r}: {len(plan.files)} {plan.format} file(s)")
+    for level, message in plan.notes:
         report.add(Level(level), message)
+    return report
