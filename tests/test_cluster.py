@@ -186,6 +186,42 @@ def test_a_job_whose_driver_dies_fails_submit_with_how_it_ended(cluster: Cluster
     assert "ended FAILED: " in line and "Ray job [`hugflow-" in line and "Traceback" not in done.stderr
 
 
+def test_a_submitted_job_carries_no_token_to_the_cluster(cluster: Cluster, tmp_path: Path) -> None:
+    """The submitter's HF_TOKEN stays with the submitter: not in the job's runtime env (Ray logs it on the node), its
+    metadata or entrypoint, nor any file Ray keeps; the job's driver uses its node's own token."""
+    root = Path(tempfile.mkdtemp(dir=cluster.hidden))
+    request = local_request(root, 4, row_group_size=2)
+    env = cluster.env(STORAGE_ROOT=str(root / "out"), STATE_DIR=str(root / "state"),
+                      PROCESSED_ROOT=str(root / "processed"), HF_TOKEN=CANARY_SUBMITTER)
+    done = hugflow("submit", str(request), env=env)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    assert CANARY_SUBMITTER not in done.stdout + done.stderr
+    (job,) = [j for j in cluster.client().list_jobs() if j.submission_id and j.submission_id in done.stdout]
+    assert "HF_TOKEN" not in (job.runtime_env or {}).get("env_vars", {})
+    assert_nowhere_on_the_cluster(cluster, CANARY_SUBMITTER)
+
+
+CANARY_SUBMITTER = "hf_SubmitterCanaryToken0123456789"
+
+
+def assert_nowhere_on_the_cluster(cluster: Cluster, *canaries: str) -> None:
+    """No canary in any file under any node's Ray temp dir (logs, runtime envs, sessions), nor in any job's
+    metadata, runtime env, entrypoint or log."""
+    found = []
+    for node in (cluster.head, cluster.storage):
+        for path in Path(node.temp_dir).rglob("*"):
+            if path.is_file() and not path.is_symlink():
+                data = path.read_bytes()
+                found += [(str(path), c) for c in canaries if c.encode() in data]
+    client = cluster.client()
+    for job in client.list_jobs():
+        seen = json.dumps([job.metadata, job.runtime_env, job.entrypoint])
+        if job.submission_id:
+            seen += client.get_job_logs(job.submission_id)
+        found += [(f"job {job.submission_id}", c) for c in canaries if c in seen]
+    assert found == [], f"a token reached the cluster: {found}"
+
+
 def _wait_for(path: Path, cluster: Cluster, job_id: str) -> None:
     """Until the job reaches its pause point (it creates ``path``); a job that ends first fails the test."""
     while not path.exists():
@@ -220,12 +256,21 @@ def test_the_pr_flow_runs_the_data_plane_as_a_ray_job(world: World, cluster: Clu
     assert f"Ray job [`{job.submission_id}`]({cluster.job_server}/#/jobs/{job.submission_id})" in final
     assert job.runtime_env is not None
     env_vars = job.runtime_env.get("env_vars", {})
-    assert "GITHUB_TOKEN" not in env_vars and "SLACK_WEBHOOK_URL" not in env_vars and "HF_TOKEN" in env_vars
+    assert not {"GITHUB_TOKEN", "SLACK_WEBHOOK_URL", "HF_TOKEN", "RAY_AUTH_TOKEN"} & set(env_vars)
     logs = cluster.client().get_job_logs(job.submission_id)
     assert "completed (12 rows" in logs
     assert [c for c in CANARIES if c in logs] == []
     assert any("synced: 12 rows" in m for m in world.slack.messages)
     world.assert_no_canary(logs)
+    assert_nowhere_on_the_cluster(cluster, *CANARIES)
+    # GitHub's "Re-run jobs" after the success: the job found ended, the copy complete: synced, nothing started.
+    slack = list(world.slack.messages)
+    assert world.run() == 0
+    again = world.comment(41, path)
+    assert "✅ synced" in again and "Already complete at this commit" in again
+    assert world.slack.messages == slack
+    assert [j.submission_id for j in cluster.client().list_jobs()
+            if (j.metadata or {}).get("hugflow_pr") == "acme/datasets#41"] == [job.submission_id]
     # The timeline (pytest -s shows it): the PR hears of the sync (its plan) before the job even starts.
     marker = comments.request_marker(path)
     posted = [t for (method, _, body), t in zip(world.github.requests, world.github.times, strict=True)
