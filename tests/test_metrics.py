@@ -11,6 +11,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -277,3 +278,44 @@ def test_local_sync_dashboard_serves_the_dashboard_while_it_runs_then_exits_on_e
     assert sync.returncode == 0, out + err
     assert f"Ray dashboard: http://127.0.0.1:{port}" in err and "until you press Enter" in err
     assert "completed (8 rows" in out
+
+
+def test_the_printed_dashboard_url_opens_in_a_browser_with_the_token_the_hint_names_and_waits_without_a_terminal(
+        tmp_path: Path) -> None:
+    """`local-sync --dashboard < /dev/null` (a script, nohup): the sync is done, the dashboard stays for its wait; a
+    person follows the printed hint to Ray's token, opens the printed URL in a browser and finds the sync's job."""
+    from tests.browser import RAY_TOKEN_COOKIE, page_text
+
+    source = fx.write_local_dataset(tmp_path / "source", [fx.parquet_bytes(
+        fx.speech_records(4), fx.speech_features(), row_group_size=2)])
+    request = tmp_path / "requests" / "add" / "browsed.yaml"
+    request.parent.mkdir(parents=True)
+    request.write_text(f"path: {source}\ndescription: dashboard test\n")
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("RAY_")}, "HOME": str(tmp_path / "home"),
+           "STORAGE_ROOT": str(tmp_path / "out"), "STATE_DIR": str(tmp_path / "state"),
+           "PROCESSED_ROOT": str(tmp_path / "processed")}  # Ray makes its own token, in HOME as it does by default
+    sync = subprocess.Popen([sys.executable, "-m", "hugflow_ray", "local-sync", str(request), "--dashboard",
+                             "--dashboard-port", str(free_port()), "--dashboard-wait", "600"], env=env, text=True,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert sync.stderr is not None
+        lines = []
+        for line in sync.stderr:
+            lines.append(line)
+            if "the dashboard stays at" in line:
+                break
+        announced = next(line for line in lines if line.startswith("Ray dashboard: "))
+        url = re.search(r"http://127\.0\.0\.1:\d+", announced)
+        assert url is not None and "`ray get-auth-token`" in announced, announced
+        token = subprocess.run([str(Path(sys.executable).with_name("ray")), "get-auth-token"], env=env,
+                               capture_output=True, text=True, timeout=120, check=True).stdout.strip()
+        assert token and token not in "".join(lines)
+        jobs = page_text(f"{url.group(0)}/#/jobs", cookies={RAY_TOKEN_COOKIE: token},
+                         until=lambda text: "browsed.yaml" in text)
+        assert "browsed.yaml" in jobs and "Authentication Token Required" not in jobs, jobs[:2000]
+        assert sync.poll() is None, "the dashboard's wait ended without a terminal, before its timeout"
+    finally:
+        sync.send_signal(signal.SIGINT)  # ends the wait; the sync itself is done
+        out, err = sync.communicate(timeout=300)
+    assert sync.returncode == 0, out + err
+    assert "completed (4 rows" in out

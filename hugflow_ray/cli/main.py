@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import sys
+import time
 import traceback
 from pathlib import Path
 from typing import Annotated
@@ -26,6 +27,9 @@ app = typer.Typer(
 )
 
 _MARKS = {"info": "  ", "warning": "  warning: ", "error": "  error: "}
+# How a person gets past the dashboard's "Authentication Token Required" (Ray's token auth is on by default); the
+# token itself never goes to a log.
+TOKEN_HINT = "it asks for Ray's token: `ray get-auth-token` prints it (RAY_AUTH_TOKEN, else ~/.ray/auth_token)"
 
 
 def _version(value: bool) -> None:
@@ -134,7 +138,8 @@ def local_sync(
     signal.signal(signal.SIGTERM, _raise_interrupted)
     try:
         if dashboard:
-            typer.echo(f"Ray dashboard: http://127.0.0.1:{dashboard_port} (once Ray has started)", err=True)
+            typer.echo(f"Ray dashboard: http://127.0.0.1:{dashboard_port} (once Ray has started; {TOKEN_HINT})",
+                       err=True)
         report = sync(file, settings, restart=restart, owner=lock_owner, expect_sha=expect_sha, progress_bar=True,
                       executor=executor)
         if dashboard and not report.already_complete:
@@ -196,7 +201,8 @@ def submit(
     job, root = submit_file(file, settings, echo=echo)
     shutil.rmtree(root, ignore_errors=True)  # the job server has its own copy
     verb = "following the running job" if job.attached else "submitted"
-    typer.echo(f"{verb} {job.job_id} ({job.jobs.dashboard_link(job.job_id)})")
+    typer.echo(f"{verb} {job.job_id} ({job.jobs.dashboard_link(job.job_id)}; the dashboard asks for the cluster's "
+               "token, RAY_AUTH_TOKEN)")
     if no_wait:
         typer.echo(job.job_id)
         return
@@ -214,17 +220,30 @@ def submit(
 
 
 def _keep_dashboard(port: int, seconds: float) -> None:
-    """Keep the embedded Ray (and so its dashboard) up until Enter, end of input, or ``seconds``."""
+    """Keep the embedded Ray (and so its dashboard) up for ``seconds``, or until a line on standard input (Enter),
+    Ctrl-C or SIGTERM. Input that has ended (``< /dev/null``, ``nohup``, a closed pipe) ends nothing: the timeout
+    alone then."""
     import select
 
     typer.echo(f"the sync is done; the dashboard stays at http://127.0.0.1:{port} until you press Enter (or "
-               f"{seconds:.0f} s pass)", err=True)
+               f"{seconds:.0f} s pass, or Ctrl-C)", err=True)
+    deadline = time.monotonic() + max(0.0, seconds)
+    watch_input = True
     try:
-        ready, _, _ = select.select([sys.stdin], [], [], max(0.0, seconds))
-    except (OSError, ValueError):  # no usable stdin: the timeout alone
-        ready = []
-    if ready:
-        sys.stdin.readline()
+        while (left := deadline - time.monotonic()) > 0:
+            if not watch_input:
+                time.sleep(left)
+                return
+            try:
+                ready, _, _ = select.select([sys.stdin], [], [], left)
+            except (OSError, ValueError):  # no usable standard input
+                watch_input = False
+                continue
+            if not ready or sys.stdin.readline():
+                return
+            watch_input = False  # end of input: not a person pressing Enter
+    except (Interrupted, KeyboardInterrupt):  # the sync is done: a signal only ends the wait
+        return
 
 
 def _raise_interrupted(signum: int, frame: object) -> None:
