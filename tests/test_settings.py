@@ -245,3 +245,17 @@ def test_a_ray_address_with_credentials_is_never_echoed(tmp_path: Path) -> None:
                           text=True, timeout=120)
     assert done.returncode == 1 and "did not answer" in done.stderr, done.stderr
     assert "pa55word" not in done.stdout + done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_status_file_never_holds_a_urls_credentials_or_a_token(tmp_path: Path) -> None:
+    from hugflow_ray.core.records import DatasetIdentity, DatasetState, DatasetStatus
+    from hugflow_ray.pipeline.status import status_path, write_status
+
+    identity = DatasetIdentity(name="x", source="https://example.org/x.tar", sha=None, subset=None, split="files",
+                               license=None)
+    status = DatasetStatus(identity, DatasetState.FAILED, rows_total=0,
+                           error=f"https://me:hunter2-canary@example.org/x.tar: HTTP 401 with {CANARY_HF}")
+    (tmp_path / ".hugflow").mkdir()
+    write_status(tmp_path, status)
+    text = status_path(tmp_path).read_text()
+    assert "hunter2-canary" not in text and CANARY_HF not in text and "example.org/x.tar: HTTP 401" in text
