@@ -19,15 +19,16 @@ def _rebuilt(cls: type[BaseException], args: tuple[Any, ...], fields: dict[str, 
     return error
 
 
-class HugflowError(Exception):
-    """Base class of every error hugflow-ray raises on purpose.
-
-    Every subclass survives pickling with its message and fields (Ray pickles what a task or an actor raises), as
-    huggingface_hub's ``HfHubHTTPError`` does: ``__reduce__`` restores the state instead of calling ``__init__``.
-    """
+class _RoundTrips(BaseException):
+    """An error that survives pickling with its message and fields (Ray pickles what a task or an actor raises), as
+    huggingface_hub's ``HfHubHTTPError`` does: ``__reduce__`` restores the state instead of calling ``__init__``."""
 
     def __reduce__(self) -> tuple[Any, ...]:
         return _rebuilt, (type(self), self.args, dict(self.__dict__))
+
+
+class HugflowError(_RoundTrips, Exception):
+    """Base class of every error hugflow-ray raises on purpose; each round-trips through pickle."""
 
 
 class SettingsError(HugflowError, ValueError):
@@ -234,7 +235,7 @@ class GitHubError(HugflowError, ConnectionError):
     """The GitHub API refused or kept failing after the retries; the message says which call and why."""
 
 
-class Interrupted(BaseException):  # noqa: N818 - like KeyboardInterrupt, which it stands beside
+class Interrupted(_RoundTrips):  # noqa: N818 - like KeyboardInterrupt, which it stands beside
     """A sync stopped by SIGINT or SIGTERM. A BaseException, as KeyboardInterrupt is: nothing catches it by accident.
 
     Attributes:
@@ -248,9 +249,6 @@ class Interrupted(BaseException):  # noqa: N818 - like KeyboardInterrupt, which 
                  rows_total: int | None = None) -> None:
         self.signum, self.dataset_name, self.rows_kept, self.rows_total = signum, dataset_name, rows_kept, rows_total
         super().__init__(signum)
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return _rebuilt, (type(self), self.args, dict(self.__dict__))
 
 
 # ---- URL sources of the catalog: downloads and archives ----
