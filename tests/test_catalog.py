@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import shutil
 import tarfile
 import zipfile
 from collections.abc import Iterator
@@ -337,6 +338,36 @@ def test_verify_finds_a_flipped_byte_and_a_deleted_file_and_repair_restores_both
         k: v[1] for k, v in made.items() if "/.hugflow/" not in k and not k.startswith(".sources")}
     clean = CliRunner().invoke(app, ["verify", "--all"], env=env)
     assert clean.exit_code == 0, clean.output
+
+
+def test_a_kept_copy_never_hashes_or_writes_outside_it_for_an_index_row_or_a_linked_folder(
+        settings: Settings, sources: Sources, tmp_path: Path) -> None:
+    from hugflow_ray.catalog.sources import KeptFile, read_index, write_index
+    from hugflow_ray.errors import RepairError
+
+    write_catalog(tmp_path, entry("midi", tier="minimal", priority=2, licence="CC-BY-4.0", size_gb=0.0001,
+                                  extra="    data: files\n", source=sources.url_source("/midi.zip")))
+    assert manager.apply(settings, tier="minimal").ok
+    copy = settings.storage_root / "catalog__midi"
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "hostname").write_text("the host's own file")
+    index = read_index(copy)
+    write_index(copy, [*index, KeptFile("../../../outside/hostname", 19, "0" * 64)])
+    report = manager.verify_copy(settings, "catalog__midi")
+    assert not report.ok and "is not a plain path inside" in report.unsafe[0]
+    assert report.bytes_checked == sum(f.size for f in index), "the outside file was not hashed"
+    with pytest.raises(RepairError, match="nothing was changed"):
+        manager.repair_copy(settings, "catalog__midi", report)
+
+    write_index(copy, index)
+    shutil.rmtree(copy / "files" / "midi" / "sub")
+    (copy / "files" / "midi" / "sub").symlink_to(outside)
+    report = manager.verify_copy(settings, "catalog__midi")
+    assert not report.ok and "sub is a symbolic link" in report.unsafe[0]
+    with pytest.raises(RepairError, match="nothing was changed"):
+        manager.repair_copy(settings, "catalog__midi", report)
+    assert sorted(p.name for p in outside.iterdir()) == ["hostname"]
 
 
 def test_the_readme_shows_what_the_example_catalog_plans() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -215,3 +216,87 @@ def test_a_repair_killed_between_a_rewritten_ledger_part_and_the_old_ones_remova
     assert outputs(directory) == before
     assert sorted(raw_ledger_ids(directory)) == list(range(ROWS))
     assert verify(settings, name).ok
+
+
+# --- repair deletes only what it can prove bad, and never reads or writes outside the copy ---------------------
+
+
+def test_a_truncated_ledger_is_never_a_reason_to_empty_the_copy(settings: Settings, tmp_path: Path) -> None:
+    copy = synced(settings, tmp_path)
+    directory, name = copy.dataset_dir, copy.dataset_name
+    before = outputs(directory)
+    for part in (directory / ".hugflow" / "ledger").glob("part-*.parquet"):
+        os.truncate(part, 100)
+    report = verify(settings, name)
+    assert not report.ok and report.unreadable_parts and report.short
+    assert any(line.startswith("unreadable ledger part: ") for line in report.lines())
+    assert "a damaged ledger" in report.lines()[0]
+    repaired = repair(settings, name, report=report)
+    assert repaired.files_removed == [], "no file is deleted for want of a ledger row"
+    assert repaired.sync is not None and repaired.sync.rows_done == ROWS
+    assert outputs(directory) == before
+    assert verify(settings, name).ok
+
+
+def test_a_folder_of_the_copy_replaced_by_a_link_out_of_storage_is_neither_read_nor_written(
+        settings: Settings, tmp_path: Path) -> None:
+    copy = synced(settings, tmp_path)
+    directory, name = copy.dataset_dir, copy.dataset_name
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "precious.txt").write_text("not hugflow's")
+    shutil.rmtree(directory / "json")
+    (directory / "json").symlink_to(outside)
+    report = verify(settings, name)
+    assert not report.ok and report.unsafe and "json is a symbolic link" in report.unsafe[0]
+    assert "json/precious.txt" not in report.unexpected
+    with pytest.raises(RepairError, match="neither reads nor writes through it"):
+        repair(settings, name, report=report)
+    assert sorted(p.name for p in outside.iterdir()) == ["precious.txt"]
+
+
+def test_a_fifo_in_place_of_an_mp3_is_missing_not_a_hang(settings: Settings, tmp_path: Path) -> None:
+    copy = synced(settings, tmp_path)
+    mp3 = copy.dataset_dir / audio_of(copy.dataset_dir, 2)
+    mp3.unlink()
+    os.mkfifo(mp3)
+    env = {**os.environ, "STORAGE_ROOT": str(settings.storage_root), "STATE_DIR": str(settings.state_dir)}
+    done = subprocess.run([sys.executable, "-m", "hugflow_ray", "verify", copy.dataset_name], env=env,
+                          capture_output=True, text=True, timeout=KILL_TIMEOUT)
+    assert done.returncode == 1 and f"missing: {mp3.relative_to(copy.dataset_dir)} (row 2)" in done.stdout, done
+
+
+def test_verify_all_goes_on_past_a_copy_it_cannot_check(settings: Settings, tmp_path: Path) -> None:
+    copy = synced(settings, tmp_path)
+    first = settings.storage_root / "0-made-elsewhere"  # sorted before the synced copy
+    (first / ".hugflow").mkdir(parents=True)
+    write_status(first, read_status(copy.dataset_dir).__class__.from_dict(  # type: ignore[union-attr]
+        {**read_status(copy.dataset_dir).to_dict(), "dataset_name": first.name}))  # type: ignore[union-attr]
+    env = {**os.environ, "STORAGE_ROOT": str(settings.storage_root), "STATE_DIR": str(settings.state_dir)}
+    done = subprocess.run([sys.executable, "-m", "hugflow_ray", "verify", "--all"], env=env, capture_output=True,
+                          text=True, timeout=KILL_TIMEOUT)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert f"{first.name}: " in done.stdout and "has no ledger" in done.stdout
+    assert f"{copy.dataset_name}: ok (12 rows" in done.stdout
+
+
+def test_a_status_file_of_bytes_that_are_not_text_is_one_line_not_a_traceback(settings: Settings,
+                                                                               tmp_path: Path) -> None:
+    from hugflow_ray.errors import DamagedStateError
+    from hugflow_ray.pipeline.status import status_path
+
+    copy = synced(settings, tmp_path)
+    status_path(copy.dataset_dir).write_bytes(b'{"dataset_name": "\xff\xfe"}')
+    with pytest.raises(DamagedStateError, match="is damaged"):
+        read_status(copy.dataset_dir)
+    env = {**os.environ, "STORAGE_ROOT": str(settings.storage_root), "STATE_DIR": str(settings.state_dir),
+           "PROCESSED_ROOT": str(settings.processed_root), "HF_ENDPOINT": settings.hf_endpoint}
+    request = hub_request(tmp_path, "org/calls")
+    done = subprocess.run([sys.executable, "-m", "hugflow_ray", "local-sync", str(request)], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert "is damaged" in done.stderr and "a sync of the dataset rewrites it" in done.stderr
+    status_path(copy.dataset_dir).unlink()
+    os.mkfifo(status_path(copy.dataset_dir))
+    with pytest.raises(DamagedStateError, match="not a regular file"):
+        read_status(copy.dataset_dir)

@@ -25,14 +25,15 @@ from hugflow_ray.catalog.archives import COMPLETE_MARKER, extract
 from hugflow_ray.core.catalog import CatalogEntry, UrlSource
 from hugflow_ray.core.licences import LicenceVerdict
 from hugflow_ray.core.records import DatasetIdentity, DatasetState, DatasetStatus
-from hugflow_ray.errors import CatalogError, HugflowError
+from hugflow_ray.errors import CatalogError, HugflowError, RepairError
 from hugflow_ray.pipeline import store
 from hugflow_ray.pipeline.locks import DatasetLock
 from hugflow_ray.pipeline.status import read_status_or_none, write_status
 from hugflow_ray.pipeline.sync import SyncReport
-from hugflow_ray.pipeline.verify import ChangedFile, MissingFile, VerifyReport, file_sha256
+from hugflow_ray.pipeline.verify import ChangedFile, MissingFile, VerifyReport, file_sha256, safe_files
 from hugflow_ray.settings import Settings
 from hugflow_ray.utils import atomic
+from hugflow_ray.utils.safe_paths import inside, real_directory
 
 FILES_DIR = "files"
 FILES_INDEX = "files.parquet"  # under .hugflow/
@@ -178,12 +179,15 @@ def verify_files(settings: Settings, name: str, dataset_dir: Path) -> VerifyRepo
     """Re-hash a kept copy's files against its index: missing, changed and unexpected files (a row is a file)."""
     started = time.perf_counter()
     with DatasetLock(settings.state_dir, name, owner="verify"):
-        index = read_index(dataset_dir)
         root = dataset_dir / FILES_DIR
+        index, unsafe = safe_files(root, read_index(dataset_dir))
+        if (why := real_directory(root)) is not None:
+            index, unsafe = [], [why]  # nothing is read through it
         checked = [file_sha256(root / f.path) for f in index]
         named = {f.path for f in index}
-        unexpected = sorted(f"{FILES_DIR}/{p.relative_to(root).as_posix()}" for p in root.rglob("*")
-                            if (p.is_symlink() or not p.is_dir()) and p.relative_to(root).as_posix() not in named)
+        unexpected = [] if unsafe else sorted(
+            f"{FILES_DIR}/{p.relative_to(root).as_posix()}" for p in root.rglob("*")
+            if (p.is_symlink() or not p.is_dir()) and p.relative_to(root).as_posix() not in named)
         current = read_status_or_none(dataset_dir)
     missing = [MissingFile(i, f"{FILES_DIR}/{f.path}") for i, (f, (sha, _)) in enumerate(zip(index, checked))
                if sha is None]
@@ -193,7 +197,7 @@ def verify_files(settings: Settings, name: str, dataset_dir: Path) -> VerifyRepo
         dataset_name=name, dataset_dir=dataset_dir, state=current.state if current else None, rows=len(index),
         files_checked=len(index), bytes_checked=sum(size for _, size in checked),
         seconds=time.perf_counter() - started, missing=missing, changed=changed, unexpected=unexpected,
-        no_checksum=[],
+        no_checksum=[], unsafe=unsafe,
     )
 
 
@@ -203,19 +207,22 @@ def repair_files(settings: Settings, entry: CatalogEntry, name: str, root: Path,
     assert isinstance(entry.source, UrlSource)
     dataset_dir = settings.storage_root / name
     with DatasetLock(settings.state_dir, name, owner="repair"):
+        if report.unsafe:
+            raise RepairError(f"{name}: {report.unsafe[0]}; move the copy's own folder back (or remove the copy), "
+                              "then repair; nothing was changed")
         data = fetch(entry, entry.source, root)
         touched = []
         for bad in [*report.missing, *report.changed]:
             relative = bad.path.removeprefix(f"{FILES_DIR}/")
-            source = data / relative
-            target = dataset_dir / bad.path
+            source = inside(data, relative)
+            target = inside(dataset_dir, bad.path)
             target.parent.mkdir(parents=True, exist_ok=True)
             temp = target.with_name(f".{target.name}.repair")
             shutil.copyfile(source, temp)
             os.replace(temp, target)
             touched.append(bad.path)
         for path in report.unexpected:
-            (dataset_dir / path).unlink(missing_ok=True)
+            inside(dataset_dir, path).unlink(missing_ok=True)
             touched.append(path)
     shutil.rmtree(root, ignore_errors=True)
     return touched

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from hugflow_ray.core.tiers import Decision
+from hugflow_ray.errors import HugflowError
 from hugflow_ray.utils.humanize import gigabytes, human_size
+from hugflow_ray.utils.redact import redact
+
+if TYPE_CHECKING:
+    from hugflow_ray.settings import Settings
 
 catalog_app = typer.Typer(help="The curated catalog: plan, apply and inspect a tier under the storage budget.",
                           no_args_is_help=True)
@@ -166,7 +171,6 @@ def verify(
 ) -> None:
     """Re-hash every file of a copy against its ledger's sha256: list missing, changed and unexpected files; exit 1
     when anything is wrong (after --repair: when the repair did not make it whole)."""
-    from hugflow_ray.catalog import manager
     from hugflow_ray.executors.base import release_ray
     from hugflow_ray.pipeline import store
 
@@ -178,21 +182,30 @@ def verify(
     try:
         for copy in names:
             assert copy is not None
-            report = manager.verify_copy(settings, copy)
-            for line in report.lines():
-                typer.echo(line)
-            if report.ok:
-                continue
-            if not repair:
+            try:
+                wrong += not _verify_one(settings, copy, repair=repair)
+            except HugflowError as e:
+                if not every:
+                    raise
+                typer.echo(redact(f"{copy}: {e}", settings.secrets()))  # --all goes on with the next copy
                 wrong += 1
-                continue
-            repaired = manager.repair_copy(settings, copy, report)
-            typer.echo(f"{copy}: repaired {len(repaired.rows_dropped)} rows, removed {len(repaired.files_removed)} "
-                       "files")
-            after = manager.verify_copy(settings, copy)
-            typer.echo(after.lines()[0])
-            wrong += not after.ok
     finally:
         release_ray()
     if wrong:
         raise typer.Exit(1)
+
+
+def _verify_one(settings: Settings, copy: str, *, repair: bool) -> bool:
+    """Verify one copy (and repair it when asked); whether it is whole in the end."""
+    from hugflow_ray.catalog import manager
+
+    report = manager.verify_copy(settings, copy)
+    for line in report.lines():
+        typer.echo(line)
+    if report.ok or not repair:
+        return report.ok
+    repaired = manager.repair_copy(settings, copy, report)
+    typer.echo(f"{copy}: repaired {len(repaired.rows_dropped)} rows, removed {len(repaired.files_removed)} files")
+    after = manager.verify_copy(settings, copy)
+    typer.echo(after.lines()[0])
+    return after.ok

@@ -209,8 +209,14 @@ class Ledger:
     def read(self, columns: list[str] | None = None) -> pa.Table:
         """Every recorded row (rows written twice by overlapping parts count once), sorted by row id; an unreadable
         part is left out with a warning (the next sync sets it aside and redoes its rows)."""
+        return self.read_checked(columns)[0]
+
+    def read_checked(self, columns: list[str] | None = None) -> tuple[pa.Table, list[Path]]:
+        """:meth:`read`, and the parts that could not be read (whose rows it therefore lacks)."""
         paths = sorted(self.parts.glob("part-*.parquet")) if self.parts.is_dir() else []
-        return _unique_rows([t for t in (_read_part(p, columns) for p in paths) if t is not None], columns)
+        tables = {path: _read_part(path, columns) for path in paths}
+        unreadable = [path for path, table in tables.items() if table is None]
+        return _unique_rows([t for t in tables.values() if t is not None], columns), unreadable
 
     def finished_ids(self) -> np.ndarray:
         """Sorted row ids already recorded."""

@@ -22,16 +22,14 @@ fingerprint names no commit is a local (or in-memory) dataset, re-read from its 
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import os
-import stat
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 from hugflow_ray.core import naming
 from hugflow_ray.core.licences import LicenceVerdict
@@ -47,11 +45,13 @@ from hugflow_ray.pipeline.status import read_status, write_status
 from hugflow_ray.pipeline.store import dataset_dir_of, write_measured_status
 from hugflow_ray.pipeline.sync import SyncReport, sync
 from hugflow_ray.settings import Settings
+from hugflow_ray.utils.safe_paths import UnsafePathError, inside, open_regular, real_directory
 
 # Threads hashing at once, each over its own contiguous share of the files: hashlib releases the GIL, so a few
 # threads keep a disk busy; one task per file costs more in hand-overs than hashing a 100 KB MP3 (measured:
 # 2.1x slower with the page cache warm; benchmarks/verify.py).
 HASH_THREADS = 4
+_FOLDERS = (naming.AUDIO_DIR, naming.JSON_DIR)  # a converted copy's files, all under these
 _LEDGER_FILE_COLUMNS = ["row_id", "status", "audio_file", "sha256", "json_file", "json_sha256"]
 
 
@@ -84,6 +84,10 @@ class VerifyReport:
         unexpected: files under ``audio/`` and ``json/`` that no ledger row names (temp files included).
         no_checksum: JSONs that exist but whose checksum the ledger does not hold (rows recorded before JSON
             checksums were), so their content was not checked.
+        unreadable_parts: ledger parts that cannot be read: the rows they recorded are unknown, so no file is
+            called unexpected for want of them (a repair re-converts those rows instead of deleting their files).
+        rows_expected: the rows a complete copy's status says it holds (None for a copy not complete).
+        unsafe: folders of the copy that are links or no directories: hugflow neither reads nor writes through them.
     """
 
     dataset_name: str
@@ -97,11 +101,21 @@ class VerifyReport:
     changed: list[ChangedFile]
     unexpected: list[str]
     no_checksum: list[str]
+    unreadable_parts: list[str] = field(default_factory=list)
+    rows_expected: int | None = None
+    unsafe: list[str] = field(default_factory=list)
+
+    @property
+    def short(self) -> bool:
+        """A complete copy whose ledger holds fewer rows than its status says it has."""
+        return self.rows_expected is not None and self.rows < self.rows_expected
 
     @property
     def ok(self) -> bool:
-        """Every file the ledger names is there with its checksum, and nothing else is."""
-        return not (self.missing or self.changed or self.unexpected)
+        """Every file the ledger names is there with its checksum, nothing else is, the ledger is whole (every part
+        readable, every row of a complete copy there), and the copy's folders are its own."""
+        return not (self.missing or self.changed or self.unexpected or self.unreadable_parts or self.short
+                    or self.unsafe)
 
     @property
     def bad_rows(self) -> list[int]:
@@ -111,6 +125,10 @@ class VerifyReport:
     def lines(self) -> list[str]:
         """The report as one-line messages, the verdict first."""
         verdict = "ok" if self.ok else f"{len(self.bad_rows)} damaged rows, {len(self.unexpected)} unexpected files"
+        if self.unreadable_parts or self.short:
+            verdict += ", a damaged ledger"
+        if self.unsafe:
+            verdict += ", unsafe folders"
         state = self.state.value if self.state is not None else "no status"
         lines = [(f"{self.dataset_name}: {verdict} ({self.rows} rows, {self.files_checked} files, "
                   f"{self.bytes_checked:,} bytes checked in {self.seconds:.1f} s; {state})")]
@@ -120,6 +138,13 @@ class VerifyReport:
         lines += [f"changed: {f.path} (row {f.row_id}): sha256 {f.actual}, recorded {f.expected}"
                   for f in self.changed]
         lines += [f"unexpected: {path}" for path in self.unexpected]
+        lines += [f"unsafe: {why}; move the copy's own folder back (or remove the copy), then repair"
+                  for why in self.unsafe]
+        lines += [f"unreadable ledger part: {part} (its rows are converted again by a repair or a sync)"
+                  for part in self.unreadable_parts]
+        if self.short:
+            lines.append(f"the ledger holds {self.rows} of the {self.rows_expected} rows the copy's status records "
+                         "(a repair converts the others again)")
         if self.no_checksum:
             lines.append(f"{len(self.no_checksum)} JSON files have no checksum recorded (converted before JSON "
                          "checksums were kept): checked to exist only")
@@ -154,9 +179,11 @@ def verify(settings: Settings, name: str) -> VerifyReport:
     dataset_dir = dataset_dir_of(settings, name)
     with DatasetLock(settings.state_dir, name, owner="verify"):
         ledger = _ledger_of(dataset_dir)
-        state = _state(dataset_dir)
-        table = ledger.read(_LEDGER_FILE_COLUMNS)
-        named = list(_named_files(table.to_pylist()))
+        state, rows_expected = _state(dataset_dir)
+        table, unreadable = ledger.read_checked(_LEDGER_FILE_COLUMNS)
+        unsafe = [why for folder in _FOLDERS if (why := real_directory(dataset_dir / folder)) is not None]
+        named, outside = safe_files(dataset_dir, _named_files(table.to_pylist()))
+        unsafe += outside
         shares = [named[i * len(named) // HASH_THREADS:(i + 1) * len(named) // HASH_THREADS]
                   for i in range(HASH_THREADS)]
         with ThreadPoolExecutor(max_workers=HASH_THREADS) as pool:
@@ -177,6 +204,8 @@ def verify(settings: Settings, name: str) -> VerifyReport:
         dataset_name=name, dataset_dir=dataset_dir, state=state, rows=table.num_rows, files_checked=len(named),
         bytes_checked=sum(size for _, size in checked), seconds=time.perf_counter() - started, missing=missing,
         changed=changed, unexpected=unexpected, no_checksum=no_checksum,
+        unreadable_parts=[str(part.relative_to(dataset_dir)) for part in unreadable],
+        rows_expected=rows_expected if state is DatasetState.COMPLETE else None, unsafe=unsafe,
     )
 
 
@@ -207,18 +236,25 @@ def repair(
         raise RepairError(f"the verify report given is of {report.dataset_name}, not {name}; verify {name} first")
     dataset_dir = dataset_dir_of(settings, name)
     with DatasetLock(settings.state_dir, name, owner="repair"):
+        if report.unsafe:
+            raise RepairError(f"{name}: {report.unsafe[0]}: hugflow neither reads nor writes through it; move the "
+                              "copy's own folder back (or remove the copy), then repair; nothing was changed")
         ledger = _ledger_of(dataset_dir)
         fingerprint = _fingerprint(ledger, name)
         _check_reproducible(fingerprint, settings, name)
         bad = report.bad_rows
-        if bad:
+        # Rows a damaged ledger lost are not known: their files are no strays but rows to convert again (the same
+        # bytes under the same names), so nothing is deleted for want of a ledger row.
+        ledger_short = bool(report.unreadable_parts) or report.short
+        if bad or ledger_short:
             _mark_syncing(dataset_dir)
         dropped = ledger.drop_rows(bad)
         removed = [path for record in dropped for path in _files_of(record) if _remove(dataset_dir, path)]
-        removed += [path for path in report.unexpected if _remove(dataset_dir, path)]
+        if not ledger_short:
+            removed += [path for path in report.unexpected if _remove(dataset_dir, path)]
         if removed and not bad:
             _measure_again(dataset_dir)  # no re-sync finalizes a complete copy that only lost unexpected files
-    if not bad and report.state is DatasetState.COMPLETE:
+    if not bad and not ledger_short and report.state is DatasetState.COMPLETE:
         return RepairReport(dataset_name=name, rows_dropped=[], files_removed=sorted(removed), sync=None)
     synced = sync(_request_of(fingerprint, name), settings, owner="repair", dataset_name=name,
                   expect_sha=fingerprint.get("sha"), executor=executor, on_progress=on_progress, licence=_RESTORING)
@@ -229,6 +265,14 @@ def repair(
 # A repair restores rows of a copy the licence policy let in when it was made (with the override its request or
 # catalog entry carried, which the fingerprint does not keep): the policy is not asked again.
 _RESTORING = LicenceVerdict(licence=None, allowed=True, overridden=False, reason="a repair restores an existing copy")
+
+
+class _Located(Protocol):
+    @property
+    def path(self) -> str: ...
+
+
+_F = TypeVar("_F", bound=_Located)
 
 
 class _NamedFile(NamedTuple):
@@ -248,23 +292,30 @@ def _named_files(rows: list[dict[str, Any]]) -> Iterator[_NamedFile]:
             yield _NamedFile(row["row_id"], row["json_file"], row["json_sha256"])
 
 
+def safe_files(root: Path, files: Iterable[_F]) -> tuple[list[_F], list[str]]:
+    """The files (anything with a ``path`` relative to ``root``) whose path stays inside ``root`` through plain
+    folders, and why each other one does not (never opened: a repair refuses while there is one)."""
+    known: set[Path] = set()
+    safe, unsafe = [], []
+    for file in files:
+        try:
+            inside(root, file.path, known=known)
+        except UnsafePathError as e:
+            unsafe.append(str(e))
+        else:
+            safe.append(file)
+    return safe, unsafe
+
+
 def _check(dataset_dir: Path, file: _NamedFile) -> tuple[str | None, int]:
     return file_sha256(dataset_dir / file.path)
 
 
 def file_sha256(path: Path) -> tuple[str | None, int]:
-    """The sha256 of a file (None when it is not there as a plain file: gone, a link, a directory) and the bytes
-    read."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    except (FileNotFoundError, NotADirectoryError):
-        return None, 0
-    except OSError as e:
-        if e.errno == errno.ELOOP:  # a link where the file was
-            return None, 0
-        raise
-    if not stat.S_ISREG(os.fstat(fd).st_mode):  # a directory where the file was (fdopen would refuse it)
-        os.close(fd)
+    """The sha256 of a file (None when it is not there as a plain file: gone, a link, a directory, a FIFO) and the
+    bytes read."""
+    fd = open_regular(path)
+    if fd is None:
         return None, 0
     with os.fdopen(fd, "rb", buffering=0) as f:
         digest = hashlib.file_digest(f, "sha256")  # reads in bounded chunks
@@ -274,7 +325,9 @@ def file_sha256(path: Path) -> tuple[str | None, int]:
 def _unexpected(dataset_dir: Path, named: set[str]) -> list[str]:
     """Files (and links) under ``audio/`` and ``json/`` that no ledger row names, relative to the copy."""
     found = []
-    for directory in (naming.AUDIO_DIR, naming.JSON_DIR):
+    for directory in _FOLDERS:
+        if real_directory(dataset_dir / directory) is not None:
+            continue  # a link (or a file) in the folder's place: reported as unsafe, never walked
         for folder, subfolders, files in os.walk(dataset_dir / directory):  # links to folders are not followed
             prefix = Path(folder).relative_to(dataset_dir).as_posix()
             links = [d for d in subfolders if os.path.islink(os.path.join(folder, d))]
@@ -290,12 +343,13 @@ def _ledger_of(dataset_dir: Path) -> Ledger:
     return ledger
 
 
-def _state(dataset_dir: Path) -> DatasetState | None:
+def _state(dataset_dir: Path) -> tuple[DatasetState | None, int | None]:
+    """The copy's state, and the rows its status says it holds."""
     try:
         status = read_status(dataset_dir)
     except DamagedStateError:
-        return DatasetState.DAMAGED
-    return status.state if status is not None else None
+        return DatasetState.DAMAGED, None
+    return (status.state, status.rows_done) if status is not None else (None, None)
 
 
 def _fingerprint(ledger: Ledger, name: str) -> dict[str, Any]:
@@ -362,11 +416,11 @@ def _remove(dataset_dir: Path, relative: str) -> bool:
     """Delete a file of the copy named relative to it (never outside ``audio/`` or ``json/``); whether it was
     there."""
     parts = Path(relative).parts
-    if len(parts) < 2 or parts[0] not in (naming.AUDIO_DIR, naming.JSON_DIR) or ".." in parts:
+    if len(parts) < 2 or parts[0] not in _FOLDERS:
         return False
     try:
-        (dataset_dir / relative).unlink()
-    except FileNotFoundError:
+        inside(dataset_dir, relative).unlink()
+    except (FileNotFoundError, UnsafePathError):
         return False
     return True
 
