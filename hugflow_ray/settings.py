@@ -17,6 +17,7 @@ DEFAULT_HF_ENDPOINT = "https://huggingface.co"
 DEFAULT_GITHUB_API_URL = "https://api.github.com"
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
 MAX_DOWNLOAD_CONCURRENCY = 64
+MAX_STORAGE_GB = 1e9  # an exabyte: a larger budget is a typo (and inf or 1e308 bytes overflow an integer)
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
@@ -89,7 +90,7 @@ class Settings(BaseSettings):
         None, **_control("The catalog tier `hugflow reconcile` brings in when no --tier is given (e.g. minimal).")
     )
     max_storage_gb: float | None = Field(
-        None, gt=0, **_control("The storage budget of STORAGE_ROOT in decimal GB; unset: what the disk holds now "
+        None, gt=0, le=MAX_STORAGE_GB, allow_inf_nan=False, **_control("The storage budget of STORAGE_ROOT in decimal GB; unset: what the disk holds now "
                                "plus its free space.")
     )
     allowed_licences: str | None = Field(

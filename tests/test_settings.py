@@ -259,3 +259,11 @@ def test_a_status_file_never_holds_a_urls_credentials_or_a_token(tmp_path: Path)
     write_status(tmp_path, status)
     text = status_path(tmp_path).read_text()
     assert "hunter2-canary" not in text and CANARY_HF not in text and "example.org/x.tar: HTTP 401" in text
+
+
+@pytest.mark.parametrize("budget", ["inf", "1e308", "nan", "-1"])
+def test_a_storage_budget_that_is_no_finite_size_is_refused_naming_the_variable(
+        monkeypatch: pytest.MonkeyPatch, budget: str) -> None:
+    monkeypatch.setenv("MAX_STORAGE_GB", budget)
+    with pytest.raises(SettingsError, match="MAX_STORAGE_GB"):
+        load_settings()
