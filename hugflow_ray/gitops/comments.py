@@ -124,8 +124,9 @@ def removed(path: str, name: str, paths: list[str]) -> str:
 
 
 def already_removed(path: str, name: str) -> str:
-    return "\n".join([_heading(path, REMOVED), "", f"`{name}` was deleted from this server by an earlier run of this "
-                      "job at this commit: nothing to do.", "", "An operator may merge this PR."])
+    return "\n".join([_heading(path, REMOVED), "", (f"`{name}` was deleted from this server by an earlier run of this "
+                                                     "job at this commit: nothing to do."),
+                      "", "An operator may merge this PR."])
 
 
 def says_removed(body: str, path: str, sha: str) -> bool:
