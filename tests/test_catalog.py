@@ -74,6 +74,8 @@ def sources() -> Iterator[Sources]:
         "/speech.tar.gz": _tar_gz(fx.audiofolder_files()),
         "/midi.zip": _zip(MIDI),
         "/midi-again.zip": _zip(MIDI),
+        "/files/data": _zip(MIDI),  # a URL whose file name is the extraction's own folder name
+        "/files/.data.extracting": _zip(MIDI),  # ... and its temporary one
         "/clips.parquet": fx.parquet_bytes(fx.speech_records(4, seconds=0.1), fx.speech_features(), row_group_size=4),
     }
     with FileServer(files) as server:
@@ -368,6 +370,18 @@ def test_a_kept_copy_never_hashes_or_writes_outside_it_for_an_index_row_or_a_lin
     with pytest.raises(RepairError, match="nothing was changed"):
         manager.repair_copy(settings, "catalog__midi", report)
     assert sorted(p.name for p in outside.iterdir()) == ["hostname"]
+
+
+@pytest.mark.parametrize("path", ["/files/data", "/files/.data.extracting"])
+def test_a_url_whose_file_name_is_the_extractions_own_is_brought_in(settings: Settings, sources: Sources,
+                                                                   tmp_path: Path, path: str) -> None:
+    write_catalog(tmp_path, entry("midi", tier="minimal", priority=2, licence="CC-BY-4.0", size_gb=0.0001,
+                                  extra="    data: files\n",
+                                  source=sources.url_source(path, extra="      archive: zip\n")))
+    applied = manager.apply(settings, tier="minimal")
+    assert applied.ok, [r.detail for r in applied.results]
+    kept = settings.storage_root / "catalog__midi" / "files"
+    assert {p.relative_to(kept).as_posix() for p in kept.rglob("*") if p.is_file()} == set(MIDI)
 
 
 def test_the_readme_shows_what_the_example_catalog_plans() -> None:

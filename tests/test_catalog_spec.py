@@ -357,7 +357,7 @@ HOSTILE = [
             "'size: 123456'"),
     Hostile("size-quoted", url("size: 12345", 'size: "12345"'), "in quotes", f"{SRC}.size", 13, "without quotes"),
     Hostile("archive-unknown", url(then="      archive: rar\n"),
-            "'rar' is not an archive format", f"{SRC}.archive", 14, "Use one of: none, tar, tar.gz, zip"),
+            "'rar' is not an archive format", f"{SRC}.archive", 14, "Use one of: none, tar, tar.gz, tar.xz, tar.bz2, zip"),
     Hostile("directory-absolute", url(then="      directory: /etc\n"),
             "is not a relative path", f"{SRC}.directory", 14, "relative to the archive's top"),
     Hostile("directory-backslash", url(then="      directory: midi\\x\n"),
@@ -367,7 +367,7 @@ HOSTILE = [
     Hostile("directory-whole", url(then="      directory: ./\n"),
             "names the whole archive", f"{SRC}.directory", 14, "Remove the line"),
     Hostile("directory-no-archive", url(then="      archive: none\n      directory: midi\n"),
-            "applies only to an archive", f"{SRC}.directory", 15, "set 'archive' to tar, tar.gz or zip"),
+            "applies only to an archive", f"{SRC}.directory", 15, "set 'archive' to tar, tar.gz, tar.xz"),
     # two entries for one dataset
     Hostile("same-hub-dataset", HEADER + HUB + HUB.replace("name: speech", "name: speech-again"),
             "the same Hub dataset as the entry 'speech' (line 3)", "datasets[1].source", SECOND + 7,
@@ -430,6 +430,9 @@ def test_the_same_hub_dataset_with_another_subset_or_revision_is_another_dataset
         ("https://example.org/a.tar", ArchiveFormat.TAR),
         ("https://example.org/a.tar.gz", ArchiveFormat.TAR_GZ),
         ("https://example.org/A.TGZ", ArchiveFormat.TAR_GZ),
+        ("https://example.org/a.tar.xz", ArchiveFormat.TAR_XZ),
+        ("https://example.org/a.txz", ArchiveFormat.TAR_XZ),
+        ("https://example.org/a.tar.bz2", ArchiveFormat.TAR_BZ2),
         ("https://example.org/a.zip?raw=1", ArchiveFormat.ZIP),
         ("https://example.org/get?file=a.zip", ArchiveFormat.NONE),
         ("https://example.org/a.parquet", ArchiveFormat.NONE),
@@ -439,6 +442,18 @@ def test_the_same_hub_dataset_with_another_subset_or_revision_is_another_dataset
 def test_the_archive_format_is_inferred_from_the_url_path(address: str, archive: ArchiveFormat) -> None:
     source = parse_catalog(url("https://example.org/midi.tar.gz", address)).entries[0].source
     assert isinstance(source, UrlSource) and source.archive is archive
+
+
+@pytest.mark.parametrize("name", ["speech.7z", "speech.tar.zst", "clips.flac.xz", "all.rar"])
+def test_a_packing_no_reader_opens_is_refused_with_the_ones_that_are(name: str) -> None:
+    with pytest.raises(CatalogError) as caught:
+        parse_catalog(url("https://example.org/midi.tar.gz", f"https://example.org/{name}"),
+                      catalog_path=CATALOG_PATH)
+    assert "is packed in a way hugflow does not unpack" in caught.value.problem
+    assert "tar.xz" in caught.value.fix and caught.value.field is not None and caught.value.field.endswith(".url")
+    kept = parse_catalog(url("https://example.org/midi.tar.gz", f"https://example.org/{name}",
+                             then="      archive: none\n")).entries[0].source
+    assert isinstance(kept, UrlSource) and kept.archive is ArchiveFormat.NONE, "kept as it is when asked"
 
 
 def test_a_stated_archive_format_wins_over_the_suffix() -> None:

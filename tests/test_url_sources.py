@@ -211,8 +211,9 @@ def test_credentials_in_the_url_are_sent_but_never_shown(server: FileServer, tmp
 TREE = {"data/a.txt": b"alpha\n", "data/sub/b.bin": bytes(range(256)) * 5, "README": b"read me\n"}
 
 
-def _tar(path: Path, members: list[tuple[tarfile.TarInfo, bytes | None]], *, gz: bool = False) -> Path:
-    with tarfile.open(path, "w:gz" if gz else "w") as tar:
+def _tar(path: Path, members: list[tuple[tarfile.TarInfo, bytes | None]], *, gz: bool = False,
+         mode: str | None = None) -> Path:
+    with tarfile.open(path, mode or ("w:gz" if gz else "w")) as tar:
         for info, data in members:
             if data is not None:
                 info.size = len(data)
@@ -252,10 +253,11 @@ def _good(fmt: ArchiveFormat, path: Path) -> Path:
     setuid = _tar_file("README", TREE["README"], mode=0o4777)  # the archive's mode is not kept
     return _tar(path, [_tar_entry("data", tarfile.DIRTYPE), _tar_file("data/a.txt", TREE["data/a.txt"]),
                        _tar_file("./data/sub/b.bin", TREE["data/sub/b.bin"]), setuid],
-                gz=fmt is ArchiveFormat.TAR_GZ)
+                mode={ArchiveFormat.TAR_GZ: "w:gz", ArchiveFormat.TAR_XZ: "w:xz", ArchiveFormat.TAR_BZ2: "w:bz2"}.get(
+                    fmt, "w"))
 
 
-@pytest.mark.parametrize("fmt", [ArchiveFormat.TAR, ArchiveFormat.TAR_GZ, ArchiveFormat.ZIP])
+@pytest.mark.parametrize("fmt", [f for f in ArchiveFormat if f is not ArchiveFormat.NONE])
 def test_a_good_archive_extracts_to_its_tree_with_plain_modes(tmp_path: Path, fmt: ArchiveFormat) -> None:
     archive = _good(fmt, tmp_path / "good.archive")
     target = tmp_path / "out" / "midi"
@@ -273,6 +275,23 @@ def test_a_complete_target_is_returned_without_extracting_again(tmp_path: Path) 
     archive.unlink()
     assert extract(archive, ArchiveFormat.ZIP, target, max_bytes=MiB) == target
     assert (target / "README").read_bytes() == TREE["README"]
+
+
+def test_an_extraction_of_another_archive_is_never_read_as_this_ones(tmp_path: Path) -> None:
+    """The catalog entry changed (a new URL and sha256) after an earlier archive was extracted there."""
+    (tmp_path / "old").mkdir()
+    old = _zip(tmp_path / "old" / "a.zip", [("old.txt", b"the earlier source")])
+    target = extract(old, ArchiveFormat.ZIP, tmp_path / "out", max_bytes=MiB, identity="1" * 64)
+    new = _good(ArchiveFormat.ZIP, tmp_path / "a.zip")
+    assert extract(new, ArchiveFormat.ZIP, target, max_bytes=MiB, identity="2" * 64) == target
+    assert not (target / "old.txt").exists() and (target / "README").read_bytes() == TREE["README"]
+
+
+def test_a_member_this_filesystem_refuses_is_an_archive_error_and_leaves_nothing(tmp_path: Path) -> None:
+    archive = _tar(tmp_path / "long.tar", [_tar_file("a" * 300 + ".wav", b"RIFF")])  # over NAME_MAX (255 bytes)
+    with pytest.raises(ArchiveError, match="cannot be extracted on this machine.*OSError.*File name too long"):
+        extract(archive, ArchiveFormat.TAR, tmp_path / "out", max_bytes=MiB)
+    assert os.listdir(tmp_path) == ["long.tar"]
 
 
 def test_a_target_that_is_no_complete_extraction_is_left_alone_and_named(tmp_path: Path) -> None:

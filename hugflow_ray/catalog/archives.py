@@ -26,6 +26,7 @@ left at ``target`` or beside it. One extraction at a time per target (the caller
 from __future__ import annotations
 
 import gzip
+import lzma
 import os
 import shutil
 import stat
@@ -47,17 +48,20 @@ FILE_MODE = 0o644
 DIR_MODE = 0o755
 LINK_TARGET_BYTES = 4096  # PATH_MAX: the most of a zip symlink's target read, to name it in the message
 ZIP_ENCRYPTED_FLAG = 0x1
-_TAR_MODES = {ArchiveFormat.TAR: "r:", ArchiveFormat.TAR_GZ: "r:gz"}
-_DAMAGED = (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, gzip.BadGzipFile, NotImplementedError)
+_TAR_MODES = {ArchiveFormat.TAR: "r:", ArchiveFormat.TAR_GZ: "r:gz", ArchiveFormat.TAR_XZ: "r:xz",
+              ArchiveFormat.TAR_BZ2: "r:bz2"}
+_DAMAGED = (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, gzip.BadGzipFile, lzma.LZMAError,
+            NotImplementedError)
 _CONFLICTS = (IsADirectoryError, NotADirectoryError, FileExistsError)
 _REPACK = "repack the archive without it, or use another source"
 
 
 def extract(archive: Path, fmt: ArchiveFormat, target: Path, *, max_bytes: int,
-            max_members: int = MAX_MEMBERS) -> Path:
+            max_members: int = MAX_MEMBERS, identity: str = "") -> Path:
     """Extract ``archive`` into the directory ``target``, all or nothing.
 
-    A ``target`` that holds :data:`COMPLETE_MARKER` is complete already and returned as it is.
+    A ``target`` whose :data:`COMPLETE_MARKER` names this archive (its ``identity``, the source's sha256) is
+    complete already and returned as it is; one marked for another archive is an earlier source's, removed first.
 
     Args:
         archive: the (verified) downloaded file.
@@ -74,8 +78,11 @@ def extract(archive: Path, fmt: ArchiveFormat, target: Path, *, max_bytes: int,
             earlier file, a device, a FIFO), the archive expands past ``max_bytes`` or ``max_members``, it is
             damaged or not of its format, or ``target`` exists without being a complete extraction.
     """
+    mark = f"{archive.name} {fmt} {identity}\n"
     if (target / COMPLETE_MARKER).is_file():
-        return target
+        if (target / COMPLETE_MARKER).read_text(errors="replace") == mark:
+            return target
+        _remove(target)  # complete, but of another archive: never read as this one's
     if target.exists() or target.is_symlink():
         raise ArchiveError(f"{target} exists but is not a complete extraction of {archive.name}: remove it and run "
                            f"again", archive=archive)
@@ -96,10 +103,15 @@ def extract(archive: Path, fmt: ArchiveFormat, target: Path, *, max_bytes: int,
             raise ArchiveError(f"{archive}: cannot be read as {fmt} ({type(e).__name__}: {e}): the download is "
                                f"damaged or the catalog's archive format is wrong: check the format, delete the "
                                f"file and run again", archive=archive) from e
-        (temp / COMPLETE_MARKER).write_text(f"{archive.name} {fmt}\n")
+        (temp / COMPLETE_MARKER).write_text(mark)
         sync_filesystem(temp)
         os.replace(temp, target)
         fsync_dir(target.parent)
+    except (OSError, UnicodeError) as e:  # a member name this filesystem refuses, a full disk, a name not text
+        _remove(temp)
+        why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        raise ArchiveError(f"{archive}: cannot be extracted on this machine ({type(e).__name__}: {why}): free space "
+                           f"if the disk is full, else {_REPACK}", archive=archive) from None
     except BaseException:
         _remove(temp)
         raise

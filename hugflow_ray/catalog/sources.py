@@ -40,6 +40,7 @@ FILES_INDEX = "files.parquet"  # under .hugflow/
 FILES_SPLIT = "files"  # the identity's split of a kept copy: it has no rows, only files
 EXTRACTION_SLACK = 2  # an archive may expand to twice the larger of its declared sizes, no more
 DEFAULT_FILE_NAME = "download"
+DOWNLOAD_DIR = "download"  # under a source's working folder, beside the extraction ("data")
 
 INDEX_SCHEMA = pa.schema([("path", pa.string()), ("size", pa.int64()), ("sha256", pa.string())])
 
@@ -59,9 +60,12 @@ def fetch(entry: CatalogEntry, source: UrlSource, root: Path) -> Path:
         ArchiveError: the archive holds something that may not be extracted, or expands past its cap.
         CatalogError: the archive has no ``directory`` the entry names.
     """
-    root.mkdir(parents=True, exist_ok=True)
-    archive = fetch_url(source, root / _file_name(source.url))
-    data = extract(archive, source.archive, root / "data", max_bytes=extraction_cap(entry, source))
+    (root / DOWNLOAD_DIR).mkdir(parents=True, exist_ok=True)
+    # The download in a folder of its own: whatever the URL's file is called ('data', '.data.extracting'), it never
+    # meets the extraction beside it.
+    archive = fetch_url(source, root / DOWNLOAD_DIR / _file_name(source.url))
+    data = extract(archive, source.archive, root / "data", max_bytes=extraction_cap(entry, source),
+                   identity=source.sha256)
     if source.directory is None:
         return data
     inner = (data / source.directory).resolve()

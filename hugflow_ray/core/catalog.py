@@ -93,6 +93,8 @@ class ArchiveFormat(StrEnum):
     NONE = "none"  # a single file (a parquet file, a MIDI file...)
     TAR = "tar"
     TAR_GZ = "tar.gz"
+    TAR_XZ = "tar.xz"
+    TAR_BZ2 = "tar.bz2"
     ZIP = "zip"
 
 
@@ -220,7 +222,10 @@ _ENTRY_DEFAULTS = {"data": DataKind.AUDIO.value, "audio_column": DEFAULT_AUDIO_C
                    "text_column": DEFAULT_TEXT_COLUMN}
 _SOURCE_DEFAULTS = {**_DEFAULTS, "archive": "inferred from the URL", "directory": "all of the archive"}
 _ARCHIVE_SUFFIXES = ((".tar.gz", ArchiveFormat.TAR_GZ), (".tgz", ArchiveFormat.TAR_GZ), (".tar", ArchiveFormat.TAR),
-                     (".zip", ArchiveFormat.ZIP))
+                     (".tar.xz", ArchiveFormat.TAR_XZ), (".txz", ArchiveFormat.TAR_XZ),
+                     (".tar.bz2", ArchiveFormat.TAR_BZ2), (".tbz2", ArchiveFormat.TAR_BZ2), (".zip", ArchiveFormat.ZIP))
+# Packings no reader here opens: a single file so packed would be kept, or read, as the packed bytes.
+_UNREAD_SUFFIXES = (".7z", ".rar", ".xz", ".bz2", ".gz", ".zst", ".lz4", ".lzma", ".z")
 
 _FieldFail = Callable[[str, str], CatalogError]  # (problem, fix) about one field
 
@@ -445,6 +450,11 @@ def _source(node: yaml.Node, at: _At, earlier: list[CatalogEntry]) -> CatalogSou
             raise fail("archive", f"{values['archive']!r} is not an archive format",
                        f"Use one of: {', '.join(a.value for a in ArchiveFormat)}.")
         archive = ArchiveFormat(values["archive"])
+    if "archive" not in values and archive is ArchiveFormat.NONE and urlsplit(url).path.lower().endswith(
+            _UNREAD_SUFFIXES):
+        raise fail("url", f"{PurePosixPath(urlsplit(url).path).name!r} is packed in a way hugflow does not unpack",
+                   f"Repack it as one of: {', '.join(a.value for a in ArchiveFormat if a is not ArchiveFormat.NONE)} "
+                   "(or give the unpacked file's URL); to keep the file as it is (data: files), set 'archive: none'.")
     directory = values.get("directory")
     if directory is not None:
         directory = _check_directory(directory, archive, lambda problem, fix: fail("directory", problem, fix))
@@ -520,7 +530,7 @@ def _check_directory(directory: str, archive: ArchiveFormat, fail: _FieldFail) -
     """``directory`` as a clean relative POSIX path inside the archive."""
     fix = "Write it relative to the archive's top, with '/' (e.g. 'midi/train')."
     if archive is ArchiveFormat.NONE:
-        raise fail("applies only to an archive", "Remove it, or set 'archive' to tar, tar.gz or zip.")
+        raise fail("applies only to an archive", "Remove it, or set 'archive' to tar, tar.gz, tar.xz, tar.bz2 or zip.")
     if "\\" in directory or directory.startswith("/") or re.match(r"[A-Za-z]:", directory):
         raise fail(f"{directory!r} is not a relative path", fix)
     path = PurePosixPath(directory)
