@@ -468,6 +468,17 @@ def test_an_unreadable_file_is_a_catalog_error(tmp_path: Path) -> None:
     assert caught.value.catalog_path == tmp_path / "missing.yaml"
 
 
+def test_a_fifo_or_a_folder_as_the_catalog_is_refused_without_waiting(tmp_path: Path) -> None:
+    import os
+
+    os.mkfifo(tmp_path / "catalog.yaml")  # nothing ever writes to it: a read would wait for ever
+    with pytest.raises(CatalogError, match="is not a regular file"):
+        load_catalog(tmp_path / "catalog.yaml")
+    (tmp_path / "folder.yaml").mkdir()
+    with pytest.raises(CatalogError, match="is not a regular file"):
+        load_catalog(tmp_path / "folder.yaml")
+
+
 def test_an_oversize_file_is_refused_without_reading_it_whole(tmp_path: Path) -> None:
     big = tmp_path / "catalog.yaml"
     big.write_bytes((HEADER + HUB).encode() + b"#" * (20 * MAX_CATALOG_BYTES))

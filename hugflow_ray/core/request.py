@@ -13,7 +13,9 @@ The catalog (:mod:`hugflow_ray.core.catalog`) is read by the same rules, so the 
 from __future__ import annotations
 
 import difflib
+import os
 import re
+import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -178,12 +180,21 @@ def load_request(path: Path | str, *, kind: RequestKind | None = None) -> Reques
 
 
 def _read_capped(path: Path, limit: int, fail: Callable[[str, str], RequestError]) -> bytes:
-    """The file's first ``limit + 1`` bytes (one more than allowed, so the parser can tell it is too long)."""
+    """The file's first ``limit + 1`` bytes (one more than allowed, so the parser can tell it is too long); a FIFO or
+    a device is refused without waiting on it."""
     try:
-        with path.open("rb") as f:
-            return f.read(limit + 1)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as e:
         raise fail(f"cannot read the file ({e.strerror})", "Check the path.") from e
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise fail("is not a regular file (a FIFO, a device or a folder)", "Give the path of the file itself.")
+    os.set_blocking(fd, True)
+    with os.fdopen(fd, "rb") as f:
+        try:
+            return f.read(limit + 1)
+        except OSError as e:
+            raise fail(f"cannot read the file ({e.strerror})", "Check the path.") from e
 
 
 def parse_request(data: bytes | str, *, request_path: Path | None = None, kind: RequestKind | None = None) -> Request:
