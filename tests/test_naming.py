@@ -72,3 +72,15 @@ def test_local_paths_name_their_stem_and_hash_the_location(tmp_path: Path) -> No
     assert first.startswith("local__speech+") and second.startswith("local__speech+")
     assert first != second
     assert first.endswith("__split_train") and "__rev_" not in first
+
+
+def test_a_hub_copy_of_an_org_called_catalog_is_no_catalog_entrys_copy(tmp_path: Path) -> None:
+    from hugflow_ray.catalog.manager import _url_entry_of
+    from hugflow_ray.core.naming import catalog_dir_name, is_catalog_dir_name
+    from hugflow_ray.settings import load_settings
+
+    hub_copy = dataset_dir_name(HubRef("catalog/speech", "main", None, "train"))
+    assert hub_copy.startswith("catalog__") and not is_catalog_dir_name(hub_copy)
+    assert all(is_catalog_dir_name(catalog_dir_name(name)) for name in ("midi", "a__b", "x_y", "Über"))
+    settings = load_settings(storage_root=tmp_path, catalog_path=tmp_path / "no-catalog.yaml")
+    assert _url_entry_of(settings, hub_copy, None) is None, "repaired as the Hub copy it is, no catalog needed"

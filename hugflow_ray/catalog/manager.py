@@ -19,7 +19,7 @@ from hugflow_ray.adapters.hub import Hub
 from hugflow_ray.catalog import sources
 from hugflow_ray.core.catalog import GB, Catalog, CatalogEntry, DataKind, UrlSource, load_catalog
 from hugflow_ray.core.licences import LicenceVerdict, check_agrees, judge
-from hugflow_ray.core.naming import CATALOG_ORG, catalog_dir_name, dataset_dir_name
+from hugflow_ray.core.naming import catalog_dir_name, dataset_dir_name, is_catalog_dir_name
 from hugflow_ray.core.records import DatasetState, DatasetStatus
 from hugflow_ray.core.request import AddRequest, HubRef, LocalRef
 from hugflow_ray.core.tiers import Candidate, Decision, PlannedEntry, Presence, TierPlan, plan_tier
@@ -374,7 +374,7 @@ def repair_copy(settings: Settings, name: str, report: VerifyReport, *, catalog:
 
 def _url_entry_of(settings: Settings, name: str, catalog: Catalog | None) -> CatalogEntry | None:
     """The catalog entry with a URL source that made the copy ``name`` (None: not a URL source's copy)."""
-    if not name.startswith(f"{CATALOG_ORG}__"):
+    if not is_catalog_dir_name(name):
         return None
     try:
         catalog = catalog or read_catalog(settings)

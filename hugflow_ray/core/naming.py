@@ -80,6 +80,13 @@ def catalog_dir_name(entry_name: str) -> str:
     return f"{CATALOG_ORG}__{_component(entry_name)}"
 
 
+def is_catalog_dir_name(name: str) -> bool:
+    """Whether ``name`` is a URL catalog entry's copy (``catalog__<entry>``), not a Hub copy of an org that happens
+    to be called ``catalog`` (``catalog__<dataset>__split_...__rev_...``): a component never holds ``__``."""
+    parts = name.split("__")
+    return len(parts) == 2 and parts[0] == CATALOG_ORG
+
+
 def safe_stem(value: object) -> str:
     """A filesystem-safe stem of a file name or path; empty when nothing usable is left."""
     if not isinstance(value, str):
