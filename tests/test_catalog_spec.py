@@ -484,3 +484,20 @@ def test_an_oversize_file_is_refused_without_reading_it_whole(tmp_path: Path) ->
     big.write_bytes((HEADER + HUB).encode() + b"#" * (20 * MAX_CATALOG_BYTES))
     with pytest.raises(CatalogError, match="larger than"):
         load_catalog(big)
+
+
+def test_a_partial_copy_is_resumed_only_while_what_it_still_needs_fits_the_budget() -> None:
+    """Issue: "total 0.02 GB of 0.00 GB; 2 to sync": partial copies were resumed whatever the budget."""
+    from hugflow_ray.core.tiers import Candidate, Decision, Presence, plan_tier
+
+    entries = parse_catalog(HEADER + HUB + HUB.replace("name: speech", "name: more").replace("org/speech", "org/more")
+                            ).entries
+    big, small = (Candidate(e, e.name, expected_bytes=10_000, disk_bytes=4_000, presence=Presence.PARTIAL)
+                  for e in entries)
+    plan = plan_tier([big, small], tier="minimal", budget_bytes=15_000, other_bytes=0)
+    assert [p.decision for p in plan.entries] == [Decision.RESUME, Decision.OVER_BUDGET]
+    assert "needs 0.00 GB more to finish" in plan.entries[1].reason and "what it holds is kept" in plan.entries[1].reason
+    assert plan.total_bytes == 10_000 + 4_000 <= 15_000
+    nothing = plan_tier([big, small], tier="minimal", budget_bytes=1, other_bytes=0)
+    assert [p.decision for p in nothing.entries] == [Decision.OVER_BUDGET] * 2 and nothing.to_sync == []
+    assert nothing.total_bytes == 8_000, "what the partial copies hold stays counted"

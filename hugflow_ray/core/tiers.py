@@ -111,27 +111,34 @@ class TierPlan:
 
 def plan_tier(candidates: list[Candidate], *, tier: str, budget_bytes: int, other_bytes: int) -> TierPlan:
     """Decide each entry of a tier (``candidates`` highest priority first): present, resumed, brought in, or left
-    out with its reason; the included entries never add up to more than ``budget_bytes``."""
-    refused = {c.entry.name for c in candidates if c.licence_problem is not None or c.source_problem is not None}
+    out with its reason; the included entries never add up to more than ``budget_bytes``.
+
+    What is on disk counts first, as it is (a partial copy with what it holds so far). An entry to resume or bring
+    in then needs what it still lacks: one that does not fit is left out (a partial copy keeps what it holds, and
+    is not resumed), and the next, smaller one may still fit.
+    """
     on_disk = [c for c in candidates if c.presence is not Presence.ABSENT]
-    used = other_bytes + sum(c.disk_bytes if c.entry.name in refused else c.needed_bytes for c in on_disk)
+    used = other_bytes + sum(c.disk_bytes for c in on_disk)
     decisions: dict[str, tuple[Decision, str]] = {}
     for c in candidates:
+        more = c.needed_bytes - (c.disk_bytes if c.presence is Presence.PARTIAL else 0)
         if c.licence_problem is not None:
             decisions[c.entry.name] = (Decision.LICENCE, c.licence_problem)
         elif c.source_problem is not None:
             decisions[c.entry.name] = (Decision.UNAVAILABLE, c.source_problem)
         elif c.presence is Presence.COMPLETE:
             decisions[c.entry.name] = (Decision.PRESENT, "complete on disk")
-        elif c.presence is Presence.PARTIAL:
-            decisions[c.entry.name] = (Decision.RESUME, "started before: resumes from its ledger")
-        elif used + c.needed_bytes <= budget_bytes:
-            used += c.needed_bytes
-            decisions[c.entry.name] = (Decision.BRING_IN, "fits the budget")
+        elif used + more <= budget_bytes:
+            used += more
+            decisions[c.entry.name] = ((Decision.RESUME, "started before: resumes from its ledger")
+                                       if c.presence is Presence.PARTIAL else (Decision.BRING_IN, "fits the budget"))
         else:
-            left = gigabytes(max(0, budget_bytes - used))
-            decisions[c.entry.name] = (Decision.OVER_BUDGET, f"needs {gigabytes(c.needed_bytes)}, {left} left")
-    running = other_bytes + sum(c.disk_bytes for c in on_disk if c.entry.name in refused)  # on disk, left as is
+            left, still = gigabytes(max(0, budget_bytes - used)), gigabytes(more)
+            decisions[c.entry.name] = (Decision.OVER_BUDGET, f"needs {still} more to finish, {left} left; what it "
+                                       "holds is kept" if c.presence is Presence.PARTIAL else
+                                       f"needs {gigabytes(c.needed_bytes)}, {left} left")
+    # on disk and left as it is (refused, unavailable, or partial over the budget): what it holds now
+    running = other_bytes + sum(c.disk_bytes for c in on_disk if not decisions[c.entry.name][0].included)
     planned = []
     for c in candidates:
         decision, reason = decisions[c.entry.name]
