@@ -263,6 +263,7 @@ class SourceError(HugflowError):
         expected: what the catalog declares (a sha256 or a size in bytes), when the failure is a mismatch.
         actual: what arrived instead, when the failure is a mismatch.
         transient: whether running again may succeed; the partial download is then kept for the next run to resume.
+        retry_after: the seconds the server asked to wait before asking again (``Retry-After``), when it did.
     """
 
     def __init__(
@@ -274,9 +275,10 @@ class SourceError(HugflowError):
         expected: str | int | None = None,
         actual: str | int | None = None,
         transient: bool = False,
+        retry_after: float | None = None,
     ) -> None:
         self.url, self.status, self.expected, self.actual = url, status, expected, actual
-        self.transient = transient
+        self.transient, self.retry_after = transient, retry_after
         super().__init__(message)
 
 

@@ -7,7 +7,8 @@
   (a download cut short);
 * ``ignore_range``: answer 200 with the whole file whatever the Range header says;
 * ``send_length=False``: send no Content-Length and end the body by closing the connection;
-* ``status``: answer that status (a 503, a 404) instead of the file;
+* ``status``: answer that status (a 503, a 404) instead of the file; with ``status_times``, only to that many
+  requests (then the file), and with ``retry_after``, a ``Retry-After`` header beside it;
 * ``redirect_to``: answer 302 to that location;
 * ``stall``: send the headers, then wait (until the server closes) without sending the body.
 """
@@ -36,6 +37,8 @@ class Served:
     ignore_range: bool = False
     send_length: bool = True
     status: int | None = None
+    status_times: int | None = None
+    retry_after: str | None = None
     redirect_to: str | None = None
     stall: bool = False
 
@@ -124,12 +127,16 @@ class FileServer:
 
             def _answer(self, *, body: bool) -> None:
                 served = server._lookup(self.path)
-                status = self._status(served)
                 with server._lock:
+                    failing = served is not None and served.status is not None and served.status_times != 0
+                    if failing and served is not None and served.status_times is not None:
+                        served.status_times -= 1
+                    status = served.status if failing and served is not None and served.status else self._status(
+                        served)
                     server.requests.append(LoggedRequest(self.command, self.path, self.headers.get("Range"),
                                                          self.headers.get("Authorization"), status))
-                if served is None or served.status is not None:
-                    self._empty(status)
+                if served is None or failing:
+                    self._empty(status, retry_after=served.retry_after if served is not None else None)
                     return
                 if served.redirect_to is not None:
                     self.send_response(status)
@@ -165,8 +172,6 @@ class FileServer:
             def _status(self, served: Served | None) -> int:
                 if served is None:
                     return 404
-                if served.status is not None:
-                    return served.status
                 if served.redirect_to is not None:
                     return 302
                 start = self._start(served)
@@ -179,8 +184,10 @@ class FileServer:
                 match = _RANGE.fullmatch(self.headers.get("Range") or "")
                 return None if match is None or served.ignore_range else int(match[1])
 
-            def _empty(self, status: int) -> None:
+            def _empty(self, status: int, *, retry_after: str | None = None) -> None:
                 self.send_response(status)
+                if retry_after is not None:
+                    self.send_header("Retry-After", retry_after)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 

@@ -90,7 +90,7 @@ def test_a_download_cut_short_keeps_its_part_and_the_next_call_resumes_from_it(s
     cut = len(PAYLOAD) * 4 // 10
     served = server.serve(PATH, PAYLOAD, cut_after=cut)
     with pytest.raises(SourceError) as caught:
-        fetch_url(_source(server.url(PATH)), dest)
+        fetch_url(_source(server.url(PATH)), dest, attempts=1)  # one run's one attempt (the next run resumes)
     assert caught.value.transient and f"after {cut} of {len(PAYLOAD)} bytes" in str(caught.value)
     assert "run again to resume" in str(caught.value)
     assert partial_path(dest).read_bytes() == PAYLOAD[:cut]
@@ -150,6 +150,35 @@ def test_a_file_larger_than_declared_is_stopped_and_nothing_is_left(server: File
     assert os.listdir(tmp_path) == []
 
 
+def test_a_cut_download_is_resumed_within_the_run_after_a_growing_wait(server: FileServer, tmp_path: Path) -> None:
+    cut = len(PAYLOAD) * 4 // 10
+    server.serve(PATH, PAYLOAD, cut_after=cut)  # every answer is cut: three attempts bring the whole file
+    waits: list[float] = []
+    dest = fetch_url(_source(server.url(PATH)), tmp_path / "speech.tar.gz", sleep=waits.append)
+    assert dest.read_bytes() == PAYLOAD and waits == [2.0, 4.0]
+    assert [r.range for r in server.gets(PATH)] == [None, f"bytes={cut}-", f"bytes={2 * cut}-"]
+
+
+def test_a_rate_limit_waits_as_long_as_retry_after_says_then_downloads(server: FileServer, tmp_path: Path) -> None:
+    server.serve(PATH, PAYLOAD, status=429, status_times=2, retry_after="7")
+    waits: list[float] = []
+    dest = fetch_url(_source(server.url(PATH)), tmp_path / "speech.tar.gz", sleep=waits.append)
+    assert dest.read_bytes() == PAYLOAD and waits == [7.0, 7.0]
+    assert [r.status for r in server.gets(PATH)] == [429, 429, 200]
+
+
+def test_a_server_error_that_lasts_fails_after_its_attempts_keeping_the_part(server: FileServer,
+                                                                             tmp_path: Path) -> None:
+    dest = tmp_path / "speech.tar.gz"
+    partial_path(dest).write_bytes(PAYLOAD[:1000])
+    server.serve(PATH, PAYLOAD, status=503)
+    waits: list[float] = []
+    with pytest.raises(SourceError, match="HTTP 503.*resumes from byte 1000") as caught:
+        fetch_url(_source(server.url(PATH)), dest, sleep=waits.append)
+    assert caught.value.transient and waits == [2.0, 4.0, 8.0] and len(server.gets(PATH)) == 4
+    assert partial_path(dest).read_bytes() == PAYLOAD[:1000]
+
+
 def test_a_missing_file_names_the_url_and_the_404(server: FileServer, tmp_path: Path) -> None:
     url = server.url("/gone.zip")
     with pytest.raises(SourceError) as caught:
@@ -158,29 +187,19 @@ def test_a_missing_file_names_the_url_and_the_404(server: FileServer, tmp_path: 
     assert (caught.value.status, caught.value.transient) == (404, False)
 
 
-def test_a_server_error_keeps_the_part_for_the_next_run(server: FileServer, tmp_path: Path) -> None:
-    dest = tmp_path / "speech.tar.gz"
-    partial_path(dest).write_bytes(PAYLOAD[:1000])
-    server.serve(PATH, PAYLOAD, status=503)
-    with pytest.raises(SourceError, match="HTTP 503.*resumes from byte 1000") as caught:
-        fetch_url(_source(server.url(PATH)), dest)
-    assert (caught.value.status, caught.value.transient) == (503, True)
-    assert partial_path(dest).read_bytes() == PAYLOAD[:1000]
-
-
 def test_a_refused_connection_is_a_transient_source_error(tmp_path: Path) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]  # nothing listens there once closed
     with pytest.raises(SourceError, match="ConnectionRefusedError") as caught:
-        fetch_url(_source(f"http://127.0.0.1:{port}/x"), tmp_path / "x")
+        fetch_url(_source(f"http://127.0.0.1:{port}/x"), tmp_path / "x", attempts=1)
     assert caught.value.transient and f"127.0.0.1:{port}/x" in str(caught.value)
 
 
 def test_a_stalled_server_times_out_and_keeps_what_came(server: FileServer, tmp_path: Path) -> None:
     server.serve(PATH, PAYLOAD, stall=True)
     with pytest.raises(SourceError, match="timed out") as caught:
-        fetch_url(_source(server.url(PATH)), tmp_path / "speech.tar.gz", timeout=0.2)
+        fetch_url(_source(server.url(PATH)), tmp_path / "speech.tar.gz", timeout=0.2, attempts=1)
     assert caught.value.transient
 
 

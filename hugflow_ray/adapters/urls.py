@@ -11,14 +11,17 @@ credentials in a URL (``user:pass@``) are sent as basic auth but never shown in 
 from __future__ import annotations
 
 import base64
+import email.utils
 import hashlib
 import http.client
 import logging
 import os
 import re
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import Message
 from pathlib import Path
@@ -34,6 +37,9 @@ log = logging.getLogger(__name__)
 ALLOWED_SCHEMES = frozenset({"http", "https"})
 CHUNK_BYTES = 1024 * 1024  # one read and one write at a time: memory stays bounded whatever the file's size
 DEFAULT_TIMEOUT_SECONDS = 60.0  # for connecting and for each read: a stalled server fails, a slow one does not
+DOWNLOAD_ATTEMPTS = 4  # a transient failure (5xx, 429, a cut connection) is tried again within the run
+BACKOFF_SECONDS = 2.0  # the first wait between attempts; it doubles each time
+MAX_WAIT_SECONDS = 300.0  # never wait longer than this for one attempt, whatever Retry-After asks
 PARTIAL_SUFFIX = ".part"
 FILE_MODE = 0o644
 HTTP_PARTIAL_CONTENT = 206
@@ -49,7 +55,8 @@ def partial_path(dest: Path) -> Path:
     return dest.with_name(dest.name + PARTIAL_SUFFIX)
 
 
-def fetch_url(source: UrlSource, dest: Path, *, timeout: float = DEFAULT_TIMEOUT_SECONDS) -> Path:
+def fetch_url(source: UrlSource, dest: Path, *, timeout: float = DEFAULT_TIMEOUT_SECONDS,
+              attempts: int = DOWNLOAD_ATTEMPTS, sleep: Callable[[float], None] = time.sleep) -> Path:
     """Download ``source`` to ``dest``, resuming a partial download, and verify its size and sha256.
 
     A ``dest`` already there with the catalog's size is hashed again and returned without a download; one that
@@ -60,6 +67,9 @@ def fetch_url(source: UrlSource, dest: Path, *, timeout: float = DEFAULT_TIMEOUT
         source: the catalog's URL, sha256 and size.
         dest: the final path of the file; its directory is created when missing.
         timeout: seconds to wait for the connection and for each read.
+        attempts: tries of a download that fails transiently (resuming from what arrived), waiting between them as
+            the server's ``Retry-After`` asks, else with exponential back-off.
+        sleep: how to wait between attempts (tests pass one that records).
 
     Returns:
         ``dest``, verified.
@@ -83,8 +93,21 @@ def fetch_url(source: UrlSource, dest: Path, *, timeout: float = DEFAULT_TIMEOUT
         part.unlink()
         kept = 0
     hasher = _hash_file(part, kept) if kept else hashlib.sha256()
-    if kept < source.size:
-        hasher = _download(target, part, kept=kept, hasher=hasher, timeout=timeout)
+    for attempt in range(1, attempts + 1):
+        if kept >= source.size:
+            break
+        try:
+            hasher = _download(target, part, kept=kept, hasher=hasher, timeout=timeout)
+            break
+        except SourceError as e:
+            if not e.transient or attempt == attempts:
+                raise
+            wait = min(e.retry_after if e.retry_after is not None else BACKOFF_SECONDS * 2 ** (attempt - 1),
+                       MAX_WAIT_SECONDS)
+            log.warning("%s; trying again in %.1f s (attempt %d of %d)", e, wait, attempt + 1, attempts)
+            sleep(wait)
+            kept = _size(part)
+            hasher = _hash_file(part, kept) if kept else hashlib.sha256()
     actual = hasher.hexdigest()
     if actual != source.sha256:
         part.unlink(missing_ok=True)
@@ -192,7 +215,8 @@ def _download(target: _Target, part: Path, *, kept: int, hasher: hashlib._Hash, 
         then = f"run again later: the download resumes from byte {_size(part)}" if transient else (
             "check the catalog entry's url" + (" and its credentials" if e.code in AUTH_STATUSES else ""))
         raise SourceError(f"{target.url}: the server answered HTTP {e.code} {e.reason}: {then}",
-                          url=target.url, status=e.code, transient=transient) from e
+                          url=target.url, status=e.code, transient=transient,
+                          retry_after=_retry_after(e.headers.get("Retry-After"))) from e
     except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
         reason = e.reason if isinstance(e, urllib.error.URLError) else e
         got = _size(part)
@@ -201,6 +225,18 @@ def _download(target: _Target, part: Path, *, kept: int, hasher: hashlib._Hash, 
             f"({type(reason).__name__}: {reason}): run again to resume from byte {got}",
             url=target.url, expected=target.source.size, actual=got, transient=True,
         ) from e
+
+
+def _retry_after(value: str | None) -> float | None:
+    """``Retry-After`` in seconds: a number of seconds, or an HTTP date (None when absent or unreadable)."""
+    if value is None:
+        return None
+    if value.strip().isdigit():
+        return float(value.strip())
+    try:
+        return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
 
 
 def _open_at(target: _Target, part: Path, offset: int, timeout: float) -> http.client.HTTPResponse:

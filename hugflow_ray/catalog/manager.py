@@ -23,7 +23,7 @@ from hugflow_ray.core.naming import catalog_dir_name, dataset_dir_name, is_catal
 from hugflow_ray.core.records import DatasetState, DatasetStatus
 from hugflow_ray.core.request import AddRequest, HubRef, LocalRef
 from hugflow_ray.core.tiers import Candidate, Decision, PlannedEntry, Presence, TierPlan, plan_tier
-from hugflow_ray.errors import CatalogError, DamagedStateError, HubError, HugflowError, RepairError
+from hugflow_ray.errors import CatalogError, DamagedStateError, HubError, HugflowError, RepairError, SourceError
 from hugflow_ray.pipeline import store
 from hugflow_ray.pipeline.plan import hub_for
 from hugflow_ray.pipeline.status import read_status, read_status_or_none
@@ -265,9 +265,15 @@ def sync_entry(settings: Settings, entry: CatalogEntry, *, verdict: LicenceVerdi
                                field=f"{entry.name}.data")
         return sync(_request(entry, source), settings, owner=owner, licence=verdict)
     root = settings.storage_root / SOURCES_DIR / entry.name
-    if entry.data is DataKind.FILES:
-        return sources.sync_files(settings, entry, catalog_dir_name(entry.name), root, licence=verdict, owner=owner)
-    data = sources.fetch(entry, source, root)
+    try:
+        if entry.data is DataKind.FILES:
+            return sources.sync_files(settings, entry, catalog_dir_name(entry.name), root, licence=verdict,
+                                      owner=owner)
+        data = sources.fetch(entry, source, root)
+    except HugflowError as e:
+        if not (isinstance(e, SourceError) and e.transient):  # nothing to resume: the download is not kept
+            shutil.rmtree(root, ignore_errors=True)
+        raise
     local = LocalRef(data, name=entry.name)
     synced = sync(_request(entry, local), settings, owner=owner, licence=verdict)
     if synced.state is DatasetState.COMPLETE:
