@@ -22,7 +22,7 @@ from hugflow_ray.cli.main import app
 from hugflow_ray.core.catalog import GB
 from hugflow_ray.core.request import load_request
 from hugflow_ray.core.tiers import Decision
-from hugflow_ray.errors import LicenceError
+from hugflow_ray.errors import LicenceError, RepairError
 from hugflow_ray.gitops import comments
 from hugflow_ray.pipeline.plan import hub_for, licence_verdict, make_plan
 from hugflow_ray.pipeline.store import status as store_status
@@ -77,6 +77,9 @@ def sources() -> Iterator[Sources]:
         "/files/data": _zip(MIDI),  # a URL whose file name is the extraction's own folder name
         "/files/.data.extracting": _zip(MIDI),  # ... and its temporary one
         "/clips.parquet": fx.parquet_bytes(fx.speech_records(4, seconds=0.1), fx.speech_features(), row_group_size=4),
+        # the same file name at a new version: other rows (the first three are the same, the fourth differs)
+        "/v2/clips.parquet": fx.parquet_bytes(fx.speech_records(3, seconds=0.1) + fx.speech_records(
+            2, start=10, seconds=0.3), fx.speech_features(), row_group_size=5),
     }
     with FileServer(files) as server:
         yield Sources(server, files)
@@ -345,7 +348,6 @@ def test_verify_finds_a_flipped_byte_and_a_deleted_file_and_repair_restores_both
 def test_a_kept_copy_never_hashes_or_writes_outside_it_for_an_index_row_or_a_linked_folder(
         settings: Settings, sources: Sources, tmp_path: Path) -> None:
     from hugflow_ray.catalog.sources import KeptFile, read_index, write_index
-    from hugflow_ray.errors import RepairError
 
     write_catalog(tmp_path, entry("midi", tier="minimal", priority=2, licence="CC-BY-4.0", size_gb=0.0001,
                                   extra="    data: files\n", source=sources.url_source("/midi.zip")))
@@ -382,6 +384,41 @@ def test_a_url_whose_file_name_is_the_extractions_own_is_brought_in(settings: Se
     assert applied.ok, [r.detail for r in applied.results]
     kept = settings.storage_root / "catalog__midi" / "files"
     assert {p.relative_to(kept).as_posix() for p in kept.rglob("*") if p.is_file()} == set(MIDI)
+
+
+def test_a_url_audio_copy_is_pinned_to_its_source_and_a_new_version_is_made_again_never_mixed(
+        settings: Settings, sources: Sources, tmp_path: Path) -> None:
+    from hugflow_ray.pipeline.status import read_status
+
+    def catalog(path: str) -> None:
+        write_catalog(tmp_path, entry("clips", tier="minimal", priority=1, licence="MIT", size_gb=0.0005,
+                                      source=sources.url_source(path)))
+
+    catalog("/clips.parquet")
+    assert manager.apply(settings, tier="minimal").ok
+    copy = settings.storage_root / "catalog__clips"
+    status = read_status(copy)
+    assert status is not None and status.identity.source == sources.server.url("/clips.parquet")
+    assert (status.identity.sha, status.identity.license) == (
+        hashlib.sha256(sources.files["/clips.parquet"]).hexdigest(), "MIT")
+
+    catalog("/v2/clips.parquet")  # the entry moves to a new version of its file
+    planned = manager.plan(settings, tier="minimal")
+    (line,) = planned.tier.entries
+    assert line.decision is Decision.BRING_IN and "its source changed" in line.reason
+    report = manager.verify_copy(settings, "catalog__clips")
+    with pytest.raises(RepairError, match="never mixes"):
+        manager.repair_copy(settings, "catalog__clips", report)
+    assert manager.apply(settings, tier="minimal").ok
+    fresh = tmp_path / "fresh"
+    fresh_settings = load_settings(storage_root=fresh / "datasets", state_dir=fresh / "state",
+                                   processed_root=fresh / "processed", catalog_path=settings.catalog_path)
+    assert manager.apply(fresh_settings, tier="minimal").ok
+    outputs = {k: v[1] for k, v in _files(copy).items() if not k.startswith(".hugflow")}
+    assert outputs == {k: v[1] for k, v in _files(fresh / "datasets" / "catalog__clips").items()
+                       if not k.startswith(".hugflow")}, "identical to a copy made from the new version alone"
+    assert len([k for k in outputs if k.startswith("json/")]) == 5
+    assert manager.verify_copy(settings, "catalog__clips").ok
 
 
 def test_the_readme_shows_what_the_example_catalog_plans() -> None:

@@ -21,7 +21,7 @@ from hugflow_ray.core.catalog import GB, Catalog, CatalogEntry, DataKind, UrlSou
 from hugflow_ray.core.licences import LicenceVerdict, check_agrees, judge
 from hugflow_ray.core.naming import catalog_dir_name, dataset_dir_name, is_catalog_dir_name
 from hugflow_ray.core.records import DatasetState, DatasetStatus
-from hugflow_ray.core.request import AddRequest, HubRef, LocalRef
+from hugflow_ray.core.request import AddRequest, HubRef, LocalRef, Origin
 from hugflow_ray.core.tiers import Candidate, Decision, PlannedEntry, Presence, TierPlan, plan_tier
 from hugflow_ray.errors import CatalogError, DamagedStateError, HubError, HugflowError, RepairError, SourceError
 from hugflow_ray.pipeline import store
@@ -69,14 +69,22 @@ def chosen_tier(catalog: Catalog, settings: Settings, tier: str | None) -> str:
     return name
 
 
-def presence(settings: Settings, dataset_name: str) -> tuple[Presence, int]:
-    """What ``STORAGE_ROOT`` holds of a dataset copy, and its size on disk."""
+def presence(settings: Settings, dataset_name: str, *, pinned: str | None = None) -> tuple[Presence, int]:
+    """What ``STORAGE_ROOT`` holds of a dataset copy, and its size on disk.
+
+    Args:
+        pinned: the source identity the copy must have (a URL source's sha256): a copy recorded with another is
+            outdated, whatever its state.
+    """
     dataset_dir = settings.storage_root / dataset_name
     if not dataset_dir.is_dir() or dataset_dir.is_symlink():
         return Presence.ABSENT, 0
     current = read_status_or_none(dataset_dir)
+    size = store.copy_size(dataset_dir, current)
+    if pinned is not None and current is not None and current.identity.sha != pinned:
+        return Presence.OUTDATED, size
     complete = current is not None and current.state is DatasetState.COMPLETE
-    return (Presence.COMPLETE if complete else Presence.PARTIAL), store.copy_size(dataset_dir, current)
+    return (Presence.COMPLETE if complete else Presence.PARTIAL), size
 
 
 def storage_used(settings: Settings, *, excluding: frozenset[str] = frozenset()) -> int:
@@ -156,7 +164,7 @@ def plan(settings: Settings, *, tier: str | None = None, catalog: Catalog | None
     facts: dict[str, EntryFacts] = {}
     for entry in catalog.tier_entries(name):
         dataset = entry_dataset_name(entry)
-        there, disk = presence(settings, dataset)
+        there, disk = presence(settings, dataset, pinned=_pin(entry))
         entry_facts, problem = _inspect(entry, settings, hub)
         facts[entry.name] = entry_facts
         candidates.append(Candidate(entry, dataset, entry.size_bytes, disk, there, licence_problem=problem,
@@ -164,6 +172,11 @@ def plan(settings: Settings, *, tier: str | None = None, catalog: Catalog | None
     other = storage_used(settings, excluding=frozenset(c.dataset_name for c in candidates))
     tier_plan = plan_tier(candidates, tier=name, budget_bytes=budget_bytes(settings), other_bytes=other)
     return CatalogPlan(catalog, tier_plan, facts, offline)
+
+
+def _pin(entry: CatalogEntry) -> str | None:
+    """The identity a URL source's copy is pinned to (its sha256); None for a Hub source (pinned to a commit)."""
+    return entry.source.sha256 if isinstance(entry.source, UrlSource) else None
 
 
 def _inspect(entry: CatalogEntry, settings: Settings, hub: Hub | None) -> tuple[EntryFacts, str | None]:
@@ -243,11 +256,12 @@ def apply_entry(settings: Settings, planned: PlannedEntry, decided: CatalogPlan,
         return EntryResult(entry.name, name, Outcome.SKIPPED, f"{planned.decision.value}: {planned.reason}")
     if planned.decision is Decision.BRING_IN:
         used = storage_used(settings)
-        if used + planned.candidate.needed_bytes > decided.tier.budget_bytes:
+        if used + planned.candidate.still_needed_bytes > decided.tier.budget_bytes:
             return EntryResult(entry.name, name, Outcome.SKIPPED,
                                f"over budget: {gigabytes(used)} used on the disk now")
     try:
-        synced = sync_entry(settings, entry, verdict=decided.facts[entry.name].verdict, owner=owner)
+        synced = sync_entry(settings, entry, verdict=decided.facts[entry.name].verdict, owner=owner,
+                            restart=planned.candidate.presence is Presence.OUTDATED)
     except HugflowError as e:
         log.warning("%s: %s", entry.name, e)
         return EntryResult(entry.name, name, Outcome.FAILED, str(e))
@@ -255,9 +269,14 @@ def apply_entry(settings: Settings, planned: PlannedEntry, decided: CatalogPlan,
     return EntryResult(entry.name, name, Outcome.SYNCED, detail, synced)
 
 
-def sync_entry(settings: Settings, entry: CatalogEntry, *, verdict: LicenceVerdict, owner: str) -> SyncReport:
+def sync_entry(settings: Settings, entry: CatalogEntry, *, verdict: LicenceVerdict, owner: str,
+               restart: bool = False) -> SyncReport:
     """Sync one entry through the pipeline: a Hub source as a request; a URL source downloaded, verified and
-    extracted first, then read as a local dataset (audio) or kept as its files."""
+    extracted first, then read as a local dataset (audio) pinned to the download's identity, or kept as its files.
+
+    Args:
+        restart: the copy is of another version of the source: make it again (its old rows are never mixed in).
+    """
     source = entry.source
     if isinstance(source, HubRef):
         if entry.data is DataKind.FILES:
@@ -274,11 +293,16 @@ def sync_entry(settings: Settings, entry: CatalogEntry, *, verdict: LicenceVerdi
         if not (isinstance(e, SourceError) and e.transient):  # nothing to resume: the download is not kept
             shutil.rmtree(root, ignore_errors=True)
         raise
-    local = LocalRef(data, name=entry.name)
-    synced = sync(_request(entry, local), settings, owner=owner, licence=verdict)
+    synced = sync(_request(entry, _downloaded(entry, data)), settings, owner=owner, licence=verdict, restart=restart)
     if synced.state is DatasetState.COMPLETE:
         shutil.rmtree(root, ignore_errors=True)  # the copy is complete; a repair downloads the source again
     return synced
+
+
+def _downloaded(entry: CatalogEntry, data: Path) -> LocalRef:
+    """A URL source's downloaded data as the local dataset its copy is made from, pinned to the download."""
+    assert isinstance(entry.source, UrlSource)
+    return LocalRef(data, name=entry.name, origin=Origin(entry.source.url, entry.source.sha256, entry.licence))
 
 
 def _request(entry: CatalogEntry, ref: HubRef | LocalRef) -> AddRequest:
@@ -371,9 +395,9 @@ def repair_copy(settings: Settings, name: str, report: VerifyReport, *, catalog:
         touched = sources.repair_files(settings, entry, name, root, report)
         return RepairReport(dataset_name=name, rows_dropped=[f.row_id for f in [*report.missing, *report.changed]],
                             files_removed=touched, sync=None)
-    sources.fetch(entry, entry.source, root)  # the path the copy's fingerprint names, there again
+    data = sources.fetch(entry, entry.source, root)
     try:
-        return repair(settings, name, report=report)
+        return repair(settings, name, report=report, request=_request(entry, _downloaded(entry, data)))
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

@@ -84,6 +84,16 @@ class HubRef:
 
 
 @dataclass(frozen=True)
+class Origin:
+    """Where a local dataset's files came from, when they were downloaded for it (a catalog URL source): the
+    identity its copy is pinned to, as a Hub copy is to its commit."""
+
+    url: str
+    sha256: str
+    licence: str | None = None
+
+
+@dataclass(frozen=True)
 class LocalRef:
     """A local dataset: a directory or parquet file in Hub layout (relative paths are resolved against the
     request file's directory). It has no revisions."""
@@ -92,6 +102,7 @@ class LocalRef:
     subset: str | None = None
     split: str = DEFAULT_SPLIT
     name: str | None = None  # a catalog entry's name, which names its copy (None: named after the path)
+    origin: Origin | None = None  # where its files were downloaded from (None: the operator's own files)
 
     @property
     def source(self) -> str:

@@ -22,6 +22,7 @@ class Presence(StrEnum):
     ABSENT = "absent"
     PARTIAL = "partial"  # a sync started (syncing, failed or damaged): it resumes
     COMPLETE = "complete"
+    OUTDATED = "outdated"  # a copy of another version of the entry's source: made again from the new one
 
 
 class Decision(StrEnum):
@@ -60,6 +61,12 @@ class Candidate:
     presence: Presence
     licence_problem: str | None = None
     source_problem: str | None = None
+
+    @property
+    def still_needed_bytes(self) -> int:
+        """What bringing the entry in (or finishing it, or making it again) adds to what its directory holds."""
+        held = self.disk_bytes if self.presence in (Presence.PARTIAL, Presence.OUTDATED) else 0
+        return self.needed_bytes - held
 
     @property
     def needed_bytes(self) -> int:
@@ -109,6 +116,14 @@ class TierPlan:
         return [p for p in self.entries if not p.decision.included]
 
 
+# The decision on an entry that fits the budget, by what the disk holds of it.
+_ADMITTED = {
+    Presence.ABSENT: (Decision.BRING_IN, "fits the budget"),
+    Presence.PARTIAL: (Decision.RESUME, "started before: resumes from its ledger"),
+    Presence.OUTDATED: (Decision.BRING_IN, "its source changed since the copy was made: made again from the new one"),
+}
+
+
 def plan_tier(candidates: list[Candidate], *, tier: str, budget_bytes: int, other_bytes: int) -> TierPlan:
     """Decide each entry of a tier (``candidates`` highest priority first): present, resumed, brought in, or left
     out with its reason; the included entries never add up to more than ``budget_bytes``.
@@ -121,7 +136,7 @@ def plan_tier(candidates: list[Candidate], *, tier: str, budget_bytes: int, othe
     used = other_bytes + sum(c.disk_bytes for c in on_disk)
     decisions: dict[str, tuple[Decision, str]] = {}
     for c in candidates:
-        more = c.needed_bytes - (c.disk_bytes if c.presence is Presence.PARTIAL else 0)
+        more = c.still_needed_bytes
         if c.licence_problem is not None:
             decisions[c.entry.name] = (Decision.LICENCE, c.licence_problem)
         elif c.source_problem is not None:
@@ -130,12 +145,11 @@ def plan_tier(candidates: list[Candidate], *, tier: str, budget_bytes: int, othe
             decisions[c.entry.name] = (Decision.PRESENT, "complete on disk")
         elif used + more <= budget_bytes:
             used += more
-            decisions[c.entry.name] = ((Decision.RESUME, "started before: resumes from its ledger")
-                                       if c.presence is Presence.PARTIAL else (Decision.BRING_IN, "fits the budget"))
+            decisions[c.entry.name] = _ADMITTED[c.presence]
         else:
             left, still = gigabytes(max(0, budget_bytes - used)), gigabytes(more)
             decisions[c.entry.name] = (Decision.OVER_BUDGET, f"needs {still} more to finish, {left} left; what it "
-                                       "holds is kept" if c.presence is Presence.PARTIAL else
+                                       "holds is kept" if c.presence is not Presence.ABSENT else
                                        f"needs {gigabytes(c.needed_bytes)}, {left} left")
     # on disk and left as it is (refused, unavailable, or partial over the budget): what it holds now
     running = other_bytes + sum(c.disk_bytes for c in on_disk if not decisions[c.entry.name][0].included)

@@ -29,6 +29,7 @@ def make_plan(request: AddRequest, *, hub: Hub | None) -> Plan:
         PlanError: the columns do not fit the request, or the layout is not one the sync reads.
     """
     ref = request.dataset
+    source = ref.source
     sha: str | None = None
     files_sha: str | None = None
     license: str | None = None
@@ -36,6 +37,8 @@ def make_plan(request: AddRequest, *, hub: Hub | None) -> Plan:
     if isinstance(ref, LocalRef):
         layout = local_layout(ref.path, ref.subset, ref.split)
         files = tuple(SourceFile(path=str(Path(p).resolve())) for p in layout.data_files)
+        if ref.origin is not None:  # downloaded files: the copy is pinned to the download's identity
+            source, sha, license = ref.origin.url, ref.origin.sha256, ref.origin.licence
     else:
         if hub is None:
             raise PlanError(f"{ref.hf_id}: a Hub request needs the Hub (HF_ENDPOINT)")
@@ -45,7 +48,7 @@ def make_plan(request: AddRequest, *, hub: Hub | None) -> Plan:
         meta = hub.file_metadata(RepoSnapshot(ref.hf_id, ref.revision, files_sha or sha))
         files = tuple(SourceFile(path=p, **meta.get(p, {})) for p in layout.data_files)
     _check_readable(request, layout)
-    identity = DatasetIdentity(name=dataset_dir_name(ref), source=ref.source, sha=sha, subset=ref.subset,
+    identity = DatasetIdentity(name=dataset_dir_name(ref), source=source, sha=sha, subset=ref.subset,
                                split=ref.split, license=license)
     unread = (("warning", f"columns of the {layout.format} layout are checked when the sync reads the files"),)
     plan = Plan(request=request, identity=identity, format=layout.format, files=files,

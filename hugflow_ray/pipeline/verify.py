@@ -216,6 +216,7 @@ def repair(
     report: VerifyReport | None = None,
     executor: Executor | None = None,
     on_progress: ProgressCallback | None = None,
+    request: AddRequest | None = None,
 ) -> RepairReport:
     """Make the copy ``name`` whole: drop its bad rows from the ledger, delete their files and the unexpected ones,
     and sync it, which converts exactly those rows again (see the module docstring).
@@ -223,6 +224,8 @@ def repair(
     Args:
         report: what :func:`verify` found; verified now when not given.
         executor: where the re-sync converts; by default Ray, as for any sync.
+        request: the request that re-makes the copy, when the fingerprint cannot say it alone (a catalog URL
+            source's copy: its files downloaded again, pinned to the same URL and sha256).
 
     Raises:
         DatasetNotFoundError: no copy of that name.
@@ -242,6 +245,8 @@ def repair(
         ledger = _ledger_of(dataset_dir)
         fingerprint = _fingerprint(ledger, name)
         _check_reproducible(fingerprint, settings, name)
+        request = request or _request_of(fingerprint, name)
+        _check_same_source(fingerprint, request, name)
         bad = report.bad_rows
         # Rows a damaged ledger lost are not known: their files are no strays but rows to convert again (the same
         # bytes under the same names), so nothing is deleted for want of a ledger row.
@@ -256,7 +261,7 @@ def repair(
             _measure_again(dataset_dir)  # no re-sync finalizes a complete copy that only lost unexpected files
     if not bad and not ledger_short and report.state is DatasetState.COMPLETE:
         return RepairReport(dataset_name=name, rows_dropped=[], files_removed=sorted(removed), sync=None)
-    synced = sync(_request_of(fingerprint, name), settings, owner="repair", dataset_name=name,
+    synced = sync(request, settings, owner="repair", dataset_name=name,
                   expect_sha=fingerprint.get("sha"), executor=executor, on_progress=on_progress, licence=_RESTORING)
     return RepairReport(dataset_name=name, rows_dropped=[r.row_id for r in dropped], files_removed=sorted(removed),
                         sync=synced)
@@ -374,11 +379,23 @@ def _check_reproducible(fingerprint: dict[str, Any], settings: Settings, name: s
                           f"for {encoder}; set MP3_BITRATE and MP3_QUALITY as it was made to repair it")
 
 
+def _check_same_source(fingerprint: dict[str, Any], request: AddRequest, name: str) -> None:
+    """Refuse, before anything is dropped, a repair from another version of the copy's source."""
+    origin = request.dataset.origin if isinstance(request.dataset, LocalRef) else None
+    if origin is not None and (fingerprint.get("source"), fingerprint.get("sha")) != (origin.url, origin.sha256):
+        raise RepairError(f"{name} was made from {fingerprint.get('source')} (sha256 {fingerprint.get('sha')}), its "
+                          f"catalog entry now names {origin.url} (sha256 {origin.sha256}): a repair never mixes the "
+                          "two; apply the tier to make the copy again from the new source")
+
+
 def _request_of(fingerprint: dict[str, Any], name: str) -> AddRequest:
     """The add request that re-syncs the copy as it was made: its pinned commit (or local path), subset, split and
     columns (a column the fingerprint names is asked for explicitly; none recorded: the default, which the split
     lacks, so the same choice is made again)."""
     source, sha = fingerprint["source"], fingerprint.get("sha")
+    if "://" in source:
+        raise RepairError(f"{name} was made from a downloaded source ({source}): repair it through its catalog "
+                          "(`hugflow verify NAME --repair` with CATALOG_PATH set)")
     subset, split = fingerprint.get("subset"), fingerprint["split"]
     ref = LocalRef(Path(source), subset, split) if sha is None else HubRef(source, sha, subset, split)
     audio, text = fingerprint.get("audio_column"), fingerprint.get("text_column")
