@@ -25,7 +25,7 @@ from hugflow_ray.catalog.archives import COMPLETE_MARKER, extract
 from hugflow_ray.core.catalog import CatalogEntry, UrlSource
 from hugflow_ray.core.licences import LicenceVerdict
 from hugflow_ray.core.records import DatasetIdentity, DatasetState, DatasetStatus
-from hugflow_ray.errors import CatalogError, HugflowError, RepairError
+from hugflow_ray.errors import CatalogError, DamagedStateError, HugflowError, RepairError
 from hugflow_ray.pipeline import store
 from hugflow_ray.pipeline.locks import DatasetLock
 from hugflow_ray.pipeline.status import read_status_or_none, write_status
@@ -33,7 +33,7 @@ from hugflow_ray.pipeline.sync import SyncReport
 from hugflow_ray.pipeline.verify import ChangedFile, MissingFile, VerifyReport, file_sha256, safe_files
 from hugflow_ray.settings import Settings
 from hugflow_ray.utils import atomic
-from hugflow_ray.utils.safe_paths import inside, real_directory
+from hugflow_ray.utils.safe_paths import inside, open_regular, real_directory
 
 FILES_DIR = "files"
 FILES_INDEX = "files.parquet"  # under .hugflow/
@@ -100,11 +100,24 @@ def index_path(dataset_dir: Path) -> Path:
 
 
 def read_index(dataset_dir: Path) -> list[KeptFile]:
-    """The kept copy's index (empty when it has none)."""
+    """The kept copy's index (empty when it has none).
+
+    Raises:
+        DamagedStateError: it cannot be read (the way out: remove the copy and apply the tier again).
+    """
     path = index_path(dataset_dir)
-    if not path.exists():
+    if not os.path.lexists(path):
         return []
-    return [KeptFile(**row) for row in pq.read_table(path, schema=INDEX_SCHEMA).to_pylist()]
+    fd = open_regular(path)
+    try:
+        if fd is None:
+            raise OSError("not a regular file (a link, a folder, a FIFO...)")
+        with os.fdopen(fd, "rb") as f:
+            rows = pq.read_table(f, schema=INDEX_SCHEMA).to_pylist()
+        return [KeptFile(**row) for row in rows]
+    except (OSError, pa.ArrowException, TypeError) as e:
+        raise DamagedStateError(f"{path}, the index of the kept copy {dataset_dir.name}, cannot be read ({e}); remove "
+                                "the copy and apply its tier again") from None
 
 
 def is_kept(dataset_dir: Path) -> bool:

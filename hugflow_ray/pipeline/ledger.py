@@ -28,11 +28,13 @@ from hugflow_ray.core.records import RowRecord, RowStatus
 from hugflow_ray.pipeline.batches import LEDGER_SCHEMA, records_to_table, table_to_records
 from hugflow_ray.utils import atomic
 from hugflow_ray.utils.failpoints import failpoint
+from hugflow_ray.utils.safe_paths import UnsafePathError, open_regular, read_small
 
 log = logging.getLogger(__name__)
 
 DAMAGED_DIR = "damaged"
 REWRITTEN_DIGEST_LENGTH = 12
+MAX_META_BYTES = 1 << 20  # the fingerprint is a few hundred bytes: a larger meta.json is damage, never read whole
 
 
 class LedgerMismatchError(ValueError):
@@ -50,7 +52,11 @@ def _read_part(path: Path, columns: list[str] | None) -> pa.Table | None:
     nulls.
     """
     try:
-        return pq.read_table(path, columns=columns, schema=LEDGER_SCHEMA)
+        fd = open_regular(path)
+        if fd is None:
+            raise OSError(f"{path.name} is not a regular file (a link, a folder, a FIFO...)")
+        with os.fdopen(fd, "rb") as f:
+            return pq.read_table(f, columns=columns, schema=LEDGER_SCHEMA)
     except (pa.ArrowException, OSError) as e:
         log.warning("ledger part %s cannot be read (%s); its rows count as not finished", path, e)
         return None
@@ -114,13 +120,15 @@ class Ledger:
             LedgerDamagedError: the fingerprint file exists but cannot be read.
         """
         try:
-            text = self.meta_path.read_text()
-        except FileNotFoundError:
-            return None
+            data = read_small(self.meta_path, MAX_META_BYTES)
+        except UnsafePathError as e:
+            raise LedgerDamagedError(f"its fingerprint file: {e}") from None
         except OSError as e:
             raise LedgerDamagedError(f"its fingerprint file {self.meta_path} cannot be read ({e.strerror})") from None
+        if data is None:
+            return None
         try:
-            fingerprint = json.loads(text)["fingerprint"]
+            fingerprint = json.loads(data.decode("utf-8"))["fingerprint"]
         except (ValueError, KeyError, TypeError):
             fingerprint = None
         if not isinstance(fingerprint, dict):

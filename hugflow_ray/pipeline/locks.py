@@ -7,10 +7,14 @@ import fcntl
 import json
 import os
 import socket
+import stat
 from pathlib import Path
 
 from hugflow_ray.errors import SyncError
 from hugflow_ray.utils import atomic
+from hugflow_ray.utils.safe_paths import read_small
+
+MAX_HOLDER_BYTES = 1 << 16  # who holds a lock: a few dozen bytes
 
 
 class DatasetLock:
@@ -29,7 +33,15 @@ class DatasetLock:
     def _try_acquire(self) -> int | None:
         """An open descriptor holding the lock, or None when another process holds it."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+        except OSError as e:
+            raise SyncError(f"{self.path} cannot be {self.dataset_name}'s lock ({e.strerror}: a link or a folder "
+                            "where hugflow keeps a lock file); remove it, then run again") from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise SyncError(f"{self.path} is not a regular file (a FIFO or a device where hugflow keeps "
+                            f"{self.dataset_name}'s lock file); remove it, then run again")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -58,10 +70,10 @@ class DatasetLock:
 
     def _holder(self) -> str:
         try:
-            holder = json.loads(self.holder_path.read_text())
-        except (OSError, ValueError):
+            holder = json.loads((read_small(self.holder_path, MAX_HOLDER_BYTES) or b"").decode("utf-8"))
+            return f"{holder['owner']} (pid {holder['pid']} on {holder['host']}, since {holder['since']})"
+        except (OSError, ValueError, KeyError, TypeError):  # gone, damaged, or no file: the lock still holds
             return "another process"
-        return f"{holder['owner']} (pid {holder['pid']} on {holder['host']}, since {holder['since']})"
 
     def __exit__(self, *exc: object) -> None:
         if self._fd is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import time
 from collections.abc import Callable
@@ -15,6 +16,11 @@ from hugflow_ray.core.throughput import eta_seconds, per_second
 from hugflow_ray.pipeline.ledger import Ledger, id_ranges
 from hugflow_ray.settings import Settings
 from hugflow_ray.utils import atomic, failpoints
+from hugflow_ray.utils.safe_paths import read_small
+
+log = logging.getLogger(__name__)
+
+MAX_PROGRESS_BYTES = 1 << 20  # a progress file is a few hundred bytes
 
 
 def progress_path(state_dir: Path, dataset_name: str) -> Path:
@@ -29,8 +35,16 @@ def write_progress(state_dir: Path, progress: Progress) -> None:
 
 
 def read_progress(state_dir: Path, dataset_name: str) -> Progress | None:
+    """The dataset's progress file, or None when there is none or it cannot be read (derived state, rewritten by
+    the next report; a damaged one is said in a warning)."""
     path = progress_path(state_dir, dataset_name)
-    return Progress.from_dict(json.loads(path.read_text())) if path.is_file() else None
+    try:
+        data = read_small(path, MAX_PROGRESS_BYTES)
+        return Progress.from_dict(json.loads(data.decode("utf-8"))) if data is not None else None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:  # UnsafePathError is a ValueError
+        log.warning("the progress file %s cannot be read (%s); the next progress report rewrites it", path,
+                    type(e).__name__)
+        return None
 
 
 ProgressCallback = Callable[[Progress], None]

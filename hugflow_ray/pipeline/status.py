@@ -19,7 +19,7 @@ from hugflow_ray.core.records import DatasetStatus
 from hugflow_ray.errors import DamagedStateError
 from hugflow_ray.utils import atomic
 from hugflow_ray.utils.redact import redact
-from hugflow_ray.utils.safe_paths import open_regular
+from hugflow_ray.utils.safe_paths import UnsafePathError, read_small
 
 log = logging.getLogger(__name__)
 
@@ -76,19 +76,14 @@ def read_status(dataset_dir: Path) -> DatasetStatus | None:
     """
     path = status_path(dataset_dir)
     try:
-        fd = open_regular(path)
-        if fd is None:
-            if not os.path.lexists(path):
-                return None
-            raise DamagedStateError(f"{path} is not a regular file (a link, a folder, a FIFO...); remove it: a sync "
-                                    "of the dataset rewrites it")
-        with os.fdopen(fd, "rb") as f:
-            data = f.read(MAX_STATUS_BYTES + 1)
+        data = read_small(path, MAX_STATUS_BYTES)
+    except UnsafePathError as e:
+        raise DamagedStateError(f"{e}; remove it: a sync of the dataset rewrites it") from None
     except OSError as e:
         raise DamagedStateError(f"{path} cannot be read ({e.strerror})") from None
+    if data is None:
+        return None
     try:
-        if len(data) > MAX_STATUS_BYTES:
-            raise ValueError("too large")
         return DatasetStatus.from_dict(json.loads(data.decode("utf-8")))
     except (ValueError, KeyError, TypeError, AttributeError) as e:  # UnicodeDecodeError is a ValueError
         raise DamagedStateError(f"{path} is damaged ({type(e).__name__}); a sync of the dataset rewrites it") from None

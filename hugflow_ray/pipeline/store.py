@@ -174,8 +174,12 @@ def remove(source: Path | RemoveRequest, settings: Settings, *, owner: str = "re
             link.unlink()
             removed.append(str(link))
         progress = progress_path(settings.state_dir, name)
-        if progress.exists():
-            progress.unlink()
+        if os.path.lexists(progress):
+            try:
+                progress.unlink()
+            except IsADirectoryError:
+                raise SyncError(f"{progress} is a folder where hugflow keeps {name}'s progress file: remove it, then "
+                                "remove the dataset again (its copy is already gone)") from None
             removed.append(str(progress))
     if not removed:
         raise SyncError(f"nothing to remove: {name} is not under {settings.storage_root}")

@@ -439,5 +439,8 @@ def _remove(dataset_dir: Path, relative: str) -> bool:
         inside(dataset_dir, relative).unlink()
     except (FileNotFoundError, UnsafePathError):
         return False
+    except IsADirectoryError:
+        raise RepairError(f"{dataset_dir / relative} is a folder where the copy keeps a file: hugflow deletes no "
+                          "folder it did not make; remove it, then repair again") from None
     return True
 

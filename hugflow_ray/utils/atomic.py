@@ -13,6 +13,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from hugflow_ray.errors import DamagedStateError
+
 TEMP_SUFFIX = ".tmp-hugflow"
 _LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
 
@@ -61,9 +63,22 @@ def _write_temp(path: Path, data: bytes, *, fsync: bool) -> Path:
     return temp
 
 
+def _rename(temp: Path, path: Path) -> None:
+    """Put ``temp`` in ``path``'s place.
+
+    Raises:
+        DamagedStateError: a folder stands where the file goes (hugflow never deletes a folder it did not make).
+    """
+    try:
+        os.replace(temp, path)
+    except IsADirectoryError:
+        temp.unlink(missing_ok=True)
+        raise DamagedStateError(f"{path} is a folder where hugflow keeps a file: remove it, then run again") from None
+
+
 def write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically and durably (temp file, fsync, rename, directory fsync)."""
-    os.replace(_write_temp(path, data, fsync=True), path)
+    _rename(_write_temp(path, data, fsync=True), path)
     fsync_dir(path.parent)
 
 
@@ -79,7 +94,7 @@ def write_many(files: Sequence[tuple[Path, bytes]], *, root: Path) -> None:
         return
     sync_filesystem(root)
     for temp, path in temps:
-        os.replace(temp, path)
+        _rename(temp, path)
     sync_filesystem(root)
 
 

@@ -79,3 +79,23 @@ def open_regular(path: Path) -> int | None:
         return None
     os.set_blocking(fd, True)
     return fd
+
+
+def read_small(path: Path, max_bytes: int) -> bytes | None:
+    """The bytes of a small state file (a status, a fingerprint, a progress file), None when there is none.
+
+    Raises:
+        UnsafePathError: something else stands there (a link, a folder, a FIFO, a device), or it holds more than
+            ``max_bytes`` (it is never read whole then).
+        OSError: it cannot be read.
+    """
+    fd = open_regular(path)
+    if fd is None:
+        if not os.path.lexists(path):
+            return None
+        raise UnsafePathError(f"{path} is not a regular file (a link, a folder, a FIFO...)")
+    with os.fdopen(fd, "rb") as f:
+        data = f.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise UnsafePathError(f"{path} holds more than {max_bytes:,} bytes: it is no file hugflow wrote")
+    return data
