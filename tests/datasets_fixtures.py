@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import tarfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -110,3 +111,12 @@ def webdataset_files() -> dict[str, bytes]:
         return buffer.getvalue()
 
     return {"train/shard-000.tar": shard(["s0", "s1"]), "train/shard-001.tar": shard(["s2"])}
+
+
+def zip_bytes(files: dict[str, bytes]) -> bytes:
+    """A zip archive of ``files`` (name -> bytes), in memory."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()

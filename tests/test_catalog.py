@@ -8,7 +8,6 @@ import io
 import json
 import shutil
 import tarfile
-import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,14 +48,6 @@ def _tar_gz(files: dict[str, bytes]) -> bytes:
     return buffer.getvalue()
 
 
-def _zip(files: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for name, data in files.items():
-            archive.writestr(name, data)
-    return buffer.getvalue()
-
-
 @dataclass(frozen=True)
 class Sources:
     server: FileServer
@@ -72,10 +63,10 @@ class Sources:
 def sources() -> Iterator[Sources]:
     files = {
         "/speech.tar.gz": _tar_gz(fx.audiofolder_files()),
-        "/midi.zip": _zip(MIDI),
-        "/midi-again.zip": _zip(MIDI),
-        "/files/data": _zip(MIDI),  # a URL whose file name is the extraction's own folder name
-        "/files/.data.extracting": _zip(MIDI),  # ... and its temporary one
+        "/midi.zip": fx.zip_bytes(MIDI),
+        "/midi-again.zip": fx.zip_bytes(MIDI),
+        "/files/data": fx.zip_bytes(MIDI),  # a URL whose file name is the extraction's own folder name
+        "/files/.data.extracting": fx.zip_bytes(MIDI),  # ... and its temporary one
         "/clips.parquet": fx.parquet_bytes(fx.speech_records(4, seconds=0.1), fx.speech_features(), row_group_size=4),
         # the same file name at a new version: other rows (the first three are the same, the fourth differs)
         "/v2/clips.parquet": fx.parquet_bytes(fx.speech_records(3, seconds=0.1) + fx.speech_records(

@@ -25,6 +25,7 @@ from hugflow_ray import api
 from hugflow_ray.errors import HugflowError
 from hugflow_ray.pipeline.progress import read_progress
 from hugflow_ray.settings import Settings, load_settings
+from tests import datasets_fixtures as fx
 from tests.conftest import HubFixture
 from tests.file_server import FileServer
 
@@ -48,17 +49,6 @@ class World:
     outside: Path
 
 
-def _zip(files: dict[str, bytes]) -> bytes:
-    import io
-    import zipfile
-
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for name, data in files.items():
-            archive.writestr(name, data)
-    return buffer.getvalue()
-
-
 def _settings(root: Path, hub: HubFixture) -> Settings:
     return load_settings(hf_endpoint=hub.endpoint, storage_root=root / "datasets", state_dir=root / "state",
                          processed_root=root / "processed", catalog_path=root / "catalog.yaml",
@@ -68,7 +58,7 @@ def _settings(root: Path, hub: HubFixture) -> Settings:
 @pytest.fixture(scope="module")
 def template(hub: HubFixture, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A storage root with a Hub copy and a kept URL copy, their state, a catalog and requests, made once."""
-    zipped = _zip(MIDI)
+    zipped = fx.zip_bytes(MIDI)
     with FileServer({"/midi.zip": zipped}) as server:
         root = tmp_path_factory.mktemp("template")
         (root / "requests" / "add").mkdir(parents=True)
