@@ -264,6 +264,17 @@ def test_a_rerun_after_success_says_synced_and_repeats_no_merge_and_no_slack_mes
     world.assert_no_canary()
 
 
+def test_a_push_that_changes_how_a_complete_copy_is_made_is_not_called_already_complete(world: World) -> None:
+    path = "requests/add/calls-columns.yaml"
+    world.open_pull(36, {path: request_yaml("org/calls")})
+    assert world.run() == 0
+    world.open_pull(36, {path: request_yaml("org/calls", text_column="speaker_id")}, action="synchronize")
+    assert world.run() == 1
+    final = world.comment(36, path)
+    assert "❌ failed" in final and "--restart" in final and "Already complete" not in final
+    world.assert_no_canary()
+
+
 class _EndedRun(LocalDriver):
     """A driver whose earlier run of this dataset had already ended, successfully, when the job re-attached to it."""
 

@@ -32,6 +32,7 @@ from hugflow_ray.errors import CIError, GitHubError, HugflowError, LicenceError,
 from hugflow_ray.executors.child_process import LocalDriver
 from hugflow_ray.gitops import comments, gate
 from hugflow_ray.pipeline import store
+from hugflow_ray.pipeline.ledger import Ledger, LedgerMismatchError
 from hugflow_ray.pipeline.locks import DatasetLock
 from hugflow_ray.pipeline.plan import check_licence, hub_for, licence_verdict, make_plan
 from hugflow_ray.pipeline.progress import read_progress
@@ -292,7 +293,7 @@ class _Job:
                               "wait until that finishes, then re-run this job (or close this PR if it asks for "
                               "the same dataset).")
         view = self._view(plan, verdict.line() if verdict else None)
-        if run is None and (done := self._complete(plan)) is not None:  # a re-run of the job after its success
+        if run is None and (done := self._complete(plan)) is not None and self._made_as_planned(plan):  # a re-run
             log.info("%s: %s is already complete at %s: nothing to do", path, plan.identity.name, plan.identity.sha)
             return self._report_done(path, plan, view, done, 0.0, already=True)
         self.reporter.comment(marker, comments.planned(path, view))
@@ -352,6 +353,15 @@ class _Job:
         if status is None or status.state is not DatasetState.COMPLETE or status.identity.sha != plan.identity.sha:
             return None
         return status
+
+    def _made_as_planned(self, plan: Plan) -> bool:
+        """Whether the copy's ledger was made with exactly this plan's fingerprint (columns, encoder...): a request
+        that changed them is the driver's to refuse (``--restart``), never reported as already complete."""
+        try:
+            return Ledger(self.settings.storage_root / plan.identity.name).recorded_fingerprint() == plan.fingerprint(
+                self.settings.encoder)
+        except LedgerMismatchError:
+            return False
 
     def _finish(self, path: str, plan: Plan, view: comments.PlanView, code: int, before: tuple[int, int] | None,
                 seconds: float, run: DriverRun) -> Outcome:
