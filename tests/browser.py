@@ -9,8 +9,11 @@ the page.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -38,14 +41,15 @@ def page_text(url: str, *, until: Callable[[str], bool], cookies: dict[str, str]
     profile = Path(tempfile.mkdtemp(prefix="hfr-browser-"))
     browser = subprocess.Popen([chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
                                 "--remote-debugging-port=0", f"--user-data-dir={profile}", "about:blank"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         port = _debugging_port(profile, browser)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=30) as answer:
             page = next(t for t in json.load(answer) if t["type"] == "page")
         return asyncio.run(_read(page["webSocketDebuggerUrl"], url, until, cookies or {}, seconds))
-    finally:
-        browser.kill()
+    finally:  # the browser and every process it started (renderers keep the page's connections open)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(browser.pid, signal.SIGKILL)
         browser.wait(timeout=30)
         shutil.rmtree(profile, ignore_errors=True)
 
