@@ -113,7 +113,11 @@ def _init(address: str | None, storage_resource: str, dashboard_port: int | None
         ray.init(address="local", log_to_driver=False, resources={storage_resource: 1}, **dashboard)
         cpus = int(ray.cluster_resources().get("CPU", 1))
         ray.get([_warm_worker.remote() for _ in range(cpus)])
-        ray.data.range(1).materialize()  # Ray Data's own actors (stats, autoscaling) start now, not mid-run
+        try:  # Ray Data's own actors (stats, autoscaling) start now, not mid-run
+            ray.data.range(1).materialize()
+        except Exception as e:  # noqa: BLE001 - a warm-up never fails a sync: the run starts them itself if need be
+            # Seen once, in a process that had shut an earlier Ray down: Ray Data passed an object of that session.
+            log.debug("Ray Data's warm-up failed (%s: %s); they start with the run", type(e).__name__, e)
 
 
 def check_storage_node(address: str, storage_resource: str) -> None:
