@@ -90,8 +90,9 @@ class Settings(BaseSettings):
         None, **_control("The catalog tier `hugflow reconcile` brings in when no --tier is given (e.g. minimal).")
     )
     max_storage_gb: float | None = Field(
-        None, gt=0, le=MAX_STORAGE_GB, allow_inf_nan=False, **_control("The storage budget of STORAGE_ROOT in decimal GB; unset: what the disk holds now "
-                               "plus its free space.")
+        None, gt=0, le=MAX_STORAGE_GB, allow_inf_nan=False,
+        **_control("The storage budget of STORAGE_ROOT in decimal GB; unset: what the disk holds now plus its free "
+                   "space.")
     )
     allowed_licences: str | None = Field(
         None, description="Comma-separated SPDX ids a dataset's licence must be one of; unset: the commercially "
