@@ -96,3 +96,23 @@ def test_a_compaction_cut_short_leaves_every_row_once_and_compacting_again_finis
     assert ledger.records() == before and len(list(ledger.parts.glob("part-*.parquet"))) == 3
     assert ledger.compact() == 3
     assert [p.name for p in ledger.parts.glob("part-*.parquet")] == [merged] and ledger.records() == before
+
+
+def test_compaction_leaves_full_parts_alone_so_its_cost_does_not_grow_with_the_ledger(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hugflow_ray.pipeline import ledger as ledger_module
+
+    monkeypatch.setattr(ledger_module, "FULL_PART_ROWS", 8)
+    ledger = Ledger(tmp_path)
+    ledger.parts.mkdir(parents=True)
+    for first in range(0, 9, 3):
+        ledger.append([ok_record(i) for i in range(first, first + 3)])
+    assert ledger.compact() == 3
+    (full,) = ledger.parts.glob("part-*.parquet")
+    stamp = full.stat().st_mtime_ns
+    ledger.append([ok_record(9)])
+    ledger.append([ok_record(10)])
+    assert ledger.compact() == 2, "only the two small parts are merged"
+    assert full.stat().st_mtime_ns == stamp and len(list(ledger.parts.glob("part-*.parquet"))) == 2
+    assert raw_ids(ledger) == list(range(11)) and [r.row_id for r in ledger.records()] == list(range(11))

@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 DAMAGED_DIR = "damaged"
 REWRITTEN_DIGEST_LENGTH = 12
+FULL_PART_ROWS = 1 << 16  # a part this big is left alone by compaction (see Ledger.compact)
 MAX_META_BYTES = 1 << 20  # the fingerprint is a few hundred bytes: a larger meta.json is damage, never read whole
 
 
@@ -192,8 +193,12 @@ class Ledger:
         return table_to_records(_unique_rows(dropped, None))
 
     def compact(self) -> int:
-        """Merge every part into one, so reading the ledger costs one file however many blocks made it; returns the
-        number of parts merged (0: there was at most one).
+        """Merge the small parts into one, so reading the ledger costs a file per ``FULL_PART_ROWS`` rows however
+        many blocks made it; returns the number of parts merged (0: there was at most one small part).
+
+        A part of ``FULL_PART_ROWS`` rows or more is left as it is, so a compaction costs what the small parts hold,
+        never the whole ledger: a sync of any size merges in bounded memory, and the one writer compacting every
+        ``COMPACT_EVERY_PARTS`` blocks does linear work in all, not quadratic.
 
         Crash-safe as :meth:`drop_rows` is: the merged part is written durably under a name of its own first (a
         digest of its ids), then each old part is unlinked, and a reader counts a row that is in both once. A crash
@@ -201,6 +206,7 @@ class Ledger:
         writer appends (the sync's finalize, or the one writer between its blocks).
         """
         paths = sorted(self.parts.glob("part-*.parquet")) if self.parts.is_dir() else []
+        paths = [p for p in paths if _part_rows(p) < FULL_PART_ROWS]
         tables = [t for t in (_read_part(p, None) for p in paths) if t is not None]
         if len(paths) <= 1 or len(tables) < len(paths):  # an unreadable part is the next open's to set aside
             return 0
@@ -241,6 +247,14 @@ class Ledger:
 _SUMMARY_COLUMNS = ["row_id", "status"]
 
 
+def _part_rows(path: Path) -> int:
+    """The rows a part holds, as its name says (``part-<first row>-<rows>[-<digest>].parquet``)."""
+    try:
+        return int(path.name.split("-")[2].split(".")[0])
+    except (IndexError, ValueError):
+        return 0  # not a name this ledger writes: merged with the small parts, whose reading sets it aside if need be
+
+
 def _rewritten_name(table: pa.Table) -> str:
     """The name of a part rewritten without some rows: deterministic, and another set of rows gets another name."""
     ids = table.column("row_id").to_numpy()
@@ -268,8 +282,8 @@ def _unique_rows(tables: list[pa.Table], columns: list[str] | None) -> pa.Table:
 
 
 def _summary(table: pa.Table) -> LedgerSummary:
-    return LedgerSummary(finished=table.column("row_id").to_numpy(),
-                         errors=table.column("status").to_pylist().count(RowStatus.ERROR))
+    errors = pc.sum(pc.equal(table.column("status"), RowStatus.ERROR.value)).as_py() if table.num_rows else 0
+    return LedgerSummary(finished=table.column("row_id").to_numpy(), errors=int(errors or 0))
 
 
 def id_ranges(ids: np.ndarray) -> list[tuple[int, int]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
@@ -15,6 +16,7 @@ from hugflow_ray.utils import atomic
 
 MANIFEST_PARQUET = "manifest.parquet"
 MANIFEST_JSONL = "manifest.jsonl"
+JSONL_BATCH_ROWS = 10000
 
 
 def write_manifests(dataset_dir: Path) -> int:
@@ -34,11 +36,15 @@ def write_manifests(dataset_dir: Path) -> int:
     sink = pa.BufferOutputStream()
     pq.write_table(manifest, sink, compression="zstd")
     atomic.write_bytes(dataset_dir / MANIFEST_PARQUET, sink.getvalue().to_pybytes())
-    lines = [
-        json.dumps({"audio_filepath": r["audio_filepath"], "duration": r["duration"], "text": r["text"] or ""},
-                   ensure_ascii=False)
-        for r in manifest.select(["audio_filepath", "duration", "text"]).to_pylist()
-        if r["audio_filepath"] is not None
-    ]
-    atomic.write_bytes(dataset_dir / MANIFEST_JSONL, ("\n".join(lines) + "\n" if lines else "").encode("utf-8"))
+    atomic.write_chunks(dataset_dir / MANIFEST_JSONL, _jsonl(manifest.select(["audio_filepath", "duration", "text"])))
     return manifest.num_rows
+
+
+def _jsonl(manifest: pa.Table) -> Iterator[bytes]:
+    """The JSON lines of the rows with audio, ``JSONL_BATCH_ROWS`` at a time (never a Python object per row of the
+    whole manifest at once)."""
+    for batch in manifest.to_batches(max_chunksize=JSONL_BATCH_ROWS):
+        lines = [json.dumps({"audio_filepath": r["audio_filepath"], "duration": r["duration"], "text": r["text"] or ""},
+                            ensure_ascii=False) + "\n"
+                 for r in batch.to_pylist() if r["audio_filepath"] is not None]
+        yield "".join(lines).encode("utf-8")

@@ -82,6 +82,22 @@ def write_bytes(path: Path, data: bytes) -> None:
     fsync_dir(path.parent)
 
 
+def write_chunks(path: Path, chunks: Iterable[bytes]) -> None:
+    """Write ``chunks`` one after another to ``path`` atomically and durably, never holding them all at once."""
+    temp = _temp_path(path)
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        for chunk in chunks:
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    _rename(temp, path)
+    fsync_dir(path.parent)
+
+
 def write_many(files: Sequence[tuple[Path, bytes]], *, root: Path) -> None:
     """Write a batch of files atomically and durably, syncing the filesystem of ``root`` once per phase.
 
