@@ -66,6 +66,11 @@ class Settings(BaseSettings):
     )
     progress_interval: int = Field(10000, ge=1, description="Rows between progress reports.")
     max_concurrent_downloads: int = Field(5, ge=1, le=MAX_DOWNLOAD_CONCURRENCY, description="Parallel downloads.")
+    keep_sources: bool = Field(
+        False, description="Keep a Hub dataset's downloaded files in the copy's .hugflow/sources after their rows are "
+        "converted (by default each file is deleted once all its rows are in the ledger: a sync's disk is its output "
+        "plus a few source files)."
+    )
     auto_merge: bool = Field(False, **_control("Merge the PR when every request succeeded."))
     log_level: LogLevel = Field("INFO", description="Logging level.")
     mp3_bitrate: int = Field(192, description="MP3 CBR bitrate in kbps, clamped per file to the legal maximum.")

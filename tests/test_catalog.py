@@ -312,7 +312,7 @@ def test_verify_finds_a_flipped_byte_and_a_deleted_file_and_repair_restores_both
                   for p in (settings.storage_root / "catalog__midi" / "files").rglob("*") if p.is_file()}
     assert kept_files == set(MIDI), "exactly the archive's files are kept"
     made = _files(settings.storage_root)
-    mp3 = next((settings.storage_root / "catalog__clips" / "audio").glob("*.mp3"))
+    mp3 = next((settings.storage_root / "catalog__clips" / "audio").glob("*/*.mp3"))
     data = bytearray(mp3.read_bytes())
     data[len(data) // 2] ^= 0xFF
     mp3.write_bytes(bytes(data))
@@ -323,7 +323,7 @@ def test_verify_finds_a_flipped_byte_and_a_deleted_file_and_repair_restores_both
 
     found = CliRunner().invoke(app, ["verify", "--all"], env=env)
     assert found.exit_code == 1, found.output
-    assert f"changed: audio/{mp3.name} (row " in found.stdout
+    assert f"changed: audio/{mp3.parent.name}/{mp3.name} (row " in found.stdout
     assert "missing: files/midi/sub/song2.mid" in found.stdout
 
     repaired = CliRunner().invoke(app, ["verify", "--all", "--repair"], env=env)

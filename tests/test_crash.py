@@ -24,6 +24,7 @@ import pytest
 
 from hugflow_ray.utils.failpoints import FAILPOINT_VARIABLE
 from tests import datasets_fixtures as fx
+from tests.conftest import LICENSED, HubFixture
 
 CRASH_SEED = 20261122
 RANDOM_KILLS = 10
@@ -65,13 +66,14 @@ class Runner:
     as when an operator's machine loses its run), or joined to a running Ray (only the driver is killed, as when a
     CI runner dies beside the cluster)."""
 
-    def __init__(self, root: Path, request: Path, joined: dict[str, str]) -> None:
-        self.root, self.request, self.joined = root, request, joined
+    def __init__(self, root: Path, request: Path, joined: dict[str, str], extra: dict[str, str] | None = None) -> None:
+        self.root, self.request, self.joined, self.extra = root, request, joined, extra or {}
 
     def env(self, storage: str, failpoint: str | None = None, *, joined: bool = False) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_") and k != FAILPOINT_VARIABLE}
         env.update(STORAGE_ROOT=str(self.root / storage), STATE_DIR=str(self.root / f"{storage}-state"),
-                   PROCESSED_ROOT=str(self.root / f"{storage}-processed"), **(self.joined if joined else {}))
+                   PROCESSED_ROOT=str(self.root / f"{storage}-processed"), **(self.joined if joined else {}),
+                   **self.extra)
         if failpoint:
             env[FAILPOINT_VARIABLE] = failpoint
         return env
@@ -162,3 +164,52 @@ def test_killed_syncs_resume_to_exactly_the_uninterrupted_tree(tmp_path: Path, j
     out = runner.complete("crashed", joined=True)
     assert b"already complete" in out
     assert {p: p.stat().st_mtime_ns for p in crashed_dir.rglob("*")} == stamps
+
+
+STREAMED_SHARDS = (40, 30, 50, 40)
+STREAMED_KILLS = 4
+
+
+@pytest.mark.hub
+def test_killed_streaming_syncs_from_the_hub_resume_to_the_same_tree(tmp_path: Path, hub: HubFixture,
+                                                                     joined_ray: dict[str, str]) -> None:
+    """A Hub dataset streams (one download at a time, two parts held, finished parts deleted): killed while parts
+    download, convert and are deleted, it resumes to the tree of an uninterrupted run with every source deleted."""
+    from tests.hub_server import make_dataset_repo
+
+    files = {
+        f"data/train-{i:05d}-of-{len(STREAMED_SHARDS):05d}.parquet": fx.parquet_bytes(
+            fx.speech_records(n, start=sum(STREAMED_SHARDS[:i]), seconds=0.5, names=fx.HOSTILE_NAMES),
+            fx.speech_features(with_names=True), row_group_size=8)
+        for i, n in enumerate(STREAMED_SHARDS)
+    }
+    make_dataset_repo(hub.server.mirrors_dir, "crash/streamed", files, card=LICENSED)
+    request = tmp_path / "requests" / "add" / "streamed.yaml"
+    request.parent.mkdir(parents=True)
+    request.write_text("hf_id: crash/streamed\ndescription: crash test\n")
+    runner = Runner(tmp_path, request, joined_ray, {"HF_ENDPOINT": hub.endpoint, "MAX_CONCURRENT_DOWNLOADS": "1"})
+    total = sum(STREAMED_SHARDS)
+    runner.complete("reference", joined=True)
+    name = next((tmp_path / "reference").iterdir()).name
+    reference = digest_tree(tmp_path / "reference" / name)
+    assert len([k for k in reference if k.startswith("audio/")]) == total
+
+    rng = random.Random(CRASH_SEED + 1)
+    copy = tmp_path / "crashed" / name
+    kills = 0
+    for attempt in range(MAX_ATTEMPTS):
+        if kills >= STREAMED_KILLS:
+            break
+        done = ledger_rows(copy / ".hugflow" / "ledger")
+        proc = runner.start("crashed", joined=attempt % 2 == 0)
+        runner.kill_after(proc, copy / ".hugflow" / "ledger", rng.randint(1, max(1, (total - done) // 2)),
+                          rng.uniform(0.0, 0.3))
+        kills += proc.returncode == -signal.SIGKILL
+        if proc.returncode == 0:
+            break
+    runner.complete("crashed", joined=True)
+    assert kills >= 1
+    assert digest_tree(copy) == reference
+    assert sorted(raw_ledger_ids(copy)) == list(range(total)), "each row exactly once in the ledger"
+    downloaded = [p for p in (copy / ".hugflow" / "sources").rglob("*.parquet")] if (copy / ".hugflow").is_dir() else []
+    assert downloaded == [], "every source file is deleted once its rows are in the ledger"

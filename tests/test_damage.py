@@ -98,9 +98,10 @@ def _one(folder: Path, pattern: str) -> Path:
 FILES: dict[str, Callable[[World], Path]] = {
     "status": lambda w: w.settings.storage_root / HUB_COPY / ".hugflow" / "status.json",
     "fingerprint": lambda w: w.settings.storage_root / HUB_COPY / ".hugflow" / "meta.json",
+    "part-rows": lambda w: w.settings.storage_root / HUB_COPY / ".hugflow" / "part_rows.jsonl",
     "ledger-part": lambda w: _one(w.settings.storage_root / HUB_COPY / ".hugflow" / "ledger", "part-*.parquet"),
     "row-json": lambda w: w.settings.storage_root / HUB_COPY / "json" / "3.json",
-    "row-mp3": lambda w: _one(w.settings.storage_root / HUB_COPY / "audio", "*.mp3"),
+    "row-mp3": lambda w: _one(w.settings.storage_root / HUB_COPY / "audio", "*/*.mp3"),
     "processed-link": lambda w: w.settings.processed_root / HUB_COPY,
     "kept-index": lambda w: w.settings.storage_root / KEPT_COPY / ".hugflow" / "files.parquet",
     "kept-status": lambda w: w.settings.storage_root / KEPT_COPY / ".hugflow" / "status.json",

@@ -190,7 +190,7 @@ def test_an_add_request_syncs_and_reports_on_one_living_comment(world: World, hu
     assert final == history[-1] and "✅ synced" in final and "| rows | 12 |" in final
     assert hub.shas["org/calls"] in final and str(tmp_path / "datasets") in final
     dataset = next((tmp_path / "datasets").iterdir())
-    assert len(list((dataset / "audio").glob("*.mp3"))) == 12
+    assert len(list((dataset / "audio").glob("*/*.mp3"))) == 12
     assert not world.github.pulls[1].merged, "AUTO_MERGE is off by default: an operator merges"
     assert world.github.requests.count(("GET", f"/repos/{REPO}/contents/{path}", "")) == 1
     assert any(head[:12] in str(p) for p in (tmp_path / "state" / "ci" / "pr-1").iterdir())

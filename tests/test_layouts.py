@@ -40,7 +40,7 @@ def test_an_audio_folder_joins_metadata_by_file_name(settings: Settings, tmp_pat
     report = sync(path, settings)
     assert (report.rows_done, report.row_errors) == (3, 0)
     first, second, third = row(report, 0), row(report, 1), row(report, 2)
-    assert (first["text"], first["speaker"], first["audio"]) == ("hello there", "s1", "audio/a.mp3")
+    assert (first["text"], first["speaker"], first["audio"]) == ("hello there", "s1", "audio/00000/a.mp3")
     assert (second["audio_info"]["source_channels"], second["audio_info"]["output_sample_rate"]) == (2, 22050)
     assert third["text"] is None and third["audio_info"]["output_sample_rate"] == 8000
     assert decode_back((report.dataset_dir / first["audio"]).read_bytes()).sample_rate == 16000
@@ -55,7 +55,7 @@ def test_webdataset_shards_give_a_column_per_extension(settings: Settings, tmp_p
     assert report.rows_done == 3
     sample = row(report, 2)
     assert (sample["__key__"], sample["txt"], sample["json"]) == ("s2", "text of s2", {"speaker": "2", "quality": 0})
-    assert sample["audio"] == "audio/s2.mp3"
+    assert sample["audio"] == "audio/00001/s2.mp3"
     manifest = (report.dataset_dir / "manifest.jsonl").read_text().splitlines()
     assert json.loads(manifest[0])["text"] == "text of s0"
 

@@ -17,7 +17,7 @@ from hugflow_ray.errors import PlanError, SyncError
 from hugflow_ray.pipeline.ledger import Ledger
 from hugflow_ray.pipeline.locks import DatasetLock
 from hugflow_ray.pipeline.progress import read_progress
-from hugflow_ray.pipeline.readers.units import plan_units
+from hugflow_ray.pipeline.readers.parts import Part, units_per_part
 from hugflow_ray.settings import Settings, load_settings
 from tests.audio_fixtures import decode_back
 from tests.conftest import HubFixture
@@ -62,7 +62,7 @@ def test_a_sharded_dataset_becomes_mp3s_jsons_ledger_and_manifest(
     assert report.dataset_dir == directory
     jsons = sorted(directory.glob("json/*.json"))
     assert [int(p.stem) for p in sorted(jsons, key=lambda p: int(p.stem))] == list(range(26))
-    assert len(list(directory.glob("audio/*.mp3"))) == 26
+    assert len(list(directory.glob("audio/*/*.mp3"))) == 26
     row = json.loads((directory / "json" / "11.json").read_text())
     assert row["row_id"] == 11 and row["text"] == "utterance 11" and row["speaker_id"] == 3
     assert row["meta"] == {"tags": ["a", "b"], "score": pytest.approx(1.1)}
@@ -83,18 +83,22 @@ def test_hostile_and_duplicate_audio_filenames_get_safe_unique_deterministic_nam
     settings: Settings, tmp_path: Path
 ) -> None:
     report = sync(request(tmp_path, "hf_id: org/shards\ndescription: d\n"), settings)
-    names = sorted(p.name for p in (report.dataset_dir / "audio").iterdir())
+    audio = report.dataset_dir / "audio"
+    names = sorted(p.relative_to(audio).as_posix() for p in audio.glob("*/*"))
     assert len(names) == len(set(n.lower() for n in names)) == 26
-    assert all(len(n) <= naming.MAX_STEM_LENGTH + 20 and "/" not in n and "\x00" not in n for n in names)
-    assert "ok_name+7.mp3" in names and "x+0.mp3" in names and "dup+4.mp3" in names and "DUP+5.mp3" in names
-    assert any(n.startswith("clip_1+") or n == "clip_1.mp3" for n in names)  # empty name -> source path stem
+    assert all(len(n) <= naming.MAX_STEM_LENGTH + 26 and n.count("/") == 1 and "\x00" not in n for n in names)
+    # names are decided within a part (a shard: its own folder): "ok_name" is plain in each shard that has it once,
+    # "x", "dup" and "DUP" share a shard with another row asking for the same name (case-insensitively)
+    assert {"00000/ok_name.mp3", "00002/ok_name.mp3", "00000/x+0.mp3", "00000/dup+4.mp3", "00000/DUP+5.mp3"} <= set(names)
+    assert "00000/clip_1.mp3" in names  # empty name -> source path stem
     again = load_settings(**{**settings.model_dump(), "storage_root": tmp_path / "again"})
     second = sync(request(tmp_path, "hf_id: org/shards\ndescription: d\n", "b.yaml"), again)
-    assert sorted(p.name for p in (second.dataset_dir / "audio").iterdir()) == names
+    assert sorted(p.relative_to(second.dataset_dir / "audio").as_posix()
+                  for p in (second.dataset_dir / "audio").glob("*/*")) == names
 
 
 def test_a_single_big_file_is_cut_into_units_that_use_every_core(settings: Settings, tmp_path: Path) -> None:
-    assert len(plan_units([("big.parquet", [64])], cpus=2)) == 8
+    assert units_per_part([Part(0, (0,), 64 << 20)], "parquet", cpus=2) == [8]
     report = sync(request(tmp_path, "hf_id: org/bigfile\ndescription: d\n"), settings)
     assert (report.rows_done, report.row_errors) == (64, 0)
     assert len(list((report.dataset_dir / "json").iterdir())) == 64
@@ -172,7 +176,7 @@ def test_a_resume_converts_only_the_missing_rows(settings: Settings, tmp_path: P
     expected = tree(first.dataset_dir / "audio")
     ledger = Ledger(first.dataset_dir)
     ledger.drop_rows(range(13, 26))  # as if the sync had stopped half way (finalize merged its parts into one)
-    for mp3 in (first.dataset_dir / "audio").iterdir():
+    for mp3 in (first.dataset_dir / "audio").glob("*/*"):
         mp3.unlink()  # a resumed row must be rewritten; a finished one must not be touched
     remaining = ledger.finished_ids()
     (first.dataset_dir / ".hugflow" / "status.json").unlink()
@@ -295,7 +299,7 @@ def test_rows_that_name_their_audio_files_are_read_from_the_datasets_own_files(s
                                                                               tmp_path: Path) -> None:
     """A parquet split whose audio values carry only a ``path`` (the files sit beside it in the repository): the
     footers say so (a null count in ``audio.bytes``), and the files are read; one with bytes everywhere needs none."""
-    from hugflow_ray.pipeline.readers.units import names_files
+    from hugflow_ray.pipeline.readers.parts import names_files
     from tests import datasets_fixtures as fx
     from tests.audio_fixtures import encoded, sine
 
@@ -352,7 +356,7 @@ def test_status_reports_a_complete_copys_recorded_size_and_walks_any_other(setti
     recorded = json.loads(status_file.read_text())["size_bytes"]
     (row,) = status(settings)
     assert row.size_bytes == recorded == walked_size(report.dataset_dir)
-    with next((report.dataset_dir / "audio").iterdir()).open("ab") as mp3:
+    with next((report.dataset_dir / "audio").glob("*/*")).open("ab") as mp3:
         mp3.write(b"\0" * 4096)  # a change status cannot see without walking the copy
     (row,) = status(settings)
     assert row.size_bytes == recorded == walked_size(report.dataset_dir) - 4096, "read, not walked"

@@ -9,6 +9,8 @@ works with ``load_dataset`` works here. Third-party errors are wrapped into :mod
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -237,12 +239,17 @@ class Hub:
             }
         return metadata
 
-    def download(self, hf_id: str, sha: str, path: str) -> Path:
-        """Download one file of the dataset at commit ``sha`` into the Hub cache (resumes partial downloads)."""
+    def download(self, hf_id: str, sha: str, path: str, *, local_dir: Path | None = None) -> Path:
+        """Download one file of the dataset at commit ``sha`` into the Hub cache, or under ``local_dir`` (a folder of
+        the caller's own, which it may delete from; a file the Hub cache already holds, such as the shard a plan read
+        its columns from, is linked or copied from there, not downloaded again); resumes partial downloads."""
         with self._errors(hf_id, sha), _LIBRARY_SETTINGS.shared():
+            if local_dir is not None and (held := _from_cache(hf_id, sha, path, local_dir)) is not None:
+                return held
             return Path(
                 huggingface_hub.hf_hub_download(
-                    hf_id, path, repo_type="dataset", revision=sha, endpoint=self.endpoint, token=self.token or False
+                    hf_id, path, repo_type="dataset", revision=sha, endpoint=self.endpoint, token=self.token or False,
+                    local_dir=local_dir,
                 )
             )
 
@@ -438,6 +445,22 @@ def _pick_subset(source: str, available: list[str], subset: str | None, revision
             revision=revision,
         )
     return subset
+
+
+def _from_cache(hf_id: str, sha: str, path: str, local_dir: Path) -> Path | None:
+    """The Hub cache's copy of a file, put at ``local_dir / path`` (a hard link where the filesystem allows, else a
+    copy); None when the cache does not hold it."""
+    cached = huggingface_hub.try_to_load_from_cache(hf_id, path, revision=sha, repo_type="dataset")
+    if not isinstance(cached, str):
+        return None
+    target = local_dir / path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.unlink(missing_ok=True)
+    try:
+        os.link(os.path.realpath(cached), target)
+    except OSError:
+        shutil.copyfile(cached, target)
+    return target
 
 
 def parquet_columns(path: Path) -> dict[str, str]:

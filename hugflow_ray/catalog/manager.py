@@ -20,11 +20,13 @@ from hugflow_ray.catalog import sources
 from hugflow_ray.core.catalog import GB, Catalog, CatalogEntry, DataKind, UrlSource, load_catalog
 from hugflow_ray.core.licences import LicenceVerdict, check_agrees, judge
 from hugflow_ray.core.naming import catalog_dir_name, dataset_dir_name, is_catalog_dir_name
+from hugflow_ray.core.plan import peak_source_bytes
 from hugflow_ray.core.records import DatasetState, DatasetStatus
 from hugflow_ray.core.request import AddRequest, HubRef, LocalRef, Origin
 from hugflow_ray.core.tiers import Candidate, Decision, PlannedEntry, Presence, TierPlan, plan_tier
 from hugflow_ray.errors import CatalogError, DamagedStateError, HubError, HugflowError, RepairError, SourceError
 from hugflow_ray.pipeline import store
+from hugflow_ray.pipeline.download import window
 from hugflow_ray.pipeline.plan import hub_for
 from hugflow_ray.pipeline.status import read_status, read_status_or_none
 from hugflow_ray.pipeline.store import dataset_dir_of
@@ -135,6 +137,7 @@ class EntryFacts:
     verdict: LicenceVerdict
     source_bytes: int | None  # the Hub repository's files, or the URL's file
     source_problem: str | None = None
+    source_peak_bytes: int | None = None  # the most of the source on disk at once while it syncs
 
 
 @dataclass(frozen=True)
@@ -168,7 +171,8 @@ def plan(settings: Settings, *, tier: str | None = None, catalog: Catalog | None
         entry_facts, problem = _inspect(entry, settings, hub)
         facts[entry.name] = entry_facts
         candidates.append(Candidate(entry, dataset, entry.size_bytes, disk, there, licence_problem=problem,
-                                    source_problem=entry_facts.source_problem))
+                                    source_problem=entry_facts.source_problem,
+                                    transient_bytes=entry_facts.source_peak_bytes or 0))
     other = storage_used(settings, excluding=frozenset(c.dataset_name for c in candidates))
     tier_plan = plan_tier(candidates, tier=name, budget_bytes=budget_bytes(settings), other_bytes=other)
     return CatalogPlan(catalog, tier_plan, facts, offline)
@@ -183,8 +187,8 @@ def _inspect(entry: CatalogEntry, settings: Settings, hub: Hub | None) -> tuple[
     """The entry's licence verdict and source size; a Hub source's card is read for its licence."""
     source = entry.source
     verdict, problem = licence_verdict(entry, settings, None, card_read=False)
-    if isinstance(source, UrlSource):
-        return EntryFacts(verdict, source.size), problem
+    if isinstance(source, UrlSource):  # the download is kept until the copy is complete
+        return EntryFacts(verdict, source.size, source_peak_bytes=source.size), problem
     if entry.data is DataKind.FILES:
         return EntryFacts(verdict, None, "a Hub source is synced as audio; 'data: files' is for URL sources"), problem
     if hub is None:
@@ -196,7 +200,9 @@ def _inspect(entry: CatalogEntry, settings: Settings, hub: Hub | None) -> tuple[
         return EntryFacts(verdict, None, f"the Hub: {e}"), problem
     size = None if None in sizes else sum(int(s) for s in sizes if s is not None)  # mirrors may not say
     verdict, problem = licence_verdict(entry, settings, snapshot.license, card_read=True)
-    return EntryFacts(verdict, size), problem
+    peak = peak_source_bytes([None if s is None else int(s) for s in sizes],
+                             window=window(settings.max_concurrent_downloads), keep=settings.keep_sources)
+    return EntryFacts(verdict, size, source_peak_bytes=peak), problem
 
 
 class Outcome(StrEnum):
@@ -256,7 +262,7 @@ def apply_entry(settings: Settings, planned: PlannedEntry, decided: CatalogPlan,
         return EntryResult(entry.name, name, Outcome.SKIPPED, f"{planned.decision.value}: {planned.reason}")
     if planned.decision is Decision.BRING_IN:
         used = storage_used(settings)
-        if used + planned.candidate.still_needed_bytes > decided.tier.budget_bytes:
+        if used + planned.candidate.still_needed_bytes + planned.candidate.transient_bytes > decided.tier.budget_bytes:
             return EntryResult(entry.name, name, Outcome.SKIPPED,
                                f"over budget: {gigabytes(used)} used on the disk now")
     try:

@@ -67,9 +67,11 @@ def plan_lines(decided) -> list[str]:
         rows.append([entry.name, str(entry.priority), entry.tier, licence,
                      gigabytes(planned.candidate.needed_bytes),
                      gigabytes(facts.source_bytes) if facts.source_bytes is not None else "?",
+                     gigabytes(facts.source_peak_bytes) if facts.source_peak_bytes is not None else "?",
                      gigabytes(planned.running_bytes) if planned.decision.included else "-", planned.decision.value])
-    header = ["entry", "priority", "tier", "licence", "size", "source", "total", "decision"]
-    lines += _table(header, rows, right=frozenset({1, 4, 5, 6}))
+    # "source at peak": the most of the source on disk at once while the entry syncs, counted against the budget
+    header = ["entry", "priority", "tier", "licence", "size", "source", "source at peak", "total", "decision"]
+    lines += _table(header, rows, right=frozenset({1, 4, 5, 6, 7}))
     overridden = [p.entry for p in tier_plan.entries if decided.facts[p.entry.name].verdict.overridden]
     lines.extend(f"licence override of {e.name}: {e.licence_override}" for e in overridden)
     left_out = tier_plan.left_out

@@ -13,10 +13,12 @@ original component; clean components never contain ``+``, so the two forms canno
 Local ``path`` requests render as ``local__<stem>+<hash of the resolved path>__...``.
 
 MP3 names come from the ``audio_filename`` column when present, else the source audio path's stem, else the
-row id. They are basenames in ``[A-Za-z0-9._-]``, capped in length. A name shared by several rows of the dataset
-(compared case-insensitively, for case-insensitive filesystems) is disambiguated as ``<stem>+<row id>``; since
-clean stems never contain ``+``, disambiguated names cannot collide with plain ones, and the same dataset
-always yields the same names whatever the scheduling.
+row id. They are basenames in ``[A-Za-z0-9._-]``, capped in length, in a folder per part of the split (a source
+file: ``audio/<part>/``), so that a row's name never waits for the rows of files not yet downloaded. A name
+shared by several rows of the part (compared case-insensitively, for case-insensitive filesystems) is
+disambiguated as ``<stem>+<row id>``; since clean stems never contain ``+``, disambiguated names cannot collide
+with plain ones, and the same dataset always yields the same names whatever the scheduling and whatever order its
+files arrive in.
 """
 
 from __future__ import annotations
@@ -118,6 +120,11 @@ def mp3_name(candidate: str, row_id: int, duplicated: frozenset[str]) -> str:
     if candidate and candidate.lower() not in duplicated:
         return f"{candidate}.mp3"
     return f"{candidate or 'row'}+{row_id}.mp3"
+
+
+def mp3_path(part: int, name: str) -> str:
+    """A row's MP3, relative to the dataset directory: its part's folder, then its basename (:func:`mp3_name`)."""
+    return f"{AUDIO_DIR}/{part:05d}/{name}"
 
 
 def json_file(row_id: int) -> str:

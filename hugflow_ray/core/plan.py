@@ -17,7 +17,19 @@ from hugflow_ray.core.request import AddRequest, LocalRef
 
 # Bump when the output changes: a dataset made by another version refuses to resume (``--restart`` redoes it).
 # 2: a row's JSON has the MP3's path as "audio" and the conversion's facts as "audio_info".
-FORMAT_VERSION = 2
+# 3: MP3s in a folder per part of the split (names decided within it); other layouts read in place (a WebDataset
+#    row has its first shard's columns, an audio folder's metadata keeps its file's types).
+FORMAT_VERSION = 3
+
+
+def peak_source_bytes(sizes: list[int | None], *, window: int, keep: bool) -> int | None:
+    """The most of a source on disk at once while it syncs: every file when they are kept, else the ``window``
+    largest (a sync holds at most ``window`` parts downloading or waiting, and deletes each once converted); None
+    when a size is unknown."""
+    if any(s is None for s in sizes):
+        return None
+    known = sorted((s for s in sizes if s is not None), reverse=True)
+    return sum(known if keep else known[:window])
 
 
 @dataclass(frozen=True)

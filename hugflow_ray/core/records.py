@@ -162,6 +162,8 @@ class Progress:
     percent_complete: float = 0.0
     rows_per_second: float | None = None
     eta_seconds: float | None = None
+    bytes_downloaded: int = 0  # of the source, this run (a streaming sync downloads beside the conversion)
+    bytes_total: int | None = None  # of the source, when the Hub says
     resume_data: dict[str, Any] = field(default_factory=dict)
     updated: str = ""
 

@@ -52,6 +52,8 @@ class Candidate:
         presence: absent, partial or complete.
         licence_problem: why the licence policy refuses it, or None when it may come in.
         source_problem: why its source cannot be read now (the Hub does not answer for it...), or None.
+        transient_bytes: what its sync holds besides the copy while it runs (its source's files at the peak),
+            given back when it ends.
     """
 
     entry: CatalogEntry
@@ -61,6 +63,7 @@ class Candidate:
     presence: Presence
     licence_problem: str | None = None
     source_problem: str | None = None
+    transient_bytes: int = 0
 
     @property
     def still_needed_bytes(self) -> int:
@@ -143,14 +146,15 @@ def plan_tier(candidates: list[Candidate], *, tier: str, budget_bytes: int, othe
             decisions[c.entry.name] = (Decision.UNAVAILABLE, c.source_problem)
         elif c.presence is Presence.COMPLETE:
             decisions[c.entry.name] = (Decision.PRESENT, "complete on disk")
-        elif used + more <= budget_bytes:
+        elif used + more + c.transient_bytes <= budget_bytes:  # entries sync one at a time: one source at a time
             used += more
             decisions[c.entry.name] = _ADMITTED[c.presence]
         else:
             left, still = gigabytes(max(0, budget_bytes - used)), gigabytes(more)
-            decisions[c.entry.name] = (Decision.OVER_BUDGET, f"needs {still} more to finish, {left} left; what it "
-                                       "holds is kept" if c.presence is not Presence.ABSENT else
-                                       f"needs {gigabytes(c.needed_bytes)}, {left} left")
+            source = f" (and {gigabytes(c.transient_bytes)} of source while it syncs)" if c.transient_bytes else ""
+            decisions[c.entry.name] = (Decision.OVER_BUDGET, f"needs {still} more to finish{source}, {left} left; "
+                                       "what it holds is kept" if c.presence is not Presence.ABSENT else
+                                       f"needs {gigabytes(c.needed_bytes)}{source}, {left} left")
     # on disk and left as it is (refused, unavailable, or partial over the budget): what it holds now
     running = other_bytes + sum(c.disk_bytes for c in on_disk if not decisions[c.entry.name][0].included)
     planned = []

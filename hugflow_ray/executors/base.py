@@ -6,7 +6,7 @@ Pure: no Ray here, so the orchestration and its tests name the contract without 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -15,10 +15,31 @@ import numpy as np
 
 from hugflow_ray.errors import SyncError
 from hugflow_ray.pipeline.convert import RowConverter
-from hugflow_ray.pipeline.readers.units import ReadUnit
+from hugflow_ray.pipeline.readers.parts import OpenedPart
 
 BlockWritten = Callable[[int, int, np.ndarray], None]
 """``(rows, errors, ids)``: totals written so far, and the ids of the rows written since the last call."""
+
+
+@dataclass(frozen=True)
+class Reads:
+    """What a run reads: its read tasks, planned before any file is local, and the parts as their files arrive.
+
+    Attributes:
+        slices: ``(part, slice, slices)`` in split order: one read task each.
+        opened: the parts in split order, each once its files are local and its rows counted; blocks until then
+            (the executor consumes it on a thread of its own, beside the conversion).
+        cancel: stops ``opened`` early (the run failed or was interrupted): no further download starts.
+        pending: the rows not yet finished, as far as the parts counted so far tell (the split's estimate for the
+            rest); read after each write.
+        source_bytes: the bytes the parts' files hold.
+    """
+
+    slices: list[tuple[int, int, int]]
+    opened: Iterator[OpenedPart]
+    cancel: Callable[[], None]
+    pending: Callable[[], int]
+    source_bytes: int = 0
 
 
 @dataclass(frozen=True)
@@ -44,9 +65,8 @@ class Executor(Protocol):
         """Make ready to run (start or join the workers); returns the seconds it took."""
         ...
 
-    def run(self, units: list[tuple[ReadUnit, np.ndarray]], converter: RowConverter, dataset_dir: Path, *,
-            on_progress: BlockWritten) -> RunResult:
-        """Convert and write ``units`` (each with its already finished ids) into ``dataset_dir``."""
+    def run(self, reads: Reads, converter: RowConverter, dataset_dir: Path, *, on_progress: BlockWritten) -> RunResult:
+        """Convert and write the rows ``reads`` holds (each part's finished rows left out) into ``dataset_dir``."""
         ...
 
 

@@ -1,9 +1,12 @@
 """The Ray executor: the only module that imports Ray.
 
-A custom :class:`ray.data.Datasource` turns read units into read tasks (designed parallelism: one task per
-unit, finished rows dropped before decode); ``map_batches`` converts rows on every core of every node; the driver
-pulls the converted blocks and hands each to one ``OutputWriter`` actor, which writes files then the ledger.
-Nothing that waits on the writer ever holds a CPU an encoder could use.
+A custom :class:`ray.data.Datasource` turns the slices of the split's parts into read tasks (designed parallelism:
+one task per slice, finished rows dropped before decode), planned before any file is local. A read task waits at a
+``PartGate`` actor until the driver opens its part (its files downloaded and verified, its rows counted: a thread
+of the driver feeds the gate as the parts arrive), so conversion starts with the first part while the others
+download. ``map_batches`` converts rows on every core of every node; the driver pulls the converted blocks and
+hands each to one ``OutputWriter`` actor, which writes files then the ledger. Nothing that waits on the writer ever
+holds a CPU an encoder could use.
 
 The storage node is explicit: the node that owns ``STORAGE_ROOT`` declares a custom resource (``STORAGE_RESOURCE``,
 ``hugflow_storage`` by default; an embedded Ray declares it itself). The driver must run there, the output actor
@@ -14,6 +17,7 @@ with its conversion into one task.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import os
@@ -34,10 +38,10 @@ from ray.data.block import Block, BlockMetadata
 
 from hugflow_ray.core.throughput import per_second
 from hugflow_ray.errors import SyncError
-from hugflow_ray.executors.base import BlockWritten, RunResult, no_storage_node
+from hugflow_ray.executors.base import BlockWritten, Reads, RunResult, no_storage_node
 from hugflow_ray.executors.metrics import audio_seconds, count_written, metrics
 from hugflow_ray.pipeline.convert import RowConverter
-from hugflow_ray.pipeline.readers.units import ROW_ID, ReadUnit, iter_unit
+from hugflow_ray.pipeline.readers.parts import ROW_ID, OpenedPart, iter_slice
 from hugflow_ray.pipeline.writer import DatasetWriter
 from hugflow_ray.utils import failpoints
 
@@ -160,11 +164,12 @@ def _warm_worker() -> int:
     return os.getpid()
 
 
-class UnitDatasource(Datasource):
-    """Reads the pending read units; each becomes one read task, which streams its rows as blocks."""
+class SliceDatasource(Datasource):
+    """Reads the slices of the split's parts; each becomes one read task, which waits at the gate for its part and
+    then streams its rows as blocks."""
 
-    def __init__(self, units: list[tuple[ReadUnit, np.ndarray]]) -> None:
-        self._units = units
+    def __init__(self, slices: list[tuple[int, int, int]], gate: ray.actor.ActorHandle) -> None:
+        self._slices, self._gate = slices, gate
 
     def estimate_inmemory_data_size(self) -> int | None:
         return None
@@ -172,17 +177,82 @@ class UnitDatasource(Datasource):
     def get_read_tasks(
         self, parallelism: int, per_task_row_limit: int | None = None, data_context: Any = None
     ) -> list[ReadTask]:
-        tasks = []
-        for unit, finished in self._units:
-            metadata = BlockMetadata(
-                num_rows=unit.num_rows - len(finished), size_bytes=None, input_files=(unit.path,), exec_stats=None
-            )
-            tasks.append(ReadTask(_reader(unit, finished), metadata))
-        return tasks
+        metadata = BlockMetadata(num_rows=None, size_bytes=None, input_files=None, exec_stats=None)
+        return [ReadTask(_reader(self._gate, *entry), metadata) for entry in self._slices]
 
 
-def _reader(unit: ReadUnit, finished: np.ndarray) -> Callable[[], Iterable[Block]]:
-    return lambda: iter_unit(unit, finished)
+def _reader(gate: ray.actor.ActorHandle, part: int, unit: int, units: int) -> Callable[[], Iterable[Block]]:
+    def read() -> Iterator[Block]:
+        opened: OpenedPart | None = ray.get(gate.wait.remote(part))
+        if opened is not None:
+            yield from iter_slice(opened, unit, units)
+
+    return read
+
+
+@ray.remote(num_cpus=0)
+class PartGate:
+    """Where read tasks wait for their part: the driver opens each part once its files are local (or fails them
+    all, when a download or a count fails). A part is let go once each of its slices has fetched it."""
+
+    def __init__(self) -> None:
+        self._parts: dict[int, tuple[OpenedPart, int]] = {}  # part -> (opened, slices still to fetch it)
+        self._events: dict[int, asyncio.Event] = {}
+        self._failed: str | None = None
+
+    def _event(self, part: int) -> asyncio.Event:
+        return self._events.setdefault(part, asyncio.Event())
+
+    async def open(self, part: OpenedPart, slices: int) -> None:
+        self._parts[part.index] = (part, slices)
+        self._event(part.index).set()
+
+    async def fail(self, message: str) -> None:
+        self._failed = message
+        for event in self._events.values():
+            event.set()
+
+    async def wait(self, part: int) -> OpenedPart | None:
+        if self._failed is None:
+            await self._event(part).wait()
+        if self._failed is not None:
+            raise SyncError(self._failed)
+        opened, left = self._parts[part]
+        if left <= 1:
+            del self._parts[part], self._events[part]
+        else:
+            self._parts[part] = (opened, left - 1)
+        return opened
+
+
+class _Feeder:
+    """The driver's thread that opens the parts at the gate as their files arrive; a failure (a download, a count)
+    fails the gate, so the read tasks waiting there fail and the run stops with the failure's own error."""
+
+    def __init__(self, reads: Reads, gate: ray.actor.ActorHandle) -> None:
+        self._reads, self._gate = reads, gate
+        self._slices: dict[int, int] = {}
+        for part, _, units in reads.slices:
+            self._slices[part] = units
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._feed, name="hugflow-part-feeder", daemon=True)
+        self._thread.start()
+
+    def _feed(self) -> None:
+        try:
+            for part in self._reads.opened:
+                ray.get(self._gate.open.remote(part, self._slices.get(part.index, 0)))
+        except BaseException as e:  # noqa: BLE001 - handed to the run's own thread, which raises it
+            self.error = e
+            try:
+                ray.get(self._gate.fail.remote(f"{type(e).__name__}: {e}"))
+            except Exception:  # Ray is going down: the run's thread raises the error itself
+                log.debug("could not fail the part gate", exc_info=True)
+
+    def stop(self) -> None:
+        """Stop opening parts (no further download starts) and wait for the thread to end."""
+        self._reads.cancel()
+        self._thread.join(timeout=SETTLE_SECONDS)
 
 
 @ray.remote(num_cpus=0, max_concurrency=1)
@@ -198,6 +268,8 @@ class OutputWriter:
         started = time.perf_counter()
         if rows is not None:
             block = block.slice(rows[0], rows[1] - rows[0])
+        if block.num_rows == 0:  # a read task whose slice had no rows left: Ray Data hands on an empty block
+            return Written(np.array([], dtype=np.int64), 0, 0.0, 0.0, node_of(block))
         _, errors = self._writer.write_batch(block)
         seconds = time.perf_counter() - started
         node = node_of(block)
@@ -245,14 +317,13 @@ class RayExecutor:
     def start(self) -> float:
         return ensure_ray(self.address, self.storage_resource, dashboard_port=self.dashboard_port)
 
-    def run(self, units: list[tuple[ReadUnit, np.ndarray]], converter: RowConverter, dataset_dir: Path, *,
-            on_progress: BlockWritten) -> RunResult:
-        return run(units, converter, dataset_dir, on_progress=on_progress, storage_resource=self.storage_resource,
+    def run(self, reads: Reads, converter: RowConverter, dataset_dir: Path, *, on_progress: BlockWritten) -> RunResult:
+        return run(reads, converter, dataset_dir, on_progress=on_progress, storage_resource=self.storage_resource,
                    record_metrics=self.record_metrics)
 
 
 def run(
-    units: list[tuple[ReadUnit, np.ndarray]],
+    reads: Reads,
     converter: RowConverter,
     dataset_dir: Path,
     *,
@@ -260,8 +331,8 @@ def run(
     storage_resource: str,
     record_metrics: bool = True,
 ) -> RunResult:
-    """Convert and write the pending units; calls ``on_progress(rows, errors, ids)`` as blocks are written
-    (totals so far, and the ids of the rows written since the last call).
+    """Convert and write the rows ``reads`` holds, its parts opened as they arrive; calls ``on_progress(rows,
+    errors, ids)`` as blocks are written (totals so far, and the ids of the rows written since the last call).
 
     The driver pulls references to converted blocks from Ray Data and hands each to the output actor, with at most
     ``MAX_WRITES_IN_FLIGHT`` handed over and not yet written: the actor always has the next block waiting, and
@@ -272,11 +343,12 @@ def run(
     start = time.perf_counter()
     on_storage = {storage_resource: STORAGE_SHARE}
     writer = OutputWriter.options(resources=on_storage).remote(str(dataset_dir), record_metrics)
+    gate = PartGate.options(resources=on_storage).remote()
     meter = metrics(record_metrics)
     several_nodes = _alive_nodes() > 1
     # A dataset whose rows name their audio files (rather than hold the bytes) reads them while it converts: then
     # the conversion needs the storage node too.
-    dataset = ray.data.read_datasource(UnitDatasource(units), override_num_blocks=len(units),
+    dataset = ray.data.read_datasource(SliceDatasource(reads.slices, gate), override_num_blocks=len(reads.slices),
                                        resources=on_storage if several_nodes else None)
     dataset = dataset.map_batches(_TaggedConverter(converter), batch_format="pyarrow", batch_size=None,
                                   num_cpus=ENCODE_CPUS,
@@ -286,11 +358,9 @@ def run(
     in_flight: list[ray.ObjectRef] = []
     blocks_by_node: dict[str, int] = {}
     tags = {"dataset": dataset_dir.name}
-    pending = sum(unit.num_rows - len(finished) for unit, finished in units)
-    sources = {unit.path for unit, _ in units}
-    if source_bytes := sum(os.path.getsize(path) for path in sources):
-        meter.source_bytes.inc(source_bytes, tags)
-    meter.rows_pending.set(pending, tags)
+    if reads.source_bytes:
+        meter.source_bytes.inc(reads.source_bytes, tags)
+    meter.rows_pending.set(reads.pending(), tags)
 
     def settle(wait_for: int) -> None:
         """Account for the finished writes, waiting until at least ``wait_for`` have finished."""
@@ -304,11 +374,17 @@ def run(
         for written in results:
             rows, errors = rows + len(written.ids), errors + written.errors
             writer_seconds, audio_total = writer_seconds + written.seconds, audio_total + written.audio
-            blocks_by_node[written.node] = blocks_by_node.get(written.node, 0) + 1
-        meter.rows_pending.set(pending - rows, tags)
-        meter.audio_rate.set(per_second(audio_total, time.perf_counter() - start) or 0.0, tags)
+            if len(written.ids):
+                blocks_by_node[written.node] = blocks_by_node.get(written.node, 0) + 1
+        gauges()
         on_progress(rows, errors, np.concatenate([written.ids for written in results]))
 
+    def gauges() -> None:
+        """The driver's gauges, current (Ray drops a gauge's value a couple of report intervals after it was set)."""
+        meter.rows_pending.set(reads.pending(), tags)
+        meter.audio_rate.set(per_second(audio_total, time.perf_counter() - start) or 0.0, tags)
+
+    feeder = _Feeder(reads, gate)
     bundles = dataset.iter_internal_ref_bundles()
     try:
         for bundle in bundles:
@@ -317,17 +393,23 @@ def run(
                 in_flight.append(writer.write.remote(entry.ref, rows_of))
                 settle(max(0, len(in_flight) - MAX_WRITES_IN_FLIGHT + 1))
         settle(len(in_flight))
+        gauges()  # the last blocks may have been written long before Ray Data's last (empty) read tasks ended
         failpoints.pause("all-written")
-    except BaseException:
+    except BaseException as e:
         # Interrupted, or a block failed: Ray Data's execution stops, and the writes already handed over finish,
         # so that what the ledger keeps is settled when this returns (at most MAX_WRITES_IN_FLIGHT blocks).
         del bundles  # Ray Data shuts its execution down when its iterator is dropped: now, while Ray is up
+        feeder.stop()
         _stop_ray_data()
         if in_flight:
             ray.wait(in_flight, num_returns=len(in_flight), timeout=SETTLE_SECONDS)
+        if feeder.error is not None and not isinstance(e, (KeyboardInterrupt, SystemExit)):
+            raise feeder.error from None  # a download or a count failed: its own error, not the read task's
         raise
     finally:
+        feeder.stop()
         ray.kill(writer)
+        ray.kill(gate)
     return RunResult(rows=rows, errors=errors, seconds=time.perf_counter() - start, writer_seconds=writer_seconds,
                      blocks_by_node=blocks_by_node)
 

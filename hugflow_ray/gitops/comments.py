@@ -43,11 +43,20 @@ class PlanView:
     audio_column: str | None
     text_column: str | None
     licence: str | None = None  # the licence policy's verdict, as a line
+    source_peak_bytes: int | None = None  # the most of the source on disk at once while it syncs
+    keep_sources: bool = False
 
 
 def _plan_lines(plan: PlanView) -> list[str]:
     rows = f"{plan.rows:,}" if plan.rows is not None else "counted after the download"
     size = human_size(plan.download_bytes) if plan.download_bytes is not None else "unknown"
+    if plan.source_peak_bytes is None:
+        peak = "unknown (the Hub does not say every file's size)"
+    elif plan.keep_sources:
+        peak = f"{human_size(plan.source_peak_bytes)}: every file is kept (KEEP_SOURCES)"
+    else:
+        peak = (f"at most {human_size(plan.source_peak_bytes)} at once: each file is deleted once its rows are "
+                "converted")
     identity = plan.identity
     return [
         f"| dataset | `{identity.source}` |", "|---|---|",
@@ -55,6 +64,7 @@ def _plan_lines(plan: PlanView) -> list[str]:
         f"| subset / split | `{identity.subset or 'default'}` / `{identity.split}` |",
         f"| rows | {rows} |",
         f"| download | {size} |",
+        f"| source on disk | {peak} |",
         f"| licence | {plan.licence or identity.license or 'not stated on the card: check before use'} |",
         f"| columns | audio `{plan.audio_column or '—'}`, text `{plan.text_column or '—'}` |",
         f"| target | `{plan.target}` |",

@@ -32,6 +32,7 @@ from hugflow_ray.errors import CIError, GitHubError, HugflowError, LicenceError,
 from hugflow_ray.executors.child_process import LocalDriver
 from hugflow_ray.gitops import comments, gate
 from hugflow_ray.pipeline import store
+from hugflow_ray.pipeline.download import source_peak
 from hugflow_ray.pipeline.ledger import Ledger, LedgerMismatchError
 from hugflow_ray.pipeline.locks import DatasetLock
 from hugflow_ray.pipeline.plan import check_licence, hub_for, licence_verdict, make_plan
@@ -324,6 +325,9 @@ class _Job:
             identity=plan.identity, rows=plan.rows, download_bytes=plan.download_bytes,
             target=str(self.settings.storage_root / plan.identity.name), audio_column=plan.audio_column,
             text_column=plan.text_column, licence=licence,
+            source_peak_bytes=source_peak(plan, concurrency=self.settings.max_concurrent_downloads,
+                                          keep=self.settings.keep_sources),
+            keep_sources=self.settings.keep_sources,
         )
 
     def _follow(self, run: DriverRun, path: str, plan: Plan, view: comments.PlanView) -> None:

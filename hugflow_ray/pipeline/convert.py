@@ -7,6 +7,7 @@ batch (and, through a safe resolver, audio files inside the dataset's own files)
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from hugflow_ray.core.encoding import EncoderSettings
 from hugflow_ray.core.records import ConvertedRow, RowRecord, RowStatus
 from hugflow_ray.errors import AudioError
 from hugflow_ray.pipeline.batches import converted_to_table
-from hugflow_ray.pipeline.readers.units import ROW_ID
+from hugflow_ray.pipeline.readers.parts import MP3_NAME, PART, ROW_ID
 from hugflow_ray.utils import atomic, failpoints
 
 UNEXPECTED_ERROR = "unexpected"  # the ledger's code for a row that failed in a way no AudioError names
@@ -36,7 +37,7 @@ class RowConverter:
     audio_column: str | None
     text_column: str | None
     encoder: EncoderSettings
-    duplicated: frozenset[str]
+    json_columns: frozenset[str] = frozenset()  # columns read as JSON text, parsed into the row's JSON
     files_root: str | None = None
     max_seconds: float | None = None
 
@@ -55,7 +56,10 @@ class RowConverter:
                                           error_code=UNEXPECTED_ERROR, error=f"{type(e).__name__}: {e}"))
 
     def _convert_row(self, row: dict[str, Any], resolver: SafePathResolver | None) -> ConvertedRow:
-        row_id = row.pop(ROW_ID)
+        row_id, part, mp3 = row.pop(ROW_ID), row.pop(PART), row.pop(MP3_NAME)
+        for column in self.json_columns:
+            if isinstance(row.get(column), str):
+                row[column] = json.loads(row[column])
         failpoints.raise_in_row(row_id)
         value = row.pop(self.audio_column) if self.audio_column else None
         text = row.get(self.text_column) if self.text_column else None
@@ -68,9 +72,7 @@ class RowConverter:
                                         max_seconds=self.max_seconds)
             except AudioError as e:
                 return ConvertedRow(RowRecord(row_id, RowStatus.ERROR, text=text, error_code=e.code, error=str(e)))
-            source_path = value.get("path") if isinstance(value, dict) else None
-            candidate = naming.name_candidate(row.get(naming.NAME_COLUMN), source_path)
-            audio_file = f"{naming.AUDIO_DIR}/{naming.mp3_name(candidate, row_id, self.duplicated)}"
+            audio_file = naming.mp3_path(part, mp3)
             facts = encoded.facts
         document = atomic.json_bytes(sidecar.sidecar(row_id, row, audio_file=audio_file, facts=facts))
         record = RowRecord(

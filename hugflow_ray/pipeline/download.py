@@ -1,19 +1,28 @@
-"""Downloading a plan's files: in parallel, verified against the Hub's size and checksum, retried when transient."""
+"""Downloading a plan's files: in parallel, verified against the Hub's size and checksum, retried when transient.
+
+A sync streams: :class:`PartDownloads` fetches the split's parts in split order ahead of the conversion, with at
+most ``window`` parts downloading or downloaded and not yet converted, so the disk a sync needs for its source is
+bounded by the window's largest parts when finished parts are deleted.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import shutil
+import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Sequence
+from concurrent import futures
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from hugflow_ray.adapters.hub import Hub
-from hugflow_ray.core.plan import Plan, SourceFile
-from hugflow_ray.core.request import LocalRef
-from hugflow_ray.errors import HubError, HubUnavailableError
+from hugflow_ray.core.plan import Plan, SourceFile, peak_source_bytes
+from hugflow_ray.core.request import HubRef, LocalRef
+from hugflow_ray.errors import HubError, HubUnavailableError, SyncError
+from hugflow_ray.pipeline.readers.parts import Part, plan_parts
 
 log = logging.getLogger(__name__)
 
@@ -22,25 +31,133 @@ DOWNLOAD_BACKOFF_SECONDS = 1.0
 HASH_CHUNK = 1 << 20
 
 
-def download(plan: Plan, *, hub: Hub | None, concurrency: int) -> list[Path]:
-    """Fetch the plan's files (in parallel, verified, retried on transient errors); local files as they are.
+WINDOW_PER_DOWNLOAD = 2  # parts downloading or local and not yet converted, per concurrent download
 
-    Returns:
-        Local paths in the plan's file order.
+
+def window(concurrency: int) -> int:
+    """Parts a sync holds downloading or local and not yet converted: one converting while the next downloads."""
+    return WINDOW_PER_DOWNLOAD * max(1, concurrency)
+
+
+def source_peak(plan: Plan, *, concurrency: int, keep: bool) -> int | None:
+    """The most of the plan's source on disk at once during its sync (0 for a local dataset: its files are the
+    user's, read where they are); None when the Hub does not say a file's size."""
+    if isinstance(plan.request.dataset, LocalRef):
+        return 0
+    sizes = [f.size for f in plan.files]
+    parts, metadata = plan_parts(plan.format, plan.file_names(), sizes)
+    extra = sum(sizes[i] or 0 for i in metadata)
+    peak = peak_source_bytes([p.size for p in parts], window=window(concurrency), keep=keep)
+    return None if peak is None else peak + extra
+
+
+class PartDownloads:
+    """The parts' files, fetched in split order ahead of the conversion.
+
+    At most ``window`` parts are downloading or local and not yet :meth:`finished`; ``concurrency`` files download
+    at once. A local dataset's files are used where they are and never deleted. A Hub dataset's files go under
+    ``target`` (the copy's own folder, not the shared Hub cache); with ``delete``, a part's files are deleted once
+    it is finished.
     """
-    ref = plan.request.dataset
-    if isinstance(ref, LocalRef):
-        return [Path(f.path) for f in plan.files]
-    assert hub is not None and plan.identity.sha is not None
-    hf_id, sha = ref.hf_id, plan.files_sha or plan.identity.sha
 
-    def fetch(source: SourceFile) -> Path:
-        path = _retrying(lambda: hub.download(hf_id, sha, source.path), what=source.path)
+    def __init__(self, plan: Plan, hub: Hub | None, *, target: Path, concurrency: int, window: int, delete: bool,
+                 on_bytes: Callable[[int], None] | None = None) -> None:
+        self._plan, self._hub, self._target = plan, hub, target
+        self._local = isinstance(plan.request.dataset, LocalRef)
+        self._delete = delete and not self._local
+        self._window, self._on_bytes = max(1, window), on_bytes
+        self._pool = ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="download")
+        self._futures: dict[int, list[Future[Path]]] = {}  # a part's files, each downloading on its own
+        self._cancel: Future[None] = Future()  # done once cancelled: ends a wait for a file still downloading
+        self._order: list[Part] = []
+        self._submitted = 0
+        self._held: set[int] = set()  # parts submitted and not yet finished
+        self._changed = threading.Condition()
+        self._cancelled = False
+
+    def files(self, indexes: Sequence[int]) -> list[Path]:
+        """Files of the plan (by index) that are not parts' own, e.g. an audio folder's metadata: fetched now."""
+        return [future.result() for future in [self._pool.submit(self._fetch, i) for i in indexes]]
+
+    def plan(self, parts: Sequence[Part]) -> None:
+        """The parts to fetch, in the order :meth:`wait` asks for them."""
+        self._order = list(parts)
+
+    def wait(self, part: Part) -> list[Path]:
+        """The part's local files, once downloaded and verified; starts the downloads the window allows.
+
+        Raises:
+            HubError: a file failed to download (after retries) or failed its check.
+            SyncError: the downloads were cancelled.
+        """
+        with self._changed:
+            while part.index not in self._futures:
+                self._top_up()
+                if part.index in self._futures:
+                    break
+                if self._cancelled:
+                    raise SyncError("the downloads were cancelled")
+                self._changed.wait()
+            files = self._futures[part.index]
+        left = set(files)
+        while left:  # until every file is here, one failed, or the downloads were cancelled
+            done, _ = futures.wait([*left, self._cancel], return_when=futures.FIRST_COMPLETED)
+            left -= done
+            if any(f.cancelled() or f.exception() is not None for f in done if f is not self._cancel):
+                break
+            if self._cancel.done() and left:
+                raise SyncError("the downloads were cancelled")
+        if any(f.cancelled() for f in files):
+            raise SyncError("the downloads were cancelled")
+        return [f.result() for f in files]
+
+    def _top_up(self) -> None:
+        while self._submitted < len(self._order) and len(self._held) < self._window and not self._cancelled:
+            part = self._order[self._submitted]
+            self._held.add(part.index)
+            self._futures[part.index] = [self._pool.submit(self._fetch, i) for i in part.files]
+            self._submitted += 1
+
+    def finished(self, part: Part) -> None:
+        """Every row of ``part`` is in the ledger: delete its files (with ``delete``) and make room in the window."""
+        with self._changed:
+            self._held.discard(part.index)
+            files = self._futures.pop(part.index, [])
+            self._top_up()
+            self._changed.notify_all()
+        for future in files if self._delete else []:
+            if future.done() and future.exception() is None:
+                future.result().unlink(missing_ok=True)
+
+    def cancel(self) -> None:
+        """Start no further download (those in flight finish); a :meth:`wait` for one not started raises."""
+        with self._changed:
+            self._cancelled = True
+            self._changed.notify_all()
+        if not self._cancel.done():
+            self._cancel.set_result(None)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def close(self, *, done: bool) -> None:
+        """Stop downloading. When the sync is ``done`` (its rows all finished), wait for the files in flight and,
+        with ``delete``, remove the download folder; otherwise leave at once and keep what was downloaded, which a
+        resume reads again without downloading it."""
+        self._pool.shutdown(wait=done, cancel_futures=True)
+        if done and self._delete and self._target.is_dir():
+            shutil.rmtree(self._target, ignore_errors=True)
+
+    def _fetch(self, index: int) -> Path:
+        source = self._plan.files[index]
+        if self._local:
+            return Path(source.path)
+        ref, hub = self._plan.request.dataset, self._hub
+        assert isinstance(ref, HubRef) and hub is not None and self._plan.identity.sha is not None
+        sha = self._plan.files_sha or self._plan.identity.sha
+        path = _retrying(lambda: hub.download(ref.hf_id, sha, source.path, local_dir=self._target), what=source.path)
         verify(path, source)
+        if self._on_bytes is not None:
+            self._on_bytes(path.stat().st_size)
         return path
-
-    with ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="download") as pool:
-        return list(pool.map(fetch, plan.files))
 
 
 def _retrying(call: Callable[[], Path], *, what: str) -> Path:

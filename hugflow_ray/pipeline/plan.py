@@ -14,7 +14,7 @@ from hugflow_ray.core.plan import Plan, SourceFile, choose_columns
 from hugflow_ray.core.records import DatasetIdentity
 from hugflow_ray.core.request import AddRequest, LocalRef
 from hugflow_ray.errors import LicenceError, PlanError, UnreadableLayoutError
-from hugflow_ray.pipeline.readers.staged import STAGED_FORMATS
+from hugflow_ray.pipeline.readers.parts import FORMATS
 from hugflow_ray.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -82,7 +82,7 @@ def resolve_hub_layout(
         layout = hub.split_layout(snapshot, subset, split)
     except UnreadableLayoutError:
         layout = None
-    if layout is not None and (layout.format == "parquet" or layout.format in STAGED_FORMATS):
+    if layout is not None and layout.format in FORMATS:
         return None, layout
     files_sha, converted = hub.parquet_conversion(snapshot, subset, split)
     log.info("%s: reading the Hub's parquet conversion at %s", snapshot.hf_id, files_sha)
@@ -90,8 +90,8 @@ def resolve_hub_layout(
 
 
 def _check_readable(request: AddRequest, layout: SplitLayout) -> None:
-    if layout.format != "parquet" and layout.format not in STAGED_FORMATS:
-        readable = ", ".join(sorted({"parquet", *STAGED_FORMATS}))
+    if layout.format not in FORMATS:
+        readable = ", ".join(sorted(FORMATS))
         raise PlanError(
             f"{request.dataset.source}: the {layout.format} layout is not synced; readable layouts: {readable}. "
             "Convert the split to parquet (the Hub does this on its refs/convert/parquet branch)."

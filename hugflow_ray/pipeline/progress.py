@@ -58,7 +58,8 @@ class ProgressReporter:
     """
 
     def __init__(self, settings: Settings, name: str, dataset_dir: Path, total: int, finished: np.ndarray,
-                 earlier_errors: int, callback: ProgressCallback | None, bar: bool) -> None:
+                 earlier_errors: int, callback: ProgressCallback | None, bar: bool, *,
+                 bytes_total: int | None = None) -> None:
         self.settings, self.name, self.dataset_dir = settings, name, dataset_dir
         self.total, self.resumed, self.earlier_errors = total, len(finished), earlier_errors
         self.finished = [finished]
@@ -66,19 +67,27 @@ class ProgressReporter:
         self.started = time.perf_counter()
         self.last_reported = -1
         self.progress = Progress(dataset_name=name, status=DatasetState.SYNCING, total_files=total,
-                                 resumed_from=self.resumed)
+                                 resumed_from=self.resumed, bytes_total=bytes_total)
+
+    def downloaded(self, size: int) -> None:
+        """Bytes of the source downloaded so far (written with the next report)."""
+        self.progress.bytes_downloaded = size
 
     def update(self, new_rows: int, new_errors: int, written: np.ndarray | None = None, *, force: bool = False) -> None:
         if written is not None:
             self.finished.append(written)
         elapsed = max(time.perf_counter() - self.started, 1e-9)
         p = self.progress
+        p.total_files = self.total
         p.newly_downloaded = new_rows
         p.downloaded_files = self.resumed + new_rows
         p.row_errors = self.earlier_errors + new_errors
         p.percent_complete = round(100.0 * p.downloaded_files / self.total, 2) if self.total else 100.0
         rate = per_second(new_rows, elapsed)
         eta = eta_seconds(self.total - p.downloaded_files, rate)
+        if p.bytes_total and eta is not None:  # the download may be what ends last
+            download = eta_seconds(p.bytes_total - p.bytes_downloaded, per_second(p.bytes_downloaded, elapsed))
+            eta = max(eta, download) if download is not None else eta
         p.rows_per_second = round(rate, 2) if rate is not None else None
         p.eta_seconds = round(eta, 1) if eta is not None and rate is not None else None
         if self.bar:

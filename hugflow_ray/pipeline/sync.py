@@ -1,4 +1,8 @@
-"""Orchestration of one dataset: plan -> lock -> download -> ledger -> run on an executor -> finalize.
+"""Orchestration of one dataset: plan -> lock -> ledger -> stream (download beside conversion) -> finalize.
+
+The sync streams: the split's parts download in split order beside the conversion (at most a window of them
+downloading or waiting), each part is converted as soon as its files are local and verified, and with
+``KEEP_SOURCES`` off a part's files are deleted once its rows are all in the ledger.
 
 ``sync`` is what ``hugflow local-sync`` (and the Python API) call; it returns a typed report.
 """
@@ -22,7 +26,6 @@ from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
-import pyarrow.parquet as pq
 
 from hugflow_ray.adapters.hub import Hub
 from hugflow_ray.core import naming
@@ -31,32 +34,36 @@ from hugflow_ray.core.plan import Plan
 from hugflow_ray.core.records import DatasetState, DatasetStatus
 from hugflow_ray.core.request import AddRequest, HubRef, request_of_kind
 from hugflow_ray.errors import HugflowError, Interrupted, SyncError
-from hugflow_ray.executors.base import Executor, RunResult, default_executor
+from hugflow_ray.executors.base import Executor, Reads, RunResult, default_executor
 from hugflow_ray.pipeline import manifests, store
 from hugflow_ray.pipeline.convert import RowConverter
-from hugflow_ray.pipeline.download import download
+from hugflow_ray.pipeline.download import PartDownloads, window
 from hugflow_ray.pipeline.ledger import Ledger, LedgerDamagedError, LedgerMismatchError, LedgerSummary
 from hugflow_ray.pipeline.locks import DatasetLock
+from hugflow_ray.pipeline.part_rows import PartRows
 from hugflow_ray.pipeline.plan import check_licence, hub_for, licence_verdict, make_plan, with_columns
 from hugflow_ray.pipeline.progress import ProgressCallback, ProgressReporter
-from hugflow_ray.pipeline.readers.staged import STAGED_FORMATS, stage
-from hugflow_ray.pipeline.readers.units import (
-    available_cpus,
-    name_candidates,
+from hugflow_ray.pipeline.readers.parts import (
+    OpenedPart,
+    Part,
+    SplitShape,
+    json_columns,
     names_files,
-    parquet_row_groups,
-    pending,
-    plan_units,
+    open_part,
+    plan_parts,
+    split_shape,
+    units_per_part,
 )
 from hugflow_ray.pipeline.status import read_status_or_none, write_status
 from hugflow_ray.settings import Settings
 from hugflow_ray.utils.failpoints import failpoint
 from hugflow_ray.utils.humanize import human_size
+from hugflow_ray.utils.machine import available_cpus
 from hugflow_ray.utils.redact import redact
 
 log = logging.getLogger(__name__)
 
-Groups = list[tuple[str, list[int]]]  # (file, rows per row group) in split order
+SOURCES_DIR = "sources"  # under the copy's .hugflow: a Hub dataset's downloaded files
 
 
 @dataclass(frozen=True)
@@ -153,6 +160,9 @@ class _DatasetSync:
         self.reporter: ProgressReporter | None = None
         self.phases: dict[str, float] = {}
         self.starting: _BackgroundStart | None = None
+        self.request_audio, self.request_text = plan.audio_column, plan.text_column
+        self._bytes_so_far = 0
+        self._bytes_lock = threading.Lock()
 
     @contextmanager
     def _phase(self, name: str) -> Iterator[None]:
@@ -195,32 +205,66 @@ class _DatasetSync:
             raise
 
     def _run(self, on_progress: ProgressCallback | None, *, progress_bar: bool) -> SyncReport:
-        staged = self.plan.format in STAGED_FORMATS
-        if not staged:
-            if done := self._already_complete():
-                return done
-            self._start_executor()
-        with self._phase("download"):
-            local_files = self._fetch()
-        if staged:
-            if done := self._already_complete():  # staging settles a staged split's columns first
-                return done
-            self._start_executor()
-        with self._phase("ledger"):
-            groups = [(str(path), parquet_row_groups(path)) for path in local_files]
-            total = sum(sum(g) for _, g in groups)
-            opened = self._open_ledger()
-        finished = opened.finished
-        self.status = DatasetStatus(self.plan.identity, DatasetState.SYNCING, total, rows_done=len(finished))
-        write_status(self.dataset_dir, self.status)
-        self.reporter = ProgressReporter(self.settings, self.plan.identity.name, self.dataset_dir, total, finished,
-                                         opened.errors, on_progress, progress_bar)
-        self.reporter.update(0, 0, force=True)
-        startup, result = self._convert(groups, local_files, finished)
+        if complete := self._already_complete():
+            return complete
+        self._start_executor()
+        parts, metadata = plan_parts(self.plan.format, self.plan.file_names(), _sizes(self.plan))
+        downloads = PartDownloads(
+            self.plan, self.hub, target=self.dataset_dir / ".hugflow" / SOURCES_DIR,
+            concurrency=self.settings.max_concurrent_downloads,
+            window=window(self.settings.max_concurrent_downloads),
+            delete=not self.settings.keep_sources, on_bytes=self._downloaded)
+        finished = False  # every row is in the ledger: the downloads' folder goes
+        try:
+            if self.restart:
+                _clear_outputs(self.dataset_dir)
+            with self._phase("download"):  # what must be local before the ledger: the split's shape
+                shape = self._shape(parts, metadata, downloads)
+            settled = (self.plan.audio_column, self.plan.text_column) != (self.request_audio, self.request_text)
+            if settled and (complete := self._already_complete()):  # the first part settled the columns
+                finished = True
+                return complete
+            with self._phase("ledger"):
+                opened = self._open_ledger()
+                stream = _Stream(self, parts, shape, downloads, opened.finished)
+            self.status = DatasetStatus(self.plan.identity, DatasetState.SYNCING, stream.estimated_total(),
+                                        rows_done=len(opened.finished))
+            write_status(self.dataset_dir, self.status)
+            self.reporter = ProgressReporter(self.settings, self.plan.identity.name, self.dataset_dir,
+                                             self.status.rows_total, opened.finished, opened.errors, on_progress,
+                                             progress_bar, bytes_total=self.plan.download_bytes if self.hub else None)
+            self.reporter.downloaded(self._bytes_so_far)
+            self.reporter.update(0, 0, force=True)
+            startup, result = self._convert(stream, shape)
+            finished = True
+        finally:
+            downloads.close(done=finished)  # an interruption or a failure does not wait for the files in flight
+        self.status.rows_total = stream.total()
         with self._phase("finalize"):
             self._finalize()
-        return self._report(self.status, resumed=len(finished), new=total - len(finished), ray_startup=startup,
+        resumed = len(opened.finished)
+        return self._report(self.status, resumed=resumed, new=self.status.rows_total - resumed, ray_startup=startup,
                             result=result)
+
+    def _downloaded(self, size: int) -> None:
+        """A file finished downloading (called on a download thread)."""
+        with self._bytes_lock:
+            self._bytes_so_far += size
+            if self.reporter is not None:
+                self.reporter.downloaded(self._bytes_so_far)
+
+    def _shape(self, parts: list[Part], metadata: list[int], downloads: PartDownloads) -> SplitShape:
+        """How the split reads; a layout whose columns the plan could not tell (not parquet) settles them now, from
+        its first part (an audio folder: from its metadata files)."""
+        plan, names = self.plan, self.plan.file_names()
+        if plan.format == "parquet":
+            return SplitShape(plan.format, plan.audio_column)
+        downloads.plan(parts)
+        first = downloads.wait(parts[0]) if plan.format != "audiofolder" else []
+        meta = downloads.files(metadata)
+        shape, columns = split_shape(plan.format, None, first, meta, [names[i] for i in metadata])
+        self.plan = with_columns(plan, columns)
+        return dataclasses.replace(shape, audio_column=self.plan.audio_column)
 
     def _disk_full(self) -> SyncError:
         """The one line a full disk gets: which filesystem, how much this dataset still needs, and that a re-run
@@ -287,18 +331,6 @@ class _DatasetSync:
             return None
         return self._report(current, resumed=current.rows_done, new=0, already=True)
 
-    def _fetch(self) -> list[Path]:
-        """The split's files on this machine; a restart clears the old outputs; other layouts are staged as parquet."""
-        local_files = download(self.plan, hub=self.hub, concurrency=self.settings.max_concurrent_downloads)
-        if self.restart:
-            _clear_outputs(self.dataset_dir)
-        if self.plan.format not in STAGED_FORMATS:
-            return local_files
-        staged, columns = stage(self.plan.format, local_files, self.plan.file_names(),
-                                self.dataset_dir / ".hugflow" / "staging")
-        self.plan = with_columns(self.plan, columns)
-        return [staged]
-
     def _open_ledger(self) -> LedgerSummary:
         """Open (or start over) the ledger for this plan; returns the rows already finished."""
         try:
@@ -309,24 +341,21 @@ class _DatasetSync:
                 "discard its converted rows and start over"
             ) from None
 
-    def _convert(self, groups: Groups, local_files: list[Path], finished: np.ndarray) -> tuple[float, RunResult | None]:
-        """Convert and write the rows not yet finished; returns the executor's start-up seconds and what the run did
-        (None when nothing was left to do)."""
-        with self._phase("ledger"):
-            units = pending(plan_units(groups, cpus=available_cpus()), finished)
-        if not units:
+    def _convert(self, stream: _Stream, shape: SplitShape) -> tuple[float, RunResult | None]:
+        """Convert and write the rows not yet finished, the parts opening as they download; returns the executor's
+        start-up seconds and what the run did (None when nothing was left to do)."""
+        reads = stream.reads()
+        if not reads.slices:
             return 0.0, None
         plan = self.plan
-        with self._phase("ledger"):
-            schema = pq.read_schema(local_files[0])
-            candidates = [c for path, _ in groups for c in name_candidates(path, plan.audio_column, schema)]
+        local_parquet = plan.local is not None and plan.format == "parquet"
+        files = [Path(f.path) for f in plan.files]
         converter = RowConverter(
             audio_column=plan.audio_column,
             text_column=plan.text_column,
             encoder=self.settings.encoder,
-            duplicated=naming.duplicated_stems(c for c in candidates if c),
-            files_root=str(_files_root(plan, local_files[0])) if plan.format not in STAGED_FORMATS
-            and names_files(local_files, plan.audio_column) else None,
+            json_columns=json_columns(shape),
+            files_root=str(_files_root(plan)) if local_parquet and names_files(files, plan.audio_column) else None,
             max_seconds=self.settings.max_audio_seconds,
         )
         self._start_executor()
@@ -335,7 +364,7 @@ class _DatasetSync:
             startup = self.starting.wait()
         self.phases["executor start"] = startup
         with self._phase("convert"):
-            return startup, self.executor.run(units, converter, self.dataset_dir, on_progress=self.reporter.update)
+            return startup, self.executor.run(reads, converter, self.dataset_dir, on_progress=stream.written)
 
     def _finalize(self) -> None:
         """Check every row is finished and the row errors are within the limit; then manifests, status, link."""
@@ -370,6 +399,133 @@ class _DatasetSync:
         )
 
 
+class _Stream:
+    """The parts of one sync as they download, open and finish.
+
+    Built before any part is read: the parts whose rows the record of counted parts and the ledger show all finished
+    are skipped (never downloaded); every other part is read as slices. :meth:`opened` runs on the executor's
+    feeder thread, :meth:`written` on the thread that runs the executor; a lock keeps their shared counts.
+    """
+
+    def __init__(self, sync: _DatasetSync, parts: list[Part], shape: SplitShape, downloads: PartDownloads,
+                 finished: np.ndarray) -> None:
+        self._sync, self._parts, self._shape, self._downloads = sync, parts, shape, downloads
+        self._finished = finished
+        self._names = sync.plan.file_names()
+        self._record = PartRows(sync.dataset_dir)
+        self._counted = self._record.read([self._part_names(p) for p in parts])
+        self._skipped: set[int] = set()
+        first = 0
+        for part in parts:  # the known prefix: ids are positions, so a part's ids need every earlier count
+            rows = self._counted.get(part.index, part.rows)
+            if rows is None:
+                break
+            lo, hi = np.searchsorted(finished, [first, first + rows], side="left")
+            if hi - lo == rows:
+                self._skipped.add(part.index)
+            first += rows
+        self._lock = threading.Lock()
+        self._open: dict[int, tuple[OpenedPart, int]] = {}  # part -> (opened, rows still to write)
+        self._total: int | None = None
+        self._written = len(finished)
+        self._estimate = self._estimated()
+        downloads.plan([p for p in parts if p.index not in self._skipped])
+
+    def _part_names(self, part: Part) -> list[str]:
+        return [self._names[i] for i in part.files]
+
+    def reads(self) -> Reads:
+        todo = [p for p in self._parts if p.index not in self._skipped]
+        units = units_per_part(todo, self._shape.format, cpus=available_cpus())
+        slices = [(p.index, u, n) for p, n in zip(todo, units, strict=True) for u in range(n)]
+        sizes = [p.size or 0 for p in todo]
+        return Reads(slices=slices, opened=self.opened(), cancel=self._downloads.cancel, pending=self.pending,
+                     source_bytes=sum(sizes))
+
+    def opened(self) -> Iterator[OpenedPart]:
+        """The parts to read, in split order, each once its files are local and its rows are counted."""
+        first = 0
+        for part in self._parts:
+            if part.index in self._skipped:
+                first += self._counted.get(part.index, part.rows or 0)
+                continue
+            paths = self._downloads.wait(part)
+            opened = open_part(part, self._shape, paths, self._part_names(part), first, self._finished)
+            if part.index not in self._counted:
+                self._record.add(part.index, self._part_names(part), opened.rows)
+            first += opened.rows
+            with self._lock:
+                self._counted[part.index] = opened.rows
+                if opened.pending:
+                    self._open[part.index] = (opened, opened.pending)
+            if not opened.pending:
+                self._downloads.finished(part)
+            self._estimate_changed()
+            yield opened
+        with self._lock:
+            self._total = first
+
+    def written(self, rows: int, errors: int, ids: np.ndarray) -> None:
+        """Rows were written (the executor's progress call): a part whose rows are all written is finished."""
+        done = []
+        with self._lock:
+            ids = np.sort(ids)
+            self._written += len(ids)
+            for index, (opened, left) in list(self._open.items()):
+                lo, hi = np.searchsorted(ids, [opened.first_row_id, opened.first_row_id + opened.rows], side="left")
+                if hi > lo:
+                    left -= int(hi - lo)
+                    if left <= 0:
+                        del self._open[index]
+                        done.append(index)
+                    else:
+                        self._open[index] = (opened, left)
+        for index in done:
+            self._downloads.finished(self._parts[index])
+        reporter = self._sync.reporter
+        assert reporter is not None
+        reporter.update(rows, errors, ids)
+
+    def _estimate_changed(self) -> None:
+        self._estimate = self._estimated()
+        reporter, status = self._sync.reporter, self._sync.status
+        if reporter is not None:
+            reporter.total = self._estimate
+        if status is not None:
+            status.rows_total = self._estimate
+
+    def estimated_total(self) -> int:
+        return self._estimate
+
+    def _estimated(self) -> int:
+        """The split's rows: exact once every part is counted; until then the counted parts' rows, and for the
+        others the card's count, or the counted parts' rows per byte."""
+        with_rows = [(p, self._counted.get(p.index, p.rows)) for p in self._parts]
+        known = sum(r for _, r in with_rows if r is not None)
+        unknown = [p for p, r in with_rows if r is None]
+        if not unknown:
+            return known
+        card = self._sync.plan.rows
+        if card is not None and card >= known:
+            return card
+        counted_bytes = sum(p.size or 0 for p, r in with_rows if r is not None)
+        per_byte = known / counted_bytes if counted_bytes else 0.0
+        return known + int(sum((p.size or 0) * per_byte for p in unknown))
+
+    def pending(self) -> int:
+        return max(0, self.estimated_total() - self._written)
+
+    def total(self) -> int:
+        """The split's rows, every part counted (after a run that read them all)."""
+        if self._total is not None:
+            return self._total
+        missing = [p.index for p in self._parts if self._counted.get(p.index, p.rows) is None]
+        if missing:
+            raise SyncError(f"{self._sync.plan.identity.name}: {len(missing)} parts of the split were never read; "
+                            "run the sync again")
+        return sum(self._counted.get(p.index, p.rows or 0) for p in self._parts)
+
+
 class _BackgroundStart:
     """An executor's start-up on its own thread, so that the download, the staging and the row counting do not wait
     for Ray to start, nor Ray for them.
@@ -400,19 +556,31 @@ class _BackgroundStart:
                 signal.signal(signal.SIGTERM, handler)
 
 
-def _files_root(plan: Plan, first_local: Path) -> Path:
-    """The directory a row's relative audio ``path`` is resolved against: the dataset's own files."""
-    if plan.local is not None:
-        local = plan.local.path
-        return local if local.is_dir() else local.parent
-    depth = len(Path(plan.files[0].path).parts)
-    return first_local.parents[depth - 1]
+def _sizes(plan: Plan) -> list[int | None]:
+    """The bytes of the plan's files: the Hub's, or a local dataset's own."""
+    return [f.size if f.size is not None or plan.local is None else os.path.getsize(f.path) for f in plan.files]
+
+
+def _files_root(plan: Plan) -> Path:
+    """The directory a local dataset's row's relative audio ``path`` is resolved against: the dataset's own files."""
+    assert plan.local is not None
+    local = plan.local.path
+    return local if local.is_dir() else local.parent
 
 
 def _clear_outputs(dataset_dir: Path) -> None:
-    for name in (naming.AUDIO_DIR, naming.JSON_DIR, ".hugflow"):
+    """Remove a copy's outputs and state for a restart; its downloaded sources stay (they are the same files)."""
+    for name in (naming.AUDIO_DIR, naming.JSON_DIR):
         if (dataset_dir / name).is_dir():
             shutil.rmtree(dataset_dir / name)
+    state = dataset_dir / ".hugflow"
+    for path in state.iterdir() if state.is_dir() else []:
+        if path.name == SOURCES_DIR:
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
     for name in (manifests.MANIFEST_PARQUET, manifests.MANIFEST_JSONL):
         (dataset_dir / name).unlink(missing_ok=True)
 

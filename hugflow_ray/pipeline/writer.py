@@ -18,8 +18,8 @@ from hugflow_ray.pipeline.ledger import Ledger
 from hugflow_ray.utils import atomic
 from hugflow_ray.utils.failpoints import failpoint
 
-# The one writer merges the ledger's parts every this many blocks, so a sync of any size leaves at most this many
-# parts (plus one) to read on a resume; finalize merges what is left into one.
+# The one writer merges the ledger's small parts every this many blocks, so a sync of any size leaves at most this
+# many parts beside its full ones (Ledger.FULL_PART_ROWS rows each) to read on a resume; finalize merges the rest.
 COMPACT_EVERY_PARTS = 256
 
 
@@ -33,8 +33,9 @@ class DatasetWriter:
         self.json_dir = dataset_dir / naming.JSON_DIR
         for directory in (self.audio_dir, self.json_dir):
             directory.mkdir(parents=True, exist_ok=True)
-        atomic.remove_temp_files([self.audio_dir, self.json_dir])
+        atomic.remove_temp_files([self.audio_dir, *_folders(self.audio_dir), self.json_dir])
         self.parts_written = 0
+        self._folders: set[Path] = set()  # the audio folders (one per part) this writer has made
 
     def write_batch(self, batch: pa.Table) -> tuple[int, int]:
         """Write a converted batch (:func:`~hugflow_ray.pipeline.batches.converted_to_table`); returns its rows and
@@ -49,7 +50,11 @@ class DatasetWriter:
             if row.record.status is not RowStatus.OK:
                 continue
             if row.mp3 is not None and row.record.audio_file is not None:
-                files.append((self.dataset_dir / row.record.audio_file, row.mp3))
+                path = self.dataset_dir / row.record.audio_file
+                if path.parent not in self._folders:
+                    path.parent.mkdir(exist_ok=True)
+                    self._folders.add(path.parent)
+                files.append((path, row.mp3))
             if row.json is not None and row.record.json_file is not None:
                 files.append((self.dataset_dir / row.record.json_file, row.json))
         atomic.write_many(files, root=self.dataset_dir)
@@ -59,3 +64,8 @@ class DatasetWriter:
         if self.parts_written % COMPACT_EVERY_PARTS == 0:
             self.ledger.compact()
         return len(rows), sum(row.record.status is RowStatus.ERROR for row in rows)
+
+
+def _folders(directory: Path) -> list[Path]:
+    """The folders directly in ``directory`` (the audio folder's part folders)."""
+    return [p for p in directory.iterdir() if p.is_dir() and not p.is_symlink()] if directory.is_dir() else []
