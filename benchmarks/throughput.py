@@ -241,6 +241,10 @@ class TreeSample:
     machine_ticks: dict[int, int] | None = None
     machine_cpu: collections.Counter[str] = field(default_factory=collections.Counter)
 
+    def observe(self, root: int, start: float) -> None:
+        """One sample of the tree under ``root`` while :func:`measured` runs it (``start``: when it began)."""
+        self.sample(root)
+
     def sample(self, root: int) -> None:
         parents: dict[int, int] = {}
         stats: dict[int, tuple[int, int]] = {}
@@ -322,16 +326,18 @@ class Run:
         return audio_seconds / (self.wall_s - self.startup_s)
 
 
-def measured(command: list[str], env: dict[str, str] | None = None) -> tuple[float, str, TreeSample]:
-    """Run ``command``; its wall time, output, and the samples of its process tree."""
-    tree = TreeSample()
+def measured(command: list[str], env: dict[str, str] | None = None, *,
+             tree: TreeSample | None = None) -> tuple[float, str, TreeSample]:
+    """Run ``command``; its wall time, output, and the samples of its process tree (into ``tree`` when given: a
+    subclass may sample more, through :meth:`TreeSample.observe`)."""
+    tree = tree if tree is not None else TreeSample()
     start = time.perf_counter()
     proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     done = threading.Event()
 
     def sample() -> None:
         while not done.is_set():
-            tree.sample(proc.pid)
+            tree.observe(proc.pid, start)
             done.wait(SAMPLE_SECONDS)
 
     sampler = threading.Thread(target=sample, daemon=True)
