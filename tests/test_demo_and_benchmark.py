@@ -24,7 +24,7 @@ def test_the_demo_syncs_a_built_dataset_end_to_end(tmp_path: Path, capsys: pytes
     assert "complete with 1 row errors, 24 rows" in out
     dataset_dir = next((tmp_path / "datasets").iterdir())
     manifest = [json.loads(line) for line in (dataset_dir / "manifest.jsonl").read_text().splitlines()]
-    assert len(manifest) == 23 == len(list((dataset_dir / "audio").glob("*.mp3")))
+    assert len(manifest) == 23 == len(list((dataset_dir / "audio").glob("*/*.mp3")))
     for entry in manifest:
         mp3 = decode_back((dataset_dir / entry["audio_filepath"]).read_bytes())
         assert len(mp3.samples) / mp3.sample_rate == pytest.approx(entry["duration"], abs=0.01)
@@ -119,3 +119,30 @@ def test_the_layout_benchmark_times_a_flat_json_directory_against_a_sharded_one_
         assert all(ratio > 0 for ratio in result["sizes"][size]["ratio_sharded_to_flat"].values())
     assert all(growth["ratio"] > 0 for growth in result["growth"]["flat"].values())
     assert list(work.iterdir()) == []
+
+
+def test_the_million_row_benchmark_measures_the_sync_the_ledger_and_the_commands_in_smoke_mode(
+        tmp_path: Path) -> None:
+    out = tmp_path / "million.json"
+    result = load_benchmark("million").main(["--smoke", "--work", str(tmp_path / "work"), "--json", str(out)])
+    assert json.loads(out.read_text()) == result
+    assert result["rows"] > 0 and result["sync"]["wall_s"] > 0 and result["sync"]["peak_rss_mib"] > 10
+    assert result["ledger"]["parts"] >= 1 and result["ledger"]["bytes"] > 0
+    assert {"status", "verify"} <= set(result["commands"]), result["commands"]
+
+
+def test_the_layout_memory_benchmark_compares_webdataset_and_audio_folders_with_parquet_in_smoke_mode(
+        tmp_path: Path) -> None:
+    result = load_benchmark("layout_memory").main(["--smoke", "--work", str(tmp_path / "work")])
+    assert set(result["layouts"]) == {"parquet", "webdataset", "audiofolder"}
+    assert set(result["rss_over_parquet"]) == {"webdataset", "audiofolder"}
+    assert all(ratio["median"] > 0 for ratio in result["rss_over_parquet"].values())
+
+
+def test_the_streaming_benchmark_times_download_and_conversion_alone_and_together_in_smoke_mode() -> None:
+    module = load_benchmark("streaming")
+    assert module.refusal() is None, "the suite runs as root with unshare, ip and tc (.ci/run installs them)"
+    result = module.main(["--smoke"])
+    assert set(result["wall_s"]) == {"download", "convert", "hugflow", "snapshot+raydata"}
+    assert all(figures["median"] > 0 for figures in result["wall_s"].values())
+    assert {"hugflow/max(download,convert)", "(snapshot+raydata)/hugflow"} <= set(result["ratios"]), result["ratios"]
