@@ -30,6 +30,8 @@ class Reads:
         opened: the parts in split order, each once its files are local and its rows counted; blocks until then
             (the executor consumes it on a thread of its own, beside the conversion).
         cancel: stops ``opened`` early (the run failed or was interrupted): no further download starts.
+        demand: a read task waits for this part: fetch it (and every part before it) whatever the window, so that
+            no wait depends on a read task the executor has not launched yet.
         pending: the rows not yet finished, as far as the parts counted so far tell (the split's estimate for the
             rest); read after each write.
         source_bytes: the bytes the parts' files hold.
@@ -38,6 +40,7 @@ class Reads:
     slices: list[tuple[int, int, int]]
     opened: Iterator[OpenedPart]
     cancel: Callable[[], None]
+    demand: Callable[[int], None]
     pending: Callable[[], int]
     source_bytes: int = 0
 

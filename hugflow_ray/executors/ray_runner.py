@@ -193,36 +193,56 @@ def _reader(gate: ray.actor.ActorHandle, part: int, unit: int, units: int) -> Ca
 @ray.remote(num_cpus=0)
 class PartGate:
     """Where read tasks wait for their part: the driver opens each part once its files are local (or fails them
-    all, when a download or a count fails). A part is let go once each of its slices has fetched it."""
+    all, when a download or a count fails). A part stays open until the run ends: Ray Data may run a read task
+    again (a retry, or to learn a block's schema), and a part let go after its slices' count would hang that one.
+
+    It also tells the driver which parts read tasks wait for (:meth:`demanded`): Ray Data does not launch read tasks
+    strictly in split order, so a task may wait for a part beyond the driver's window of downloads while the part
+    that would free the window has a slice not yet launched. The driver fetches a demanded part whatever its window,
+    so no wait depends on a task that cannot run; what Ray Data launches is bounded by its own concurrency.
+    """
 
     def __init__(self) -> None:
-        self._parts: dict[int, tuple[OpenedPart, int]] = {}  # part -> (opened, slices still to fetch it)
+        self._parts: dict[int, OpenedPart] = {}
         self._events: dict[int, asyncio.Event] = {}
         self._failed: str | None = None
+        self._demand = -1  # the furthest part a read task has waited for
+        self._demand_changed = asyncio.Event()
+        self._closed = False
 
     def _event(self, part: int) -> asyncio.Event:
         return self._events.setdefault(part, asyncio.Event())
 
-    async def open(self, part: OpenedPart, slices: int) -> None:
-        self._parts[part.index] = (part, slices)
+    async def open(self, part: OpenedPart) -> None:
+        self._parts[part.index] = part
         self._event(part.index).set()
 
     async def fail(self, message: str) -> None:
         self._failed = message
         for event in self._events.values():
             event.set()
+        await self.close()
+
+    async def close(self) -> None:
+        self._closed = True
+        self._demand_changed.set()
 
     async def wait(self, part: int) -> OpenedPart | None:
+        if part > self._demand:
+            self._demand = part
+            self._demand_changed.set()
         if self._failed is None:
             await self._event(part).wait()
         if self._failed is not None:
             raise SyncError(self._failed)
-        opened, left = self._parts[part]
-        if left <= 1:
-            del self._parts[part], self._events[part]
-        else:
-            self._parts[part] = (opened, left - 1)
-        return opened
+        return self._parts[part]
+
+    async def demanded(self, after: int) -> int | None:
+        """The furthest part a read task has waited for, once it is beyond ``after``; None once the run ended."""
+        while self._demand <= after and not self._closed:
+            self._demand_changed.clear()
+            await self._demand_changed.wait()
+        return None if self._closed else self._demand
 
 
 class _Feeder:
@@ -231,17 +251,26 @@ class _Feeder:
 
     def __init__(self, reads: Reads, gate: ray.actor.ActorHandle) -> None:
         self._reads, self._gate = reads, gate
-        self._slices: dict[int, int] = {}
-        for part, _, units in reads.slices:
-            self._slices[part] = units
         self.error: BaseException | None = None
         self._thread = threading.Thread(target=self._feed, name="hugflow-part-feeder", daemon=True)
         self._thread.start()
+        self._demand = threading.Thread(target=self._follow_demand, name="hugflow-part-demand", daemon=True)
+        self._demand.start()
+
+    def _follow_demand(self) -> None:
+        """Hand on the parts read tasks wait for (see :class:`PartGate`) until the run ends."""
+        last = -1
+        try:
+            while (part := ray.get(self._gate.demanded.remote(last))) is not None:
+                self._reads.demand(part)
+                last = part
+        except Exception:  # noqa: BLE001 - Ray is going down, or the gate was killed: the run ends anyway
+            log.debug("stopped following the parts read tasks wait for", exc_info=True)
 
     def _feed(self) -> None:
         try:
             for part in self._reads.opened:
-                ray.get(self._gate.open.remote(part, self._slices.get(part.index, 0)))
+                ray.get(self._gate.open.remote(part))
         except BaseException as e:  # noqa: BLE001 - handed to the run's own thread, which raises it
             self.error = e
             try:
@@ -250,9 +279,14 @@ class _Feeder:
                 log.debug("could not fail the part gate", exc_info=True)
 
     def stop(self) -> None:
-        """Stop opening parts (no further download starts) and wait for the thread to end."""
+        """Stop opening parts (no further download starts) and wait for the threads to end."""
         self._reads.cancel()
+        try:
+            ray.get(self._gate.close.remote(), timeout=SETTLE_SECONDS)
+        except Exception:  # noqa: BLE001 - the gate is gone: its demand call fails, which ends that thread too
+            log.debug("could not close the part gate", exc_info=True)
         self._thread.join(timeout=SETTLE_SECONDS)
+        self._demand.join(timeout=SETTLE_SECONDS)
 
 
 @ray.remote(num_cpus=0, max_concurrency=1)

@@ -54,8 +54,8 @@ def source_peak(plan: Plan, *, concurrency: int, keep: bool) -> int | None:
 class PartDownloads:
     """The parts' files, fetched in split order ahead of the conversion.
 
-    At most ``window`` parts are downloading or local and not yet :meth:`finished`; ``concurrency`` files download
-    at once. A local dataset's files are used where they are and never deleted. A Hub dataset's files go under
+    At most ``window`` parts are downloading or local and not yet :meth:`finished`, beyond those a read is waiting
+    for (:meth:`demand`); ``concurrency`` files download at once. A local dataset's files are used where they are and never deleted. A Hub dataset's files go under
     ``target`` (the copy's own folder, not the shared Hub cache); with ``delete``, a part's files are deleted once
     it is finished.
     """
@@ -72,6 +72,7 @@ class PartDownloads:
         self._order: list[Part] = []
         self._submitted = 0
         self._held: set[int] = set()  # parts submitted and not yet finished
+        self._demanded = -1  # the furthest part (by index) a read is waiting for: fetched whatever the window
         self._changed = threading.Condition()
         self._cancelled = False
 
@@ -80,8 +81,12 @@ class PartDownloads:
         return [future.result() for future in [self._pool.submit(self._fetch, i) for i in indexes]]
 
     def plan(self, parts: Sequence[Part]) -> None:
-        """The parts to fetch, in the order :meth:`wait` asks for them."""
-        self._order = list(parts)
+        """The parts to fetch, in the order :meth:`wait` asks for them; the window's first ones start downloading
+        now (while Ray starts, and before any read task asks)."""
+        with self._changed:
+            self._order, self._submitted = list(parts), 0
+            self._held &= {p.index for p in parts}  # a part fetched earlier (the shape's first) and still wanted
+            self._top_up()
 
     def wait(self, part: Part) -> list[Path]:
         """The part's local files, once downloaded and verified; starts the downloads the window allows.
@@ -112,11 +117,22 @@ class PartDownloads:
         return [f.result() for f in files]
 
     def _top_up(self) -> None:
-        while self._submitted < len(self._order) and len(self._held) < self._window and not self._cancelled:
+        while self._submitted < len(self._order) and not self._cancelled and (
+                len(self._held) < self._window or self._order[self._submitted].index <= self._demanded):
             part = self._order[self._submitted]
+            self._submitted += 1
+            if part.index in self._futures:
+                continue  # fetched (or fetching) already
             self._held.add(part.index)
             self._futures[part.index] = [self._pool.submit(self._fetch, i) for i in part.files]
-            self._submitted += 1
+
+    def demand(self, index: int) -> None:
+        """A read waits for part ``index``: fetch it, and the parts before it, whatever the window (what reads wait
+        for is bounded by the executor's own concurrency)."""
+        with self._changed:
+            self._demanded = max(self._demanded, index)
+            self._top_up()
+            self._changed.notify_all()
 
     def finished(self, part: Part) -> None:
         """Every row of ``part`` is in the ledger: delete its files (with ``delete``) and make room in the window."""

@@ -439,8 +439,8 @@ class _Stream:
         units = units_per_part(todo, self._shape.format, cpus=available_cpus())
         slices = [(p.index, u, n) for p, n in zip(todo, units, strict=True) for u in range(n)]
         sizes = [p.size or 0 for p in todo]
-        return Reads(slices=slices, opened=self.opened(), cancel=self._downloads.cancel, pending=self.pending,
-                     source_bytes=sum(sizes))
+        return Reads(slices=slices, opened=self.opened(), cancel=self._downloads.cancel,
+                     demand=self._downloads.demand, pending=self.pending, source_bytes=sum(sizes))
 
     def opened(self) -> Iterator[OpenedPart]:
         """The parts to read, in split order, each once its files are local and its rows are counted."""
