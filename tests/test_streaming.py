@@ -43,7 +43,8 @@ def data_files(folder: Path) -> list[str]:
 
 def file_requests(proxy: HoldingProxy) -> list[str]:
     """The data files asked for, in order, each once (the Hub client asks with HEAD, then GET)."""
-    asked = [path.rsplit("/", 1)[-1] for path, *_ in proxy.requests if "/resolve/" in path and path.endswith(".parquet")]
+    asked = [path.rsplit("/", 1)[-1] for path, *_ in proxy.requests
+             if "/resolve/" in path and path.endswith(".parquet")]
     return list(dict.fromkeys(asked))
 
 

@@ -55,9 +55,9 @@ class PartDownloads:
     """The parts' files, fetched in split order ahead of the conversion.
 
     At most ``window`` parts are downloading or local and not yet :meth:`finished`, beyond those a read is waiting
-    for (:meth:`demand`); ``concurrency`` files download at once. A local dataset's files are used where they are and never deleted. A Hub dataset's files go under
-    ``target`` (the copy's own folder, not the shared Hub cache); with ``delete``, a part's files are deleted once
-    it is finished.
+    for (:meth:`demand`); ``concurrency`` files download at once. A local dataset's files are used where they are
+    and never deleted. A Hub dataset's files go under ``target`` (the copy's own folder, not the shared Hub cache);
+    with ``delete``, a part's files are deleted once it is finished.
     """
 
     def __init__(self, plan: Plan, hub: Hub | None, *, target: Path, concurrency: int, window: int, delete: bool,
