@@ -501,3 +501,28 @@ def test_a_partial_copy_is_resumed_only_while_what_it_still_needs_fits_the_budge
     nothing = plan_tier([big, small], tier="minimal", budget_bytes=1, other_bytes=0)
     assert [p.decision for p in nothing.entries] == [Decision.OVER_BUDGET] * 2 and nothing.to_sync == []
     assert nothing.total_bytes == 8_000, "what the partial copies hold stays counted"
+
+
+def test_an_entry_fits_the_budget_only_with_the_source_its_sync_holds_while_it_runs() -> None:
+    """Issue 24: a sync holds its output and, while it runs, the source files downloaded and not yet converted."""
+    from hugflow_ray.core.tiers import Candidate, Decision, Presence, plan_tier
+
+    entries = parse_catalog(HEADER + HUB + HUB.replace("name: speech", "name: more").replace("org/speech", "org/more")
+                            ).entries
+    first, second = (Candidate(e, e.name, expected_bytes=4_000, disk_bytes=0, presence=Presence.ABSENT,
+                               transient_bytes=3_000) for e in entries)
+    plan = plan_tier([first, second], tier="minimal", budget_bytes=10_000, other_bytes=0)
+    # the first needs 4,000 + 3,000 while it syncs, then holds 4,000; the second then needs 4,000 + 3,000 > 6,000
+    assert [p.decision for p in plan.entries] == [Decision.BRING_IN, Decision.OVER_BUDGET]
+    assert "of source while it syncs" in plan.entries[1].reason and plan.total_bytes == 4_000
+    roomy = plan_tier([first, second], tier="minimal", budget_bytes=11_000, other_bytes=0)
+    assert [p.decision for p in roomy.entries] == [Decision.BRING_IN] * 2 and roomy.total_bytes == 8_000
+
+
+def test_the_source_a_sync_holds_at_its_peak_is_its_windows_largest_files_unless_kept() -> None:
+    from hugflow_ray.core.plan import peak_source_bytes
+
+    sizes: list[int | None] = [5, 9, 1, 7, 3]
+    assert peak_source_bytes(sizes, window=2, keep=False) == 9 + 7
+    assert peak_source_bytes(sizes, window=10, keep=False) == peak_source_bytes(sizes, window=2, keep=True) == 25
+    assert peak_source_bytes([*sizes, None], window=2, keep=False) is None, "a size the Hub does not say"

@@ -185,6 +185,7 @@ def test_an_add_request_syncs_and_reports_on_one_living_comment(world: World, hu
     assert "starting" in history[0]
     planned = next(b for b in history if "planned" in b)
     assert hub.shas["org/calls"] in planned and "| rows | 12 |" in planned and "| licence | CC-BY-4.0: allowed |" in planned
+    assert "| source on disk | unknown (the Hub does not say every file's size) |" in planned  # olah says no sizes
     assert any("syncing" in b and "/ 12 rows" in b for b in history), history
     final = world.comment(1, path)
     assert final == history[-1] and "✅ synced" in final and "| rows | 12 |" in final

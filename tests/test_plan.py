@@ -78,3 +78,18 @@ def test_the_hubs_sizes_and_checksums_reach_the_plan(monkeypatch: pytest.MonkeyP
     metadata = hub.file_metadata(RepoSnapshot(hf_id="org/x", revision="main", sha="a" * 40))
     assert metadata["README.md"] == {"size": 120, "sha256": None, "blob_id": "b" * 40}
     assert metadata["data/train.parquet"] == {"size": 5000, "sha256": "d" * 64, "blob_id": "c" * 40}
+
+
+def test_the_pr_comment_says_how_much_source_a_sync_holds_at_once() -> None:
+    from hugflow_ray.core.records import DatasetIdentity
+    from hugflow_ray.gitops.comments import PlanView, planned
+
+    identity = DatasetIdentity(name="org__d__split_train__rev_main", source="org/d", sha="a" * 40, subset=None,
+                               split="train", license="cc-by-4.0")
+    view = PlanView(identity=identity, rows=10, download_bytes=30 << 30, target="/data/x", audio_column="audio",
+                    text_column="text", source_peak_bytes=3 << 30)
+    assert "| source on disk | at most 3.0 GiB at once: each file is deleted once its rows are converted |" in planned(
+        "requests/add/d.yaml", view)
+    kept = planned("requests/add/d.yaml", PlanView(**{**view.__dict__, "source_peak_bytes": 30 << 30,
+                                                      "keep_sources": True}))
+    assert "| source on disk | 30.0 GiB: every file is kept (KEEP_SOURCES) |" in kept
