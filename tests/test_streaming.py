@@ -67,10 +67,36 @@ def test_the_first_file_converts_while_the_last_is_held_back_and_finished_files_
     assert (report.rows_done, report.row_errors) == (26, 0)
     last = [path for path in seen if "train-00002-of-00003" in path and "/resolve/" in path]
     assert last, proxy.requests
-    # when the last file was asked for, the first was converted and deleted: at most the window was on disk
-    assert "train-00000-of-00003.parquet" not in seen[last[0]]
-    assert data_files(sources) == [], "every part's files are deleted once its rows are in the ledger"
+    assert data_files(sources) == [], "no source is left once the copy is complete"
     assert Ledger(copy).summary().rows == 26
+
+
+def test_downloads_keep_to_their_window_and_a_finished_part_is_deleted(hub: HubFixture, tmp_path: Path) -> None:
+    """The download window against the real Hub client: one part ahead at most, each deleted once finished, and a
+    part a read waits for is fetched whatever the window."""
+    from hugflow_ray.adapters.hub import Hub
+    from hugflow_ray.core.request import parse_request
+    from hugflow_ray.pipeline.download import PartDownloads
+    from hugflow_ray.pipeline.plan import make_plan
+    from hugflow_ray.pipeline.readers.parts import plan_parts
+
+    client = Hub(endpoint=hub.endpoint)
+    plan = make_plan(parse_request("hf_id: org/shards\ndescription: d\n"), hub=client)
+    parts, _ = plan_parts(plan.format, plan.file_names(), [f.size for f in plan.files])
+    target = tmp_path / "sources"
+    downloads = PartDownloads(plan, client, target=target, concurrency=1, window=1, delete=True)
+    downloads.plan(parts)
+    first = downloads.wait(parts[0])
+    assert [p.name for p in first] == ["train-00000-of-00003.parquet"] and first[0].is_file()
+    assert data_files(target) == ["train-00000-of-00003.parquet"], "the window holds one part"
+    downloads.finished(parts[0])
+    assert not first[0].exists(), "a finished part's files are deleted"
+    second = downloads.wait(parts[1])
+    downloads.demand(2)  # a read waits for the third part: fetched though the second is not finished
+    third = downloads.wait(parts[2])
+    assert second[0].is_file() and third[0].is_file()
+    downloads.close(done=True)
+    assert not target.exists()
 
 
 def test_a_resume_downloads_only_the_parts_with_unfinished_rows(hub: HubFixture, tmp_path: Path) -> None:
