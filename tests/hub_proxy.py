@@ -3,8 +3,7 @@
 ``HoldingProxy(upstream, hold=("train-00002",), until=condition)`` forwards every request to ``upstream``; a request
 whose path contains one of ``hold`` waits until ``until()`` is true (checked whenever :meth:`check` is called, and
 at least every ``CHECK_SECONDS``), and is answered 503 if ``deadline`` seconds pass first. It records every path
-asked for, in order, with what ``until()`` was when it came (``requests``), and calls ``observe(path)`` as each
-arrives.
+asked for, in order, with what ``until()`` was when it came (``requests``).
 
 A sync that downloads every file before it converts asks for the held file before any row is converted, so it
 waits the whole deadline and fails; a streaming sync converts the first file meanwhile, which releases it.
@@ -35,7 +34,6 @@ class HoldingProxy:
         self.upstream, self.hold, self.until, self.deadline = upstream.rstrip("/"), tuple(hold), until, deadline
         self.requests: list[tuple[str, bool]] = []
         self.timed_out: list[str] = []
-        self.observe: Callable[[str], object] | None = None  # called with each request's path as it arrives
         self._changed = threading.Condition()
         self._opener = urllib.request.build_opener(_NoRedirect)
         proxy = self
@@ -88,8 +86,6 @@ class HoldingProxy:
     def _forward(self, handler: http.server.BaseHTTPRequestHandler, method: str) -> None:
         path = handler.path
         self.requests.append((path, self.until()))
-        if self.observe is not None:
-            self.observe(path)
         if any(h in path for h in self.hold) and not self._wait(path):
             handler.send_response(503)
             handler.send_header("Content-Length", "0")

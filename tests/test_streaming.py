@@ -53,19 +53,17 @@ def test_the_first_file_converts_while_the_last_is_held_back_and_finished_files_
 ) -> None:
     copy = tmp_path / "datasets" / SHARDS
     sources = copy / ".hugflow" / "sources"
-    seen: dict[str, list[str]] = {}
 
     def first_rows_in_ledger() -> bool:
         return bool(list((copy / ".hugflow" / "ledger").glob("part-*.parquet")))
 
     with HoldingProxy(hub.endpoint, hold=("train-00002-of-00003",), until=first_rows_in_ledger,
                       deadline=HOLD_DEADLINE) as proxy:
-        proxy.observe = lambda path: seen.setdefault(path, data_files(sources))
         report = sync(request(tmp_path, "hf_id: org/shards\ndescription: d\n"), settings_for(proxy.endpoint, tmp_path))
 
     assert proxy.timed_out == [], "the last file was held until rows of the first were converted"
     assert (report.rows_done, report.row_errors) == (26, 0)
-    last = [path for path in seen if "train-00002-of-00003" in path and "/resolve/" in path]
+    last = [path for path, _ in proxy.requests if "train-00002-of-00003" in path and "/resolve/" in path]
     assert last, proxy.requests
     assert data_files(sources) == [], "no source is left once the copy is complete"
     assert Ledger(copy).summary().rows == 26

@@ -429,6 +429,7 @@ def run(
         settle(len(in_flight))
         gauges()  # the last blocks may have been written long before Ray Data's last (empty) read tasks ended
         failpoints.pause("all-written")
+        feeder.stop()
     except BaseException as e:
         # Interrupted, or a block failed: Ray Data's execution stops, and the writes already handed over finish,
         # so that what the ledger keeps is settled when this returns (at most MAX_WRITES_IN_FLIGHT blocks).
@@ -441,7 +442,6 @@ def run(
             raise feeder.error from None  # a download or a count failed: its own error, not the read task's
         raise
     finally:
-        feeder.stop()
         ray.kill(writer)
         ray.kill(gate)
     return RunResult(rows=rows, errors=errors, seconds=time.perf_counter() - start, writer_seconds=writer_seconds,

@@ -102,7 +102,7 @@ class OpenedPart:
 
     def slice(self, unit: int, units: int) -> tuple[int, int]:
         """Rows ``[start, stop)`` of the part (0-based within it) that slice ``unit`` of ``units`` reads."""
-        if self.shape.format not in SLICED_FORMATS or _compressed(self.paths[0]):
+        if self.shape.format not in SLICED_FORMATS or _compressed_shard(self.shape.format, self.paths[0]):
             return (0, self.rows) if unit == 0 else (0, 0)
         return self.rows * unit // units, self.rows * (unit + 1) // units
 
@@ -466,8 +466,9 @@ _READERS: dict[str, Reader] = {"parquet": _read_parquet, "webdataset": _read_web
                                "csv": _read_tabular_slice, "json": _read_tabular_slice}
 
 
-def _compressed(path: str) -> bool:
-    return not path.endswith(".tar") and not path.endswith(".parquet")
+def _compressed_shard(format: str, path: str) -> bool:
+    """A WebDataset shard that is not a plain tar: reaching a slice of it would decompress everything before."""
+    return format == "webdataset" and not path.endswith(".tar")
 
 
 def _extension(name: str) -> str:
