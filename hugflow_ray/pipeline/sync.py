@@ -140,7 +140,8 @@ def sync(
         raise SyncError(f"{ref.hf_id}@{ref.revision} now resolves to {plan.identity.sha}, not {expect_sha} "
                         "as planned: the revision moved; run again to plan the new commit")
     with DatasetLock(settings.state_dir, plan.identity.name, owner=owner):
-        job = _DatasetSync(plan, settings, hub, restart=restart, started=started, executor=executor)
+        job = _DatasetSync(plan, settings, hub, restart=restart, started=started,
+                           start=_ExecutorStart(settings, executor))
         job.phases["plan"] = planned
         return job.run(on_progress, progress_bar=progress_bar)
 
@@ -150,16 +151,15 @@ class _DatasetSync:
     dataset directory."""
 
     def __init__(self, plan: Plan, settings: Settings, hub: Hub | None, *, restart: bool, started: float,
-                 executor: Executor | None) -> None:
+                 start: _ExecutorStart) -> None:
         self.plan, self.settings, self.hub = plan, settings, hub
-        self.restart, self.started, self.executor = restart, started, executor
+        self.restart, self.started, self.start = restart, started, start
         self.dataset_dir = settings.storage_root / plan.identity.name
         self.ledger = Ledger(self.dataset_dir)
         self.current = read_status_or_none(self.dataset_dir)  # derived state: a damaged one is rebuilt
         self.status: DatasetStatus | None = None  # this run's, once the split's rows are counted
         self.reporter: ProgressReporter | None = None
         self.phases: dict[str, float] = {}
-        self.starting: _BackgroundStart | None = None
         self.request_audio, self.request_text = plan.audio_column, plan.text_column
         self._bytes_so_far = 0
         self._bytes_lock = threading.Lock()
@@ -172,13 +172,6 @@ class _DatasetSync:
         finally:
             self.phases[name] = self.phases.get(name, 0.0) + time.perf_counter() - began
 
-    def _start_executor(self) -> None:
-        """Start the executor (Ray's start-up: seconds) on a thread while this one downloads and counts rows."""
-        if self.starting is None:
-            self.executor = self.executor or default_executor(
-                self.settings.ray_address, self.settings.storage_resource, record_metrics=self.settings.hugflow_metrics)
-            self.starting = _BackgroundStart(self.executor)
-
     def run(self, on_progress: ProgressCallback | None, *, progress_bar: bool) -> SyncReport:
         """The sync's steps; a failure is recorded in the dataset's status (state and error) before it is raised,
         so whoever runs this driver reads the outcome as data."""
@@ -190,8 +183,7 @@ class _DatasetSync:
                     raise
                 raise self._disk_full() from None
             finally:  # whoever stops the executor after this must not race its start-up
-                if self.starting is not None:
-                    self.starting.settle()
+                self.start.settle()
         except (KeyboardInterrupt, Interrupted) as e:
             signum = e.signum if isinstance(e, Interrupted) else signal.SIGINT
             kept = self._record_interruption()
@@ -207,7 +199,7 @@ class _DatasetSync:
     def _run(self, on_progress: ProgressCallback | None, *, progress_bar: bool) -> SyncReport:
         if complete := self._already_complete():
             return complete
-        self._start_executor()
+        self.start.begin()  # Ray's start-up (seconds) runs while this thread downloads and counts rows
         parts, metadata = plan_parts(self.plan.format, self.plan.file_names(), _sizes(self.plan))
         downloads = PartDownloads(
             self.plan, self.hub, target=self.dataset_dir / ".hugflow" / SOURCES_DIR,
@@ -358,13 +350,12 @@ class _DatasetSync:
             files_root=str(_files_root(plan)) if local_parquet and names_files(files, plan.audio_column) else None,
             max_seconds=self.settings.max_audio_seconds,
         )
-        self._start_executor()
-        assert self.starting is not None and self.executor is not None and self.reporter is not None
+        assert self.reporter is not None
         with self._phase("waiting for the executor"):
-            startup = self.starting.wait()
+            executor, startup = self.start.wait()
         self.phases["executor start"] = startup
         with self._phase("convert"):
-            return startup, self.executor.run(reads, converter, self.dataset_dir, on_progress=stream.written)
+            return startup, executor.run(reads, converter, self.dataset_dir, on_progress=stream.written)
 
     def _finalize(self) -> None:
         """Check every row is finished and the row errors are within the limit; then manifests, status, link."""
@@ -526,9 +517,9 @@ class _Stream:
         return sum(self._counted.get(p.index, p.rows or 0) for p in self._parts)
 
 
-class _BackgroundStart:
-    """An executor's start-up on its own thread, so that the download, the staging and the row counting do not wait
-    for Ray to start, nor Ray for them.
+class _ExecutorStart:
+    """The executor's start-up on its own thread, begun once the sync knows it has rows to convert, so that the
+    download and the row counting do not wait for Ray to start, nor Ray for them.
 
     Every start runs on one thread that lives as long as this process: Ray's processes are tied to the thread that
     started them (they get the parent-death signal when it ends), so that thread must outlive the sync.
@@ -536,19 +527,35 @@ class _BackgroundStart:
 
     _thread: ClassVar[ThreadPoolExecutor | None] = None
 
-    def __init__(self, executor: Executor) -> None:
-        if _BackgroundStart._thread is None:
-            _BackgroundStart._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hugflow-executor-start")
-        self._started = _BackgroundStart._thread.submit(executor.start)
+    def __init__(self, settings: Settings, executor: Executor | None) -> None:
+        self._settings, self._executor = settings, executor
+        self._started: futures.Future[float] | None = None
 
-    def wait(self) -> float:
-        """The start-up's seconds, once it has finished; raises what it raised."""
+    def begin(self) -> None:
+        """Start the executor (by default Ray: embedded, or the cluster at ``RAY_ADDRESS``), unless already begun."""
+        if self._started is not None:
+            return
+        if self._executor is None:
+            settings = self._settings
+            self._executor = default_executor(settings.ray_address, settings.storage_resource,
+                                              record_metrics=settings.hugflow_metrics)
+        if _ExecutorStart._thread is None:
+            _ExecutorStart._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hugflow-executor-start")
+        self._started = _ExecutorStart._thread.submit(self._executor.start)
+
+    def wait(self) -> tuple[Executor, float]:
+        """The started executor and its start-up's seconds (beginning it now if it was not); raises what the start
+        raised."""
+        self.begin()
         self.settle()
-        return self._started.result()
+        assert self._started is not None and self._executor is not None
+        return self._executor, self._started.result()
 
     def settle(self) -> None:
-        """Wait until the start-up has ended; then put this process's own SIGTERM handler back, which a start on
+        """Wait until a start-up begun has ended; then put this process's own SIGTERM handler back, which a start on
         another thread can replace below Python (Ray's core worker installs one that prints a stack trace)."""
+        if self._started is None:
+            return
         futures.wait([self._started])
         if threading.current_thread() is threading.main_thread():
             handler = signal.getsignal(signal.SIGTERM)
