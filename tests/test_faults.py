@@ -27,9 +27,11 @@ from hugflow_ray.pipeline.ledger import Ledger
 from hugflow_ray.pipeline.progress import read_progress
 from hugflow_ray.settings import Settings
 from tests import datasets_fixtures as fx
-from tests.conftest import hub_request
+from tests.conftest import HubFixture, hub_request
+from tests.hub_proxy import HoldingProxy
 
 RUN_TIMEOUT = 240
+HELD_SECONDS = 60  # a request held until something the test waits for: a failure once this passes
 
 
 def digest_tree(dataset_dir: Path) -> dict[str, str]:
@@ -309,3 +311,42 @@ def test_an_executor_that_cannot_start_fails_the_sync_with_its_own_error(setting
         sync(hub_request(tmp_path, "org/shards"), settings, executor=executor)
     (row,) = status(settings)
     assert row.state == "failed" and row.error is not None and "cannot join the Ray cluster" in row.error
+
+
+class _RecordsItsStart:
+    """The Ray executor, recording whether (and when) its start began."""
+
+    def __init__(self, inner: Executor) -> None:
+        self.inner, self.began = inner, threading.Event()
+
+    def start(self) -> float:
+        self.began.set()
+        return self.inner.start()
+
+    def run(self, units: list, converter: object, dataset_dir: Path, *, on_progress: object) -> RunResult:
+        return self.inner.run(units, converter, dataset_dir, on_progress=on_progress)  # type: ignore[arg-type]
+
+
+@pytest.mark.hub
+@pytest.mark.usefixtures("ray_session")
+def test_the_executor_starts_once_the_revision_resolves_and_not_for_a_copy_complete_at_it(
+    hub: HubFixture, settings: Settings, tmp_path: Path
+) -> None:
+    """After the revision resolves, the plan asks the Hub about the split's files at that commit; those answers are
+    held back until the executor began to start. A sync that planned first and started Ray after would wait out the
+    deadline."""
+    from hugflow_ray.adapters.hub import Hub
+    from hugflow_ray.executors.ray_runner import RayExecutor
+
+    sha = Hub(endpoint=hub.endpoint).snapshot("org/shards", "main").sha
+    executor = _RecordsItsStart(RayExecutor(None, settings.storage_resource))
+    with HoldingProxy(hub.endpoint, hold=(f"/revision/{sha}",), until=executor.began.is_set,
+                      deadline=HELD_SECONDS) as proxy:
+        held = settings.model_copy(update={"hf_endpoint": proxy.endpoint})
+        report = sync(hub_request(tmp_path, "org/shards"), held, executor=executor)
+        assert any(f"/revision/{sha}" in path for path, _ in proxy.requests), "the plan asked at the commit"
+        assert proxy.timed_out == [] and report.rows_done == 26
+
+        idle = _RecordsItsStart(RayExecutor(None, settings.storage_resource))
+        again = sync(hub_request(tmp_path, "org/shards"), held, executor=idle)
+    assert again.already_complete and not idle.began.is_set(), "a copy complete at the commit starts no Ray"

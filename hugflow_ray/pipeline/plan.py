@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from hugflow_ray.adapters.hub import Hub, RepoSnapshot, SplitLayout, local_layout
@@ -21,8 +21,12 @@ log = logging.getLogger(__name__)
 
 
 
-def make_plan(request: AddRequest, *, hub: Hub | None) -> Plan:
+def make_plan(request: AddRequest, *, hub: Hub | None, on_resolved: Callable[[str], None] | None = None) -> Plan:
     """Resolve an add request (Hub or local path) to a :class:`Plan`.
+
+    Args:
+        on_resolved: called with the commit a Hub request's revision resolves to, as soon as it does: before the
+            split's files are listed and read (seconds on a slow link), which a caller can spend meanwhile.
 
     Raises:
         HubError: the repository, revision, subset or split does not exist or cannot be read.
@@ -43,6 +47,8 @@ def make_plan(request: AddRequest, *, hub: Hub | None) -> Plan:
         if hub is None:
             raise PlanError(f"{ref.hf_id}: a Hub request needs the Hub (HF_ENDPOINT)")
         snapshot = hub.snapshot(ref.hf_id, ref.revision)
+        if on_resolved is not None:
+            on_resolved(snapshot.sha)
         sha, license, rows = snapshot.sha, snapshot.license, snapshot.rows(ref.subset, ref.split)
         files_sha, layout = resolve_hub_layout(hub, snapshot, ref.subset, ref.split)
         meta = hub.file_metadata(RepoSnapshot(ref.hf_id, ref.revision, files_sha or sha))

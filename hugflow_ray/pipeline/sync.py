@@ -33,7 +33,7 @@ from hugflow_ray.core.licences import LicenceVerdict
 from hugflow_ray.core.plan import Plan
 from hugflow_ray.core.records import DatasetState, DatasetStatus
 from hugflow_ray.core.request import AddRequest, HubRef, request_of_kind
-from hugflow_ray.errors import HugflowError, Interrupted, SyncError
+from hugflow_ray.errors import DamagedStateError, HugflowError, Interrupted, SyncError
 from hugflow_ray.executors.base import Executor, Reads, RunResult, default_executor
 from hugflow_ray.pipeline import manifests, store
 from hugflow_ray.pipeline.convert import RowConverter
@@ -54,7 +54,7 @@ from hugflow_ray.pipeline.readers.parts import (
     split_shape,
     units_per_part,
 )
-from hugflow_ray.pipeline.status import read_status_or_none, write_status
+from hugflow_ray.pipeline.status import read_status, read_status_or_none, write_status
 from hugflow_ray.settings import Settings
 from hugflow_ray.utils.failpoints import failpoint
 from hugflow_ray.utils.humanize import human_size
@@ -128,22 +128,44 @@ def sync(
     request = request_of_kind(source, AddRequest)
     assert isinstance(request, AddRequest)
     ref = request.dataset
-    hub = hub_for(settings) if isinstance(ref, HubRef) else None
-    plan = make_plan(request, hub=hub)
-    check_licence(plan, licence or licence_verdict(plan, settings))
-    planned = time.perf_counter() - started
-    if dataset_name is not None:
-        if "/" in dataset_name or dataset_name in ("", ".", ".."):
-            raise SyncError(f"{dataset_name!r} is not a dataset copy's name; `hugflow status` lists them")
-        plan = dataclasses.replace(plan, identity=dataclasses.replace(plan.identity, name=dataset_name))
-    if isinstance(ref, HubRef) and expect_sha is not None and plan.identity.sha != expect_sha:
-        raise SyncError(f"{ref.hf_id}@{ref.revision} now resolves to {plan.identity.sha}, not {expect_sha} "
-                        "as planned: the revision moved; run again to plan the new commit")
-    with DatasetLock(settings.state_dir, plan.identity.name, owner=owner):
-        job = _DatasetSync(plan, settings, hub, restart=restart, started=started,
-                           start=_ExecutorStart(settings, executor))
-        job.phases["plan"] = planned
-        return job.run(on_progress, progress_bar=progress_bar)
+    if dataset_name is not None and ("/" in dataset_name or dataset_name in ("", ".", "..")):
+        raise SyncError(f"{dataset_name!r} is not a dataset copy's name; `hugflow status` lists them")
+    start = _ExecutorStart(settings, executor)
+    copy_dir = settings.storage_root / (dataset_name or naming.dataset_dir_name(ref))
+
+    def resolved(sha: str) -> None:
+        """The revision resolved: unless the copy is complete at that commit, there are rows to convert, and Ray's
+        start-up need not wait for the rest of the plan (reading the split's files)."""
+        moved = isinstance(ref, HubRef) and expect_sha is not None and sha != expect_sha  # refused below
+        if not moved and (restart or not _complete_at(copy_dir, sha)):
+            start.begin()
+
+    try:
+        hub = hub_for(settings) if isinstance(ref, HubRef) else None
+        plan = make_plan(request, hub=hub, on_resolved=resolved)
+        check_licence(plan, licence or licence_verdict(plan, settings))
+        planned = time.perf_counter() - started
+        if dataset_name is not None:
+            plan = dataclasses.replace(plan, identity=dataclasses.replace(plan.identity, name=dataset_name))
+        if isinstance(ref, HubRef) and expect_sha is not None and plan.identity.sha != expect_sha:
+            raise SyncError(f"{ref.hf_id}@{ref.revision} now resolves to {plan.identity.sha}, not {expect_sha} "
+                            "as planned: the revision moved; run again to plan the new commit")
+        with DatasetLock(settings.state_dir, plan.identity.name, owner=owner):
+            job = _DatasetSync(plan, settings, hub, restart=restart, started=started, start=start)
+            job.phases["plan"] = planned
+            return job.run(on_progress, progress_bar=progress_bar)
+    finally:  # a plan that failed after Ray began to start: whoever stops it must not race its start-up
+        start.settle()
+
+
+def _complete_at(dataset_dir: Path, sha: str) -> bool:
+    """Whether the copy's status says it is complete at commit ``sha`` (a damaged status says no; the sync's own
+    reading of it warns)."""
+    try:
+        status = read_status(dataset_dir)
+    except DamagedStateError:
+        return False
+    return status is not None and status.state is DatasetState.COMPLETE and status.identity.sha == sha
 
 
 class _DatasetSync:
