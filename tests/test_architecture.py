@@ -2,9 +2,9 @@
 
 * Pure modules (``core/``, ``utils/``, ``errors``, the PR gate and comment texts) import no Ray, Hub, GitHub,
   Slack, pydantic or audio library, and nothing of hugflow_ray outside the pure layer.
-* Only ``executors/`` imports Ray; only ``adapters/<service>`` imports that service's client; only ``codec/`` the
+* Only ``executors/`` and the Ray job driver import Ray; only ``adapters/<service>`` imports that service's client; only ``codec/`` the
   audio libraries; only ``settings`` pydantic; only ``cli/`` typer.
-* The layers point one way: core <- codec <- adapters <- pipeline <- executors, catalog <- gitops <- cli.
+* The layers point one way: core <- codec <- adapters <- pipeline <- executors, catalog <- drivers <- gitops <- cli.
 * Every third-party package imported is declared in pyproject.toml.
 """
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import importlib.metadata
 import re
+import subprocess
 import sys
 import tomllib
 from collections.abc import Iterator
@@ -27,7 +28,7 @@ PURE = ("core", "utils", "errors", "gitops.gate", "gitops.comments")
 
 # Third-party top-level modules that only these parts of the package may import.
 OWNERS: dict[str, tuple[str, ...]] = {
-    "ray": ("executors",),
+    "ray": ("executors", "drivers.ray_job"),
     "huggingface_hub": ("adapters.hub",),
     "datasets": ("adapters.hub", "cli.demo"),  # the demo writes its source dataset as the Hub's library does
     "httpx2": ("adapters.hub",),
@@ -58,9 +59,9 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "executors": ("core", "codec", "pipeline.convert", "pipeline.readers", "pipeline.writer", "pipeline.ledger",
                   "pipeline.batches", "utils", "errors", "settings"),
     # a job's submitter plans the request first (the Hub's commit pinned), as the control plane does
-    "executors.ray_job": ("core", "executors", "pipeline.plan", "utils", "errors", "settings"),
+    "drivers": ("core", "executors.base", "pipeline.plan", "utils", "errors", "settings"),
     "gitops": (),
-    "gitops.control": ("core", "adapters", "executors", "gitops", "pipeline", "utils", "errors", "settings"),
+    "gitops.control": ("core", "adapters", "drivers", "gitops", "pipeline", "utils", "errors", "settings"),
     "api": ("pipeline", "catalog", "executors.base", "settings"),
     "catalog": ("core", "adapters", "pipeline", "executors.base", "utils", "errors", "settings"),
     "cli": ("",),  # the shell around everything
@@ -164,3 +165,13 @@ def test_a_violation_is_reported_with_its_file_and_line(tmp_path: Path, module: 
     (tree / module).write_text(source)
     found = violations(tree)
     assert any(complaint in v and f"{PACKAGE}/{module}:" in v for v in found), found
+
+
+def test_the_control_plane_loads_no_ray_data() -> None:
+    """The PR workflow's control plane and its drivers start and follow syncs; conversion (Ray Data) is the data
+    plane's alone, so importing them must not load it (seconds, and hundreds of MB, on every CI job)."""
+    modules = ("hugflow_ray.cli.main", "hugflow_ray.gitops.control", "hugflow_ray.drivers.ray_job")
+    code = (f"import sys\nfor m in {modules!r}: __import__(m)\n"
+            "print(sorted(m for m in sys.modules if m == 'ray.data' or m.startswith('ray.data.')))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    assert loaded.stdout.strip() == "[]", loaded.stdout[:400]

@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 from ray.job_submission import JobStatus
 
-from hugflow_ray.executors.ray_job import job_base
+from hugflow_ray.drivers.ray_job import job_base
 from hugflow_ray.gitops import comments
 from hugflow_ray.pipeline.readers.parts import Part, units_per_part
 from hugflow_ray.utils.machine import available_cpus

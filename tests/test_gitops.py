@@ -21,8 +21,9 @@ from typing import Any
 import pytest
 
 from hugflow_ray.adapters.github import COMMENT_LIMIT, ChangedFile, PullFacts, PullRequestClient, fit_comment
+from hugflow_ray.drivers.base import Driver
+from hugflow_ray.drivers.local import LocalDriver, _ProcessRun
 from hugflow_ray.errors import CIError
-from hugflow_ray.executors.child_process import LocalDriver, _ProcessRun
 from hugflow_ray.gitops import comments, control, gate
 from hugflow_ray.pipeline.locks import DatasetLock
 from hugflow_ray.pipeline.status import read_status
@@ -106,7 +107,7 @@ class World:
         path.write_text(json.dumps(event))
         self.monkeypatch.setenv("GITHUB_EVENT_PATH", str(path))
 
-    def run(self, driver: control.Driver | None = None, **env: str) -> int:
+    def run(self, driver: Driver | None = None, **env: str) -> int:
         """``sync --ci-mode`` in process (fast retries, no write spacing); the driver is a real child process."""
         for key, value in env.items():
             self.monkeypatch.setenv(key, value)

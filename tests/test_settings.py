@@ -155,7 +155,7 @@ def test_a_handler_a_library_added_before_ours_never_sees_a_secret() -> None:
 
 
 def test_the_driver_environment_keeps_the_hub_token_and_drops_github_and_slack(monkeypatch: pytest.MonkeyPatch) -> None:
-    from hugflow_ray.executors.child_process import driver_environment
+    from hugflow_ray.drivers.local import driver_environment
 
     for name, value in {"HF_TOKEN": CANARY_HF, "GITHUB_TOKEN": "ghs_x", "GH_TOKEN": "gho_x",
                         "SLACK_WEBHOOK_URL": CANARY_SLACK, "SLACK_BOT_TOKEN": "xoxb-x", "STORAGE_ROOT": "/data",
@@ -231,7 +231,7 @@ def test_a_ray_address_with_credentials_is_never_echoed(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    from hugflow_ray.executors.ray_job import RayJobs
+    from hugflow_ray.drivers.ray_job import RayJobs
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

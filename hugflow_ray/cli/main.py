@@ -195,7 +195,7 @@ def submit(
     if settings.ray_job_server is None:
         raise SyncError("submit needs the cluster's job server: set RAY_ADDRESS=http://<head>:8265 (and "
                         "RAY_AUTH_MODE=token with RAY_AUTH_TOKEN); on this machine alone use `hugflow local-sync FILE`")
-    from hugflow_ray.executors.ray_job import submit_file
+    from hugflow_ray.drivers.ray_job import submit_file
 
     echo = (lambda line: None) if no_wait else typer.echo
     job, root = submit_file(file, settings, echo=echo)

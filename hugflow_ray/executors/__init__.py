@@ -1,1 +1,1 @@
-"""Where a sync runs: an embedded or joined Ray (the only place that imports Ray), or a driver child process."""
+"""Where conversion runs: an embedded or joined Ray (with the drivers' Ray jobs, the only place that imports Ray)."""

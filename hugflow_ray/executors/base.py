@@ -17,6 +17,8 @@ from hugflow_ray.errors import SyncError
 from hugflow_ray.pipeline.convert import RowConverter
 from hugflow_ray.pipeline.readers.parts import OpenedPart
 
+STORAGE_SHARE = 0.001  # of the storage resource, per task or actor that must run on the storage node
+
 BlockWritten = Callable[[int, int, np.ndarray], None]
 """``(rows, errors, ids)``: totals written so far, and the ids of the rows written since the last call."""
 

@@ -38,7 +38,7 @@ from ray.data.block import Block, BlockMetadata
 
 from hugflow_ray.core.throughput import per_second
 from hugflow_ray.errors import SyncError
-from hugflow_ray.executors.base import BlockWritten, Reads, RunResult, no_storage_node
+from hugflow_ray.executors.base import STORAGE_SHARE, BlockWritten, Reads, RunResult, no_storage_node
 from hugflow_ray.executors.metrics import audio_seconds, count_written, metrics
 from hugflow_ray.pipeline.convert import RowConverter
 from hugflow_ray.pipeline.readers.parts import ROW_ID, OpenedPart, iter_slice
@@ -49,7 +49,6 @@ log = logging.getLogger(__name__)
 
 ENCODE_CPUS = 1.0
 MAX_WRITES_IN_FLIGHT = 2
-STORAGE_SHARE = 0.001  # of the storage resource, per task or actor that must run on the storage node
 NODE_KEY = b"hugflow_node"  # a converted block's schema metadata: the node that converted it
 SETTLE_SECONDS = 120.0  # the longest an interrupted run waits for its writes in flight, and for Ray Data's threads
 _RAY_DATA_THREADS = ("StreamingExecutor", "iter_threaded", "ray-data-metadata-prefetch")  # threads that end on close

@@ -3,8 +3,8 @@
 It reads the Actions event, asks GitHub what the PR changes, decides (:func:`hugflow_ray.gitops.gate.gate`) what
 may run, and for each request file keeps one living PR comment (and Slack) up to date. The data plane is a
 separate driver, ``hugflow local-sync``, started without the GitHub and Slack credentials: a child process on this
-host (:mod:`hugflow_ray.executors.child_process`), or, with ``RAY_ADDRESS=http(s)://<head>:8265``, a Ray job on the
-cluster's storage node (:mod:`hugflow_ray.executors.ray_job`). The two talk only through the progress file, the
+host (:mod:`hugflow_ray.drivers.local`), or, with ``RAY_ADDRESS=http(s)://<head>:8265``, a Ray job on the
+cluster's storage node (:mod:`hugflow_ray.drivers.ray_job`). The two talk only through the progress file, the
 ledger and the dataset's status (the runner shares the storage node's disk), and the job's own state.
 """
 
@@ -20,7 +20,6 @@ import time
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Protocol
 
 from hugflow_ray.adapters.github import PullRequestClient
 from hugflow_ray.adapters.slack import Slack
@@ -28,8 +27,8 @@ from hugflow_ray.core.naming import dataset_dir_name
 from hugflow_ray.core.plan import Plan
 from hugflow_ray.core.records import DatasetState, DatasetStatus
 from hugflow_ray.core.request import AddRequest, LocalRef, RemoveRequest, RequestKind, parse_request
+from hugflow_ray.drivers.base import Driver, DriverRun, default_driver
 from hugflow_ray.errors import CIError, GitHubError, HugflowError, LicenceError, RequestError
-from hugflow_ray.executors.child_process import LocalDriver
 from hugflow_ray.gitops import comments, gate
 from hugflow_ray.pipeline import store
 from hugflow_ray.pipeline.download import source_peak
@@ -85,37 +84,6 @@ def github_token(settings: Settings) -> str:
         if result.returncode == 0 and result.stdout.strip():
             return result.stdout.strip()
     raise CIError("no GitHub token: set GITHUB_TOKEN (the workflow passes github.token) or log in with `gh auth login`")
-
-
-class DriverRun(Protocol):
-    """A running data-plane driver: its exit status once it ends (negative: killed by that signal), where it runs
-    (a Ray job's id and dashboard link; None for a process here), and how it ended when it says more than that."""
-
-    where: str | None
-
-    def poll(self) -> int | None: ...
-    def wait(self) -> int: ...
-    def ended(self) -> str | None: ...
-
-
-class Driver(Protocol):
-    def attach(self, dataset_name: str, sha: str | None) -> DriverRun | None:
-        """The driver of this dataset at this commit that an earlier run of the job left running, if any."""
-        ...
-
-    def start(self, root: Path, request: Path, *, owner: str, expect_sha: str | None, dataset_name: str,
-              metadata: dict[str, str]) -> DriverRun:
-        """Start ``hugflow local-sync`` for the request file ``root / request``."""
-        ...
-
-
-def default_driver(settings: Settings) -> Driver:
-    """A Ray job when ``RAY_ADDRESS`` names the cluster's job server, else a child process on this host."""
-    if settings.ray_job_server:
-        from hugflow_ray.executors.ray_job import RayJobs
-
-        return RayJobs(settings)
-    return LocalDriver(settings.secrets())
 
 
 @dataclass
@@ -177,7 +145,7 @@ def _stop_jobs(settings: Settings, reporter: _Reporter, pull: str) -> int:
     if not settings.ray_job_server:
         log.info("%s was closed; syncs run on this runner end with the job that runs them", pull)
         return 0
-    from hugflow_ray.executors.ray_job import RayJobs
+    from hugflow_ray.drivers.ray_job import RayJobs
 
     stopped = RayJobs(settings).stop_jobs(hugflow_pr=pull)
     for job_id in stopped:

@@ -29,8 +29,7 @@ from ray.job_submission import JobStatus, JobSubmissionClient
 from hugflow_ray.core.naming import dataset_dir_name
 from hugflow_ray.core.request import AddRequest, LocalRef, RequestKind, load_request, parse_request
 from hugflow_ray.errors import SyncError
-from hugflow_ray.executors.base import no_storage_node
-from hugflow_ray.executors.ray_runner import STORAGE_SHARE
+from hugflow_ray.executors.base import STORAGE_SHARE, no_storage_node
 from hugflow_ray.settings import Settings, job_environment
 from hugflow_ray.utils.failpoints import FAILPOINT_VARIABLE
 from hugflow_ray.utils.redact import redact, shown_url
