@@ -56,8 +56,8 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "settings": ("core", "errors"),
     "adapters": ("core", "utils", "errors", "settings"),
     "pipeline": ("core", "codec", "adapters.hub", "utils", "errors", "settings", "executors.base"),
-    "executors": ("core", "codec", "pipeline.convert", "pipeline.readers", "pipeline.writer", "pipeline.ledger",
-                  "pipeline.batches", "utils", "errors", "settings"),
+    # the executor runs the steps it is handed (executors.base.Steps), never the pipeline's stages by name
+    "executors": ("core", "codec", "utils", "errors", "settings"),
     # a job's submitter plans the request first (the Hub's commit pinned), as the control plane does
     "drivers": ("core", "executors.base", "pipeline.plan", "utils", "errors", "settings"),
     "gitops": (),

@@ -8,10 +8,31 @@ derived from these fields in one place (:mod:`hugflow_ray.pipeline.batches`).
 from __future__ import annotations
 
 import datetime as dt
+import typing
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from enum import StrEnum
 from typing import Any
+
+
+class RowColumn(StrEnum):
+    """The row schema's column names, said once: the ledger's (:class:`RowRecord`'s fields, in order), then the bytes
+    a converted block carries (:class:`ConvertedRow`'s). ``row_id`` is also every row's column from the read on, and
+    a key of its JSON. Checked against the records below when this module loads."""
+
+    ROW_ID = "row_id"
+    STATUS = "status"
+    JSON_FILE = "json_file"
+    AUDIO_FILE = "audio_file"
+    SHA256 = "sha256"
+    JSON_SHA256 = "json_sha256"
+    DURATION = "duration"
+    TEXT = "text"
+    ERROR_CODE = "error_code"
+    ERROR = "error"
+    JSON = "json"
+    MP3 = "mp3"
+
 
 
 class RowStatus(StrEnum):
@@ -59,12 +80,12 @@ class RowRecord:
     error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "status": self.status.value}
+        return {**asdict(self), RowColumn.STATUS: self.status.value}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RowRecord:
         values = {f.name: data.get(f.name) for f in fields(cls)}
-        return cls(**{**values, "status": RowStatus(values["status"])})
+        return cls(**{**values, RowColumn.STATUS: RowStatus(values[RowColumn.STATUS])})
 
 
 @dataclass(frozen=True)
@@ -74,6 +95,11 @@ class ConvertedRow:
     record: RowRecord
     json: bytes | None = None
     mp3: bytes | None = None
+
+
+_RECORDED = [f.name for f in fields(RowRecord)] + [f.name for f in fields(ConvertedRow) if f.name != "record"]
+if _RECORDED != [c.value for c in RowColumn]:
+    raise TypeError(f"RowColumn lists {[c.value for c in RowColumn]}, but the records hold {_RECORDED}: make them agree")
 
 
 @dataclass(frozen=True)
@@ -101,6 +127,31 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
+_STATUS_KEYS = {"name": "dataset_name"}  # the identity's name, as the status file spells it (flat: one object)
+
+
+def _field_values(cls: type, data: Mapping[str, Any], keys: Mapping[str, str], *,
+                  leave_out: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The values of the dataclass ``cls``'s fields in ``data`` (a field's key there: ``keys``' spelling, else its
+    name). A field with a default, or one that may be None, may be missing; any other missing field raises KeyError.
+    A missing (or empty) value of a field made by a factory is made now."""
+    hints = typing.get_type_hints(cls)
+    values: dict[str, Any] = {}
+    for f in fields(cls):
+        if f.name in leave_out:
+            continue
+        key = keys.get(f.name, f.name)
+        if f.default_factory is not MISSING:
+            values[f.name] = data.get(key) or f.default_factory()
+        elif f.default is not MISSING:
+            values[f.name] = data.get(key, f.default)
+        elif type(None) in typing.get_args(hints[f.name]):
+            values[f.name] = data.get(key)
+        else:
+            values[f.name] = data[key]
+    return values
+
+
 @dataclass
 class DatasetStatus:
     """The state of one dataset copy, kept in ``.hugflow/status.json`` (flat, as ``to_dict`` writes it).
@@ -124,24 +175,23 @@ class DatasetStatus:
         return self.identity.name
 
     def to_dict(self) -> dict[str, Any]:
-        identity = self.identity
-        return {
-            "dataset_name": identity.name, "state": self.state.value, "source": identity.source, "sha": identity.sha,
-            "subset": identity.subset, "split": identity.split, "rows_total": self.rows_total,
-            "rows_done": self.rows_done, "row_errors": self.row_errors, "license": identity.license,
-            "error": self.error, "updated": self.updated, "size_bytes": self.size_bytes,
-        }
+        identity = {_STATUS_KEYS.get(f.name, f.name): getattr(self.identity, f.name) for f in fields(DatasetIdentity)}
+        own = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "identity"}
+        return {**identity, **own, "state": self.state.value}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> DatasetStatus:
-        identity = DatasetIdentity(name=data["dataset_name"], source=data["source"], sha=data.get("sha"),
-                                   subset=data.get("subset"), split=data["split"], license=data.get("license"))
-        size = data.get("size_bytes")
+        """The status a file holds (flat, as :meth:`to_dict` writes it).
+
+        Raises:
+            KeyError, TypeError, ValueError: the file lacks a field or holds one that is not what it should be.
+        """
+        identity = DatasetIdentity(**_field_values(DatasetIdentity, data, _STATUS_KEYS))
+        values = _field_values(cls, data, {}, leave_out=("identity",))
+        size = values["size_bytes"]
         if size is not None and (type(size) is not int or size < 0):
             raise ValueError(f"size_bytes is {size!r}, not a number of bytes")
-        return cls(identity=identity, state=DatasetState(data["state"]), rows_total=data["rows_total"],
-                   rows_done=data.get("rows_done", 0), row_errors=data.get("row_errors", 0), error=data.get("error"),
-                   updated=data.get("updated") or _now(), size_bytes=size)
+        return cls(identity=identity, **{**values, "state": DatasetState(values["state"])})
 
     def touch(self) -> None:
         """Mark the status as written now."""
@@ -168,7 +218,7 @@ class Progress:
     updated: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "status": self.status.value}
+        return {**asdict(self), RowColumn.STATUS: self.status.value}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Progress:

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 
 from hugflow_ray.core.encoding import AudioFacts
+from hugflow_ray.core.records import RowColumn
 
-ROW_ID_KEY = "row_id"
 AUDIO_KEY = "audio"  # the MP3's path, relative to the dataset directory
 AUDIO_INFO_KEY = "audio_info"  # what the conversion did: duration, rates, bitrate, channels, source format
 
@@ -62,7 +62,7 @@ def sidecar(
 ) -> dict[str, Any]:
     """The JSON of one row: every non-audio column, the row id, the MP3's relative path and its facts."""
     document: dict[str, Any] = {name: jsonable(value) for name, value in metadata.items()}
-    document[ROW_ID_KEY] = row_id
+    document[RowColumn.ROW_ID] = row_id
     document[AUDIO_KEY] = audio_file if facts is not None else None
     document[AUDIO_INFO_KEY] = facts.to_dict() if audio_file is not None and facts is not None else None
     return document

@@ -1,4 +1,4 @@
-"""What the orchestration needs from an executor: make ready, then convert and write the pending read units.
+"""What the orchestration needs from an executor: make ready, then run the steps it is handed over the pending reads.
 
 Pure: no Ray here, so the orchestration and its tests name the contract without loading Ray.
 """
@@ -9,13 +9,14 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from hugflow_ray.errors import SyncError
-from hugflow_ray.pipeline.convert import RowConverter
-from hugflow_ray.pipeline.readers.parts import OpenedPart
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 STORAGE_SHARE = 0.001  # of the storage resource, per task or actor that must run on the storage node
 
@@ -29,8 +30,9 @@ class Reads:
 
     Attributes:
         slices: ``(part, slice, slices)`` in split order: one read task each.
-        opened: the parts in split order, each once its files are local and its rows counted; blocks until then
-            (the executor consumes it on a thread of its own, beside the conversion).
+        opened: the parts in split order (objects with an ``index``: the part's position), each once its files are
+            local and its rows counted; blocks until then (the executor consumes it on a thread of its own, beside
+            the conversion, and hands each to the read step).
         cancel: stops ``opened`` early (the run failed or was interrupted): no further download starts.
         demand: a read task waits for this part: fetch it (and every part before it) whatever the window, so that
             no wait depends on a read task the executor has not launched yet.
@@ -40,11 +42,40 @@ class Reads:
     """
 
     slices: list[tuple[int, int, int]]
-    opened: Iterator[OpenedPart]
+    opened: Iterator[Any]
     cancel: Callable[[], None]
     demand: Callable[[int], None]
     pending: Callable[[], int]
     source_bytes: int = 0
+
+
+class BlockWriter(Protocol):
+    """The one writer of a dataset directory: a converted block's files made durable, then its ledger part."""
+
+    def write_batch(self, batch: pa.Table) -> tuple[int, int]:
+        """Write a converted block; returns its rows and row errors."""
+        ...
+
+
+@dataclass(frozen=True)
+class Steps:
+    """The stages a run is handed, as datatrove's executors are handed their ``PipelineStep``s: the executor places
+    them (reads and conversion on every node, the writer on the storage node) and runs them, knowing nothing of what
+    they do.
+
+    Attributes:
+        read: ``(opened part, slice, slices)`` -> that slice's unfinished source rows as Arrow blocks, each row with
+            its ``row_id``.
+        convert: a block of source rows -> the converted block (the ledger's columns and the files' bytes); runs on
+            the workers, so it must pickle.
+        writer: ``dataset_dir`` -> the dataset's one :class:`BlockWriter` (made on the storage node); must pickle.
+        convert_on_storage: conversion reads files that only the storage node has (rows that name their audio files).
+    """
+
+    read: Callable[[Any, int, int], Iterator[pa.Table]]
+    convert: Callable[[pa.Table], pa.Table]
+    writer: Callable[[Path], BlockWriter]
+    convert_on_storage: bool = False
 
 
 @dataclass(frozen=True)
@@ -70,8 +101,9 @@ class Executor(Protocol):
         """Make ready to run (start or join the workers); returns the seconds it took."""
         ...
 
-    def run(self, reads: Reads, converter: RowConverter, dataset_dir: Path, *, on_progress: BlockWritten) -> RunResult:
-        """Convert and write the rows ``reads`` holds (each part's finished rows left out) into ``dataset_dir``."""
+    def run(self, reads: Reads, steps: Steps, dataset_dir: Path, *, on_progress: BlockWritten) -> RunResult:
+        """Read, convert and write the rows ``reads`` holds (each part's finished rows left out) into
+        ``dataset_dir`` with ``steps``."""
         ...
 
 

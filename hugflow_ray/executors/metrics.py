@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from ray.util.metrics import Counter, Gauge
 
-from hugflow_ray.core.records import RowStatus
+from hugflow_ray.core.records import RowColumn, RowStatus
 
 NODE_DIGITS = 12
 
@@ -68,12 +68,12 @@ def metrics(enabled: bool = True) -> Metrics | NoMetrics:
 
 
 def _converted(block: pa.Table) -> pa.ChunkedArray:
-    return pc.equal(block.column("status"), RowStatus.OK.value)
+    return pc.equal(block.column(RowColumn.STATUS), RowStatus.OK.value)
 
 
 def audio_seconds(block: pa.Table) -> float:
     """The seconds of source audio a converted block's rows hold (row errors hold none)."""
-    return pc.sum(pc.if_else(_converted(block), block.column("duration"), 0.0)).as_py() or 0.0
+    return pc.sum(pc.if_else(_converted(block), block.column(RowColumn.DURATION), 0.0)).as_py() or 0.0
 
 
 def count_written(block: pa.Table, dataset: str, node: str, seconds: float, *, enabled: bool = True) -> None:
@@ -91,10 +91,10 @@ def count_written(block: pa.Table, dataset: str, node: str, seconds: float, *, e
         if (audio := audio_seconds(block)) > 0:
             m.audio_seconds.inc(audio, tags)
     if rows < block.num_rows:
-        codes = pc.value_counts(pc.filter(block.column("error_code"), pc.invert(ok))).to_pylist()
+        codes = pc.value_counts(pc.filter(block.column(RowColumn.ERROR_CODE), pc.invert(ok))).to_pylist()
         for entry in codes:
             m.row_errors.inc(entry["counts"], {"dataset": dataset, "code": entry["values"] or "unknown"})
-    mp3 = pc.sum(pc.binary_length(block.column("mp3"))).as_py() or 0
+    mp3 = pc.sum(pc.binary_length(block.column(RowColumn.MP3))).as_py() or 0
     if mp3:
         m.mp3_bytes.inc(mp3, {"dataset": dataset})
     if seconds > 0:

@@ -36,13 +36,19 @@ import ray
 from ray.data import Datasource, ReadTask
 from ray.data.block import Block, BlockMetadata
 
+from hugflow_ray.core.records import RowColumn
 from hugflow_ray.core.throughput import per_second
 from hugflow_ray.errors import SyncError
-from hugflow_ray.executors.base import STORAGE_SHARE, BlockWritten, Reads, RunResult, no_storage_node
+from hugflow_ray.executors.base import (
+    STORAGE_SHARE,
+    BlockWriter,
+    BlockWritten,
+    Reads,
+    RunResult,
+    Steps,
+    no_storage_node,
+)
 from hugflow_ray.executors.metrics import audio_seconds, count_written, metrics
-from hugflow_ray.pipeline.convert import RowConverter
-from hugflow_ray.pipeline.readers.parts import ROW_ID, OpenedPart, iter_slice
-from hugflow_ray.pipeline.writer import DatasetWriter
 from hugflow_ray.utils import failpoints
 
 log = logging.getLogger(__name__)
@@ -158,7 +164,7 @@ def _warm_worker() -> int:
     """Import what a conversion task needs, so the first blocks do not wait for the workers' imports."""
     import ray.data  # noqa: F401
 
-    from hugflow_ray.pipeline import convert  # noqa: F401
+    from hugflow_ray.codec import audio  # noqa: F401 - the audio libraries: what a conversion's imports cost
 
     return os.getpid()
 
@@ -167,8 +173,9 @@ class SliceDatasource(Datasource):
     """Reads the slices of the split's parts; each becomes one read task, which waits at the gate for its part and
     then streams its rows as blocks."""
 
-    def __init__(self, slices: list[tuple[int, int, int]], gate: ray.actor.ActorHandle) -> None:
-        self._slices, self._gate = slices, gate
+    def __init__(self, slices: list[tuple[int, int, int]], gate: ray.actor.ActorHandle,
+                 read: Callable[[Any, int, int], Iterator[pa.Table]]) -> None:
+        self._slices, self._gate, self._read = slices, gate, read
 
     def estimate_inmemory_data_size(self) -> int | None:
         return None
@@ -177,14 +184,15 @@ class SliceDatasource(Datasource):
         self, parallelism: int, per_task_row_limit: int | None = None, data_context: Any = None
     ) -> list[ReadTask]:
         metadata = BlockMetadata(num_rows=None, size_bytes=None, input_files=None, exec_stats=None)
-        return [ReadTask(_reader(self._gate, *entry), metadata) for entry in self._slices]
+        return [ReadTask(_reader(self._gate, self._read, *entry), metadata) for entry in self._slices]
 
 
-def _reader(gate: ray.actor.ActorHandle, part: int, unit: int, units: int) -> Callable[[], Iterable[Block]]:
+def _reader(gate: ray.actor.ActorHandle, step: Callable[[Any, int, int], Iterator[pa.Table]], part: int, unit: int,
+            units: int) -> Callable[[], Iterable[Block]]:
     def read() -> Iterator[Block]:
-        opened: OpenedPart | None = ray.get(gate.wait.remote(part))
+        opened = ray.get(gate.wait.remote(part))
         if opened is not None:
-            yield from iter_slice(opened, unit, units)
+            yield from step(opened, unit, units)
 
     return read
 
@@ -202,7 +210,7 @@ class PartGate:
     """
 
     def __init__(self) -> None:
-        self._parts: dict[int, OpenedPart] = {}
+        self._parts: dict[int, Any] = {}  # the opened parts, by index
         self._events: dict[int, asyncio.Event] = {}
         self._failed: str | None = None
         self._demand = -1  # the furthest part a read task has waited for
@@ -212,7 +220,7 @@ class PartGate:
     def _event(self, part: int) -> asyncio.Event:
         return self._events.setdefault(part, asyncio.Event())
 
-    async def open(self, part: OpenedPart) -> None:
+    async def open(self, part: Any) -> None:
         self._parts[part.index] = part
         self._event(part.index).set()
 
@@ -226,7 +234,7 @@ class PartGate:
         self._closed = True
         self._demand_changed.set()
 
-    async def wait(self, part: int) -> OpenedPart | None:
+    async def wait(self, part: int) -> Any:
         if part > self._demand:
             self._demand = part
             self._demand_changed.set()
@@ -292,8 +300,8 @@ class _Feeder:
 class OutputWriter:
     """The one writer of a dataset directory; one block at a time, in the order the driver hands them over."""
 
-    def __init__(self, dataset_dir: str, record_metrics: bool) -> None:
-        self._writer = DatasetWriter(Path(dataset_dir))
+    def __init__(self, dataset_dir: str, writer: Callable[[Path], BlockWriter], record_metrics: bool) -> None:
+        self._writer = writer(Path(dataset_dir))
         self._dataset, self._record = Path(dataset_dir).name, record_metrics
 
     def write(self, block: pa.Table, rows: tuple[int, int] | None) -> Written:
@@ -307,7 +315,7 @@ class OutputWriter:
         seconds = time.perf_counter() - started
         node = node_of(block)
         count_written(block, self._dataset, node, seconds, enabled=self._record)
-        return Written(block.column(ROW_ID).to_numpy(), errors, seconds, audio_seconds(block), node)
+        return Written(block.column(RowColumn.ROW_ID).to_numpy(), errors, seconds, audio_seconds(block), node)
 
 
 @dataclass(frozen=True)
@@ -323,9 +331,9 @@ class Written:
 
 
 class _TaggedConverter:
-    """The row converter, marking each converted block with the node that converted it."""
+    """The convert step, marking each converted block with the node that converted it."""
 
-    def __init__(self, converter: RowConverter) -> None:
+    def __init__(self, converter: Callable[[pa.Table], pa.Table]) -> None:
         self._converter = converter
 
     def __call__(self, batch: pa.Table) -> pa.Table:
@@ -350,14 +358,14 @@ class RayExecutor:
     def start(self) -> float:
         return ensure_ray(self.address, self.storage_resource, dashboard_port=self.dashboard_port)
 
-    def run(self, reads: Reads, converter: RowConverter, dataset_dir: Path, *, on_progress: BlockWritten) -> RunResult:
-        return run(reads, converter, dataset_dir, on_progress=on_progress, storage_resource=self.storage_resource,
+    def run(self, reads: Reads, steps: Steps, dataset_dir: Path, *, on_progress: BlockWritten) -> RunResult:
+        return run(reads, steps, dataset_dir, on_progress=on_progress, storage_resource=self.storage_resource,
                    record_metrics=self.record_metrics)
 
 
 def run(
     reads: Reads,
-    converter: RowConverter,
+    steps: Steps,
     dataset_dir: Path,
     *,
     on_progress: BlockWritten,
@@ -375,17 +383,18 @@ def run(
     """
     start = time.perf_counter()
     on_storage = {storage_resource: STORAGE_SHARE}
-    writer = OutputWriter.options(resources=on_storage).remote(str(dataset_dir), record_metrics)
+    writer = OutputWriter.options(resources=on_storage).remote(str(dataset_dir), steps.writer, record_metrics)
     gate = PartGate.options(resources=on_storage).remote()
     meter = metrics(record_metrics)
     several_nodes = _alive_nodes() > 1
     # A dataset whose rows name their audio files (rather than hold the bytes) reads them while it converts: then
     # the conversion needs the storage node too.
-    dataset = ray.data.read_datasource(SliceDatasource(reads.slices, gate), override_num_blocks=len(reads.slices),
+    dataset = ray.data.read_datasource(SliceDatasource(reads.slices, gate, steps.read),
+                                       override_num_blocks=len(reads.slices),
                                        resources=on_storage if several_nodes else None)
-    dataset = dataset.map_batches(_TaggedConverter(converter), batch_format="pyarrow", batch_size=None,
+    dataset = dataset.map_batches(_TaggedConverter(steps.convert), batch_format="pyarrow", batch_size=None,
                                   num_cpus=ENCODE_CPUS,
-                                  resources=on_storage if several_nodes and converter.files_root else None)
+                                  resources=on_storage if several_nodes and steps.convert_on_storage else None)
     rows = errors = 0
     writer_seconds = audio_total = 0.0
     in_flight: list[ray.ObjectRef] = []

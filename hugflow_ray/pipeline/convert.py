@@ -18,10 +18,10 @@ from hugflow_ray.codec import audio
 from hugflow_ray.codec.audio import SafePathResolver
 from hugflow_ray.core import naming, sidecar
 from hugflow_ray.core.encoding import EncoderSettings
-from hugflow_ray.core.records import ConvertedRow, RowRecord, RowStatus
+from hugflow_ray.core.records import ConvertedRow, RowColumn, RowRecord, RowStatus
 from hugflow_ray.errors import AudioError
 from hugflow_ray.pipeline.batches import converted_to_table
-from hugflow_ray.pipeline.readers.parts import MP3_NAME, PART, ROW_ID
+from hugflow_ray.pipeline.readers.parts import MP3_NAME, PART
 from hugflow_ray.utils import atomic, failpoints
 
 UNEXPECTED_ERROR = "unexpected"  # the ledger's code for a row that failed in a way no AudioError names
@@ -47,7 +47,7 @@ class RowConverter:
 
     def _convert(self, row: dict[str, Any], resolver: SafePathResolver | None) -> ConvertedRow:
         """One row; whatever goes wrong with it (a decoder's bug, memory) is that row's error, never the batch's."""
-        row_id = row[ROW_ID]
+        row_id = row[RowColumn.ROW_ID]
         try:
             return self._convert_row(row, resolver)
         except Exception as e:  # noqa: BLE001 - recorded in the ledger with its type, the other rows go on
@@ -56,7 +56,7 @@ class RowConverter:
                                           error_code=UNEXPECTED_ERROR, error=f"{type(e).__name__}: {e}"))
 
     def _convert_row(self, row: dict[str, Any], resolver: SafePathResolver | None) -> ConvertedRow:
-        row_id, part, mp3 = row.pop(ROW_ID), row.pop(PART), row.pop(MP3_NAME)
+        row_id, part, mp3 = row.pop(RowColumn.ROW_ID), row.pop(PART), row.pop(MP3_NAME)
         for column in self.json_columns:
             if isinstance(row.get(column), str):
                 row[column] = json.loads(row[column])

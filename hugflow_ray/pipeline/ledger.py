@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from hugflow_ray.core.records import RowRecord, RowStatus
+from hugflow_ray.core.records import RowColumn, RowRecord, RowStatus
 from hugflow_ray.pipeline.batches import LEDGER_SCHEMA, records_to_table, table_to_records
 from hugflow_ray.utils import atomic
 from hugflow_ray.utils.failpoints import failpoint
@@ -180,7 +180,7 @@ class Ledger:
             table = _read_part(part, None)
             if table is None:
                 continue  # unreadable: its rows already count as not finished, and the next sync sets it aside
-            hit = pc.is_in(table.column("row_id"), value_set=drop)
+            hit = pc.is_in(table.column(RowColumn.ROW_ID), value_set=drop)
             if not pc.any(hit).as_py():
                 continue
             dropped.append(table.filter(hit))
@@ -234,7 +234,7 @@ class Ledger:
 
     def finished_ids(self) -> np.ndarray:
         """Sorted row ids already recorded."""
-        return self.read(["row_id"]).column("row_id").to_numpy()
+        return self.read([RowColumn.ROW_ID]).column(RowColumn.ROW_ID).to_numpy()
 
     def records(self) -> list[RowRecord]:
         """Every recorded row as a typed record, sorted by row id."""
@@ -244,7 +244,7 @@ class Ledger:
         return _summary(self.read(_SUMMARY_COLUMNS))
 
 
-_SUMMARY_COLUMNS = ["row_id", "status"]
+_SUMMARY_COLUMNS = [RowColumn.ROW_ID, RowColumn.STATUS]
 
 
 def _part_rows(path: Path) -> int:
@@ -257,7 +257,7 @@ def _part_rows(path: Path) -> int:
 
 def _rewritten_name(table: pa.Table) -> str:
     """The name of a part rewritten without some rows: deterministic, and another set of rows gets another name."""
-    ids = table.column("row_id").to_numpy()
+    ids = table.column(RowColumn.ROW_ID).to_numpy()
     digest = hashlib.sha256(np.sort(ids).astype("<i8").tobytes()).hexdigest()[:REWRITTEN_DIGEST_LENGTH]
     return f"part-{int(ids.min()):012d}-{len(ids):06d}-{digest}.parquet"
 
@@ -275,15 +275,15 @@ def _unique_rows(tables: list[pa.Table], columns: list[str] | None) -> pa.Table:
     table = pa.concat_tables(tables) if tables else empty
     if table.num_rows == 0:
         return table
-    ids = table.column("row_id").to_numpy()
+    ids = table.column(RowColumn.ROW_ID).to_numpy()
     order = np.argsort(ids, kind="stable")
     _, first = np.unique(ids[order], return_index=True)
     return table.take(pa.array(order[first]))
 
 
 def _summary(table: pa.Table) -> LedgerSummary:
-    errors = pc.sum(pc.equal(table.column("status"), RowStatus.ERROR.value)).as_py() if table.num_rows else 0
-    return LedgerSummary(finished=table.column("row_id").to_numpy(), errors=int(errors or 0))
+    errors = pc.sum(pc.equal(table.column(RowColumn.STATUS), RowStatus.ERROR.value)).as_py() if table.num_rows else 0
+    return LedgerSummary(finished=table.column(RowColumn.ROW_ID).to_numpy(), errors=int(errors or 0))
 
 
 def id_ranges(ids: np.ndarray) -> list[tuple[int, int]]:

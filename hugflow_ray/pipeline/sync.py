@@ -34,7 +34,7 @@ from hugflow_ray.core.plan import Plan
 from hugflow_ray.core.records import DatasetState, DatasetStatus
 from hugflow_ray.core.request import AddRequest, HubRef, request_of_kind
 from hugflow_ray.errors import DamagedStateError, HugflowError, Interrupted, SyncError
-from hugflow_ray.executors.base import Executor, Reads, RunResult, default_executor
+from hugflow_ray.executors.base import Executor, Reads, RunResult, Steps, default_executor
 from hugflow_ray.pipeline import manifests, store
 from hugflow_ray.pipeline.convert import RowConverter
 from hugflow_ray.pipeline.download import PartDownloads, window
@@ -47,6 +47,7 @@ from hugflow_ray.pipeline.readers.parts import (
     OpenedPart,
     Part,
     SplitShape,
+    iter_slice,
     json_columns,
     names_files,
     open_part,
@@ -55,6 +56,7 @@ from hugflow_ray.pipeline.readers.parts import (
     units_per_part,
 )
 from hugflow_ray.pipeline.status import read_status, read_status_or_none, write_status
+from hugflow_ray.pipeline.writer import DatasetWriter
 from hugflow_ray.settings import Settings
 from hugflow_ray.utils.failpoints import failpoint
 from hugflow_ray.utils.humanize import human_size
@@ -377,7 +379,9 @@ class _DatasetSync:
             executor, startup = self.start.wait()
         self.phases["executor start"] = startup
         with self._phase("convert"):
-            return startup, executor.run(reads, converter, self.dataset_dir, on_progress=stream.written)
+            steps = Steps(read=iter_slice, convert=converter, writer=DatasetWriter,
+                          convert_on_storage=converter.files_root is not None)
+            return startup, executor.run(reads, steps, self.dataset_dir, on_progress=stream.written)
 
     def _finalize(self) -> None:
         """Check every row is finished and the row errors are within the limit; then manifests, status, link."""

@@ -34,7 +34,7 @@ from typing import Any, NamedTuple, Protocol, TypeVar
 from hugflow_ray.core import naming
 from hugflow_ray.core.licences import LicenceVerdict
 from hugflow_ray.core.plan import FORMAT_VERSION
-from hugflow_ray.core.records import DatasetState, RowRecord, RowStatus
+from hugflow_ray.core.records import DatasetState, RowColumn, RowRecord, RowStatus
 from hugflow_ray.core.request import DEFAULT_AUDIO_COLUMN, DEFAULT_TEXT_COLUMN, AddRequest, HubRef, LocalRef
 from hugflow_ray.errors import DamagedStateError, RepairError
 from hugflow_ray.executors.base import Executor
@@ -52,7 +52,8 @@ from hugflow_ray.utils.safe_paths import UnsafePathError, inside, open_regular, 
 # 2.1x slower with the page cache warm; benchmarks/verify.py).
 HASH_THREADS = 4
 _FOLDERS = (naming.AUDIO_DIR, naming.JSON_DIR)  # a converted copy's files, all under these
-_LEDGER_FILE_COLUMNS = ["row_id", "status", "audio_file", "sha256", "json_file", "json_sha256"]
+_LEDGER_FILE_COLUMNS = [RowColumn.ROW_ID, RowColumn.STATUS, RowColumn.AUDIO_FILE, RowColumn.SHA256, RowColumn.JSON_FILE,
+                        RowColumn.JSON_SHA256]
 
 
 class MissingFile(NamedTuple):
@@ -289,12 +290,12 @@ class _NamedFile(NamedTuple):
 def _named_files(rows: list[dict[str, Any]]) -> Iterator[_NamedFile]:
     """The files the ledger's converted rows name, each with the checksum recorded for it."""
     for row in rows:
-        if row["status"] != RowStatus.OK.value:
+        if row[RowColumn.STATUS] != RowStatus.OK.value:
             continue
-        if row["audio_file"] is not None:
-            yield _NamedFile(row["row_id"], row["audio_file"], row["sha256"])
-        if row["json_file"] is not None:
-            yield _NamedFile(row["row_id"], row["json_file"], row["json_sha256"])
+        if row[RowColumn.AUDIO_FILE] is not None:
+            yield _NamedFile(row[RowColumn.ROW_ID], row[RowColumn.AUDIO_FILE], row[RowColumn.SHA256])
+        if row[RowColumn.JSON_FILE] is not None:
+            yield _NamedFile(row[RowColumn.ROW_ID], row[RowColumn.JSON_FILE], row[RowColumn.JSON_SHA256])
 
 
 def safe_files(root: Path, files: Iterable[_F]) -> tuple[list[_F], list[str]]:

@@ -41,9 +41,9 @@ import pyarrow.json
 import pyarrow.parquet as pq
 
 from hugflow_ray.core import naming
+from hugflow_ray.core.records import RowColumn
 from hugflow_ray.errors import PlanError
 
-ROW_ID = "row_id"
 PART = "__part__"  # the part a row comes from: its MP3's folder
 MP3_NAME = "__mp3_name__"  # the row's MP3 basename, decided with the names of its whole part
 BLOCK_BYTES = 64 * 1024 * 1024  # source bytes per block a read hands on (the memory a block in flight costs)
@@ -255,7 +255,7 @@ def iter_slice(part: OpenedPart, unit: int, units: int, *, block_bytes: int = BL
     read = _READERS[part.shape.format]
     for first, table in read(part, start, stop, block_bytes):
         ids = np.arange(part.first_row_id + first, part.first_row_id + first + table.num_rows, dtype=np.int64)
-        table = table.add_column(0, ROW_ID, pa.array(ids))
+        table = table.add_column(0, RowColumn.ROW_ID, pa.array(ids))
         if len(part.finished):
             table = table.filter(pa.array(~np.isin(ids, part.finished)))
         if table.num_rows:
@@ -274,7 +274,7 @@ def _with_names(part: OpenedPart, table: pa.Table) -> pa.Table:
         names: list[str | None] = [None] * table.num_rows
     else:
         candidates = _table_names(table, audio)
-        ids = table.column(ROW_ID).to_pylist()
+        ids = table.column(RowColumn.ROW_ID).to_pylist()
         names = [naming.mp3_name(c, i, part.duplicated) for c, i in zip(candidates, ids, strict=True)]
     table = table.append_column(PART, pa.array([part.index] * table.num_rows, pa.int32()))
     return table.append_column(MP3_NAME, pa.array(names, pa.string()))
