@@ -105,7 +105,7 @@ class Sample(TreeSample):
     root_timeline: list[tuple[float, int]] = field(default_factory=list)
     root: int = 0
 
-    def sample_at(self, root: int, start: float) -> None:
+    def observe(self, root: int, start: float) -> None:
         """One sample; the root's RSS is timed when it is read (a pass over ``/proc`` takes a while on a busy
         machine), in seconds since ``start``."""
         self.root = root

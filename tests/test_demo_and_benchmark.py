@@ -127,6 +127,9 @@ def test_the_million_row_benchmark_measures_the_sync_the_ledger_and_the_commands
     result = load_benchmark("million").main(["--smoke", "--work", str(tmp_path / "work"), "--json", str(out)])
     assert json.loads(out.read_text()) == result
     assert result["rows"] > 0 and result["sync"]["wall_s"] > 0 and result["sync"]["peak_rss_mib"] > 10
+    alone, by_phase = result["sync"]["peak_rss_mib_alone"], result["sync"]["driver_rss_mib_by_phase"]
+    assert 10 < alone["driver"] <= result["sync"]["peak_rss_mib"], "each process's own peak is sampled"
+    assert by_phase["convert"]["peak_mib"] > 10, by_phase
     assert result["ledger"]["parts"] >= 1 and result["ledger"]["bytes"] > 0
     assert {"status", "verify"} <= set(result["commands"]), result["commands"]
 
