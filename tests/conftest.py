@@ -28,8 +28,25 @@ _SETTINGS = (
     "AUTO_MERGE", "LOG_LEVEL", "MP3_BITRATE", "MP3_QUALITY", "HUGFLOW_DEBUG", "RAY_ADDRESS", "MAX_ROW_ERROR_RATE",
     "SLACK_API_URL", "GITHUB_ACTIONS", "GITHUB_EVENT_PATH", "GITHUB_REPOSITORY", "GITHUB_API_URL",
     "SYNC_APPROVAL_LABEL", "HUGFLOW_FAILPOINT", "MAX_AUDIO_SECONDS", "STORAGE_RESOURCE", "HUGFLOW_METRICS",
-    "CATALOG_PATH", "HUGFLOW_TIER", "MAX_STORAGE_GB", "ALLOWED_LICENCES",
+    "CATALOG_PATH", "HUGFLOW_TIER", "MAX_STORAGE_GB", "ALLOWED_LICENCES", "KEEP_SOURCES",
 )
+
+# What a test costs, from the fixtures it uses (directly or through others): `make test-fast` runs the tests with
+# none of these marks. A test that starts such a thing itself says so with the mark (pytest.ini's markers list).
+_COSTS = {
+    "ray_session": "ray", "joined_ray": "ray", "cluster": "ray", "head": "ray",
+    "hub": "server", "world": "server", "server": "server", "prometheus": "server",
+}
+_COST_OF_MARK = {"crash": "subprocess_sync", "cluster": "ray", "hub": "server"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        costs = {cost for fixture, cost in _COSTS.items() if fixture in names}
+        costs |= {cost for mark, cost in _COST_OF_MARK.items() if item.get_closest_marker(mark)}
+        for cost in sorted(costs):
+            item.add_marker(cost)
 
 
 @pytest.fixture(autouse=True)

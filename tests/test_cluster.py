@@ -36,6 +36,7 @@ from tests.ray_nodes import TOKEN, Cluster, two_node_cluster
 from tests.test_gitops import CANARIES, CANARY_GH, World, git_repo, request_yaml, world  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.cluster
+PAUSE_SECONDS = 300.0  # the longest a job may take to reach its pause point, or to end
 
 
 @pytest.fixture(scope="module")
@@ -227,17 +228,23 @@ def assert_nowhere_on_the_cluster(cluster: Cluster, *canaries: str) -> None:
 
 
 def _wait_for(path: Path, cluster: Cluster, job_id: str) -> None:
-    """Until the job reaches its pause point (it creates ``path``); a job that ends first fails the test."""
+    """Until the job reaches its pause point (it creates ``path``); a job that ends first, or not there within
+    ``PAUSE_SECONDS``, fails the test."""
+    ends = time.monotonic() + PAUSE_SECONDS
     while not path.exists():
         status = cluster.client().get_job_status(job_id)
         assert status not in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED), (
             cluster.client().get_job_logs(job_id)[-3000:])
+        assert time.monotonic() < ends, f"job {job_id} did not reach its pause in {PAUSE_SECONDS:.0f} s"
         time.sleep(0.2)
 
 
 def _wait_ended(cluster: Cluster, job_id: str) -> JobStatus:
+    """The job's final status; fails the test when it has not ended within ``PAUSE_SECONDS``."""
+    ends, deadline = time.monotonic() + PAUSE_SECONDS, PAUSE_SECONDS
     while (status := cluster.client().get_job_status(job_id)) not in (JobStatus.SUCCEEDED, JobStatus.FAILED,
                                                                        JobStatus.STOPPED):
+        assert time.monotonic() < ends, f"job {job_id} still {status} after {deadline:.0f} s"
         time.sleep(0.2)
     return status
 
@@ -293,8 +300,10 @@ def test_an_actions_rerun_mid_job_follows_the_running_job(
     env = {**os.environ, **cluster.env(), "HUGFLOW_FAILPOINT": f"pause:rows-written:{release}"}
     first = subprocess.Popen([sys.executable, "-m", "hugflow_ray", "sync", "--ci-mode"], env=env, text=True,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ends = time.monotonic() + PAUSE_SECONDS
     while not Path(f"{release}.reached").exists():
         assert first.poll() is None, "the first run ended before its job reached the pause"
+        assert time.monotonic() < ends, f"the job did not reach its pause in {PAUSE_SECONDS:.0f} s"
         time.sleep(0.2)
     first.kill()  # the runner lost the job; the Ray job goes on
     first.wait()
@@ -322,8 +331,10 @@ def test_a_closed_pr_stops_its_running_job(world: World, cluster: Cluster, hub: 
     env = {**os.environ, **cluster.env(), "HUGFLOW_FAILPOINT": f"pause:rows-written:{release}"}
     running = subprocess.Popen([sys.executable, "-m", "hugflow_ray", "sync", "--ci-mode"], env=env, text=True,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    ends = time.monotonic() + PAUSE_SECONDS
     while not Path(f"{release}.reached").exists():
         assert running.poll() is None, running.stdout.read() if running.stdout else ""
+        assert time.monotonic() < ends, f"the job did not reach its pause in {PAUSE_SECONDS:.0f} s"
         time.sleep(0.2)
     world.event(43, head, action="closed")
     closing = subprocess.run([sys.executable, "-m", "hugflow_ray", "sync", "--ci-mode"], env=dict(os.environ,

@@ -15,6 +15,7 @@ from hugflow_ray.cli import demo
 from tests.audio_fixtures import decode_back
 
 ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.subprocess_sync  # the demo and the benchmarks sync (most in child processes)
 
 
 @pytest.mark.usefixtures("ray_session")

@@ -96,6 +96,7 @@ def test_long_audio_converts_chunk_by_chunk_to_the_same_mp3() -> None:
     assert audio.convert(flac).mp3 == mp3.encode_mono(whole, 48000, bitrate=192, quality=3)
 
 
+@pytest.mark.subprocess_sync
 def test_an_unexpected_error_in_one_row_is_that_rows_error(tmp_path: Path) -> None:
     """A failpoint raises inside row 2 of a real local sync (a fresh process, its own embedded Ray)."""
     from tests.datasets_fixtures import parquet_bytes, speech_features, speech_records
