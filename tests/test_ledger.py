@@ -116,3 +116,22 @@ def test_compaction_leaves_full_parts_alone_so_its_cost_does_not_grow_with_the_l
     assert ledger.compact() == 2, "only the two small parts are merged"
     assert full.stat().st_mtime_ns == stamp and len(list(ledger.parts.glob("part-*.parquet"))) == 2
     assert raw_ids(ledger) == list(range(11)) and [r.row_id for r in ledger.records()] == list(range(11))
+
+
+def test_many_small_parts_merge_in_runs_of_about_a_full_part_never_into_one_whole_ledger(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A split of a few big blocks leaves few writer compactions and many rows in small parts: finalize merges them
+    a run at a time, so no compaction holds the whole ledger."""
+    from hugflow_ray.pipeline import ledger as ledger_module
+
+    monkeypatch.setattr(ledger_module, "FULL_PART_ROWS", 8)
+    ledger = Ledger(tmp_path)
+    ledger.parts.mkdir(parents=True)
+    for first in range(0, 35, 5):
+        ledger.append([ok_record(i) for i in range(first, first + 5)])
+    assert ledger.compact() == 6
+    sizes = sorted(pq.read_metadata(p).num_rows for p in ledger.parts.glob("part-*.parquet"))
+    assert sizes == [5, 10, 10, 10], "runs of at least 8 rows, none of more than 16; the last part, alone, stays"
+    assert raw_ids(ledger) == list(range(35)) and [r.row_id for r in ledger.records()] == list(range(35))
+    assert ledger.compact() == 0, "every part is full but the last, which has nothing to merge with"

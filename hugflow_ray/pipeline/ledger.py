@@ -193,32 +193,37 @@ class Ledger:
         return table_to_records(_unique_rows(dropped, None))
 
     def compact(self) -> int:
-        """Merge the small parts into one, so reading the ledger costs a file per ``FULL_PART_ROWS`` rows however
-        many blocks made it; returns the number of parts merged (0: there was at most one small part).
+        """Merge the small parts, so reading the ledger costs a file per ``FULL_PART_ROWS`` rows however many blocks
+        made it; returns the number of parts merged (0: there was nothing to merge).
 
-        A part of ``FULL_PART_ROWS`` rows or more is left as it is, so a compaction costs what the small parts hold,
-        never the whole ledger: a sync of any size merges in bounded memory, and the one writer compacting every
-        ``COMPACT_EVERY_PARTS`` blocks does linear work in all, not quadratic.
+        A part of ``FULL_PART_ROWS`` rows or more is left as it is, and the small parts are merged in runs (in row
+        order) of about ``FULL_PART_ROWS`` rows, each into a part of its own: a compaction holds one run at a time,
+        never the whole ledger, so a sync of any size merges in bounded memory (a million rows in a few big blocks
+        are a few small parts), and the one writer compacting every ``COMPACT_EVERY_PARTS`` blocks does linear work
+        in all, not quadratic.
 
-        Crash-safe as :meth:`drop_rows` is: the merged part is written durably under a name of its own first (a
-        digest of its ids), then each old part is unlinked, and a reader counts a row that is in both once. A crash
-        between the two leaves the same rows readable; compacting again finishes the job. Call it where no other
-        writer appends (the sync's finalize, or the one writer between its blocks).
+        Crash-safe as :meth:`drop_rows` is: a merged part is written durably under a name of its own first (a digest
+        of its ids), then each old part of its run is unlinked, and a reader counts a row that is in both once. A
+        crash between the two leaves the same rows readable; compacting again finishes the job. Call it where no
+        other writer appends (the sync's finalize, or the one writer between its blocks).
         """
         paths = sorted(self.parts.glob("part-*.parquet")) if self.parts.is_dir() else []
-        paths = [p for p in paths if _part_rows(p) < FULL_PART_ROWS]
-        tables = [t for t in (_read_part(p, None) for p in paths) if t is not None]
-        if len(paths) <= 1 or len(tables) < len(paths):  # an unreadable part is the next open's to set aside
-            return 0
-        merged = _unique_rows(tables, None)
-        target = self.parts / _rewritten_name(merged)
-        _write_part(target, merged)
-        failpoint("ledger-compacted")
-        for path in paths:
-            if path != target:
-                path.unlink()
-        atomic.fsync_dir(self.parts)
-        return len(paths)
+        small = [p for p in paths if _part_rows(p) < FULL_PART_ROWS]
+        merged = 0
+        for run in _runs(small):
+            tables = [t for t in (_read_part(p, None) for p in run) if t is not None]
+            if len(run) <= 1 or len(tables) < len(run):  # an unreadable part is the next open's to set aside
+                continue
+            table = _unique_rows(tables, None)
+            target = self.parts / _rewritten_name(table)
+            _write_part(target, table)
+            failpoint("ledger-compacted")
+            for path in run:
+                if path != target:
+                    path.unlink()
+            atomic.fsync_dir(self.parts)
+            merged += len(run)
+        return merged
 
     def read(self, columns: list[str] | None = None) -> pa.Table:
         """Every recorded row (rows written twice by overlapping parts count once), sorted by row id; an unreadable
@@ -253,6 +258,20 @@ def _part_rows(path: Path) -> int:
         return int(path.name.split("-")[2].split(".")[0])
     except (IndexError, ValueError):
         return 0  # not a name this ledger writes: merged with the small parts, whose reading sets it aside if need be
+
+
+def _runs(small: list[Path]) -> list[list[Path]]:
+    """The small parts (sorted by first row) in runs of about ``FULL_PART_ROWS`` rows: each run but the last holds at
+    least that many, and none more than twice that many."""
+    runs: list[list[Path]] = [[]]
+    rows = 0
+    for path in small:
+        runs[-1].append(path)
+        rows += _part_rows(path)
+        if rows >= FULL_PART_ROWS:
+            runs.append([])
+            rows = 0
+    return [run for run in runs if run]
 
 
 def _rewritten_name(table: pa.Table) -> str:
