@@ -16,7 +16,8 @@ from hugflow_ray.errors import DatasetNotFoundError, RepairError
 from hugflow_ray.pipeline.ledger import Ledger
 from hugflow_ray.pipeline.status import read_status, write_status
 from hugflow_ray.pipeline.sync import SyncReport, sync
-from hugflow_ray.pipeline.verify import MissingFile, repair, verify
+from hugflow_ray.pipeline import verify as verify_module
+from hugflow_ray.pipeline.verify import VERIFY_BATCH_ROWS, MissingFile, repair, verify
 from hugflow_ray.settings import Settings, load_settings
 from hugflow_ray.utils.failpoints import FAILPOINT_VARIABLE
 from tests.conftest import HubFixture, hub_request
@@ -55,7 +56,10 @@ def audio_of(dataset_dir: Path, row_id: int) -> str:
     return next(r.audio_file for r in Ledger(dataset_dir).records() if r.row_id == row_id and r.audio_file)
 
 
-def test_a_clean_copy_verifies_ok(settings: Settings, tmp_path: Path) -> None:
+@pytest.mark.parametrize("batch_rows", [VERIFY_BATCH_ROWS, 5], ids=["one-batch", "batches-of-5"])
+def test_a_clean_copy_verifies_ok(settings: Settings, tmp_path: Path, batch_rows: int,
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(verify_module, "VERIFY_BATCH_ROWS", batch_rows)
     copy = synced(settings, tmp_path)
     report = verify(settings, copy.dataset_name)
     assert report.ok and report.state is DatasetState.COMPLETE
@@ -66,9 +70,12 @@ def test_a_clean_copy_verifies_ok(settings: Settings, tmp_path: Path) -> None:
     assert report.lines()[0].startswith(f"{copy.dataset_name}: ok (12 rows, 24 files")
 
 
+@pytest.mark.parametrize("batch_rows", [VERIFY_BATCH_ROWS, 5], ids=["one-batch", "batches-of-5"])
 def test_damaged_files_are_found_and_repair_reconverts_exactly_their_rows_byte_identically(
-    settings: Settings, tmp_path: Path
+    settings: Settings, tmp_path: Path, batch_rows: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Verify reads the ledger a batch at a time: rows 3 and 7 fall in different batches of 5."""
+    monkeypatch.setattr(verify_module, "VERIFY_BATCH_ROWS", batch_rows)
     copy = synced(settings, tmp_path)
     directory, name = copy.dataset_dir, copy.dataset_name
     before = outputs(directory)

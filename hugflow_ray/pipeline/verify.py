@@ -51,6 +51,7 @@ from hugflow_ray.utils.safe_paths import UnsafePathError, inside, open_regular, 
 # threads keep a disk busy; one task per file costs more in hand-overs than hashing a 100 KB MP3 (measured:
 # 2.1x slower with the page cache warm; benchmarks/verify.py).
 HASH_THREADS = 4
+VERIFY_BATCH_ROWS = 8192  # ledger rows turned into Python objects at a time: verify's memory beyond the ledger's
 _FOLDERS = (naming.AUDIO_DIR, naming.JSON_DIR)  # a converted copy's files, all under these
 _LEDGER_FILE_COLUMNS = [RowColumn.ROW_ID, RowColumn.STATUS, RowColumn.AUDIO_FILE, RowColumn.SHA256, RowColumn.JSON_FILE,
                         RowColumn.JSON_SHA256]
@@ -183,28 +184,21 @@ def verify(settings: Settings, name: str) -> VerifyReport:
         state, rows_expected = _state(dataset_dir)
         table, unreadable = ledger.read_checked(_LEDGER_FILE_COLUMNS)
         unsafe = [why for folder in _FOLDERS if (why := real_directory(dataset_dir / folder)) is not None]
-        named, outside = safe_files(dataset_dir, _named_files(table.to_pylist()))
-        unsafe += outside
-        shares = [named[i * len(named) // HASH_THREADS:(i + 1) * len(named) // HASH_THREADS]
-                  for i in range(HASH_THREADS)]
+        found = _Found()
         with ThreadPoolExecutor(max_workers=HASH_THREADS) as pool:
-            checked = [c for share in pool.map(lambda files: [_check(dataset_dir, f) for f in files], shares)
-                       for c in share]
-        unexpected = _unexpected(dataset_dir, {f.path for f in named})
-    missing: list[MissingFile] = []
-    changed: list[ChangedFile] = []
-    no_checksum: list[str] = []
-    for file, (actual, _) in zip(named, checked, strict=True):
-        if actual is None:
-            missing.append(MissingFile(file.row_id, file.path))
-        elif file.sha is None:
-            no_checksum.append(file.path)
-        elif actual != file.sha:
-            changed.append(ChangedFile(file.row_id, file.path, file.sha, actual))
+            for batch in table.to_batches(max_chunksize=VERIFY_BATCH_ROWS):  # Python objects for a batch at a time
+                named, outside = safe_files(dataset_dir, _named_files(batch.to_pylist()))
+                unsafe += outside
+                shares = [named[i * len(named) // HASH_THREADS:(i + 1) * len(named) // HASH_THREADS]
+                          for i in range(HASH_THREADS)]
+                checked = [c for share in pool.map(lambda files: [_check(dataset_dir, f) for f in files], shares)
+                           for c in share]
+                found.add(named, checked)
+        unexpected = _unexpected(dataset_dir, found.paths)
     return VerifyReport(
-        dataset_name=name, dataset_dir=dataset_dir, state=state, rows=table.num_rows, files_checked=len(named),
-        bytes_checked=sum(size for _, size in checked), seconds=time.perf_counter() - started, missing=missing,
-        changed=changed, unexpected=unexpected, no_checksum=no_checksum,
+        dataset_name=name, dataset_dir=dataset_dir, state=state, rows=table.num_rows, files_checked=found.files,
+        bytes_checked=found.bytes, seconds=time.perf_counter() - started, missing=found.missing,
+        changed=found.changed, unexpected=unexpected, no_checksum=found.no_checksum,
         unreadable_parts=[str(part.relative_to(dataset_dir)) for part in unreadable],
         rows_expected=rows_expected if state is DatasetState.COMPLETE else None, unsafe=unsafe,
     )
@@ -279,6 +273,30 @@ class _Located(Protocol):
 
 
 _F = TypeVar("_F", bound=_Located)
+
+
+class _Found:
+    """What verify found so far, batch by batch: the files' problems, and the paths the ledger names (for the
+    unexpected files)."""
+
+    def __init__(self) -> None:
+        self.missing: list[MissingFile] = []
+        self.changed: list[ChangedFile] = []
+        self.no_checksum: list[str] = []
+        self.paths: set[str] = set()
+        self.files = self.bytes = 0
+
+    def add(self, named: list[_NamedFile], checked: list[tuple[str | None, int]]) -> None:
+        self.files += len(named)
+        for file, (actual, size) in zip(named, checked, strict=True):
+            self.paths.add(file.path)
+            self.bytes += size
+            if actual is None:
+                self.missing.append(MissingFile(file.row_id, file.path))
+            elif file.sha is None:
+                self.no_checksum.append(file.path)
+            elif actual != file.sha:
+                self.changed.append(ChangedFile(file.row_id, file.path, file.sha, actual))
 
 
 class _NamedFile(NamedTuple):
