@@ -33,3 +33,18 @@ def test_a_batch_that_fails_part_way_leaves_every_target_as_it_was(tmp_path: Pat
 def test_an_empty_batch_writes_nothing(tmp_path: Path) -> None:
     atomic.write_many([], root=tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_file_written_by_name_appears_whole_or_not_at_all(tmp_path: Path) -> None:
+    target = tmp_path / "manifest.parquet"
+    target.write_bytes(b"old")
+
+    def fails_half_way(temp: Path) -> None:
+        temp.write_bytes(b"half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        atomic.write_through(target, fails_half_way)
+    assert target.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["manifest.parquet"]
+    atomic.write_through(target, lambda temp: temp.write_bytes(b"new"))
+    assert target.read_bytes() == b"new" and [p.name for p in tmp_path.iterdir()] == ["manifest.parquet"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
@@ -135,3 +137,53 @@ def test_many_small_parts_merge_in_runs_of_about_a_full_part_never_into_one_whol
     assert sizes == [5, 10, 10, 10], "runs of at least 8 rows, none of more than 16; the last part, alone, stays"
     assert raw_ids(ledger) == list(range(35)) and [r.row_id for r in ledger.records()] == list(range(35))
     assert ledger.compact() == 0, "every part is full but the last, which has nothing to merge with"
+
+
+def manifest_record(row_id: int) -> RowRecord:
+    if row_id % 7 == 6:
+        return RowRecord(row_id=row_id, status=RowStatus.ERROR, error_code="decode", error="bad")
+    return RowRecord(row_id=row_id, status=RowStatus.OK, json_file=f"json/{row_id}.json",
+                     audio_file=f"audio/00000/{row_id}.mp3", sha256="ab" * 32, duration=0.5 + row_id,
+                     text=None if row_id % 2 else f"words {row_id}")
+
+
+def test_the_manifests_are_read_a_part_at_a_time_and_their_bytes_do_not_depend_on_the_ledgers_parts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Written in fixed row groups from the parts in row order; parts a crash left overlapping are read together."""
+    from hugflow_ray.pipeline import manifests
+
+    monkeypatch.setattr(manifests, "GROUP_ROWS", 4)
+    ledger = Ledger(tmp_path)
+    ledger.parts.mkdir(parents=True)
+    for first in (10, 0, 5):
+        ledger.append([manifest_record(i) for i in range(first, first + 5)])
+    read: list[int] = []
+    original = Ledger.sorted_parts
+
+    def counted(self: Ledger) -> Iterator[pa.Table]:
+        for part in original(self):
+            read.append(part.num_rows)
+            yield part
+
+    monkeypatch.setattr(Ledger, "sorted_parts", counted)
+    assert manifests.write_manifests(tmp_path) == 13
+    assert read == [5, 5, 5], "one part at a time"
+    manifest = pq.read_table(tmp_path / manifests.MANIFEST_PARQUET)
+    assert manifest.column("row_id").to_pylist() == [i for i in range(15) if i % 7 != 6]
+    assert pq.ParquetFile(tmp_path / manifests.MANIFEST_PARQUET).metadata.num_row_groups == 4
+    lines = [json.loads(line) for line in (tmp_path / manifests.MANIFEST_JSONL).read_text().splitlines()]
+    assert lines[:2] == [{"audio_filepath": "audio/00000/0.mp3", "duration": 0.5, "text": "words 0"},
+                         {"audio_filepath": "audio/00000/1.mp3", "duration": 1.5, "text": ""}]
+    parquet = (tmp_path / manifests.MANIFEST_PARQUET).read_bytes()
+    jsonl = (tmp_path / manifests.MANIFEST_JSONL).read_bytes()
+
+    ledger.append([manifest_record(i) for i in range(3, 8)])  # overlapping parts, as a crash mid-compaction leaves
+    read.clear()
+    manifests.write_manifests(tmp_path)
+    assert read == [15], "overlapping parts are read together, each row once"
+    assert (tmp_path / manifests.MANIFEST_PARQUET).read_bytes() == parquet
+    ledger.compact()
+    manifests.write_manifests(tmp_path)
+    assert (tmp_path / manifests.MANIFEST_PARQUET).read_bytes() == parquet
+    assert (tmp_path / manifests.MANIFEST_JSONL).read_bytes() == jsonl

@@ -11,10 +11,11 @@ request and encoder settings the rows were made with.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -229,6 +230,25 @@ class Ledger:
         """Every recorded row (rows written twice by overlapping parts count once), sorted by row id; an unreadable
         part is left out with a warning (the next sync sets it aside and redoes its rows)."""
         return self.read_checked(columns)[0]
+
+    def sorted_parts(self) -> Iterator[pa.Table]:
+        """Every recorded row, sorted by row id and each once, as :meth:`read` gives them but a part at a time: a
+        sync's parts hold row ranges that do not overlap, so the ledger is never in memory whole. Parts a crash left
+        overlapping (a compaction or a repair cut short) are read together, as :meth:`read` does."""
+        spans = []
+        for path in sorted(self.parts.glob("part-*.parquet")) if self.parts.is_dir() else []:
+            ids = _read_part(path, [RowColumn.ROW_ID])
+            if ids is not None and ids.num_rows:
+                bounds = pc.min_max(ids.column(RowColumn.ROW_ID))
+                spans.append((bounds["min"].as_py(), bounds["max"].as_py(), path))
+        spans.sort()
+        if any(later[0] <= earlier[1] for earlier, later in itertools.pairwise(spans)):
+            yield self.read()
+            return
+        for _, _, path in spans:
+            table = _read_part(path, None)
+            if table is not None:
+                yield _unique_rows([table], None)
 
     def read_checked(self, columns: list[str] | None = None) -> tuple[pa.Table, list[Path]]:
         """:meth:`read`, and the parts that could not be read (whose rows it therefore lacks)."""

@@ -9,7 +9,7 @@ import ctypes
 import json
 import os
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +94,24 @@ def write_chunks(path: Path, chunks: Iterable[bytes]) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+    _rename(temp, path)
+    fsync_dir(path.parent)
+
+
+def write_through(path: Path, write: Callable[[Path], None]) -> None:
+    """Have ``write`` make the file at the temp path it is given (a library that writes a file by name, in pieces),
+    then put it at ``path`` atomically and durably; a failure leaves ``path`` as it was and no temp file."""
+    temp = _temp_path(path)
+    try:
+        write(temp)
+        fd = os.open(temp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
     _rename(temp, path)
     fsync_dir(path.parent)
 
