@@ -150,3 +150,12 @@ def test_the_streaming_benchmark_times_download_and_conversion_alone_and_togethe
     assert set(result["wall_s"]) == {"download", "convert", "hugflow", "snapshot+raydata"}
     assert all(figures["median"] > 0 for figures in result["wall_s"].values())
     assert {"hugflow/max(download,convert)", "(snapshot+raydata)/hugflow"} <= set(result["ratios"]), result["ratios"]
+
+
+def test_the_webdataset_read_benchmark_reads_every_row_with_ray_datas_reader_and_hugflows(tmp_path: Path) -> None:
+    out = tmp_path / "read.json"
+    result = load_benchmark("webdataset_read").main(["--smoke", "--work", str(tmp_path / "work"), "--json", str(out)])
+    assert json.loads(out.read_text()) == result
+    assert {variant: [run["rows"] for run in runs] for variant, runs in result["runs"].items()} == {
+        "raydata": [result["clips"]], "hugflow": [result["clips"]]}
+    assert all(ratio["median"] > 0 for ratio in result["hugflow_over_raydata"].values())
