@@ -1,6 +1,6 @@
 """A million short rows through ``hugflow local-sync``: what the row count costs, and what grows with it.
 
-    python benchmarks/million.py                       # 1,000,000 rows of 0.1 s at 8 kHz, one sync (hours on 2
+    python benchmarks/million.py                       # 1,000,000 rows of 0.1 s at 8 kHz, one sync (~20 min on 2
                                                        # cores; about 12 GB and 2M inodes on disk)
     python benchmarks/million.py --rows 20000 --json million.json
     python benchmarks/million.py --rows-sweep 20000 80000
