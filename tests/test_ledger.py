@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import pyarrow as pa
@@ -31,6 +31,16 @@ def test_a_part_written_before_json_checksums_reads_with_none(tmp_path: Path) ->
     assert [(r.row_id, r.json_sha256) for r in records] == [(0, None), (1, None), (2, f"{102:064x}")]
     assert records[0].sha256 == "ab" * 32 and records[1].error_code == "empty"
     assert ledger.summary().rows == 3
+
+
+def ledger_of_parts(root: Path, firsts: Iterable[int], rows: int,
+                    record: Callable[[int], RowRecord] = ok_record) -> Ledger:
+    """A ledger under ``root`` with one part of ``rows`` records from each of ``firsts``, in that order."""
+    ledger = Ledger(root)
+    ledger.parts.mkdir(parents=True)
+    for first in firsts:
+        ledger.append([record(i) for i in range(first, first + rows)])
+    return ledger
 
 
 def raw_ids(ledger: Ledger) -> list[int]:
@@ -106,10 +116,7 @@ def test_compaction_leaves_full_parts_alone_so_its_cost_does_not_grow_with_the_l
     from hugflow_ray.pipeline import ledger as ledger_module
 
     monkeypatch.setattr(ledger_module, "FULL_PART_ROWS", 8)
-    ledger = Ledger(tmp_path)
-    ledger.parts.mkdir(parents=True)
-    for first in range(0, 9, 3):
-        ledger.append([ok_record(i) for i in range(first, first + 3)])
+    ledger = ledger_of_parts(tmp_path, range(0, 9, 3), 3)
     assert ledger.compact() == 3
     (full,) = ledger.parts.glob("part-*.parquet")
     stamp = full.stat().st_mtime_ns
@@ -128,10 +135,7 @@ def test_many_small_parts_merge_in_runs_of_about_a_full_part_never_into_one_whol
     from hugflow_ray.pipeline import ledger as ledger_module
 
     monkeypatch.setattr(ledger_module, "FULL_PART_ROWS", 8)
-    ledger = Ledger(tmp_path)
-    ledger.parts.mkdir(parents=True)
-    for first in range(0, 35, 5):
-        ledger.append([ok_record(i) for i in range(first, first + 5)])
+    ledger = ledger_of_parts(tmp_path, range(0, 35, 5), 5)
     assert ledger.compact() == 6
     sizes = sorted(pq.read_metadata(p).num_rows for p in ledger.parts.glob("part-*.parquet"))
     assert sizes == [5, 10, 10, 10], "runs of at least 8 rows, none of more than 16; the last part, alone, stays"
@@ -154,10 +158,7 @@ def test_the_manifests_are_read_a_part_at_a_time_and_their_bytes_do_not_depend_o
     from hugflow_ray.pipeline import manifests
 
     monkeypatch.setattr(manifests, "GROUP_ROWS", 4)
-    ledger = Ledger(tmp_path)
-    ledger.parts.mkdir(parents=True)
-    for first in (10, 0, 5):
-        ledger.append([manifest_record(i) for i in range(first, first + 5)])
+    ledger = ledger_of_parts(tmp_path, (10, 0, 5), 5, manifest_record)
     read: list[int] = []
     original = Ledger.sorted_parts
 
