@@ -11,15 +11,22 @@ plan, apply and inspect a catalog tier, and reconcile the disk with the reposito
 
 from __future__ import annotations
 
-from hugflow_ray.catalog.manager import ApplyReport, CatalogPlan, CatalogStatus, EntryResult, EntryStatus
+from hugflow_ray.catalog.manager import (
+    ApplyReport,
+    CatalogPlan,
+    CatalogStatus,
+    EntryResult,
+    EntryStatus,
+    repair_copy,
+    verify_copy,
+)
 from hugflow_ray.catalog.manager import apply as catalog_apply
 from hugflow_ray.catalog.manager import plan as catalog_plan
-from hugflow_ray.catalog.manager import repair_copy, verify_copy
 from hugflow_ray.catalog.manager import status as catalog_status
 from hugflow_ray.catalog.reconcile import ReconcilePlan, ReconcileReport
 from hugflow_ray.catalog.reconcile import apply as reconcile_apply
 from hugflow_ray.catalog.reconcile import plan as reconcile_plan
-from hugflow_ray.executors.base import release_ray
+from hugflow_ray.executors.default import release_ray
 from hugflow_ray.pipeline.in_memory import sync_rows
 from hugflow_ray.pipeline.store import RemoveReport, StatusRow, dataset_size, remove, row_errors, status
 from hugflow_ray.pipeline.sync import SyncReport, sync

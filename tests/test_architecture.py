@@ -55,15 +55,16 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "codec": ("core", "utils", "errors"),
     "settings": ("core", "errors"),
     "adapters": ("core", "utils", "errors", "settings"),
-    "pipeline": ("core", "codec", "adapters.hub", "utils", "errors", "settings", "executors.base"),
+    "pipeline": ("core", "codec", "adapters.hub", "utils", "errors", "settings", "executors.base",
+                 "executors.default"),
     # the executor runs the steps it is handed (executors.base.Steps), never the pipeline's stages by name
     "executors": ("core", "codec", "utils", "errors", "settings"),
     # a job's submitter plans the request first (the Hub's commit pinned), as the control plane does
     "drivers": ("core", "executors.base", "pipeline.plan", "utils", "errors", "settings"),
     "gitops": (),
     "gitops.control": ("core", "adapters", "drivers", "gitops", "pipeline", "utils", "errors", "settings"),
-    "api": ("pipeline", "catalog", "executors.base", "settings"),
-    "catalog": ("core", "adapters", "pipeline", "executors.base", "utils", "errors", "settings"),
+    "api": ("pipeline", "catalog", "executors.default", "settings"),
+    "catalog": ("core", "adapters", "pipeline", "executors.base", "executors.default", "utils", "errors", "settings"),
     "cli": ("",),  # the shell around everything
     "__main__": ("cli",),
     "__init__": (),
@@ -139,6 +140,53 @@ def violations(package_dir: Path) -> list[str]:
                 if not any(_normal(d) in declared for d in dists):
                     found.append(f"{where}:{line}: {top} is imported but not declared in pyproject.toml")
     return found
+
+
+def circles(package_dir: Path) -> list[list[str]]:
+    """The modules of ``package_dir`` that import each other round in a circle (lazy imports too), one list per
+    circle (a strongly connected group of the import graph)."""
+    modules = {".".join((PACKAGE, *(p for p in path.relative_to(package_dir).with_suffix("").parts
+                                    if p != "__init__"))): path for path in package_dir.rglob("*.py")}
+    graph = {module: set() for module in modules}
+    for module, path in modules.items():
+        for _, imported in _imports(path):
+            target = imported if imported in modules else imported.rpartition(".")[0]
+            if target in modules and target != module:
+                graph[module].add(target)
+    order: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(module: str) -> None:  # Tarjan's strongly connected components
+        order[module] = low[module] = len(order)
+        stack.append(module)
+        for target in graph[module]:
+            if target not in order:
+                visit(target)
+                low[module] = min(low[module], low[target])
+            elif target in stack:
+                low[module] = min(low[module], order[target])
+        if low[module] == order[module]:
+            group = []
+            while (member := stack.pop()) != module:
+                group.append(member)
+            if group:
+                found.append(sorted([module, *group]))
+
+    for module in sorted(graph):
+        if module not in order:
+            visit(module)
+    return found
+
+
+def test_no_modules_import_each_other_round_in_a_circle(tmp_path: Path) -> None:
+    assert circles(ROOT / PACKAGE) == []
+    tree = tmp_path / PACKAGE
+    (tree / "cli").mkdir(parents=True)
+    (tree / "cli" / "main.py").write_text("def f():\n    from hugflow_ray.cli.catalog import app\n")
+    (tree / "cli" / "catalog.py").write_text("from hugflow_ray.cli import main\n")
+    assert circles(tree) == [["hugflow_ray.cli.catalog", "hugflow_ray.cli.main"]], "a lazy import closes one too"
 
 
 def test_the_package_keeps_its_layers() -> None:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from hugflow_ray.cli import options
 from hugflow_ray.core.tiers import Decision
 from hugflow_ray.errors import HugflowError
 from hugflow_ray.utils.humanize import gigabytes, human_size
@@ -24,12 +25,6 @@ _CATALOG = typer.Option("--catalog", help="The catalog file; default CATALOG_PAT
 _OFFLINE = typer.Option("--offline", help="Do not ask the Hub (no card licence check, no Hub sizes).")
 
 
-def _settings():
-    from hugflow_ray.cli.main import _settings as load
-
-    return load()
-
-
 @catalog_app.command("plan")
 def plan_command(
     tier: Annotated[str | None, _TIER] = None,
@@ -40,7 +35,7 @@ def plan_command(
     out and why."""
     from hugflow_ray.catalog import manager
 
-    settings = _settings()
+    settings = options.settings()
     decided = manager.plan(settings, tier=tier, catalog=manager.read_catalog(settings, catalog), offline=offline)
     for line in plan_lines(decided):
         typer.echo(line)
@@ -92,9 +87,9 @@ def apply_command(
 ) -> None:
     """Bring the tier in: highest priority first, never over the budget, complete entries untouched."""
     from hugflow_ray.catalog import manager
-    from hugflow_ray.executors.base import release_ray
+    from hugflow_ray.executors.default import release_ray
 
-    settings = _settings()
+    settings = options.settings()
     try:
         report = manager.apply(settings, tier=tier, catalog=manager.read_catalog(settings, catalog),
                                on_entry=lambda p: typer.echo(f"{p.decision.value}: {p.entry.name}", err=True))
@@ -109,13 +104,13 @@ def apply_command(
 @catalog_app.command("status")
 def status_command(
     catalog: Annotated[Path | None, _CATALOG] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_json: options.AsJson = False,
 ) -> None:
     """Every catalog entry on this machine: state, rows, size on disk, licence, tier; totals per tier and the
     budget."""
     from hugflow_ray.catalog import manager
 
-    settings = _settings()
+    settings = options.settings()
     summary = manager.status(settings, catalog=manager.read_catalog(settings, catalog))
     if as_json:
         typer.echo(json.dumps(summary.to_dict(), indent=2))
@@ -139,9 +134,9 @@ def reconcile(
     """Compare what requests/ and the catalog tier ask for with STORAGE_ROOT: bring in, resume, remove; list
     unmanaged directories (never touched). --apply carries it out; a second run has nothing to do."""
     from hugflow_ray.catalog import reconcile as rec
-    from hugflow_ray.executors.base import release_ray
+    from hugflow_ray.executors.default import release_ray
 
-    settings = _settings()
+    settings = options.settings()
     decided = rec.plan(settings, requests_dir=requests_dir, tier=tier, offline=offline)
     for step in decided.steps:
         typer.echo(f"{step.action.value:<9} {step.dataset_name}  ({step.origin})")
@@ -173,10 +168,10 @@ def verify(
 ) -> None:
     """Re-hash every file of a copy against its ledger's sha256: list missing, changed and unexpected files; exit 1
     when anything is wrong (after --repair: when the repair did not make it whole)."""
-    from hugflow_ray.executors.base import release_ray
+    from hugflow_ray.executors.default import release_ray
     from hugflow_ray.pipeline import store
 
-    settings = _settings()
+    settings = options.settings()
     if (name is None) == (not every):
         raise typer.BadParameter("name one copy, or pass --all", param_hint="NAME")
     names = [r.dataset_name for r in store.status(settings)] if every else [name]

@@ -12,11 +12,12 @@ from typing import Annotated
 import typer
 
 from hugflow_ray import __version__
+from hugflow_ray.cli import options
 from hugflow_ray.core.records import DatasetState
 from hugflow_ray.errors import HugflowError, Interrupted, SettingsError
-from hugflow_ray.settings import Settings, load_settings
+from hugflow_ray.settings import load_settings
 from hugflow_ray.utils.humanize import human_size
-from hugflow_ray.utils.redact import configure_logging, redact
+from hugflow_ray.utils.redact import redact
 
 app = typer.Typer(
     name="hugflow",
@@ -47,12 +48,6 @@ def _main(
     """hugflow-ray."""
 
 
-def _settings() -> Settings:
-    settings = load_settings()
-    configure_logging(settings.log_level, settings.secrets())
-    return settings
-
-
 @app.command()
 def validate(
     files: Annotated[list[Path], typer.Argument(help="Request files (requests/add/*.yaml, requests/remove/*.yaml).")],
@@ -61,7 +56,7 @@ def validate(
     """Check request files: the schema, then (unless --offline) the repository, revision, subset, split, columns."""
     from hugflow_ray.pipeline.validate import validate_file
 
-    settings = _settings()
+    settings = options.settings()
     hub = None
     if not offline:
         from hugflow_ray.pipeline.plan import hub_for
@@ -83,7 +78,7 @@ def validate(
 @app.command()
 def init() -> None:
     """Create the storage, state and request directories."""
-    settings = _settings()
+    settings = options.settings()
     for directory in (
         settings.storage_root,
         settings.state_dir / "progress",
@@ -123,12 +118,12 @@ def local_sync(
     ] = 600.0,
 ) -> None:
     """Sync one dataset on this machine (embedded Ray, or the cluster at RAY_ADDRESS); resumes where it stopped."""
-    from hugflow_ray.executors.base import default_executor, release_ray
+    from hugflow_ray.executors.default import default_executor, release_ray
     from hugflow_ray.pipeline.sync import sync
     from hugflow_ray.utils.timing import process_age
 
     imports = process_age()
-    settings = _settings()
+    settings = options.settings()
     if dashboard and settings.ray_address:
         raise SettingsError("--dashboard starts the embedded Ray's dashboard; a cluster has its own "
                             "(http://<head>:8265): unset RAY_ADDRESS or drop --dashboard")
@@ -191,7 +186,7 @@ def submit(
 
     from hugflow_ray.errors import SyncError
 
-    settings = _settings()
+    settings = options.settings()
     if settings.ray_job_server is None:
         raise SyncError("submit needs the cluster's job server: set RAY_ADDRESS=http://<head>:8265 (and "
                         "RAY_AUTH_MODE=token with RAY_AUTH_TOKEN); on this machine alone use `hugflow local-sync FILE`")
@@ -272,7 +267,7 @@ def sync_command(
                                  param_hint="--ci-mode")
     from hugflow_ray.gitops import control
 
-    raise typer.Exit(control.run(_settings()))
+    raise typer.Exit(control.run(options.settings()))
 
 
 @app.command()
@@ -283,7 +278,7 @@ def status(
     """Show the datasets under STORAGE_ROOT (or one dataset's failed rows)."""
     from hugflow_ray.pipeline import store
 
-    settings = _settings()
+    settings = options.settings()
     if name is not None and errors:
         failed = store.row_errors(settings, name)
         typer.echo(f"{name}: {len(failed)} row errors")
@@ -318,7 +313,7 @@ def remove(file: Annotated[Path, typer.Argument(help="A remove request (requests
     """Delete a dataset copy: files, manifests, ledger, progress file and processed symlink."""
     from hugflow_ray.pipeline.store import remove as remove_dataset
 
-    report = remove_dataset(file, _settings())
+    report = remove_dataset(file, options.settings())
     typer.echo(f"removed {report.dataset_name}:")
     for path in report.removed:
         typer.echo(f"  {path}")

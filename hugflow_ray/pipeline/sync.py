@@ -34,7 +34,8 @@ from hugflow_ray.core.plan import Plan
 from hugflow_ray.core.records import DatasetState, DatasetStatus
 from hugflow_ray.core.request import AddRequest, HubRef, request_of_kind
 from hugflow_ray.errors import DamagedStateError, HugflowError, Interrupted, SyncError
-from hugflow_ray.executors.base import Executor, Reads, RunResult, Steps, default_executor
+from hugflow_ray.executors.base import Executor, Reads, RunResult, Steps
+from hugflow_ray.executors.default import default_executor
 from hugflow_ray.pipeline import manifests, store
 from hugflow_ray.pipeline.convert import RowConverter
 from hugflow_ray.pipeline.download import PartDownloads, window
