@@ -60,7 +60,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     # the executor runs the steps it is handed (executors.base.Steps), never the pipeline's stages by name
     "executors": ("core", "codec", "utils", "errors", "settings"),
     # a job's submitter plans the request first (the Hub's commit pinned), as the control plane does
-    "drivers": ("core", "executors.base", "pipeline.plan", "utils", "errors", "settings"),
+    "drivers": ("core", "adapters.hub", "executors.base", "pipeline.plan", "utils", "errors", "settings"),
     "gitops": (),
     "gitops.control": ("core", "adapters", "drivers", "gitops", "pipeline", "utils", "errors", "settings"),
     "api": ("pipeline", "catalog", "executors.default", "settings"),

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from hugflow_ray.adapters.hub import Hub
 from hugflow_ray.catalog import manager, reconcile
 from hugflow_ray.catalog.manager import Outcome
 from hugflow_ray.cli.main import app
@@ -23,7 +24,7 @@ from hugflow_ray.core.request import load_request
 from hugflow_ray.core.tiers import Decision
 from hugflow_ray.errors import LicenceError, RepairError
 from hugflow_ray.gitops import comments
-from hugflow_ray.pipeline.plan import hub_for, licence_verdict, make_plan
+from hugflow_ray.pipeline.plan import licence_verdict, make_plan
 from hugflow_ray.pipeline.store import status as store_status
 from hugflow_ray.pipeline.sync import sync
 from hugflow_ray.settings import Settings, load_settings
@@ -231,7 +232,7 @@ def test_a_request_outside_the_policy_is_refused_until_it_carries_an_override(se
     report = sync(path, settings)
     assert report.state.value == "complete" and report.rows_done == 3
 
-    plan = make_plan(load_request(path), hub=hub_for(settings))
+    plan = make_plan(load_request(path), hub=Hub.from_settings(settings))
     verdict = licence_verdict(plan, settings)
     assert verdict is not None and verdict.overridden
     view = comments.PlanView(identity=plan.identity, rows=3, download_bytes=1, target="t", audio_column="audio",

@@ -47,6 +47,7 @@ from hugflow_ray.errors import (
     SubsetNotFoundError,
     UnreadableLayoutError,
 )
+from hugflow_ray.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -194,6 +195,12 @@ class Hub:
         self.endpoint = endpoint.rstrip("/")
         self.token = token
         self._api = HfApi(endpoint=self.endpoint, token=token or False)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Hub:
+        """The Hub client these settings point at (``HF_ENDPOINT``, ``HF_TOKEN``)."""
+        token = settings.hf_token.get_secret_value() if settings.hf_token else None
+        return cls(endpoint=settings.hf_endpoint, token=token)
 
     def snapshot(self, hf_id: str, revision: str) -> RepoSnapshot:
         """Resolve ``revision`` of the dataset ``hf_id`` to a commit.

@@ -27,7 +27,6 @@ from hugflow_ray.core.tiers import Candidate, Decision, PlannedEntry, Presence, 
 from hugflow_ray.errors import CatalogError, DamagedStateError, HubError, HugflowError, RepairError, SourceError
 from hugflow_ray.pipeline import store
 from hugflow_ray.pipeline.download import window
-from hugflow_ray.pipeline.plan import hub_for
 from hugflow_ray.pipeline.status import read_status, read_status_or_none
 from hugflow_ray.pipeline.store import dataset_dir_of
 from hugflow_ray.pipeline.sync import SyncReport, sync
@@ -162,7 +161,7 @@ def plan(settings: Settings, *, tier: str | None = None, catalog: Catalog | None
     """
     catalog = catalog or read_catalog(settings)
     name = chosen_tier(catalog, settings, tier)
-    hub = None if offline else hub_for(settings)
+    hub = None if offline else Hub.from_settings(settings)
     candidates: list[Candidate] = []
     facts: dict[str, EntryFacts] = {}
     for entry in catalog.tier_entries(name):

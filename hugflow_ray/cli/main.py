@@ -59,9 +59,9 @@ def validate(
     settings = options.settings()
     hub = None
     if not offline:
-        from hugflow_ray.pipeline.plan import hub_for
+        from hugflow_ray.adapters.hub import Hub
 
-        hub = hub_for(settings)
+        hub = Hub.from_settings(settings)
     invalid = 0
     for path in files:
         report = validate_file(path, hub=hub, licences=settings.licence_policy)

@@ -245,7 +245,8 @@ def submit_file(file: Path, settings: Settings, *, echo: Callable[[str], None] =
     """``hugflow submit FILE``: the request planned here (the Hub's commit pinned), then run as a job on the storage
     node, or the job of this dataset at this commit that is already running followed. Returns the job and the
     working directory made for it (the caller removes it once the job has it)."""
-    from hugflow_ray.pipeline.plan import hub_for, make_plan
+    from hugflow_ray.adapters.hub import Hub
+    from hugflow_ray.pipeline.plan import make_plan
 
     request = load_request(file, kind=RequestKind.ADD)
     assert isinstance(request, AddRequest)
@@ -256,7 +257,7 @@ def submit_file(file: Path, settings: Settings, *, echo: Callable[[str], None] =
     if isinstance(request.dataset, LocalRef):
         name, sha = dataset_dir_name(request.dataset), None
     else:
-        plan = make_plan(request, hub=hub_for(settings))
+        plan = make_plan(request, hub=Hub.from_settings(settings))
         name, sha = plan.identity.name, plan.identity.sha
     jobs = RayJobs(settings, echo=echo)
     root = Path(tempfile.mkdtemp(prefix="hugflow-job-"))

@@ -22,6 +22,7 @@ from enum import Enum
 from pathlib import Path
 
 from hugflow_ray.adapters.github import PullRequestClient
+from hugflow_ray.adapters.hub import Hub
 from hugflow_ray.adapters.slack import Slack
 from hugflow_ray.core.naming import dataset_dir_name
 from hugflow_ray.core.plan import Plan
@@ -34,7 +35,7 @@ from hugflow_ray.pipeline import store
 from hugflow_ray.pipeline.download import source_peak
 from hugflow_ray.pipeline.ledger import Ledger, LedgerMismatchError
 from hugflow_ray.pipeline.locks import DatasetLock
-from hugflow_ray.pipeline.plan import check_licence, hub_for, licence_verdict, make_plan
+from hugflow_ray.pipeline.plan import check_licence, licence_verdict, make_plan
 from hugflow_ray.pipeline.progress import read_progress
 from hugflow_ray.pipeline.status import read_status_or_none, status_version
 from hugflow_ray.settings import Settings
@@ -250,7 +251,7 @@ class _Job:
         try:
             data, request = self._load(path, RequestKind.ADD)
             assert isinstance(request, AddRequest)
-            plan = make_plan(request, hub=hub_for(self.settings))
+            plan = make_plan(request, hub=Hub.from_settings(self.settings))
             verdict = licence_verdict(plan, self.settings)
             check_licence(plan, verdict)
         except HugflowError as e:

@@ -123,9 +123,3 @@ def check_licence(plan: Plan, verdict: LicenceVerdict | None) -> None:
     if verdict is not None and not verdict.allowed:
         where = plan.request.request_path or plan.identity.source
         raise LicenceError(f"{where}: licence {verdict.line()}")
-
-
-def hub_for(settings: Settings) -> Hub:
-    """The Hub client these settings point at (``HF_ENDPOINT``, ``HF_TOKEN``)."""
-    token = settings.hf_token.get_secret_value() if settings.hf_token else None
-    return Hub(endpoint=settings.hf_endpoint, token=token)

@@ -42,7 +42,7 @@ from hugflow_ray.pipeline.download import PartDownloads, window
 from hugflow_ray.pipeline.ledger import Ledger, LedgerDamagedError, LedgerMismatchError, LedgerSummary
 from hugflow_ray.pipeline.locks import DatasetLock
 from hugflow_ray.pipeline.part_rows import PartRows
-from hugflow_ray.pipeline.plan import check_licence, hub_for, licence_verdict, make_plan, with_columns
+from hugflow_ray.pipeline.plan import check_licence, licence_verdict, make_plan, with_columns
 from hugflow_ray.pipeline.progress import ProgressCallback, ProgressReporter
 from hugflow_ray.pipeline.readers.parts import (
     OpenedPart,
@@ -144,7 +144,7 @@ def sync(
             start.begin()
 
     try:
-        hub = hub_for(settings) if isinstance(ref, HubRef) else None
+        hub = Hub.from_settings(settings) if isinstance(ref, HubRef) else None
         plan = make_plan(request, hub=hub, on_resolved=resolved)
         check_licence(plan, licence or licence_verdict(plan, settings))
         planned = time.perf_counter() - started
