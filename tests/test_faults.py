@@ -110,7 +110,7 @@ def test_an_interrupted_local_sync_says_what_it_kept_in_one_line(tmp_path: Path,
     kept = Ledger(dataset_dir).summary().rows
     assert 0 < kept < 96 and f": {kept} of 96 rows of {dataset_dir.name} are kept" in lines[0]
     progress = read_progress(tmp_path / "state", dataset_dir.name)
-    assert progress is not None and (progress.status, progress.downloaded_files) == ("syncing", kept)
+    assert progress is not None and (progress.status, progress.rows_done) == ("syncing", kept)
     resumed = local_sync(request, cli_env(tmp_path, tmp_path / "datasets", **joined_ray))
     assert resumed.returncode == 0 and f"resumed from row {kept}" in resumed.stdout, resumed.stderr
 
@@ -261,7 +261,7 @@ def test_status_and_progress_report_what_the_ledger_keeps_after_an_interruption(
     (row,) = status(settings)
     assert (row.state, row.rows_done, row.rows_total) == ("syncing", kept, 26)
     progress = read_progress(settings.state_dir, row.dataset_name)
-    assert progress is not None and (progress.status, progress.downloaded_files) == ("syncing", kept)
+    assert progress is not None and (progress.status, progress.rows_done) == ("syncing", kept)
     assert sync(hub_request(tmp_path, "org/shards"), settings).resumed_from == kept
 
 

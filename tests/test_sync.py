@@ -213,12 +213,15 @@ def test_a_second_sync_of_a_locked_dataset_is_refused_naming_the_holder(settings
 def test_progress_is_written_at_the_interval_and_reported(settings: Settings, tmp_path: Path) -> None:
     seen: list[int] = []
     sync(request(tmp_path, "hf_id: org/shards\ndescription: d\n"), settings,
-         on_progress=lambda p: seen.append(p.downloaded_files))
+         on_progress=lambda p: seen.append(p.rows_done))
     assert seen[0] == 0 and seen[-1] == 26
     assert len(seen) >= 3 and seen == sorted(seen)
     progress = read_progress(settings.state_dir, "org__shards__split_train__rev_main")
     assert progress is not None
-    assert (progress.status, progress.total_files, progress.percent_complete) == ("complete", 26, 100.0)
+    assert (progress.status, progress.rows_total, progress.percent_complete) == ("complete", 26, 100.0)
+    written = json.loads((settings.state_dir / "progress" / "org__shards__split_train__rev_main.json").read_text())
+    assert (written["total_files"], written["downloaded_files"], written["newly_downloaded"]) == (26, 26, 26), (
+        "the file keeps the seed's keys")
 
 
 def test_remove_deletes_the_copy_its_link_and_progress(settings: Settings, tmp_path: Path) -> None:

@@ -198,17 +198,22 @@ class DatasetStatus:
         self.updated = _now()
 
 
+# The progress file keeps the seed's keys, which counted a file per row
+_PROGRESS_KEYS = {"rows_total": "total_files", "rows_done": "downloaded_files", "rows_new": "newly_downloaded"}
+
+
 @dataclass
 class Progress:
-    """The seed's progress file, one per dataset: ``STATE_DIR/progress/<dataset>.json``."""
+    """The seed's progress file, one per dataset: ``STATE_DIR/progress/<dataset>.json`` (its keys the seed's:
+    ``_PROGRESS_KEYS``)."""
 
     dataset_name: str
     status: DatasetState
-    total_files: int  # rows of the split (the seed counted one file per row)
-    downloaded_files: int = 0  # rows finished (converted or recorded as row errors)
+    rows_total: int  # rows of the split
+    rows_done: int = 0  # rows finished (converted or recorded as row errors)
     row_errors: int = 0
     resumed_from: int = 0
-    newly_downloaded: int = 0
+    rows_new: int = 0  # rows finished by this run
     percent_complete: float = 0.0
     rows_per_second: float | None = None
     eta_seconds: float | None = None
@@ -218,11 +223,12 @@ class Progress:
     updated: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), RowColumn.STATUS: self.status.value}
+        values = {_PROGRESS_KEYS.get(f.name, f.name): getattr(self, f.name) for f in fields(self)}
+        return {**values, "status": self.status.value}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Progress:
-        values = {f.name: data[f.name] for f in fields(cls) if f.name in data}
+        values = _field_values(cls, data, _PROGRESS_KEYS)
         return cls(**{**values, "status": DatasetState(values["status"])})
 
     def touch(self) -> None:

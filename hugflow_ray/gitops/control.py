@@ -310,7 +310,7 @@ class _Job:
             if not progress or progress == seen or progress.status is not DatasetState.SYNCING:
                 continue
             seen = progress
-            done, total = progress.downloaded_files, progress.total_files
+            done, total = progress.rows_done, progress.rows_total
             self.reporter.comment(marker, comments.progress(path, view, done, total, progress.rows_per_second,
                                                           progress.eta_seconds, progress.row_errors))
             percent = 100 * done / total if total else 100
@@ -347,7 +347,7 @@ class _Job:
             recorded = status_version(dataset_dir) != before
             status = read_status_or_none(dataset_dir) if recorded else None
             progress = read_progress(self.settings.state_dir, plan.identity.name)
-            rows = progress.downloaded_files if progress else None
+            rows = progress.rows_done if progress else None
             resume = f" It resumes from the {rows:,} rows finished so far." if rows else ""
             holder = None if recorded else DatasetLock(self.settings.state_dir, plan.identity.name,
                                                        owner=self.owner).held_by()

@@ -66,7 +66,7 @@ class ProgressReporter:
         self.callback, self.bar = callback, bar and sys.stderr.isatty()
         self.started = time.perf_counter()
         self.last_reported = -1
-        self.progress = Progress(dataset_name=name, status=DatasetState.SYNCING, total_files=total,
+        self.progress = Progress(dataset_name=name, status=DatasetState.SYNCING, rows_total=total,
                                  resumed_from=self.resumed, bytes_total=bytes_total)
 
     def downloaded(self, size: int) -> None:
@@ -78,13 +78,13 @@ class ProgressReporter:
             self.finished.append(written)
         elapsed = max(time.perf_counter() - self.started, 1e-9)
         p = self.progress
-        p.total_files = self.total
-        p.newly_downloaded = new_rows
-        p.downloaded_files = self.resumed + new_rows
+        p.rows_total = self.total
+        p.rows_new = new_rows
+        p.rows_done = self.resumed + new_rows
         p.row_errors = self.earlier_errors + new_errors
-        p.percent_complete = round(100.0 * p.downloaded_files / self.total, 2) if self.total else 100.0
+        p.percent_complete = round(100.0 * p.rows_done / self.total, 2) if self.total else 100.0
         rate = per_second(new_rows, elapsed)
-        eta = eta_seconds(self.total - p.downloaded_files, rate)
+        eta = eta_seconds(self.total - p.rows_done, rate)
         if p.bytes_total and eta is not None:  # the download may be what ends last
             download = eta_seconds(p.bytes_total - p.bytes_downloaded, per_second(p.bytes_downloaded, elapsed))
             eta = max(eta, download) if download is not None else eta
@@ -92,7 +92,7 @@ class ProgressReporter:
         p.eta_seconds = round(eta, 1) if eta is not None and rate is not None else None
         if self.bar:
             eta = f"{p.eta_seconds:.0f}s" if p.eta_seconds is not None else "?"
-            print(f"\r{self.name[:40]}: {p.downloaded_files}/{self.total} rows {p.percent_complete:5.1f}% "
+            print(f"\r{self.name[:40]}: {p.rows_done}/{self.total} rows {p.percent_complete:5.1f}% "
                   f"{p.rows_per_second or 0:.1f} rows/s ETA {eta}  ", end="", file=sys.stderr, flush=True)
         if force or new_rows - self.last_reported >= self.settings.progress_interval:
             self._emit()
@@ -105,7 +105,7 @@ class ProgressReporter:
         were in flight when the signal came may have finished since the last update."""
         p = self.progress
         self.finished = [finished]
-        p.downloaded_files, p.newly_downloaded, p.row_errors = len(finished), len(finished) - self.resumed, row_errors
+        p.rows_done, p.rows_new, p.row_errors = len(finished), len(finished) - self.resumed, row_errors
         p.percent_complete = round(100.0 * len(finished) / self.total, 2) if self.total else 100.0
         self._emit()
         if self.bar:
