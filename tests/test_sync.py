@@ -131,6 +131,11 @@ def test_awkward_rates_are_converted_and_bad_rows_recorded_not_fatal(settings: S
     assert "4 row errors" in result.output
     assert "row 4: [undecodable]" in result.output and "row 5: [non_finite]" in result.output
     assert "row 7: [empty]" in result.output
+    listed = CliRunner().invoke(app, ["status", report.dataset_name, "--errors", "--json"],
+                                env={"STORAGE_ROOT": str(settings.storage_root)})
+    assert listed.exit_code == 0, listed.output
+    errors = {e["row_id"]: e["error_code"] for e in json.loads(listed.stdout)}
+    assert sorted(errors) == [4, 5, 6, 7] and (errors[4], errors[5], errors[7]) == ("undecodable", "non_finite", "empty")
 
 
 def test_too_many_row_errors_fail_the_sync(settings: Settings, tmp_path: Path) -> None:

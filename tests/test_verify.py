@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -285,6 +286,23 @@ def test_verify_all_goes_on_past_a_copy_it_cannot_check(settings: Settings, tmp_
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
     assert f"{first.name}: " in done.stdout and "has no ledger" in done.stdout
     assert f"{copy.dataset_name}: ok (12 rows" in done.stdout
+
+    (copy.dataset_dir / "json" / "7.json").unlink()
+    as_json = subprocess.run([sys.executable, "-m", "hugflow_ray", "verify", "--all", "--json"], env=env,
+                             capture_output=True, text=True, timeout=KILL_TIMEOUT)
+    assert as_json.returncode == 1, as_json.stderr
+    elsewhere, checked = json.loads(as_json.stdout)
+    assert elsewhere["dataset_name"] == first.name and not elsewhere["ok"] and "has no ledger" in elsewhere["error"]
+    assert (checked["dataset_name"], checked["ok"]) == (copy.dataset_name, False)
+    assert checked["verify"]["missing"] == [{"row_id": 7, "path": "json/7.json"}]
+    assert (checked["verify"]["rows"], checked["verify"]["files_checked"]) == (12, 24)
+
+    listed = subprocess.run([sys.executable, "-m", "hugflow_ray", "status", "--json"], env=env, capture_output=True,
+                            text=True, timeout=KILL_TIMEOUT)
+    assert listed.returncode == 0, listed.stderr
+    rows = {row["dataset_name"]: row for row in json.loads(listed.stdout)}
+    assert (rows[copy.dataset_name]["state"], rows[copy.dataset_name]["rows_done"]) == ("complete", 12)
+    assert rows[copy.dataset_name]["size_bytes"] > 0 and set(rows) == {first.name, copy.dataset_name}
 
 
 def test_a_status_file_of_bytes_that_are_not_text_is_one_line_not_a_traceback(settings: Settings,

@@ -165,6 +165,7 @@ def verify(
     every: Annotated[bool, typer.Option("--all", help="Verify every copy under STORAGE_ROOT.")] = False,
     repair: Annotated[bool, typer.Option("--repair", help="Re-make exactly the bad rows (or files), then check "
                                          "again.")] = False,
+    as_json: options.AsJson = False,
 ) -> None:
     """Re-hash every file of a copy against its ledger's sha256: list missing, changed and unexpected files; exit 1
     when anything is wrong (after --repair: when the repair did not make it whole)."""
@@ -176,33 +177,46 @@ def verify(
         raise typer.BadParameter("name one copy, or pass --all", param_hint="NAME")
     names = [r.dataset_name for r in store.status(settings)] if every else [name]
     wrong = 0
+    found: list[dict[str, object]] = []  # with --json: one object per copy, printed at the end
     try:
         for copy in names:
             assert copy is not None
             try:
-                wrong += not _verify_one(settings, copy, repair=repair)
+                outcome = _verify_one(settings, copy, repair=repair, quiet=as_json)
+                wrong += not outcome["ok"]
             except HugflowError as e:
                 if not every:
                     raise
-                typer.echo(redact(f"{copy}: {e}", settings.secrets()))  # --all goes on with the next copy
+                error = redact(f"{copy}: {e}", settings.secrets())
+                outcome = {"dataset_name": copy, "ok": False, "error": error}
+                if not as_json:
+                    typer.echo(error)  # --all goes on with the next copy
                 wrong += 1
+            found.append(outcome)
     finally:
         release_ray()
+    if as_json:
+        options.echo_json(found if every else found[0])
     if wrong:
         raise typer.Exit(1)
 
 
-def _verify_one(settings: Settings, copy: str, *, repair: bool) -> bool:
-    """Verify one copy (and repair it when asked); whether it is whole in the end."""
+def _verify_one(settings: Settings, copy: str, *, repair: bool, quiet: bool) -> dict[str, object]:
+    """Verify one copy (and repair it when asked), saying what it finds unless ``quiet``; what was found, as JSON
+    would say it (``ok``: whether the copy is whole in the end)."""
     from hugflow_ray.catalog import manager
 
     report = manager.verify_copy(settings, copy)
-    for line in report.lines():
+    found: dict[str, object] = {"dataset_name": copy, "ok": report.ok, "verify": report}
+    for line in [] if quiet else report.lines():
         typer.echo(line)
     if report.ok or not repair:
-        return report.ok
+        return found
     repaired = manager.repair_copy(settings, copy, report)
-    typer.echo(f"{copy}: repaired {len(repaired.rows_dropped)} rows, removed {len(repaired.files_removed)} files")
     after = manager.verify_copy(settings, copy)
-    typer.echo(after.lines()[0])
-    return after.ok
+    if not quiet:
+        typer.echo(f"{copy}: repaired {len(repaired.rows_dropped)} rows, removed {len(repaired.files_removed)} "
+                   "files")
+        typer.echo(after.lines()[0])
+    return {**found, "ok": after.ok, "repaired": {"rows_dropped": repaired.rows_dropped,
+                                                  "files_removed": repaired.files_removed}, "after": after}

@@ -274,18 +274,37 @@ def sync_command(
 def status(
     name: Annotated[str | None, typer.Argument(help="One dataset (its directory name).")] = None,
     errors: Annotated[bool, typer.Option("--errors", help="List the dataset's failed rows.")] = False,
+    as_json: options.AsJson = False,
 ) -> None:
     """Show the datasets under STORAGE_ROOT (or one dataset's failed rows)."""
     from hugflow_ray.pipeline import store
+    from hugflow_ray.pipeline.progress import read_progress
 
     settings = options.settings()
     if name is not None and errors:
         failed = store.row_errors(settings, name)
+        if as_json:
+            options.echo_json([{"row_id": r.row_id, "error_code": r.error_code,
+                                "error": redact(r.error or "", settings.secrets())} for r in failed])
+            return
         typer.echo(f"{name}: {len(failed)} row errors")
         for row in failed:
             typer.echo(f"  row {row.row_id}: [{row.error_code}] {row.error}")
         return
     rows = [r for r in store.status(settings) if name is None or r.dataset_name == name]
+    progress = {r.dataset_name: read_progress(settings.state_dir, r.dataset_name) for r in rows
+                if r.state is DatasetState.SYNCING}
+    if as_json:
+        listed = []
+        for r in rows:
+            running = progress.get(r.dataset_name)
+            listed.append({**r.to_dict(), "error": redact(r.error, settings.secrets()) if r.error else None,
+                           "rows_per_second": running.rows_per_second if running else None,
+                           "eta_seconds": running.eta_seconds if running else None})
+        options.echo_json(listed)
+        if not rows and name is not None:
+            raise typer.Exit(1)
+        return
     if not rows:
         typer.echo(f"no datasets under {settings.storage_root}" if name is None else f"no dataset {name!r}")
         raise typer.Exit(0 if name is None else 1)
@@ -298,14 +317,13 @@ def status(
     for r in rows:
         if r.error and r.state is not DatasetState.COMPLETE:
             typer.echo(redact(f"{r.dataset_name}: {r.error}", settings.secrets()))
-    from hugflow_ray.pipeline.progress import read_progress
     from hugflow_ray.utils.humanize import duration
 
     for r in rows:
-        progress = read_progress(settings.state_dir, r.dataset_name) if r.state is DatasetState.SYNCING else None
-        if progress is not None and progress.rows_per_second:
-            eta = f", about {duration(progress.eta_seconds)} left" if progress.eta_seconds is not None else ""
-            typer.echo(f"{r.dataset_name}: {progress.rows_per_second:,.1f} rows/s{eta} (as of {progress.updated})")
+        running = progress.get(r.dataset_name)
+        if running is not None and running.rows_per_second:
+            eta = f", about {duration(running.eta_seconds)} left" if running.eta_seconds is not None else ""
+            typer.echo(f"{r.dataset_name}: {running.rows_per_second:,.1f} rows/s{eta} (as of {running.updated})")
 
 
 @app.command()
