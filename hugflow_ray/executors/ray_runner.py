@@ -38,7 +38,7 @@ from ray.data.block import Block, BlockMetadata
 
 from hugflow_ray.core.records import RowColumn
 from hugflow_ray.core.throughput import per_second
-from hugflow_ray.errors import SyncError
+from hugflow_ray.errors import Interrupted, SyncError
 from hugflow_ray.executors.base import (
     STORAGE_SHARE,
     BlockWriter,
@@ -441,6 +441,12 @@ def run(
     except BaseException as e:
         # Interrupted, or a block failed: Ray Data's execution stops, and the writes already handed over finish,
         # so that what the ledger keeps is settled when this returns (at most MAX_WRITES_IN_FLIGHT blocks).
+        if isinstance(e, (KeyboardInterrupt, Interrupted)):
+            # Ray Data cancels the tasks of the execution abandoned here, and Ray prints the failure of each as an
+            # "Unhandled error" (where SIGINT is ignored, as in a background job's processes, cancelling a running
+            # task fails with a TypeError). None is this run's to report: the interruption's one line says what was
+            # kept, and the process is on its way out.
+            os.environ["RAY_IGNORE_UNHANDLED_ERRORS"] = "1"
         del bundles  # Ray Data shuts its execution down when its iterator is dropped: now, while Ray is up
         feeder.stop()
         _stop_ray_data()
