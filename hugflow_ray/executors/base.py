@@ -48,6 +48,10 @@ class Reads:
     source_bytes: int = 0
 
 
+ReadStep = Callable[[Any, int, int], "Iterator[pa.Table]"]
+"""``(opened part, slice, slices)`` -> that slice's unfinished source rows as Arrow blocks (:attr:`Steps.read`)."""
+
+
 class BlockWriter(Protocol):
     """The one writer of a dataset directory: a converted block's files made durable, then its ledger part."""
 
@@ -71,7 +75,7 @@ class Steps:
         convert_on_storage: conversion reads files that only the storage node has (rows that name their audio files).
     """
 
-    read: Callable[[Any, int, int], Iterator[pa.Table]]
+    read: ReadStep
     convert: Callable[[pa.Table], pa.Table]
     writer: Callable[[Path], BlockWriter]
     convert_on_storage: bool = False

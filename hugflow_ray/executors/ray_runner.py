@@ -44,6 +44,7 @@ from hugflow_ray.executors.base import (
     BlockWriter,
     BlockWritten,
     Reads,
+    ReadStep,
     RunResult,
     Steps,
     no_storage_node,
@@ -174,7 +175,7 @@ class SliceDatasource(Datasource):
     then streams its rows as blocks."""
 
     def __init__(self, slices: list[tuple[int, int, int]], gate: ray.actor.ActorHandle,
-                 read: Callable[[Any, int, int], Iterator[pa.Table]]) -> None:
+                 read: ReadStep) -> None:
         self._slices, self._gate, self._read = slices, gate, read
 
     def estimate_inmemory_data_size(self) -> int | None:
@@ -187,8 +188,8 @@ class SliceDatasource(Datasource):
         return [ReadTask(_reader(self._gate, self._read, *entry), metadata) for entry in self._slices]
 
 
-def _reader(gate: ray.actor.ActorHandle, step: Callable[[Any, int, int], Iterator[pa.Table]], part: int, unit: int,
-            units: int) -> Callable[[], Iterable[Block]]:
+def _reader(gate: ray.actor.ActorHandle, step: ReadStep, part: int, unit: int, units: int
+            ) -> Callable[[], Iterable[Block]]:
     def read() -> Iterator[Block]:
         opened = ray.get(gate.wait.remote(part))
         if opened is not None:
