@@ -66,8 +66,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import throughput  # noqa: E402
 from throughput import ROW_GROUP_ROWS, TreeSample, hugflow_env, make_data  # noqa: E402
 
-from hugflow_ray.pipeline import manifests, store
-from hugflow_ray.pipeline.ledger import Ledger
+from hugflow_ray.copies import manifests, store
+from hugflow_ray.copies.ledger import Ledger
 from hugflow_ray.pipeline.progress import ProgressReporter
 from hugflow_ray.settings import load_settings
 

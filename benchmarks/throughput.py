@@ -63,8 +63,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from codec_throughput import bare, iter_clips  # noqa: E402
 
 from hugflow_ray.codec import audio  # noqa: E402
+from hugflow_ray.copies.ledger import Ledger  # noqa: E402
 from hugflow_ray.core.encoding import EncoderSettings  # noqa: E402
-from hugflow_ray.pipeline.ledger import Ledger  # noqa: E402
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 TICK = os.sysconf("SC_CLK_TCK")

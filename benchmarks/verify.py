@@ -27,9 +27,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from hugflow_ray.copies.ledger import Ledger
+from hugflow_ray.copies.status import write_status
 from hugflow_ray.core.records import DatasetIdentity, DatasetState, DatasetStatus, RowRecord, RowStatus
-from hugflow_ray.pipeline.ledger import Ledger
-from hugflow_ray.pipeline.status import write_status
 from hugflow_ray.pipeline.verify import verify
 from hugflow_ray.settings import load_settings
 

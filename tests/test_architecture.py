@@ -4,7 +4,8 @@
   Slack, pydantic or audio library, and nothing of hugflow_ray outside the pure layer.
 * Only ``executors/`` and the Ray job driver import Ray; only ``adapters/<service>`` imports that service's client; only ``codec/`` the
   audio libraries; only ``settings`` pydantic; only ``cli/`` typer.
-* The layers point one way: core <- codec <- adapters <- pipeline <- executors, catalog <- drivers <- gitops <- cli.
+* The layers point one way: core <- codec, copies, adapters <- pipeline <- catalog <- drivers <- gitops <- cli; the
+  executors run the steps the pipeline hands them (executors.base), importing none of it.
 * Every third-party package imported is declared in pyproject.toml.
 """
 
@@ -55,16 +56,17 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "codec": ("core", "utils", "errors"),
     "settings": ("core", "errors"),
     "adapters": ("core", "utils", "errors", "settings"),
-    "pipeline": ("core", "codec", "adapters.hub", "utils", "errors", "settings", "executors.base",
+    "copies": ("core", "utils", "errors", "settings"),
+    "pipeline": ("core", "codec", "copies", "adapters.hub", "utils", "errors", "settings", "executors.base",
                  "executors.default"),
     # the executor runs the steps it is handed (executors.base.Steps), never the pipeline's stages by name
     "executors": ("core", "codec", "utils", "errors", "settings"),
     # a job's submitter plans the request first (the Hub's commit pinned), as the control plane does
     "drivers": ("core", "adapters.hub", "executors.base", "pipeline.plan", "utils", "errors", "settings"),
     "gitops": (),
-    "gitops.control": ("core", "adapters", "drivers", "gitops", "pipeline", "utils", "errors", "settings"),
-    "api": ("pipeline", "catalog", "executors.default", "settings"),
-    "catalog": ("core", "adapters", "pipeline", "executors.base", "executors.default", "utils", "errors", "settings"),
+    "gitops.control": ("core", "copies", "adapters", "drivers", "gitops", "pipeline", "utils", "errors", "settings"),
+    "api": ("copies", "pipeline", "catalog", "executors.default", "settings"),
+    "catalog": ("core", "copies", "adapters", "pipeline", "executors.base", "executors.default", "utils", "errors", "settings"),
     "cli": ("",),  # the shell around everything
     "__main__": ("cli",),
     "__init__": (),

@@ -19,13 +19,13 @@ from hugflow_ray.adapters.hub import Hub
 from hugflow_ray.catalog import manager, reconcile
 from hugflow_ray.catalog.manager import Outcome
 from hugflow_ray.cli.main import app
+from hugflow_ray.copies.store import status as store_status
 from hugflow_ray.core.catalog import GB
 from hugflow_ray.core.request import load_request
 from hugflow_ray.core.tiers import Decision
 from hugflow_ray.errors import LicenceError, RepairError
 from hugflow_ray.gitops import comments
 from hugflow_ray.pipeline.plan import licence_verdict, make_plan
-from hugflow_ray.pipeline.store import status as store_status
 from hugflow_ray.pipeline.sync import sync
 from hugflow_ray.settings import Settings, load_settings
 from tests import datasets_fixtures as fx
@@ -380,7 +380,7 @@ def test_a_url_whose_file_name_is_the_extractions_own_is_brought_in(settings: Se
 
 def test_a_url_audio_copy_is_pinned_to_its_source_and_a_new_version_is_made_again_never_mixed(
         settings: Settings, sources: Sources, tmp_path: Path) -> None:
-    from hugflow_ray.pipeline.status import read_status
+    from hugflow_ray.copies.status import read_status
 
     def catalog(path: str) -> None:
         write_catalog(tmp_path, entry("clips", tier="minimal", priority=1, licence="MIT", size_gb=0.0005,

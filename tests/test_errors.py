@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from hugflow_ray import errors
-from hugflow_ray.pipeline import ledger
+from hugflow_ray.copies import ledger
 
 MODULES_WITH_ERRORS = (errors, ledger)
 

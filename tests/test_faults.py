@@ -21,9 +21,9 @@ from typer.testing import CliRunner
 
 from hugflow_ray.api import load_settings, status, sync
 from hugflow_ray.cli.main import app
+from hugflow_ray.copies.ledger import Ledger
 from hugflow_ray.errors import Interrupted, SyncError
 from hugflow_ray.executors.base import Executor, RunResult
-from hugflow_ray.pipeline.ledger import Ledger
 from hugflow_ray.pipeline.progress import read_progress
 from hugflow_ray.settings import Settings
 from tests import datasets_fixtures as fx

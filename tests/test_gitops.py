@@ -21,12 +21,12 @@ from typing import Any
 import pytest
 
 from hugflow_ray.adapters.github import COMMENT_LIMIT, ChangedFile, PullFacts, PullRequestClient, fit_comment
+from hugflow_ray.copies.locks import DatasetLock
+from hugflow_ray.copies.status import read_status
 from hugflow_ray.drivers.base import Driver
 from hugflow_ray.drivers.local import LocalDriver, _ProcessRun
 from hugflow_ray.errors import CIError
 from hugflow_ray.gitops import comments, control, gate
-from hugflow_ray.pipeline.locks import DatasetLock
-from hugflow_ray.pipeline.status import read_status
 from hugflow_ray.settings import load_settings
 from hugflow_ray.utils.redact import configure_logging
 from tests.conftest import HubFixture

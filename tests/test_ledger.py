@@ -10,8 +10,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from hugflow_ray.copies.ledger import Ledger, _rewritten_name
 from hugflow_ray.core.records import RowRecord, RowStatus
-from hugflow_ray.pipeline.ledger import Ledger, _rewritten_name
 
 
 def ok_record(row_id: int) -> RowRecord:
@@ -113,7 +113,7 @@ def test_a_compaction_cut_short_leaves_every_row_once_and_compacting_again_finis
 def test_compaction_leaves_full_parts_alone_so_its_cost_does_not_grow_with_the_ledger(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from hugflow_ray.pipeline import ledger as ledger_module
+    from hugflow_ray.copies import ledger as ledger_module
 
     monkeypatch.setattr(ledger_module, "FULL_PART_ROWS", 8)
     ledger = ledger_of_parts(tmp_path, range(0, 9, 3), 3)
@@ -132,7 +132,7 @@ def test_many_small_parts_merge_in_runs_of_about_a_full_part_never_into_one_whol
 ) -> None:
     """A split of a few big blocks leaves few writer compactions and many rows in small parts: finalize merges them
     a run at a time, so no compaction holds the whole ledger."""
-    from hugflow_ray.pipeline import ledger as ledger_module
+    from hugflow_ray.copies import ledger as ledger_module
 
     monkeypatch.setattr(ledger_module, "FULL_PART_ROWS", 8)
     ledger = ledger_of_parts(tmp_path, range(0, 35, 5), 5)
@@ -155,7 +155,7 @@ def test_the_manifests_are_read_a_part_at_a_time_and_their_bytes_do_not_depend_o
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Written in fixed row groups from the parts in row order; parts a crash left overlapping are read together."""
-    from hugflow_ray.pipeline import manifests
+    from hugflow_ray.copies import manifests
 
     monkeypatch.setattr(manifests, "GROUP_ROWS", 4)
     ledger = ledger_of_parts(tmp_path, (10, 0, 5), 5, manifest_record)

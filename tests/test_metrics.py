@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hugflow_ray.pipeline.ledger import Ledger
+from hugflow_ray.copies.ledger import Ledger
 from tests import datasets_fixtures as fx
 from tests.ray_nodes import MEMORY, TOKEN, Node, answers, free_port
 

@@ -248,8 +248,8 @@ def test_a_ray_address_with_credentials_is_never_echoed(tmp_path: Path) -> None:
 
 
 def test_a_status_file_never_holds_a_urls_credentials_or_a_token(tmp_path: Path) -> None:
+    from hugflow_ray.copies.status import status_path, write_status
     from hugflow_ray.core.records import DatasetIdentity, DatasetState, DatasetStatus
-    from hugflow_ray.pipeline.status import status_path, write_status
 
     identity = DatasetIdentity(name="x", source="https://example.org/x.tar", sha=None, subset=None, split="files",
                                license=None)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from hugflow_ray.api import sync
-from hugflow_ray.pipeline.ledger import Ledger
+from hugflow_ray.copies.ledger import Ledger
 from hugflow_ray.settings import Settings, load_settings
 from tests import datasets_fixtures as fx
 from tests.audio_fixtures import encoded, sine

@@ -12,10 +12,10 @@ from typer.testing import CliRunner
 
 from hugflow_ray.api import dataset_size, remove, status, sync
 from hugflow_ray.cli.main import app
+from hugflow_ray.copies.ledger import Ledger
+from hugflow_ray.copies.locks import DatasetLock
 from hugflow_ray.core import naming
 from hugflow_ray.errors import PlanError, SyncError
-from hugflow_ray.pipeline.ledger import Ledger
-from hugflow_ray.pipeline.locks import DatasetLock
 from hugflow_ray.pipeline.progress import read_progress
 from hugflow_ray.pipeline.readers.parts import Part, units_per_part
 from hugflow_ray.settings import Settings, load_settings

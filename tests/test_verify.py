@@ -12,12 +12,12 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from hugflow_ray.copies.ledger import Ledger
+from hugflow_ray.copies.status import read_status, write_status
 from hugflow_ray.core.records import DatasetState
 from hugflow_ray.errors import DatasetNotFoundError, RepairError
-from hugflow_ray.pipeline.ledger import Ledger
-from hugflow_ray.pipeline.status import read_status, write_status
-from hugflow_ray.pipeline.sync import SyncReport, sync
 from hugflow_ray.pipeline import verify as verify_module
+from hugflow_ray.pipeline.sync import SyncReport, sync
 from hugflow_ray.pipeline.verify import VERIFY_BATCH_ROWS, MissingFile, repair, verify
 from hugflow_ray.settings import Settings, load_settings
 from hugflow_ray.utils.failpoints import FAILPOINT_VARIABLE
@@ -307,8 +307,8 @@ def test_verify_all_goes_on_past_a_copy_it_cannot_check(settings: Settings, tmp_
 
 def test_a_status_file_of_bytes_that_are_not_text_is_one_line_not_a_traceback(settings: Settings,
                                                                                tmp_path: Path) -> None:
+    from hugflow_ray.copies.status import status_path
     from hugflow_ray.errors import DamagedStateError
-    from hugflow_ray.pipeline.status import status_path
 
     copy = synced(settings, tmp_path)
     status_path(copy.dataset_dir).write_bytes(b'{"dataset_name": "\xff\xfe"}')

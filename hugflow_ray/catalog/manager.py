@@ -17,6 +17,9 @@ from pathlib import Path
 
 from hugflow_ray.adapters.hub import Hub
 from hugflow_ray.catalog import sources
+from hugflow_ray.copies import store
+from hugflow_ray.copies.status import read_status, read_status_or_none
+from hugflow_ray.copies.store import dataset_dir_of
 from hugflow_ray.core.catalog import GB, Catalog, CatalogEntry, DataKind, UrlSource, load_catalog
 from hugflow_ray.core.licences import LicenceVerdict, check_agrees, judge
 from hugflow_ray.core.naming import catalog_dir_name, dataset_dir_name, is_catalog_dir_name
@@ -25,10 +28,7 @@ from hugflow_ray.core.records import DatasetState, DatasetStatus
 from hugflow_ray.core.request import AddRequest, HubRef, LocalRef, Origin
 from hugflow_ray.core.tiers import Candidate, Decision, PlannedEntry, Presence, TierPlan, plan_tier
 from hugflow_ray.errors import CatalogError, DamagedStateError, HubError, HugflowError, RepairError, SourceError
-from hugflow_ray.pipeline import store
 from hugflow_ray.pipeline.download import window
-from hugflow_ray.pipeline.status import read_status, read_status_or_none
-from hugflow_ray.pipeline.store import dataset_dir_of
 from hugflow_ray.pipeline.sync import SyncReport, sync
 from hugflow_ray.pipeline.verify import RepairReport, VerifyReport, repair, verify
 from hugflow_ray.settings import Settings

@@ -16,11 +16,11 @@ from enum import StrEnum
 from pathlib import Path
 
 from hugflow_ray.catalog import manager
+from hugflow_ray.copies import store
 from hugflow_ray.core.naming import dataset_dir_name
 from hugflow_ray.core.request import AddRequest, RemoveRequest, load_request
 from hugflow_ray.core.tiers import Decision, PlannedEntry, Presence
 from hugflow_ray.errors import HugflowError
-from hugflow_ray.pipeline import store
 from hugflow_ray.pipeline.sync import sync
 from hugflow_ray.settings import Settings
 

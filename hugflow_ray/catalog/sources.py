@@ -22,13 +22,13 @@ import pyarrow.parquet as pq
 
 from hugflow_ray.adapters.urls import fetch_url
 from hugflow_ray.catalog.archives import COMPLETE_MARKER, extract
+from hugflow_ray.copies import store
+from hugflow_ray.copies.locks import DatasetLock
+from hugflow_ray.copies.status import read_status_or_none, write_status
 from hugflow_ray.core.catalog import CatalogEntry, UrlSource
 from hugflow_ray.core.licences import LicenceVerdict
 from hugflow_ray.core.records import DatasetIdentity, DatasetState, DatasetStatus
 from hugflow_ray.errors import CatalogError, DamagedStateError, HugflowError, RepairError
-from hugflow_ray.pipeline import store
-from hugflow_ray.pipeline.locks import DatasetLock
-from hugflow_ray.pipeline.status import read_status_or_none, write_status
 from hugflow_ray.pipeline.sync import SyncReport
 from hugflow_ray.pipeline.verify import ChangedFile, MissingFile, VerifyReport, file_sha256, safe_files
 from hugflow_ray.settings import Settings

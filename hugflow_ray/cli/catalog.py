@@ -169,8 +169,8 @@ def verify(
 ) -> None:
     """Re-hash every file of a copy against its ledger's sha256: list missing, changed and unexpected files; exit 1
     when anything is wrong (after --repair: when the repair did not make it whole)."""
+    from hugflow_ray.copies import store
     from hugflow_ray.executors.default import release_ray
-    from hugflow_ray.pipeline import store
 
     settings = options.settings()
     if (name is None) == (not every):

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import soundfile
 
-from hugflow_ray.pipeline.store import status
+from hugflow_ray.copies.store import status
 from hugflow_ray.pipeline.sync import sync
 from hugflow_ray.settings import load_settings
 

@@ -277,7 +277,7 @@ def status(
     as_json: options.AsJson = False,
 ) -> None:
     """Show the datasets under STORAGE_ROOT (or one dataset's failed rows)."""
-    from hugflow_ray.pipeline import store
+    from hugflow_ray.copies import store
     from hugflow_ray.pipeline.progress import read_progress
 
     settings = options.settings()
@@ -329,7 +329,7 @@ def status(
 @app.command()
 def remove(file: Annotated[Path, typer.Argument(help="A remove request (requests/remove/*.yaml).")]) -> None:
     """Delete a dataset copy: files, manifests, ledger, progress file and processed symlink."""
-    from hugflow_ray.pipeline.store import remove as remove_dataset
+    from hugflow_ray.copies.store import remove as remove_dataset
 
     report = remove_dataset(file, options.settings())
     typer.echo(f"removed {report.dataset_name}:")

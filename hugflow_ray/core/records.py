@@ -2,7 +2,7 @@
 
 One row schema: :class:`RowRecord` is what the converter produces (inside a :class:`ConvertedRow`, with the bytes
 to write), what the writer writes and the ledger keeps, and what status and the CLI read back. Its Arrow form is
-derived from these fields in one place (:mod:`hugflow_ray.pipeline.batches`).
+derived from these fields in one place (:mod:`hugflow_ray.copies.batches`).
 """
 
 from __future__ import annotations

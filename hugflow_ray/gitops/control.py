@@ -24,6 +24,10 @@ from pathlib import Path
 from hugflow_ray.adapters.github import PullRequestClient
 from hugflow_ray.adapters.hub import Hub
 from hugflow_ray.adapters.slack import Slack
+from hugflow_ray.copies import store
+from hugflow_ray.copies.ledger import Ledger, LedgerMismatchError
+from hugflow_ray.copies.locks import DatasetLock
+from hugflow_ray.copies.status import read_status_or_none, status_version
 from hugflow_ray.core.naming import dataset_dir_name
 from hugflow_ray.core.plan import Plan
 from hugflow_ray.core.records import DatasetState, DatasetStatus
@@ -31,13 +35,9 @@ from hugflow_ray.core.request import AddRequest, LocalRef, RemoveRequest, Reques
 from hugflow_ray.drivers.base import Driver, DriverRun, default_driver
 from hugflow_ray.errors import CIError, GitHubError, HugflowError, LicenceError, RequestError
 from hugflow_ray.gitops import comments, gate
-from hugflow_ray.pipeline import store
 from hugflow_ray.pipeline.download import source_peak
-from hugflow_ray.pipeline.ledger import Ledger, LedgerMismatchError
-from hugflow_ray.pipeline.locks import DatasetLock
 from hugflow_ray.pipeline.plan import check_licence, licence_verdict, make_plan
 from hugflow_ray.pipeline.progress import read_progress
-from hugflow_ray.pipeline.status import read_status_or_none, status_version
 from hugflow_ray.settings import Settings
 from hugflow_ray.utils.humanize import duration, human_size
 from hugflow_ray.utils.redact import redact

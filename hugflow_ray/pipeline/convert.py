@@ -16,11 +16,11 @@ import pyarrow as pa
 
 from hugflow_ray.codec import audio
 from hugflow_ray.codec.audio import SafePathResolver
+from hugflow_ray.copies.batches import converted_to_table
 from hugflow_ray.core import naming, sidecar
 from hugflow_ray.core.encoding import EncoderSettings
 from hugflow_ray.core.records import ConvertedRow, RowColumn, RowRecord, RowStatus
 from hugflow_ray.errors import AudioError
-from hugflow_ray.pipeline.batches import converted_to_table
 from hugflow_ray.pipeline.readers.parts import MP3_NAME, PART
 from hugflow_ray.utils import atomic, failpoints
 

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
+from hugflow_ray.copies.layout import progress_path
+from hugflow_ray.copies.ledger import Ledger, id_ranges
 from hugflow_ray.core.records import DatasetState, Progress
 from hugflow_ray.core.throughput import eta_seconds, per_second
-from hugflow_ray.pipeline.ledger import Ledger, id_ranges
 from hugflow_ray.settings import Settings
 from hugflow_ray.utils import atomic, failpoints
 from hugflow_ray.utils.safe_paths import read_small
@@ -21,10 +22,6 @@ from hugflow_ray.utils.safe_paths import read_small
 log = logging.getLogger(__name__)
 
 MAX_PROGRESS_BYTES = 1 << 20  # a progress file is a few hundred bytes
-
-
-def progress_path(state_dir: Path, dataset_name: str) -> Path:
-    return state_dir / "progress" / f"{dataset_name}.json"
 
 
 def write_progress(state_dir: Path, progress: Progress) -> None:

@@ -28,6 +28,11 @@ from typing import ClassVar
 import numpy as np
 
 from hugflow_ray.adapters.hub import Hub
+from hugflow_ray.copies import manifests, store
+from hugflow_ray.copies.ledger import Ledger, LedgerDamagedError, LedgerMismatchError, LedgerSummary
+from hugflow_ray.copies.locks import DatasetLock
+from hugflow_ray.copies.part_rows import PartRows
+from hugflow_ray.copies.status import read_status, read_status_or_none, write_status
 from hugflow_ray.core import naming
 from hugflow_ray.core.licences import LicenceVerdict
 from hugflow_ray.core.plan import Plan
@@ -36,12 +41,8 @@ from hugflow_ray.core.request import AddRequest, HubRef, request_of_kind
 from hugflow_ray.errors import DamagedStateError, HugflowError, Interrupted, SyncError
 from hugflow_ray.executors.base import Executor, Reads, RunResult, Steps
 from hugflow_ray.executors.default import default_executor
-from hugflow_ray.pipeline import manifests, store
 from hugflow_ray.pipeline.convert import RowConverter
 from hugflow_ray.pipeline.download import PartDownloads, window
-from hugflow_ray.pipeline.ledger import Ledger, LedgerDamagedError, LedgerMismatchError, LedgerSummary
-from hugflow_ray.pipeline.locks import DatasetLock
-from hugflow_ray.pipeline.part_rows import PartRows
 from hugflow_ray.pipeline.plan import check_licence, licence_verdict, make_plan, with_columns
 from hugflow_ray.pipeline.progress import ProgressCallback, ProgressReporter
 from hugflow_ray.pipeline.readers.parts import (
@@ -56,7 +57,6 @@ from hugflow_ray.pipeline.readers.parts import (
     split_shape,
     units_per_part,
 )
-from hugflow_ray.pipeline.status import read_status, read_status_or_none, write_status
 from hugflow_ray.pipeline.writer import DatasetWriter
 from hugflow_ray.settings import Settings
 from hugflow_ray.utils.failpoints import failpoint

@@ -7,7 +7,7 @@ verified too: the check covers the rows its ledger holds, and the report says th
 
 :func:`repair` makes such a copy whole again with the machinery a resume already has: rows not in the ledger are
 converted by the next sync, with the same bytes and names. So it drops exactly the bad rows (a file missing or
-changed) from the ledger (:meth:`~hugflow_ray.pipeline.ledger.Ledger.drop_rows`, crash-safe), deletes their
+changed) from the ledger (:meth:`~hugflow_ray.copies.ledger.Ledger.drop_rows`, crash-safe), deletes their
 remaining files and the unexpected ones, and runs the sync of the copy, which converts exactly those rows.
 
 The request a re-sync needs is rebuilt from the ledger's fingerprint (``.hugflow/meta.json``), the record a
@@ -31,6 +31,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol, TypeVar
 
+from hugflow_ray.copies.ledger import Ledger, LedgerDamagedError
+from hugflow_ray.copies.locks import DatasetLock
+from hugflow_ray.copies.status import read_status, write_status
+from hugflow_ray.copies.store import dataset_dir_of, write_measured_status
 from hugflow_ray.core import naming
 from hugflow_ray.core.licences import LicenceVerdict
 from hugflow_ray.core.plan import FORMAT_VERSION
@@ -38,11 +42,7 @@ from hugflow_ray.core.records import DatasetState, RowColumn, RowRecord, RowStat
 from hugflow_ray.core.request import DEFAULT_AUDIO_COLUMN, DEFAULT_TEXT_COLUMN, AddRequest, HubRef, LocalRef
 from hugflow_ray.errors import DamagedStateError, RepairError
 from hugflow_ray.executors.base import Executor
-from hugflow_ray.pipeline.ledger import Ledger, LedgerDamagedError
-from hugflow_ray.pipeline.locks import DatasetLock
 from hugflow_ray.pipeline.progress import ProgressCallback
-from hugflow_ray.pipeline.status import read_status, write_status
-from hugflow_ray.pipeline.store import dataset_dir_of, write_measured_status
 from hugflow_ray.pipeline.sync import SyncReport, sync
 from hugflow_ray.settings import Settings
 from hugflow_ray.utils.safe_paths import UnsafePathError, inside, open_regular, real_directory

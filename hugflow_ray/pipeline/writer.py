@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from hugflow_ray.copies.batches import table_to_converted
+from hugflow_ray.copies.ledger import Ledger
 from hugflow_ray.core import naming
 from hugflow_ray.core.records import RowStatus
-from hugflow_ray.pipeline.batches import table_to_converted
-from hugflow_ray.pipeline.ledger import Ledger
 from hugflow_ray.utils import atomic
 from hugflow_ray.utils.failpoints import failpoint
 
@@ -38,7 +38,7 @@ class DatasetWriter:
         self._folders: set[Path] = set()  # the audio folders (one per part) this writer has made
 
     def write_batch(self, batch: pa.Table) -> tuple[int, int]:
-        """Write a converted batch (:func:`~hugflow_ray.pipeline.batches.converted_to_table`); returns its rows and
+        """Write a converted batch (:func:`~hugflow_ray.copies.batches.converted_to_table`); returns its rows and
         row errors.
 
         The batch's files are made durable together (one filesystem sync per phase, not an fsync per file), and

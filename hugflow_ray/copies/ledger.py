@@ -25,8 +25,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from hugflow_ray.copies.batches import LEDGER_SCHEMA, records_to_table, table_to_records
 from hugflow_ray.core.records import RowColumn, RowRecord, RowStatus
-from hugflow_ray.pipeline.batches import LEDGER_SCHEMA, records_to_table, table_to_records
 from hugflow_ray.utils import atomic
 from hugflow_ray.utils.failpoints import failpoint
 from hugflow_ray.utils.safe_paths import UnsafePathError, open_regular, read_small

@@ -8,14 +8,14 @@ import shutil
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from hugflow_ray.copies.layout import progress_path
+from hugflow_ray.copies.ledger import Ledger, LedgerDamagedError
+from hugflow_ray.copies.locks import DatasetLock
+from hugflow_ray.copies.status import read_status, status_file_size, write_sized_status
 from hugflow_ray.core.naming import dataset_dir_name
 from hugflow_ray.core.records import DatasetIdentity, DatasetState, DatasetStatus, RowRecord, RowStatus
 from hugflow_ray.core.request import RemoveRequest, request_of_kind
 from hugflow_ray.errors import DamagedStateError, DatasetNotFoundError, SyncError
-from hugflow_ray.pipeline.ledger import Ledger, LedgerDamagedError
-from hugflow_ray.pipeline.locks import DatasetLock
-from hugflow_ray.pipeline.progress import progress_path
-from hugflow_ray.pipeline.status import read_status, status_file_size, write_sized_status
 from hugflow_ray.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -10,9 +10,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from hugflow_ray.copies.batches import LEDGER_SCHEMA
+from hugflow_ray.copies.ledger import Ledger
 from hugflow_ray.core.records import RowColumn, RowStatus
-from hugflow_ray.pipeline.batches import LEDGER_SCHEMA
-from hugflow_ray.pipeline.ledger import Ledger
 from hugflow_ray.utils import atomic
 
 MANIFEST_PARQUET = "manifest.parquet"
