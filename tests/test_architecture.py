@@ -144,6 +144,26 @@ def violations(package_dir: Path) -> list[str]:
     return found
 
 
+# Calls the package never makes, and why.
+BANNED_CALLS = {
+    "read_table": "reads parquet through Arrow's dataset scanner, whose threads can abort the process at exit: "
+                  "use copies.batches.read_parquet",
+}
+
+
+def banned_calls(package_dir: Path) -> list[str]:
+    """Every call in ``package_dir`` of a name in :data:`BANNED_CALLS` (``pq.read_table(...)`` or ``read_table(...)``)."""
+    found = []
+    for path in sorted(package_dir.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.Call):
+                name = getattr(node.func, "attr", getattr(node.func, "id", None))
+                if name in BANNED_CALLS:
+                    found.append(f"{PACKAGE}/{path.relative_to(package_dir)}:{node.lineno}: {name}: "
+                                 f"{BANNED_CALLS[name]}")
+    return found
+
+
 def circles(package_dir: Path) -> list[list[str]]:
     """The modules of ``package_dir`` that import each other round in a circle (lazy imports too), one list per
     circle (a strongly connected group of the import graph)."""
@@ -193,6 +213,14 @@ def test_no_modules_import_each_other_round_in_a_circle(tmp_path: Path) -> None:
 
 def test_the_package_keeps_its_layers() -> None:
     assert violations(ROOT / PACKAGE) == []
+
+
+def test_the_package_makes_no_banned_call(tmp_path: Path) -> None:
+    assert banned_calls(ROOT / PACKAGE) == []
+    (tmp_path / "copies").mkdir()
+    (tmp_path / "copies" / "leak.py").write_text("import pyarrow.parquet as pq\nt = pq.read_table('x')\n")
+    (found,) = banned_calls(tmp_path)
+    assert found.startswith(f"{PACKAGE}/copies/leak.py:2: read_table:") and "read_parquet" in found
 
 
 @pytest.mark.parametrize(

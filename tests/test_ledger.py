@@ -188,3 +188,16 @@ def test_the_manifests_are_read_a_part_at_a_time_and_their_bytes_do_not_depend_o
     manifests.write_manifests(tmp_path)
     assert (tmp_path / manifests.MANIFEST_PARQUET).read_bytes() == parquet
     assert (tmp_path / manifests.MANIFEST_JSONL).read_bytes() == jsonl
+
+
+def test_a_parquet_state_file_reads_as_the_schema_says_a_missing_column_as_nulls(tmp_path: Path) -> None:
+    from hugflow_ray.copies.batches import read_parquet
+
+    schema = pa.schema([("row_id", pa.int64()), ("sha256", pa.string()), ("duration", pa.float64())])
+    pq.write_table(pa.table({"duration": pa.array([1, 2], pa.int32()), "row_id": [7, 8], "extra": ["a", "b"]}),
+                   tmp_path / "old.parquet")
+    table = read_parquet(tmp_path / "old.parquet", schema)
+    assert table.schema == schema and table.to_pylist() == [
+        {"row_id": 7, "sha256": None, "duration": 1.0}, {"row_id": 8, "sha256": None, "duration": 2.0}]
+    assert read_parquet(tmp_path / "old.parquet", schema, ["sha256", "row_id"]).column_names == ["sha256", "row_id"]
+    assert read_parquet(tmp_path / "old.parquet").column_names == ["duration", "row_id", "extra"]

@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 from hugflow_ray.adapters.urls import fetch_url
 from hugflow_ray.catalog.archives import COMPLETE_MARKER, extract
 from hugflow_ray.copies import store
+from hugflow_ray.copies.batches import read_parquet
 from hugflow_ray.copies.locks import DatasetLock
 from hugflow_ray.copies.status import read_status_or_none, write_status
 from hugflow_ray.core.catalog import CatalogEntry, UrlSource
@@ -113,7 +114,7 @@ def read_index(dataset_dir: Path) -> list[KeptFile]:
         if fd is None:
             raise OSError("not a regular file (a link, a folder, a FIFO...)")
         with os.fdopen(fd, "rb") as f:
-            rows = pq.read_table(f, schema=INDEX_SCHEMA).to_pylist()
+            rows = read_parquet(f, INDEX_SCHEMA).to_pylist()
         return [KeptFile(**row) for row in rows]
     except (OSError, pa.ArrowException, TypeError) as e:
         raise DamagedStateError(f"{path}, the index of the kept copy {dataset_dir.name}, cannot be read ({e}); remove "

@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from hugflow_ray.copies.batches import LEDGER_SCHEMA, records_to_table, table_to_records
+from hugflow_ray.copies.batches import LEDGER_SCHEMA, read_parquet, records_to_table, table_to_records
 from hugflow_ray.core.records import RowColumn, RowRecord, RowStatus
 from hugflow_ray.utils import atomic
 from hugflow_ray.utils.failpoints import failpoint
@@ -58,7 +58,7 @@ def _read_part(path: Path, columns: list[str] | None) -> pa.Table | None:
         if fd is None:
             raise OSError(f"{path.name} is not a regular file (a link, a folder, a FIFO...)")
         with os.fdopen(fd, "rb") as f:
-            return pq.read_table(f, columns=columns, schema=LEDGER_SCHEMA)
+            return read_parquet(f, LEDGER_SCHEMA, columns)
     except (pa.ArrowException, OSError) as e:
         log.warning("ledger part %s cannot be read (%s); its rows count as not finished", path, e)
         return None

@@ -40,6 +40,7 @@ import pyarrow.ipc
 import pyarrow.json
 import pyarrow.parquet as pq
 
+from hugflow_ray.copies.batches import read_parquet
 from hugflow_ray.core import naming
 from hugflow_ray.core.records import RowColumn
 from hugflow_ray.errors import PlanError
@@ -433,7 +434,7 @@ def _read_metadata(path: Path) -> pa.Table:
     if path.name.endswith(".jsonl"):
         return pa.Table.from_pylist([json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()
                                      if line.strip()])
-    return pq.read_table(path)
+    return read_parquet(path)
 
 
 def _read_tabular_slice(part: OpenedPart, start: int, stop: int, block_bytes: int
