@@ -164,6 +164,28 @@ def banned_calls(package_dir: Path) -> list[str]:
     return found
 
 
+# What only copies/layout.py spells: the roots' joins, and a copy's own names.
+ROOTS = ("storage_root", "state_dir", "processed_root")
+COPY_NAMES = (".hugflow", "status.json", "meta.json", "part_rows.jsonl", "files.parquet", "manifest.parquet",
+              "manifest.jsonl")
+
+
+def spelled_paths(package_dir: Path) -> list[str]:
+    """Every place outside ``copies/layout.py`` that joins a path to a root (``settings.storage_root / name``) or
+    spells one of a copy's own names."""
+    found = []
+    for path in sorted(package_dir.rglob("*.py")):
+        if path.relative_to(package_dir).as_posix() == "copies/layout.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            joined = (isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div)
+                      and getattr(node.left, "attr", None) in ROOTS)
+            named = isinstance(node, ast.Constant) and node.value in COPY_NAMES
+            if joined or named:
+                found.append(f"{PACKAGE}/{path.relative_to(package_dir)}:{node.lineno}: {ast.unparse(node)}")
+    return found
+
+
 def circles(package_dir: Path) -> list[list[str]]:
     """The modules of ``package_dir`` that import each other round in a circle (lazy imports too), one list per
     circle (a strongly connected group of the import graph)."""
@@ -213,6 +235,15 @@ def test_no_modules_import_each_other_round_in_a_circle(tmp_path: Path) -> None:
 
 def test_the_package_keeps_its_layers() -> None:
     assert violations(ROOT / PACKAGE) == []
+
+
+def test_only_the_layout_spells_where_a_copy_and_its_state_live(tmp_path: Path) -> None:
+    assert spelled_paths(ROOT / PACKAGE) == []
+    (tmp_path / "copies").mkdir()
+    (tmp_path / "copies" / "layout.py").write_text("s = settings.storage_root / 'x'\n")
+    (tmp_path / "copies" / "leak.py").write_text("a = settings.state_dir / 'locks'\nb = root / '.hugflow'\n")
+    assert spelled_paths(tmp_path) == [f"{PACKAGE}/copies/leak.py:1: settings.state_dir / 'locks'",
+                                       f"{PACKAGE}/copies/leak.py:2: '.hugflow'"]
 
 
 def test_the_package_makes_no_banned_call(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from hugflow_ray.adapters.hub import Hub
 from hugflow_ray.catalog import manager, reconcile
 from hugflow_ray.catalog.manager import Outcome
 from hugflow_ray.cli.main import app
+from hugflow_ray.copies.layout import URL_SOURCES, StoreLayout
 from hugflow_ray.copies.store import status as store_status
 from hugflow_ray.core.catalog import GB
 from hugflow_ray.core.request import load_request
@@ -154,8 +155,8 @@ def test_a_tier_comes_in_by_priority_within_the_budget_and_a_second_apply_touche
     assert {str(p.relative_to(kept)) for p in kept.rglob("*") if p.is_file()} == {"song1.mid", "sub/song2.mid"}
     assert (kept / "sub" / "song2.mid").read_bytes() == MIDI["midi/sub/song2.mid"]
     assert copies["catalog__midi"].rows_total == 2, "a kept copy's rows are its files"
-    assert not (settings.storage_root / manager.SOURCES_DIR).exists() or not any(
-        (settings.storage_root / manager.SOURCES_DIR).iterdir()), "downloads are deleted once their copy is complete"
+    assert not (settings.storage_root / URL_SOURCES).exists() or not any(
+        (settings.storage_root / URL_SOURCES).iterdir()), "downloads are deleted once their copy is complete"
 
     before = _files(settings.storage_root)
     again: list[str] = []
@@ -187,7 +188,7 @@ def test_a_url_source_that_fails_its_checksum_fails_alone_and_leaves_nothing(
     assert results["bad"].outcome is Outcome.FAILED and not report.ok
     actual = hashlib.sha256(sources.files["/midi-again.zip"]).hexdigest()
     assert wrong in results["bad"].detail and actual in results["bad"].detail
-    bad_source = settings.storage_root / manager.SOURCES_DIR / "bad"
+    bad_source = StoreLayout.of(settings).url_source("bad")
     assert not bad_source.exists(), "nothing to resume: the failed entry's working folder is gone, not budgeted"
     assert (settings.storage_root / "catalog__bad" / "files").exists() is False
 
@@ -274,6 +275,7 @@ def test_reconcile_brings_in_removes_and_lists_unmanaged_and_a_second_run_has_no
     assert result.exit_code == 0, result.output
     assert "nothing to do: 2 in place" in result.output
     assert "unmanaged someone-elses" in result.output
+
 
 
 def test_catalog_cli_plan_and_status_print_the_plan_and_the_budget(settings: Settings, sources: Sources,

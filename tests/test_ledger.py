@@ -9,6 +9,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+import pytest
 
 from hugflow_ray.copies.ledger import Ledger, _rewritten_name
 from hugflow_ray.core.records import RowRecord, RowStatus
@@ -156,6 +157,7 @@ def test_the_manifests_are_read_a_part_at_a_time_and_their_bytes_do_not_depend_o
 ) -> None:
     """Written in fixed row groups from the parts in row order; parts a crash left overlapping are read together."""
     from hugflow_ray.copies import manifests
+    from hugflow_ray.copies.layout import MANIFEST_JSONL, MANIFEST_PARQUET
 
     monkeypatch.setattr(manifests, "GROUP_ROWS", 4)
     ledger = ledger_of_parts(tmp_path, (10, 0, 5), 5, manifest_record)
@@ -170,24 +172,24 @@ def test_the_manifests_are_read_a_part_at_a_time_and_their_bytes_do_not_depend_o
     monkeypatch.setattr(Ledger, "sorted_parts", counted)
     assert manifests.write_manifests(tmp_path) == 13
     assert read == [5, 5, 5], "one part at a time"
-    manifest = pq.read_table(tmp_path / manifests.MANIFEST_PARQUET)
+    manifest = pq.read_table(tmp_path / MANIFEST_PARQUET)
     assert manifest.column("row_id").to_pylist() == [i for i in range(15) if i % 7 != 6]
-    assert pq.ParquetFile(tmp_path / manifests.MANIFEST_PARQUET).metadata.num_row_groups == 4
-    lines = [json.loads(line) for line in (tmp_path / manifests.MANIFEST_JSONL).read_text().splitlines()]
+    assert pq.ParquetFile(tmp_path / MANIFEST_PARQUET).metadata.num_row_groups == 4
+    lines = [json.loads(line) for line in (tmp_path / MANIFEST_JSONL).read_text().splitlines()]
     assert lines[:2] == [{"audio_filepath": "audio/00000/0.mp3", "duration": 0.5, "text": "words 0"},
                          {"audio_filepath": "audio/00000/1.mp3", "duration": 1.5, "text": ""}]
-    parquet = (tmp_path / manifests.MANIFEST_PARQUET).read_bytes()
-    jsonl = (tmp_path / manifests.MANIFEST_JSONL).read_bytes()
+    parquet = (tmp_path / MANIFEST_PARQUET).read_bytes()
+    jsonl = (tmp_path / MANIFEST_JSONL).read_bytes()
 
     ledger.append([manifest_record(i) for i in range(3, 8)])  # overlapping parts, as a crash mid-compaction leaves
     read.clear()
     manifests.write_manifests(tmp_path)
     assert read == [15], "overlapping parts are read together, each row once"
-    assert (tmp_path / manifests.MANIFEST_PARQUET).read_bytes() == parquet
+    assert (tmp_path / MANIFEST_PARQUET).read_bytes() == parquet
     ledger.compact()
     manifests.write_manifests(tmp_path)
-    assert (tmp_path / manifests.MANIFEST_PARQUET).read_bytes() == parquet
-    assert (tmp_path / manifests.MANIFEST_JSONL).read_bytes() == jsonl
+    assert (tmp_path / MANIFEST_PARQUET).read_bytes() == parquet
+    assert (tmp_path / MANIFEST_JSONL).read_bytes() == jsonl
 
 
 def test_a_parquet_state_file_reads_as_the_schema_says_a_missing_column_as_nulls(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 from hugflow_ray.adapters.hub import Hub
 from hugflow_ray.catalog import sources
 from hugflow_ray.copies import store
+from hugflow_ray.copies.layout import StoreLayout
 from hugflow_ray.copies.status import read_status, read_status_or_none
 from hugflow_ray.copies.store import dataset_dir_of
 from hugflow_ray.core.catalog import GB, Catalog, CatalogEntry, DataKind, UrlSource, load_catalog
@@ -36,7 +37,6 @@ from hugflow_ray.utils.humanize import gigabytes
 
 log = logging.getLogger(__name__)
 
-SOURCES_DIR = ".sources"  # verified downloads and extractions of URL sources, under STORAGE_ROOT until synced
 
 
 def entry_dataset_name(entry: CatalogEntry) -> str:
@@ -77,7 +77,7 @@ def presence(settings: Settings, dataset_name: str, *, pinned: str | None = None
         pinned: the source identity the copy must have (a URL source's sha256): a copy recorded with another is
             outdated, whatever its state.
     """
-    dataset_dir = settings.storage_root / dataset_name
+    dataset_dir = StoreLayout.of(settings).copy(dataset_name).root
     if not dataset_dir.is_dir() or dataset_dir.is_symlink():
         return Presence.ABSENT, 0
     current = read_status_or_none(dataset_dir)
@@ -288,7 +288,7 @@ def sync_entry(settings: Settings, entry: CatalogEntry, *, verdict: LicenceVerdi
             raise CatalogError("a Hub source is synced as audio", fix="Remove 'data: files' or use a URL source.",
                                field=f"{entry.name}.data")
         return sync(_request(entry, source), settings, owner=owner, licence=verdict)
-    root = settings.storage_root / SOURCES_DIR / entry.name
+    root = StoreLayout.of(settings).url_source(entry.name)
     try:
         if entry.data is DataKind.FILES:
             return sources.sync_files(settings, entry, catalog_dir_name(entry.name), root, licence=verdict,
@@ -395,8 +395,9 @@ def repair_copy(settings: Settings, name: str, report: VerifyReport, *, catalog:
     if entry is None:
         return repair(settings, name, report=report)
     assert isinstance(entry.source, UrlSource)
-    root = settings.storage_root / SOURCES_DIR / entry.name
-    if sources.is_kept(settings.storage_root / name):
+    layout = StoreLayout.of(settings)
+    root = layout.url_source(entry.name)
+    if sources.is_kept(layout.copy(name).root):
         touched = sources.repair_files(settings, entry, name, root, report)
         return RepairReport(dataset_name=name, rows_dropped=[f.row_id for f in [*report.missing, *report.changed]],
                             files_removed=touched, sync=None)

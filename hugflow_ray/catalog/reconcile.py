@@ -17,6 +17,7 @@ from pathlib import Path
 
 from hugflow_ray.catalog import manager
 from hugflow_ray.copies import store
+from hugflow_ray.copies.layout import StoreLayout
 from hugflow_ray.core.naming import dataset_dir_name
 from hugflow_ray.core.request import AddRequest, RemoveRequest, load_request
 from hugflow_ray.core.tiers import Decision, PlannedEntry, Presence
@@ -109,7 +110,7 @@ def plan(settings: Settings, *, requests_dir: Path = Path("requests"), tier: str
             else:
                 left_out.append(planned)
     removals_steps = [Step(Action.REMOVE, dataset_dir_name(r.dataset), str(p), request=p) for p, r in removals
-                      if (settings.storage_root / dataset_dir_name(r.dataset)).exists()]
+                      if StoreLayout.of(settings).copy(dataset_dir_name(r.dataset)).root.exists()]
     on_disk = sorted(p.name for p in settings.storage_root.iterdir()
                      if p.is_dir() and not p.name.startswith(".")) if settings.storage_root.is_dir() else []
     unmanaged = [name for name in on_disk if name not in desired and name not in removed]

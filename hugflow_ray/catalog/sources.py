@@ -24,6 +24,7 @@ from hugflow_ray.adapters.urls import fetch_url
 from hugflow_ray.catalog.archives import COMPLETE_MARKER, extract
 from hugflow_ray.copies import store
 from hugflow_ray.copies.batches import read_parquet
+from hugflow_ray.copies.layout import FILES_DIR, CopyLayout, StoreLayout
 from hugflow_ray.copies.locks import DatasetLock
 from hugflow_ray.copies.status import read_status_or_none, write_status
 from hugflow_ray.core.catalog import CatalogEntry, UrlSource
@@ -36,8 +37,6 @@ from hugflow_ray.settings import Settings
 from hugflow_ray.utils import atomic
 from hugflow_ray.utils.safe_paths import inside, open_regular, real_directory
 
-FILES_DIR = "files"
-FILES_INDEX = "files.parquet"  # under .hugflow/
 FILES_SPLIT = "files"  # the identity's split of a kept copy: it has no rows, only files
 EXTRACTION_SLACK = 2  # an archive may expand to twice the larger of its declared sizes, no more
 DEFAULT_FILE_NAME = "download"
@@ -96,17 +95,13 @@ class KeptFile:
     sha256: str
 
 
-def index_path(dataset_dir: Path) -> Path:
-    return dataset_dir / ".hugflow" / FILES_INDEX
-
-
 def read_index(dataset_dir: Path) -> list[KeptFile]:
     """The kept copy's index (empty when it has none).
 
     Raises:
         DamagedStateError: it cannot be read (the way out: remove the copy and apply the tier again).
     """
-    path = index_path(dataset_dir)
+    path = CopyLayout(dataset_dir).files_index
     if not os.path.lexists(path):
         return []
     fd = open_regular(path)
@@ -123,7 +118,7 @@ def read_index(dataset_dir: Path) -> list[KeptFile]:
 
 def is_kept(dataset_dir: Path) -> bool:
     """Whether the copy holds files kept as they are (rather than MP3 + JSON rows)."""
-    return index_path(dataset_dir).exists()
+    return CopyLayout(dataset_dir).files_index.exists()
 
 
 def sync_files(settings: Settings, entry: CatalogEntry, dataset_name: str, root: Path, *, licence: LicenceVerdict,
@@ -136,7 +131,8 @@ def sync_files(settings: Settings, entry: CatalogEntry, dataset_name: str, root:
     assert isinstance(entry.source, UrlSource)
     source = entry.source
     started = time.perf_counter()
-    dataset_dir = settings.storage_root / dataset_name
+    layout = StoreLayout.of(settings).copy(dataset_name)
+    dataset_dir = layout.root
     identity = DatasetIdentity(name=dataset_name, source=source.url, sha=source.sha256, subset=None,
                                split=FILES_SPLIT, license=licence.licence)
     with DatasetLock(settings.state_dir, dataset_name, owner=owner):
@@ -145,7 +141,7 @@ def sync_files(settings: Settings, entry: CatalogEntry, dataset_name: str, root:
                 and is_kept(dataset_dir)):
             return _report(dataset_dir, current, started, already=True)
         status = DatasetStatus(identity, DatasetState.SYNCING, rows_total=0)
-        (dataset_dir / ".hugflow").mkdir(parents=True, exist_ok=True)
+        layout.state.mkdir(parents=True, exist_ok=True)
         write_status(dataset_dir, status)
         try:
             data = fetch(entry, source, root)
@@ -155,7 +151,7 @@ def sync_files(settings: Settings, entry: CatalogEntry, dataset_name: str, root:
             raise
         (data / COMPLETE_MARKER).unlink(missing_ok=True)  # the extraction's own mark is not one of the files
         files = _index(data)
-        target = dataset_dir / FILES_DIR
+        target = layout.files
         if target.exists():
             shutil.rmtree(target)
         os.replace(data, target)
@@ -181,7 +177,7 @@ def write_index(dataset_dir: Path, files: list[KeptFile]) -> None:
     table = pa.Table.from_pylist([f.__dict__ for f in files], schema=INDEX_SCHEMA)
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink)
-    atomic.write_bytes(index_path(dataset_dir), sink.getvalue().to_pybytes())
+    atomic.write_bytes(CopyLayout(dataset_dir).files_index, sink.getvalue().to_pybytes())
 
 
 def _report(dataset_dir: Path, status: DatasetStatus, started: float, *, already: bool) -> SyncReport:
@@ -197,7 +193,7 @@ def verify_files(settings: Settings, name: str, dataset_dir: Path) -> VerifyRepo
     """Re-hash a kept copy's files against its index: missing, changed and unexpected files (a row is a file)."""
     started = time.perf_counter()
     with DatasetLock(settings.state_dir, name, owner="verify"):
-        root = dataset_dir / FILES_DIR
+        root = CopyLayout(dataset_dir).files
         index, unsafe = safe_files(root, read_index(dataset_dir))
         if (why := real_directory(root)) is not None:
             index, unsafe = [], [why]  # nothing is read through it
@@ -223,7 +219,7 @@ def repair_files(settings: Settings, entry: CatalogEntry, name: str, root: Path,
     """Put back a kept copy's missing and changed files from its source (downloaded and verified again) and delete
     the unexpected ones; returns the paths restored or removed."""
     assert isinstance(entry.source, UrlSource)
-    dataset_dir = settings.storage_root / name
+    dataset_dir = StoreLayout.of(settings).copy(name).root
     with DatasetLock(settings.state_dir, name, owner="repair"):
         if report.unsafe:
             raise RepairError(f"{name}: {report.unsafe[0]}; move the copy's own folder back (or remove the copy), "

@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import soundfile
 
+from hugflow_ray.copies.layout import StoreLayout
 from hugflow_ray.copies.store import status
 from hugflow_ray.pipeline.sync import sync
 from hugflow_ray.settings import load_settings
@@ -91,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"   MP3s:     {report.dataset_dir / 'audio'}")
     print(f"   JSONs:    {report.dataset_dir / 'json'}")
     print(f"   manifest: {report.manifest}")
-    print(f"   linked:   {settings.processed_root / report.dataset_name}")
+    print(f"   linked:   {StoreLayout.of(settings).processed_link(report.dataset_name)}")
     for row in status(settings):
         print(f"   status:   {row.state}, {row.rows_done}/{row.rows_total} rows, {row.row_errors} row errors")
     print(f"Run again to see a resume that finds nothing to do; `STORAGE_ROOT={settings.storage_root} hugflow "

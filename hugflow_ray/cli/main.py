@@ -13,6 +13,7 @@ import typer
 
 from hugflow_ray import __version__
 from hugflow_ray.cli import options
+from hugflow_ray.copies.layout import StoreLayout
 from hugflow_ray.core.records import DatasetState
 from hugflow_ray.errors import HugflowError, Interrupted, SettingsError
 from hugflow_ray.settings import load_settings
@@ -79,10 +80,11 @@ def validate(
 def init() -> None:
     """Create the storage, state and request directories."""
     settings = options.settings()
+    layout = StoreLayout.of(settings)
     for directory in (
         settings.storage_root,
-        settings.state_dir / "progress",
-        settings.state_dir / "locks",
+        layout.progress_files,
+        layout.locks,
         Path("requests/add"),
         Path("requests/remove"),
     ):

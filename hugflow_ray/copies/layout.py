@@ -1,9 +1,147 @@
-"""Where a copy's files and its state live."""
+"""Where a copy's files and its state live: the one place that spells a path under ``STORAGE_ROOT``,
+``STATE_DIR`` or ``PROCESSED_ROOT``.
+
+A copy (``STORAGE_ROOT/<name>/``) holds what its users read (``audio/``, ``json/``, the manifests; a kept copy's
+``files/``) and its own state under ``.hugflow/`` (the ledger, the status, the parts' row counts, a kept copy's
+index, the downloads in flight). The run state of the whole store (locks, progress files, staged rows, the PR
+workflow's scratch space) lives under ``STATE_DIR``; the processed links under ``PROCESSED_ROOT``.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from hugflow_ray.core import naming
+
+if TYPE_CHECKING:
+    from hugflow_ray.settings import Settings
+
+STATE = ".hugflow"  # a copy's own state, beside what its users read
+MANIFEST_PARQUET = "manifest.parquet"
+MANIFEST_JSONL = "manifest.jsonl"
+STATUS_FILE = "status.json"
+PART_ROWS_FILE = "part_rows.jsonl"
+LEDGER_DIR = "ledger"
+LEDGER_META = "meta.json"
+SOURCES_DIR = "sources"  # a Hub dataset's downloaded files, until their rows are in the ledger
+FILES_DIR = "files"  # a kept copy's files, as the source holds them
+FILES_INDEX = "files.parquet"  # a kept copy's index: every file's path, size and sha256
+URL_SOURCES = ".sources"  # under STORAGE_ROOT: a catalog URL source's verified downloads, until its copy is complete
+LOCKS_DIR = "locks"  # under STATE_DIR
+PROGRESS_DIR = "progress"  # under STATE_DIR
+
+
+@dataclass(frozen=True)
+class CopyLayout:
+    """Every path of one dataset copy."""
+
+    root: Path
+
+    @property
+    def name(self) -> str:
+        return self.root.name
+
+    @property
+    def audio(self) -> Path:
+        return self.root / naming.AUDIO_DIR
+
+    @property
+    def json(self) -> Path:
+        return self.root / naming.JSON_DIR
+
+    @property
+    def files(self) -> Path:
+        return self.root / FILES_DIR
+
+    @property
+    def manifest_parquet(self) -> Path:
+        return self.root / MANIFEST_PARQUET
+
+    @property
+    def manifest_jsonl(self) -> Path:
+        return self.root / MANIFEST_JSONL
+
+    @property
+    def state(self) -> Path:
+        return self.root / STATE
+
+    @property
+    def ledger(self) -> Path:
+        return self.state / LEDGER_DIR
+
+    @property
+    def ledger_meta(self) -> Path:
+        """The fingerprint the ledger was opened with."""
+        return self.state / LEDGER_META
+
+    @property
+    def status(self) -> Path:
+        return self.state / STATUS_FILE
+
+    @property
+    def part_rows(self) -> Path:
+        return self.state / PART_ROWS_FILE
+
+    @property
+    def sources(self) -> Path:
+        return self.state / SOURCES_DIR
+
+    @property
+    def files_index(self) -> Path:
+        return self.state / FILES_INDEX
+
+
+@dataclass(frozen=True)
+class StoreLayout:
+    """Where the copies and the store's run state live: the copies under ``storage_root``, locks, progress files and
+    scratch space under ``state_dir``, the processed links under ``processed_root``."""
+
+    storage_root: Path
+    state_dir: Path
+    processed_root: Path
+
+    @classmethod
+    def of(cls, settings: Settings) -> StoreLayout:
+        return cls(settings.storage_root, settings.state_dir, settings.processed_root)
+
+    def copy(self, name: str) -> CopyLayout:
+        return CopyLayout(self.storage_root / name)
+
+    def url_source(self, entry: str) -> Path:
+        """A catalog URL source's working folder (its downloads, its extraction), until its copy is complete."""
+        return self.storage_root / URL_SOURCES / entry
+
+    def lock(self, name: str) -> Path:
+        return lock_path(self.state_dir, name)
+
+    def progress(self, name: str) -> Path:
+        return progress_path(self.state_dir, name)
+
+    def processed_link(self, name: str) -> Path:
+        return self.processed_root / name
+
+    @property
+    def locks(self) -> Path:
+        return self.state_dir / LOCKS_DIR
+
+    @property
+    def progress_files(self) -> Path:
+        return self.state_dir / PROGRESS_DIR
+
+    def incoming(self, stem: str) -> Path:
+        """Rows handed in through the Python API, staged as a dataset of their own."""
+        return self.state_dir / "incoming" / stem
+
+    def ci_run(self, pr: int, head_sha: str) -> Path:
+        """The PR workflow's scratch space for one run of one pull request's head commit."""
+        return self.state_dir / "ci" / f"pr-{pr}" / head_sha[:12]
 
 
 def progress_path(state_dir: Path, dataset_name: str) -> Path:
-    return state_dir / "progress" / f"{dataset_name}.json"
+    return state_dir / PROGRESS_DIR / f"{dataset_name}.json"
+
+
+def lock_path(state_dir: Path, dataset_name: str) -> Path:
+    return state_dir / LOCKS_DIR / f"{dataset_name}.lock"

@@ -26,6 +26,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from hugflow_ray.copies.batches import LEDGER_SCHEMA, read_parquet, records_to_table, table_to_records
+from hugflow_ray.copies.layout import CopyLayout
 from hugflow_ray.core.records import RowColumn, RowRecord, RowStatus
 from hugflow_ray.utils import atomic
 from hugflow_ray.utils.failpoints import failpoint
@@ -80,9 +81,10 @@ class Ledger:
     """Append-only record of finished rows under ``<dataset dir>/.hugflow``."""
 
     def __init__(self, dataset_dir: Path) -> None:
-        self.root = dataset_dir / ".hugflow"
-        self.parts = self.root / "ledger"
-        self.meta_path = self.root / "meta.json"
+        layout = CopyLayout(dataset_dir)
+        self.root = layout.state
+        self.parts = layout.ledger
+        self.meta_path = layout.ledger_meta
 
     def open(self, fingerprint: dict[str, Any], *, restart: bool = False) -> LedgerSummary:
         """Start or resume: create the ledger, or check that it was made with the same ``fingerprint``; returns what

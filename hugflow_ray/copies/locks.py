@@ -10,6 +10,7 @@ import socket
 import stat
 from pathlib import Path
 
+from hugflow_ray.copies.layout import lock_path
 from hugflow_ray.errors import SyncError
 from hugflow_ray.utils import atomic
 from hugflow_ray.utils.safe_paths import read_small
@@ -24,7 +25,7 @@ class DatasetLock:
     """
 
     def __init__(self, state_dir: Path, dataset_name: str, *, owner: str) -> None:
-        self.path = state_dir / "locks" / f"{dataset_name}.lock"
+        self.path = lock_path(state_dir, dataset_name)
         self.holder_path = self.path.with_suffix(".holder.json")
         self.dataset_name = dataset_name
         self.owner = owner

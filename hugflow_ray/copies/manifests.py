@@ -11,12 +11,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from hugflow_ray.copies.batches import LEDGER_SCHEMA
+from hugflow_ray.copies.layout import CopyLayout
 from hugflow_ray.copies.ledger import Ledger
 from hugflow_ray.core.records import RowColumn, RowStatus
 from hugflow_ray.utils import atomic
 
-MANIFEST_PARQUET = "manifest.parquet"
-MANIFEST_JSONL = "manifest.jsonl"
 JSONL_BATCH_ROWS = 10000
 AUDIO_FILEPATH, DURATION, TEXT = "audio_filepath", "duration", "text"  # NeMo's manifest keys: what audio tools read
 # manifest.parquet's columns from the ledger's; manifest.jsonl holds NeMo's three
@@ -44,11 +43,11 @@ def write_manifests(dataset_dir: Path) -> int:
                 writer.write_table(group, row_group_size=GROUP_ROWS)
                 written += group.num_rows
 
-    parquet = dataset_dir / MANIFEST_PARQUET
+    parquet = CopyLayout(dataset_dir).manifest_parquet
     atomic.write_through(parquet, write_parquet)
     batches = pq.ParquetFile(parquet).iter_batches(batch_size=JSONL_BATCH_ROWS,
                                                    columns=[AUDIO_FILEPATH, DURATION, TEXT])
-    atomic.write_chunks(dataset_dir / MANIFEST_JSONL, _jsonl(batches))
+    atomic.write_chunks(CopyLayout(dataset_dir).manifest_jsonl, _jsonl(batches))
     return written
 
 

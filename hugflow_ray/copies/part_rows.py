@@ -18,11 +18,11 @@ import stat
 from collections.abc import Sequence
 from pathlib import Path
 
+from hugflow_ray.copies.layout import CopyLayout
 from hugflow_ray.utils.safe_paths import read_small
 
 log = logging.getLogger(__name__)
 
-PART_ROWS_FILE = "part_rows.jsonl"
 MAX_PART_ROWS_BYTES = 256 << 20  # ~100 bytes a part: a larger file is damage, never read whole
 
 
@@ -30,7 +30,7 @@ class PartRows:
     """The record of counted parts of one copy (see the module docstring)."""
 
     def __init__(self, dataset_dir: Path) -> None:
-        self.path = dataset_dir / ".hugflow" / PART_ROWS_FILE
+        self.path = CopyLayout(dataset_dir).part_rows
 
     def read(self, files: Sequence[Sequence[str]]) -> dict[int, int]:
         """Rows by part index, for the parts whose recorded files are ``files[part]``."""

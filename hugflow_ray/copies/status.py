@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 from stat import S_ISREG
 
+from hugflow_ray.copies.layout import CopyLayout
 from hugflow_ray.core.records import DatasetStatus
 from hugflow_ray.errors import DamagedStateError
 from hugflow_ray.utils import atomic
@@ -23,12 +24,11 @@ from hugflow_ray.utils.safe_paths import UnsafePathError, read_small
 
 log = logging.getLogger(__name__)
 
-STATUS_FILE = "status.json"
 MAX_STATUS_BYTES = 1 << 20  # a status is a few hundred bytes; a larger file is damage, not read whole
 
 
 def status_path(dataset_dir: Path) -> Path:
-    return dataset_dir / ".hugflow" / STATUS_FILE
+    return CopyLayout(dataset_dir).status
 
 
 def write_status(dataset_dir: Path, status: DatasetStatus) -> None:

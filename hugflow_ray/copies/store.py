@@ -8,7 +8,7 @@ import shutil
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from hugflow_ray.copies.layout import progress_path
+from hugflow_ray.copies.layout import StoreLayout
 from hugflow_ray.copies.ledger import Ledger, LedgerDamagedError
 from hugflow_ray.copies.locks import DatasetLock
 from hugflow_ray.copies.status import read_status, status_file_size, write_sized_status
@@ -26,7 +26,7 @@ def link_processed(settings: Settings, name: str, dataset_dir: Path) -> Path | N
 
     Problems (no permission, a foreign file in the way) are warnings: the data sync itself succeeded.
     """
-    link = settings.processed_root / name
+    link = StoreLayout.of(settings).processed_link(name)
     target = dataset_dir.resolve()
     try:
         if link.is_symlink():
@@ -161,19 +161,20 @@ def remove(source: Path | RemoveRequest, settings: Settings, *, owner: str = "re
     request = request_of_kind(source, RemoveRequest)
     name = dataset_dir_name(request.dataset)
     removed: list[str] = []
+    layout = StoreLayout.of(settings)
     with DatasetLock(settings.state_dir, name, owner=owner):
-        dataset_dir = settings.storage_root / name
+        dataset_dir = layout.copy(name).root
         if dataset_dir.is_symlink():
             dataset_dir.unlink()
             removed.append(str(dataset_dir))
         elif dataset_dir.is_dir():
             shutil.rmtree(dataset_dir)  # removes symlinks inside without following them
             removed.append(str(dataset_dir))
-        link = settings.processed_root / name
-        if link.is_symlink() and Path(os.readlink(link)) == (settings.storage_root / name).resolve():
+        link = layout.processed_link(name)
+        if link.is_symlink() and Path(os.readlink(link)) == dataset_dir.resolve():
             link.unlink()
             removed.append(str(link))
-        progress = progress_path(settings.state_dir, name)
+        progress = layout.progress(name)
         if os.path.lexists(progress):
             try:
                 progress.unlink()

@@ -25,6 +25,7 @@ from hugflow_ray.adapters.github import PullRequestClient
 from hugflow_ray.adapters.hub import Hub
 from hugflow_ray.adapters.slack import Slack
 from hugflow_ray.copies import store
+from hugflow_ray.copies.layout import StoreLayout
 from hugflow_ray.copies.ledger import Ledger, LedgerMismatchError
 from hugflow_ray.copies.locks import DatasetLock
 from hugflow_ray.copies.status import read_status_or_none, status_version
@@ -217,6 +218,7 @@ class _Job:
     def __init__(self, settings: Settings, event: gate.EventFacts, github: PullRequestClient,
                  reporter: _Reporter, driver: Driver, poll_seconds: float) -> None:
         self.settings, self.event, self.github, self.reporter = settings, event, github, reporter
+        self.layout = StoreLayout.of(settings)
         self.driver, self.poll_seconds = driver, poll_seconds
         self.owner = f"PR #{event.number} of {settings.github_repository}"
 
@@ -270,9 +272,9 @@ class _Job:
         self.reporter.notify(f"syncing `{plan.identity.source}` ({view.rows or '?'} rows, "
                              f"{human_size(view.download_bytes or 0)} to download) from `{path}`")
         started = time.monotonic()
-        before = status_version(self.settings.storage_root / plan.identity.name)
+        before = status_version(self.layout.copy(plan.identity.name).root)
         if run is None:
-            root = self.settings.state_dir / "ci" / f"pr-{self.event.number}" / self.event.head_sha[:12]
+            root = self.layout.ci_run(self.event.number, self.event.head_sha)
             (root / path).parent.mkdir(parents=True, exist_ok=True)
             (root / path).write_bytes(data)
             run = self.driver.start(root, Path(path), owner=self.owner, expect_sha=plan.identity.sha,
@@ -292,7 +294,7 @@ class _Job:
     def _view(self, plan: Plan, licence: str | None) -> comments.PlanView:
         return comments.PlanView(
             identity=plan.identity, rows=plan.rows, download_bytes=plan.download_bytes,
-            target=str(self.settings.storage_root / plan.identity.name), audio_column=plan.audio_column,
+            target=str(self.layout.copy(plan.identity.name).root), audio_column=plan.audio_column,
             text_column=plan.text_column, licence=licence,
             source_peak_bytes=source_peak(plan, concurrency=self.settings.max_concurrent_downloads,
                                           keep=self.settings.keep_sources),
@@ -322,7 +324,7 @@ class _Job:
 
     def _complete(self, plan: Plan) -> DatasetStatus | None:
         """The copy's status when it is complete at the plan's commit, else None."""
-        status = read_status_or_none(self.settings.storage_root / plan.identity.name)
+        status = read_status_or_none(self.layout.copy(plan.identity.name).root)
         if status is None or status.state is not DatasetState.COMPLETE or status.identity.sha != plan.identity.sha:
             return None
         return status
@@ -331,7 +333,7 @@ class _Job:
         """Whether the copy's ledger was made with exactly this plan's fingerprint (columns, encoder...): a request
         that changed them is the driver's to refuse (``--restart``), never reported as already complete."""
         try:
-            return Ledger(self.settings.storage_root / plan.identity.name).recorded_fingerprint() == plan.fingerprint(
+            return Ledger(self.layout.copy(plan.identity.name).root).recorded_fingerprint() == plan.fingerprint(
                 self.settings.encoder)
         except LedgerMismatchError:
             return False
@@ -341,7 +343,7 @@ class _Job:
         """Report the driver's outcome as the copy's status file records it (the state and the error), not its output:
         a driver that exits 0 leaving the copy complete at the plan's commit succeeded, whether it recorded that
         now or a run before it did (a job that ended before this one re-attached to it)."""
-        dataset_dir = self.settings.storage_root / plan.identity.name
+        dataset_dir = self.layout.copy(plan.identity.name).root
         done = self._complete(plan) if code == 0 else None
         if done is None:
             recorded = status_version(dataset_dir) != before
@@ -358,9 +360,9 @@ class _Job:
     def _report_done(self, path: str, plan: Plan, view: comments.PlanView, status: DatasetStatus, seconds: float, *,
                      already: bool) -> Outcome:
         """The request's comment says synced; Slack hears of it only when this run synced it."""
-        dataset_dir = self.settings.storage_root / plan.identity.name
+        dataset_dir = self.layout.copy(plan.identity.name).root
         errors = store.row_errors(self.settings, plan.identity.name) if status.row_errors else []
-        link = self.settings.processed_root / plan.identity.name
+        link = self.layout.processed_link(plan.identity.name)
         result = comments.ResultView(
             dataset_dir=str(dataset_dir), link=str(link) if link.is_symlink() else None, rows=status.rows_done,
             row_errors=status.row_errors,
@@ -383,7 +385,7 @@ class _Job:
             _, request = self._load(path, RequestKind.REMOVE)
             name = dataset_dir_name(request.dataset)
             if (earlier is not None and comments.says_removed(earlier, path, self.event.head_sha)
-                    and not os.path.lexists(self.settings.storage_root / name)):  # a re-run of the job after success
+                    and not os.path.lexists(self.layout.copy(name).root)):  # a re-run of the job after success
                 self.reporter.comment(marker, comments.already_removed(path, name))
                 return Outcome.ALREADY_DONE
             report = store.remove(request, self.settings, owner=self.owner)

@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from hugflow_ray.codec import audio
+from hugflow_ray.copies.layout import StoreLayout
 from hugflow_ray.core import naming
 from hugflow_ray.core.request import AddRequest, LocalRef
 from hugflow_ray.errors import AudioError, PlanError
@@ -45,7 +46,7 @@ def sync_rows(
     stem = naming.safe_stem(name)
     if not stem:
         raise PlanError(f"{name!r} is not usable as a dataset name; use letters, digits, '.', '_' and '-'")
-    incoming = settings.state_dir / "incoming" / stem
+    incoming = StoreLayout.of(settings).incoming(stem)
     (incoming / "data").mkdir(parents=True, exist_ok=True)
     staged = []
     for row_id, record in enumerate(records):

@@ -29,6 +29,7 @@ import numpy as np
 
 from hugflow_ray.adapters.hub import Hub
 from hugflow_ray.copies import manifests, store
+from hugflow_ray.copies.layout import CopyLayout, StoreLayout
 from hugflow_ray.copies.ledger import Ledger, LedgerDamagedError, LedgerMismatchError, LedgerSummary
 from hugflow_ray.copies.locks import DatasetLock
 from hugflow_ray.copies.part_rows import PartRows
@@ -66,7 +67,6 @@ from hugflow_ray.utils.redact import redact
 
 log = logging.getLogger(__name__)
 
-SOURCES_DIR = "sources"  # under the copy's .hugflow: a Hub dataset's downloaded files
 
 
 @dataclass(frozen=True)
@@ -134,7 +134,7 @@ def sync(
     if dataset_name is not None and ("/" in dataset_name or dataset_name in ("", ".", "..")):
         raise SyncError(f"{dataset_name!r} is not a dataset copy's name; `hugflow status` lists them")
     start = _ExecutorStart(settings, executor)
-    copy_dir = settings.storage_root / (dataset_name or naming.dataset_dir_name(ref))
+    copy_dir = StoreLayout.of(settings).copy(dataset_name or naming.dataset_dir_name(ref)).root
 
     def resolved(sha: str) -> None:
         """The revision resolved: unless the copy is complete at that commit, there are rows to convert, and Ray's
@@ -179,7 +179,7 @@ class _DatasetSync:
                  start: _ExecutorStart) -> None:
         self.plan, self.settings, self.hub = plan, settings, hub
         self.restart, self.started, self.start = restart, started, start
-        self.dataset_dir = settings.storage_root / plan.identity.name
+        self.dataset_dir = StoreLayout.of(settings).copy(plan.identity.name).root
         self.ledger = Ledger(self.dataset_dir)
         self.current = read_status_or_none(self.dataset_dir)  # derived state: a damaged one is rebuilt
         self.status: DatasetStatus | None = None  # this run's, once the split's rows are counted
@@ -227,7 +227,7 @@ class _DatasetSync:
         self.start.begin()  # Ray's start-up (seconds) runs while this thread downloads and counts rows
         parts, metadata = plan_parts(self.plan.format, self.plan.file_names(), _sizes(self.plan))
         downloads = PartDownloads(
-            self.plan, self.hub, target=self.dataset_dir / ".hugflow" / SOURCES_DIR,
+            self.plan, self.hub, target=CopyLayout(self.dataset_dir).sources,
             concurrency=self.settings.max_concurrent_downloads,
             window=window(self.settings.max_concurrent_downloads),
             delete=not self.settings.keep_sources, on_bytes=self._downloaded)
@@ -296,7 +296,8 @@ class _DatasetSync:
         total = self.status.rows_total if self.status else 0
         need = ""
         if done and total > done:
-            per_row = sum(store.dataset_size(self.dataset_dir / d) for d in (naming.AUDIO_DIR, naming.JSON_DIR)) / done
+            layout = CopyLayout(self.dataset_dir)
+            per_row = sum(store.dataset_size(folder) for folder in (layout.audio, layout.json)) / done
             need = f"; the {total - done:,} rows left need about {human_size(int(per_row * (total - done)))}"
         return SyncError(f"{name}: the filesystem at {where} is full ({human_size(free)} free){need}. Free space "
                          f"and run again: it resumes after the {done:,} rows kept")
@@ -411,7 +412,7 @@ class _DatasetSync:
             sha=self.plan.identity.sha, rows_total=status.rows_total, rows_done=status.rows_done,
             row_errors=status.row_errors, resumed_from=resumed, newly_processed=new, already_complete=already,
             seconds=time.perf_counter() - self.started, ray_startup_seconds=ray_startup,
-            manifest=self.dataset_dir / manifests.MANIFEST_JSONL,
+            manifest=CopyLayout(self.dataset_dir).manifest_jsonl,
             output_busy_fraction=result.writer_busy_fraction if result else None,
             blocks_by_node=result.blocks_by_node if result else {}, phases=dict(self.phases),
         )
@@ -604,19 +605,19 @@ def _files_root(plan: Plan) -> Path:
 
 def _clear_outputs(dataset_dir: Path) -> None:
     """Remove a copy's outputs and state for a restart; its downloaded sources stay (they are the same files)."""
-    for name in (naming.AUDIO_DIR, naming.JSON_DIR):
-        if (dataset_dir / name).is_dir():
-            shutil.rmtree(dataset_dir / name)
-    state = dataset_dir / ".hugflow"
-    for path in state.iterdir() if state.is_dir() else []:
-        if path.name == SOURCES_DIR:
+    layout = CopyLayout(dataset_dir)
+    for folder in (layout.audio, layout.json):
+        if folder.is_dir():
+            shutil.rmtree(folder)
+    for path in layout.state.iterdir() if layout.state.is_dir() else []:
+        if path == layout.sources:
             continue
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)
         else:
             path.unlink()
-    for name in (manifests.MANIFEST_PARQUET, manifests.MANIFEST_JSONL):
-        (dataset_dir / name).unlink(missing_ok=True)
+    for manifest in (layout.manifest_parquet, layout.manifest_jsonl):
+        manifest.unlink(missing_ok=True)
 
 
 _DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})

@@ -12,8 +12,8 @@ from pathlib import Path
 import pyarrow as pa
 
 from hugflow_ray.copies.batches import table_to_converted
+from hugflow_ray.copies.layout import CopyLayout
 from hugflow_ray.copies.ledger import Ledger
-from hugflow_ray.core import naming
 from hugflow_ray.core.records import RowStatus
 from hugflow_ray.utils import atomic
 from hugflow_ray.utils.failpoints import failpoint
@@ -29,8 +29,8 @@ class DatasetWriter:
     def __init__(self, dataset_dir: Path) -> None:
         self.dataset_dir = dataset_dir
         self.ledger = Ledger(dataset_dir)
-        self.audio_dir = dataset_dir / naming.AUDIO_DIR
-        self.json_dir = dataset_dir / naming.JSON_DIR
+        layout = CopyLayout(dataset_dir)
+        self.audio_dir, self.json_dir = layout.audio, layout.json
         for directory in (self.audio_dir, self.json_dir):
             directory.mkdir(parents=True, exist_ok=True)
         atomic.remove_temp_files([self.audio_dir, *_folders(self.audio_dir), self.json_dir])
