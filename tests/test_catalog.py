@@ -275,7 +275,14 @@ def test_reconcile_brings_in_removes_and_lists_unmanaged_and_a_second_run_has_no
     assert result.exit_code == 0, result.output
     assert "nothing to do: 2 in place" in result.output
     assert "unmanaged someone-elses" in result.output
-
+    as_json = CliRunner().invoke(app, ["reconcile", "--tier", "minimal", "--json", "--requests",
+                                       str(tmp_path / "requests")],
+                                 env={"STORAGE_ROOT": str(settings.storage_root), "STATE_DIR": str(settings.state_dir),
+                                      "HF_ENDPOINT": settings.hf_endpoint, "CATALOG_PATH": str(settings.catalog_path),
+                                      "MAX_STORAGE_GB": str(BUDGET_GB)})
+    assert as_json.exit_code == 0, as_json.output
+    assert json.loads(as_json.stdout) == {"steps": [], "left_out": [], "unmanaged": ["someone-elses"],
+                                          "in_place": ["org__calls__split_train__rev_main", "catalog__midi"]}
 
 
 def test_catalog_cli_plan_and_status_print_the_plan_and_the_budget(settings: Settings, sources: Sources,
@@ -292,6 +299,15 @@ def test_catalog_cli_plan_and_status_print_the_plan_and_the_budget(settings: Set
     assert "  big: over budget: needs 1.00 GB" in planned.output
     assert "  nc: CC-BY-NC-4.0: refused" in planned.output
     assert lines[-1].startswith("total ") and lines[-1].endswith("4 to sync")
+    as_json = CliRunner().invoke(app, ["catalog", "plan", "--tier", "balanced", "--json"], env=env)
+    assert as_json.exit_code == 0, as_json.output
+    plan = json.loads(as_json.stdout)
+    assert [e["name"] for e in plan["entries"]] == [line.split()[0] for line in lines[2:8]]
+    included = [e for e in plan["entries"] if e["included"]]
+    assert [e["name"] for e in included] == plan["to_sync"] and len(included) == 4
+    assert plan["total_bytes"] == included[-1]["running_bytes"] <= plan["budget_bytes"] == BUDGET_GB * GB
+    big = next(e for e in plan["entries"] if e["name"] == "big")
+    assert big["decision"] == "over budget" and big["running_bytes"] is None and big["needed_bytes"] >= GB
 
     shown = CliRunner().invoke(app, ["catalog", "status", "--json"], env=env)
     assert shown.exit_code == 0, shown.output

@@ -30,6 +30,7 @@ def plan_command(
     tier: Annotated[str | None, _TIER] = None,
     catalog: Annotated[Path | None, _CATALOG] = None,
     offline: Annotated[bool, _OFFLINE] = False,
+    as_json: options.AsJson = False,
 ) -> None:
     """Print what `catalog apply` would bring in, highest priority first, against the budget; and what it leaves
     out and why."""
@@ -37,8 +38,30 @@ def plan_command(
 
     settings = options.settings()
     decided = manager.plan(settings, tier=tier, catalog=manager.read_catalog(settings, catalog), offline=offline)
+    if as_json:
+        options.echo_json(plan_json(decided))
+        return
     for line in plan_lines(decided):
         typer.echo(line)
+
+
+def plan_json(decided) -> dict[str, object]:
+    """The plan as ``catalog plan --json`` prints it: the figures of :func:`plan_lines`, in bytes."""
+    tier_plan = decided.tier
+    entries = []
+    for planned in tier_plan.entries:
+        entry, facts = planned.entry, decided.facts[planned.entry.name]
+        entries.append({
+            "name": entry.name, "dataset_name": planned.candidate.dataset_name, "priority": entry.priority,
+            "tier": entry.tier, "licence": facts.verdict.licence or entry.licence,
+            "licence_overridden": facts.verdict.overridden, "needed_bytes": planned.candidate.needed_bytes,
+            "source_bytes": facts.source_bytes, "source_peak_bytes": facts.source_peak_bytes,
+            "running_bytes": planned.running_bytes if planned.decision.included else None,
+            "decision": planned.decision, "included": planned.decision.included, "reason": planned.reason,
+        })
+    return {"tier": tier_plan.tier, "budget_bytes": tier_plan.budget_bytes, "other_bytes": tier_plan.other_bytes,
+            "offline": decided.offline, "entries": entries, "total_bytes": tier_plan.total_bytes,
+            "to_sync": [p.entry.name for p in tier_plan.to_sync]}
 
 
 def _table(header: list[str], rows: list[list[str]], *, right: frozenset[int]) -> list[str]:
@@ -130,6 +153,7 @@ def reconcile(
     apply: Annotated[bool, typer.Option("--apply", help="Carry the plan out (default: print it).")] = False,
     requests_dir: Annotated[Path, typer.Option("--requests", help="The requests directory.")] = Path("requests"),
     offline: Annotated[bool, _OFFLINE] = False,
+    as_json: options.AsJson = False,
 ) -> None:
     """Compare what requests/ and the catalog tier ask for with STORAGE_ROOT: bring in, resume, remove; list
     unmanaged directories (never touched). --apply carries it out; a second run has nothing to do."""
@@ -138,24 +162,37 @@ def reconcile(
 
     settings = options.settings()
     decided = rec.plan(settings, requests_dir=requests_dir, tier=tier, offline=offline)
-    for step in decided.steps:
-        typer.echo(f"{step.action.value:<9} {step.dataset_name}  ({step.origin})")
-    for planned in decided.left_out:
-        typer.echo(f"left out  {planned.candidate.dataset_name}  (catalog:{planned.entry.name}: "
-                   f"{planned.decision.value}: {planned.reason})")
-    for name in decided.unmanaged:
-        typer.echo(f"unmanaged {name}  (nothing asks for it; left as it is)")
-    typer.echo(f"{len(decided.steps)} to do, {len(decided.in_place)} in place" if decided.steps
-               else f"nothing to do: {len(decided.in_place)} in place")
+    found: dict[str, object] = {
+        "steps": [{"action": s.action, "dataset_name": s.dataset_name, "origin": s.origin} for s in decided.steps],
+        "left_out": [{"dataset_name": p.candidate.dataset_name, "entry": p.entry.name, "decision": p.decision,
+                      "reason": p.reason} for p in decided.left_out],
+        "unmanaged": decided.unmanaged, "in_place": decided.in_place,
+    }
+    if not as_json:
+        for step in decided.steps:
+            typer.echo(f"{step.action.value:<9} {step.dataset_name}  ({step.origin})")
+        for planned in decided.left_out:
+            typer.echo(f"left out  {planned.candidate.dataset_name}  (catalog:{planned.entry.name}: "
+                       f"{planned.decision.value}: {planned.reason})")
+        for name in decided.unmanaged:
+            typer.echo(f"unmanaged {name}  (nothing asks for it; left as it is)")
+        typer.echo(f"{len(decided.steps)} to do, {len(decided.in_place)} in place" if decided.steps
+                   else f"nothing to do: {len(decided.in_place)} in place")
     if not apply or decided.empty:
+        if as_json:
+            options.echo_json(found)
         return
     try:
         report = rec.apply(settings, decided, on_step=lambda s: typer.echo(f"{s.action.value}: {s.dataset_name}",
                                                                           err=True))
     finally:
         release_ray()
-    for result in report.results:
-        typer.echo(f"{'done' if result.ok else 'FAILED':<6} {result.step.dataset_name}: {result.detail}")
+    if as_json:
+        options.echo_json({**found, "results": [{"action": r.step.action, "dataset_name": r.step.dataset_name,
+                                                 "ok": r.ok, "detail": r.detail} for r in report.results]})
+    else:
+        for result in report.results:
+            typer.echo(f"{'done' if result.ok else 'FAILED':<6} {result.step.dataset_name}: {result.detail}")
     if not report.ok:
         raise typer.Exit(1)
 
