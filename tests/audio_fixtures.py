@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import types
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,3 +53,13 @@ def decode_back(data: bytes) -> DecodedMp3:
 def correlation(a: np.ndarray, b: np.ndarray) -> float:
     n = min(len(a), len(b))
     return float(np.corrcoef(a[:n], b[:n])[0, 1])
+
+
+class FakeAudioDecoder:
+    """Shaped like torchcodec's AudioDecoder: get_all_samples() -> .data (channels x frames), .sample_rate."""
+
+    def __init__(self, data: np.ndarray, rate: int) -> None:
+        self._samples = types.SimpleNamespace(data=data, sample_rate=rate)
+
+    def get_all_samples(self) -> types.SimpleNamespace:
+        return self._samples

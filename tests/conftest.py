@@ -230,6 +230,24 @@ def joined_ray() -> Iterator[dict[str, str]]:
         yield {"RAY_ADDRESS": address, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": TOKEN}
 
 
+@pytest.fixture(scope="module")
+def git_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The dataset-requests repository of the PR-flow tests (``tests/gitops_world.py``)."""
+    from tests.gitops_world import make_git_repo
+
+    return make_git_repo(tmp_path_factory.mktemp("requests-repo"))
+
+
+@pytest.fixture
+def world(hub: HubFixture, git_repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+          capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> Iterator[Any]:
+    """A pull request's world: the fake GitHub and Slack, and an Actions run's environment (``tests/gitops_world.py``)."""
+    from tests.gitops_world import open_world
+
+    with open_world(hub, git_repo, tmp_path, monkeypatch, capfd, caplog) as opened:
+        yield opened
+
+
 @pytest.fixture
 def settings(hub: HubFixture, tmp_path: Path) -> Any:
     """Settings for a sync against the session's Hub, with every directory in the test's own tmp_path."""

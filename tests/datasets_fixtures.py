@@ -96,19 +96,25 @@ def audiofolder_files() -> dict[str, bytes]:
     }
 
 
+def tar_bytes(members: list[tuple[str, bytes]]) -> bytes:
+    """An uncompressed tar of ``members`` (name, bytes), in memory, in that order."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
 def webdataset_files() -> dict[str, bytes]:
     """Two WebDataset shards: samples with a flac, a txt transcript and a json of metadata."""
     def shard(keys: list[str]) -> bytes:
-        buffer = io.BytesIO()
-        with tarfile.open(fileobj=buffer, mode="w") as archive:
-            for n, key in enumerate(keys):
-                members = [("flac", encoded(sine(16000, 0.2 + 0.05 * n), 16000)), ("txt", f"text of {key}".encode()),
-                           ("json", json.dumps({"speaker": key[-1], "quality": n}).encode())]
-                for extension, data in members:
-                    info = tarfile.TarInfo(f"{key}.{extension}")
-                    info.size = len(data)
-                    archive.addfile(info, io.BytesIO(data))
-        return buffer.getvalue()
+        return tar_bytes([
+            (f"{key}.{extension}", data) for n, key in enumerate(keys)
+            for extension, data in [("flac", encoded(sine(16000, 0.2 + 0.05 * n), 16000)),
+                                    ("txt", f"text of {key}".encode()),
+                                    ("json", json.dumps({"speaker": key[-1], "quality": n}).encode())]])
 
     return {"train/shard-000.tar": shard(["s0", "s1"]), "train/shard-001.tar": shard(["s2"])}
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import types
 from pathlib import Path
 
 import av
@@ -22,7 +21,7 @@ from hugflow_ray.errors import (
     TruncatedAudioError,
     UnsafeAudioPathError,
 )
-from tests.audio_fixtures import correlation, decode_back, encoded, sine
+from tests.audio_fixtures import FakeAudioDecoder, correlation, decode_back, encoded, sine
 
 DEFAULT = EncoderSettings()
 
@@ -148,16 +147,6 @@ def test_raw_bytes_bytearray_and_memoryview_are_accepted() -> None:
 def test_bytes_win_over_path_in_a_hub_audio_value() -> None:
     result = audio.convert({"bytes": encoded(sine(16000), 16000), "path": "https://evil.example/x.wav"})
     assert result.facts.source_sample_rate == 16000
-
-
-class FakeAudioDecoder:
-    """Shaped like torchcodec's AudioDecoder: get_all_samples() -> .data (channels x frames), .sample_rate."""
-
-    def __init__(self, data: np.ndarray, rate: int) -> None:
-        self._samples = types.SimpleNamespace(data=data, sample_rate=rate)
-
-    def get_all_samples(self) -> types.SimpleNamespace:
-        return self._samples
 
 
 def test_audio_decoder_objects_are_recognised_by_their_shape() -> None:

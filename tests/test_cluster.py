@@ -32,8 +32,8 @@ from hugflow_ray.pipeline.readers.parts import Part, units_per_part
 from hugflow_ray.utils.machine import available_cpus
 from tests import datasets_fixtures as fx
 from tests.conftest import HubFixture
+from tests.gitops_world import CANARIES, CANARY_GH, World, request_yaml
 from tests.ray_nodes import TOKEN, Cluster, two_node_cluster
-from tests.test_gitops import CANARIES, CANARY_GH, World, git_repo, request_yaml, world  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.cluster
 PAUSE_SECONDS = 300.0  # the longest a job may take to reach its pause point, or to end
@@ -252,7 +252,7 @@ def _wait_ended(cluster: Cluster, job_id: str) -> JobStatus:
 # --- the pull-request flow with the data plane as a Ray job ------------------------------------------------------
 
 
-def test_the_pr_flow_runs_the_data_plane_as_a_ray_job(world: World, cluster: Cluster, hub: HubFixture) -> None:  # noqa: F811
+def test_the_pr_flow_runs_the_data_plane_as_a_ray_job(world: World, cluster: Cluster, hub: HubFixture) -> None:
     path = "requests/add/calls.yaml"
     world.open_pull(41, {path: request_yaml("org/calls")})
     for key, value in cluster.env().items():
@@ -293,7 +293,7 @@ def test_the_pr_flow_runs_the_data_plane_as_a_ray_job(world: World, cluster: Clu
 
 
 def test_an_actions_rerun_mid_job_follows_the_running_job(
-        world: World, cluster: Cluster, hub: HubFixture) -> None:  # noqa: F811
+        world: World, cluster: Cluster, hub: HubFixture) -> None:
     path = "requests/add/calls.yaml"
     world.open_pull(42, {path: request_yaml("org/calls")})
     release = world.root / "release"
@@ -324,7 +324,7 @@ def test_an_actions_rerun_mid_job_follows_the_running_job(
     assert "✅ synced" in world.comment(42, path)
 
 
-def test_a_closed_pr_stops_its_running_job(world: World, cluster: Cluster, hub: HubFixture) -> None:  # noqa: F811
+def test_a_closed_pr_stops_its_running_job(world: World, cluster: Cluster, hub: HubFixture) -> None:
     path = "requests/add/tones.yaml"
     head = world.open_pull(43, {path: request_yaml("org/calls", revision="main", split="train")})
     release = world.root / "release"
@@ -352,7 +352,7 @@ def test_a_closed_pr_stops_its_running_job(world: World, cluster: Cluster, hub: 
 
 
 def test_the_cluster_benchmark_runs_in_smoke_mode(cluster: Cluster, tmp_path: Path) -> None:
-    from tests.test_demo_and_benchmark import load_benchmark
+    from tests.helpers import load_benchmark
 
     result = load_benchmark("cluster").main(["--smoke", "--json", str(tmp_path / "out.json")], cluster=cluster)
     assert result["clips"] == 16 and result["embedded_seconds"] > 0 and result["submit_seconds"] > 0

@@ -8,7 +8,6 @@ a CI runner dies), the rest of a driver whose embedded Ray dies with it.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import random
 import shutil
@@ -25,6 +24,7 @@ import pytest
 from hugflow_ray.utils.failpoints import FAILPOINT_VARIABLE
 from tests import datasets_fixtures as fx
 from tests.conftest import LICENSED, HubFixture
+from tests.helpers import digest_tree, raw_ledger_ids
 
 CRASH_SEED = 20261122
 RANDOM_KILLS = 10
@@ -33,20 +33,6 @@ ROWS_PER_SHARD = (70, 50, 80)
 RUN_TIMEOUT = 240
 
 pytestmark = pytest.mark.crash
-
-
-def digest_tree(dataset_dir: Path) -> dict[str, str]:
-    """sha256 of every output file (the ledger's own bookkeeping under .hugflow/ excluded)."""
-    return {
-        str(p.relative_to(dataset_dir)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(dataset_dir.rglob("*"))
-        if p.is_file() and ".hugflow" not in p.relative_to(dataset_dir).parts
-    }
-
-
-def raw_ledger_ids(dataset_dir: Path) -> list[int]:
-    parts = sorted((dataset_dir / ".hugflow" / "ledger").glob("part-*.parquet"))
-    return pa.concat_tables([pq.read_table(p, columns=["row_id"]) for p in parts]).column("row_id").to_pylist()
 
 
 def ledger_rows(parts_dir: Path) -> int:

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from hugflow_ray.cli import demo
 from tests.audio_fixtures import decode_back
+from tests.helpers import load_benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.subprocess_sync  # the demo and the benchmarks sync (most in child processes)
@@ -30,15 +28,6 @@ def test_the_demo_syncs_a_built_dataset_end_to_end(tmp_path: Path, capsys: pytes
         mp3 = decode_back((dataset_dir / entry["audio_filepath"]).read_bytes())
         assert len(mp3.samples) / mp3.sample_rate == pytest.approx(entry["duration"], abs=0.01)
     assert (tmp_path / "processed" / dataset_dir.name).resolve() == dataset_dir.resolve()
-
-
-def load_benchmark(name: str) -> Any:
-    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_the_codec_benchmark_runs_in_smoke_mode(tmp_path: Path) -> None:

@@ -3,7 +3,6 @@ SIGTERM and Ctrl-C, a local shard that is not what it claims."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -28,17 +27,11 @@ from hugflow_ray.pipeline.progress import read_progress
 from hugflow_ray.settings import Settings
 from tests import datasets_fixtures as fx
 from tests.conftest import HubFixture, hub_request
+from tests.helpers import digest_tree
 from tests.hub_proxy import HoldingProxy
 
 RUN_TIMEOUT = 240
 HELD_SECONDS = 60  # a request held until something the test waits for: a failure once this passes
-
-
-def digest_tree(dataset_dir: Path) -> dict[str, str]:
-    """sha256 of every output file (the ledger's own bookkeeping under .hugflow/ excluded)."""
-    files = [p for p in sorted(dataset_dir.rglob("*")) if p.is_file()]
-    return {str(p.relative_to(dataset_dir)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in files if ".hugflow" not in p.relative_to(dataset_dir).parts}
 
 
 def local_dataset(root: Path, rows: int, seconds: float) -> Path:

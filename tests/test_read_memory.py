@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.test_streaming import tar_bytes
+from tests import datasets_fixtures as fx
 
 READ_SCRIPT = """
 import json, sys
@@ -45,7 +45,7 @@ def write_split(root: Path, layout: str, samples: int) -> int:
         for shard in range(4):
             members = [(f"k{shard}_{i:04d}.{ext}", data) for i in range(per_shard)
                        for ext, data in (("flac", payload[i % 4]), ("txt", b"words"))]
-            (root / f"train-{shard:05d}.tar").write_bytes(tar_bytes(members))
+            (root / f"train-{shard:05d}.tar").write_bytes(fx.tar_bytes(members))
     else:
         (root / "train").mkdir()
         for i in range(samples):

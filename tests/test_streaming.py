@@ -3,9 +3,7 @@ downloads only the parts with unfinished rows, and every layout is read in place
 
 from __future__ import annotations
 
-import io
 import json
-import tarfile
 from pathlib import Path
 
 import pytest
@@ -134,16 +132,6 @@ def clips(count: int) -> list[tuple[str, bytes, str]]:
             for i in range(count)]
 
 
-def tar_bytes(members: list[tuple[str, bytes]]) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as archive:
-        for name, data in members:
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
-
-
 @pytest.fixture(scope="module")
 def same_rows(hub: HubFixture) -> dict[str, str]:
     """The same 12 clips as a parquet split, a WebDataset split (3 shards) and an audio folder."""
@@ -157,7 +145,7 @@ def same_rows(hub: HubFixture) -> dict[str, str]:
     records = [{"audio": {"bytes": data, "path": f"{key}.flac"}, "text": text} for key, data, text in rows]
     make_dataset_repo(mirrors, "same/parquet", {
         "data/train-00000-of-00001.parquet": fx.parquet_bytes(records, features, row_group_size=5)}, card=LICENSED)
-    shards = {f"train/shard-{n:03d}.tar": tar_bytes([(f"{key}.{ext}", value) for key, data, text in rows[n::3]
+    shards = {f"train/shard-{n:03d}.tar": fx.tar_bytes([(f"{key}.{ext}", value) for key, data, text in rows[n::3]
                                                      for ext, value in (("flac", data), ("txt", text.encode()))])
               for n in range(3)}
     make_dataset_repo(mirrors, "same/wds", shards, card=LICENSED)

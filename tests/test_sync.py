@@ -281,8 +281,7 @@ def test_in_memory_rows_with_arrays_decoders_and_bytes_reach_the_codec(settings:
     import numpy as np
 
     from hugflow_ray.api import sync_rows
-    from tests.audio_fixtures import encoded, sine
-    from tests.test_audio import FakeAudioDecoder
+    from tests.audio_fixtures import FakeAudioDecoder, encoded, sine
 
     nan = sine(16000)[:, 0].copy()
     nan[3] = np.nan

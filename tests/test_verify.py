@@ -22,7 +22,7 @@ from hugflow_ray.pipeline.verify import VERIFY_BATCH_ROWS, MissingFile, repair, 
 from hugflow_ray.settings import Settings, load_settings
 from hugflow_ray.utils.failpoints import FAILPOINT_VARIABLE
 from tests.conftest import HubFixture, hub_request
-from tests.test_crash import raw_ledger_ids
+from tests.helpers import raw_ledger_ids
 
 pytestmark = [pytest.mark.hub, pytest.mark.usefixtures("ray_session")]
 
