@@ -16,7 +16,7 @@ from hugflow_ray.cli import options
 from hugflow_ray.copies.layout import StoreLayout
 from hugflow_ray.core.records import DatasetState
 from hugflow_ray.errors import HugflowError, Interrupted, SettingsError
-from hugflow_ray.settings import load_settings
+from hugflow_ray.settings import Settings, load_settings
 from hugflow_ray.utils.humanize import human_size
 from hugflow_ray.utils.redact import redact
 
@@ -339,12 +339,74 @@ def remove(file: Annotated[Path, typer.Argument(help="A remove request (requests
         typer.echo(f"  {path}")
 
 
+@app.command()
+def verify(
+    name: Annotated[str | None, typer.Argument(help="A copy's directory name (`hugflow status` lists them).")] = None,
+    every: Annotated[bool, typer.Option("--all", help="Verify every copy under STORAGE_ROOT.")] = False,
+    repair: Annotated[bool, typer.Option("--repair", help="Re-make exactly the bad rows (or files), then check "
+                                         "again.")] = False,
+    as_json: options.AsJson = False,
+) -> None:
+    """Re-hash every file of a copy against its ledger's sha256: list missing, changed and unexpected files; exit 1
+    when anything is wrong (after --repair: when the repair did not make it whole)."""
+    from hugflow_ray.copies import store
+    from hugflow_ray.executors.default import release_ray
+
+    settings = options.settings()
+    if (name is None) == (not every):
+        raise typer.BadParameter("name one copy, or pass --all", param_hint="NAME")
+    names = [r.dataset_name for r in store.status(settings)] if every else [name]
+    wrong = 0
+    found: list[dict[str, object]] = []  # with --json: one object per copy, printed at the end
+    try:
+        for copy in names:
+            assert copy is not None
+            try:
+                outcome = _verify_one(settings, copy, repair=repair, quiet=as_json)
+                wrong += not outcome["ok"]
+            except HugflowError as e:
+                if not every:
+                    raise
+                error = redact(f"{copy}: {e}", settings.secrets())
+                outcome = {"dataset_name": copy, "ok": False, "error": error}
+                if not as_json:
+                    typer.echo(error)  # --all goes on with the next copy
+                wrong += 1
+            found.append(outcome)
+    finally:
+        release_ray()
+    if as_json:
+        options.echo_json(found if every else found[0])
+    if wrong:
+        raise typer.Exit(1)
+
+
+def _verify_one(settings: Settings, copy: str, *, repair: bool, quiet: bool) -> dict[str, object]:
+    """Verify one copy (and repair it when asked), saying what it finds unless ``quiet``; what was found, as JSON
+    would say it (``ok``: whether the copy is whole in the end)."""
+    from hugflow_ray.catalog import manager
+
+    report = manager.verify_copy(settings, copy)
+    found: dict[str, object] = {"dataset_name": copy, "ok": report.ok, "verify": report}
+    for line in [] if quiet else report.lines():
+        typer.echo(line)
+    if report.ok or not repair:
+        return found
+    repaired = manager.repair_copy(settings, copy, report)
+    after = manager.verify_copy(settings, copy)
+    if not quiet:
+        typer.echo(f"{copy}: repaired {len(repaired.rows_dropped)} rows, removed {len(repaired.files_removed)} "
+                   "files")
+        typer.echo(after.lines()[0])
+    return {**found, "ok": after.ok, "repaired": {"rows_dropped": repaired.rows_dropped,
+                                                  "files_removed": repaired.files_removed}, "after": after}
+
+
 def _register_manager() -> None:
-    from hugflow_ray.cli.catalog import catalog_app, reconcile, verify
+    from hugflow_ray.cli.catalog import catalog_app, reconcile
 
     app.add_typer(catalog_app, name="catalog")
     app.command()(reconcile)
-    app.command()(verify)
 
 
 _register_manager()
