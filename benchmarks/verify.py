@@ -5,7 +5,7 @@
 Builds a copy the way a sync leaves it (``audio/<row>.mp3`` of ``--mp3-kb`` each: a 4 s clip at 192 kbps is
 96 KB; ``json/<row>.json``; a ledger holding both checksums; a complete status) and times, A B A B...:
 
-* ``verify``: :func:`hugflow_ray.pipeline.verify.verify` (ledger read, every file opened without following links
+* ``verify``: :func:`hugflow_ray.copies.verify.verify` (ledger read, every file opened without following links
   and hashed on its thread pool, the unexpected-file walk);
 * ``bare``: ``hashlib.file_digest`` over the same files in one thread, nothing else (what ``sha256sum`` does).
 
@@ -29,8 +29,8 @@ from pathlib import Path
 
 from hugflow_ray.copies.ledger import Ledger
 from hugflow_ray.copies.status import write_status
+from hugflow_ray.copies.verify import verify
 from hugflow_ray.core.records import DatasetIdentity, DatasetState, DatasetStatus, RowRecord, RowStatus
-from hugflow_ray.pipeline.verify import verify
 from hugflow_ray.settings import load_settings
 
 NAME = "bench__verify__split_train"

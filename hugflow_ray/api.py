@@ -27,10 +27,11 @@ from hugflow_ray.catalog.reconcile import ReconcilePlan, ReconcileReport
 from hugflow_ray.catalog.reconcile import apply as reconcile_apply
 from hugflow_ray.catalog.reconcile import plan as reconcile_plan
 from hugflow_ray.copies.store import RemoveReport, StatusRow, dataset_size, remove, row_errors, status
+from hugflow_ray.copies.verify import VerifyReport, verify
 from hugflow_ray.executors.default import release_ray
 from hugflow_ray.pipeline.in_memory import sync_rows
+from hugflow_ray.pipeline.repair import RepairReport, repair
 from hugflow_ray.pipeline.sync import SyncReport, sync
-from hugflow_ray.pipeline.verify import RepairReport, VerifyReport, repair, verify
 from hugflow_ray.settings import Settings, load_settings
 
 __all__ = [

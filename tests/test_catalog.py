@@ -357,7 +357,7 @@ def test_verify_finds_a_flipped_byte_and_a_deleted_file_and_repair_restores_both
 
 def test_a_kept_copy_never_hashes_or_writes_outside_it_for_an_index_row_or_a_linked_folder(
         settings: Settings, sources: Sources, tmp_path: Path) -> None:
-    from hugflow_ray.catalog.sources import KeptFile, read_index, write_index
+    from hugflow_ray.copies.kept import KeptFile, read_index, write_index
 
     write_catalog(tmp_path, entry("midi", tier="minimal", priority=2, licence="CC-BY-4.0", size_gb=0.0001,
                                   extra="    data: files\n", source=sources.url_source("/midi.zip")))

@@ -12,13 +12,14 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from hugflow_ray.copies import verify as verify_module
 from hugflow_ray.copies.ledger import Ledger
 from hugflow_ray.copies.status import read_status, write_status
+from hugflow_ray.copies.verify import VERIFY_BATCH_ROWS, MissingFile, verify
 from hugflow_ray.core.records import DatasetState
 from hugflow_ray.errors import DatasetNotFoundError, RepairError
-from hugflow_ray.pipeline import verify as verify_module
+from hugflow_ray.pipeline.repair import repair
 from hugflow_ray.pipeline.sync import SyncReport, sync
-from hugflow_ray.pipeline.verify import VERIFY_BATCH_ROWS, MissingFile, repair, verify
 from hugflow_ray.settings import Settings, load_settings
 from hugflow_ray.utils.failpoints import FAILPOINT_VARIABLE
 from tests.conftest import HubFixture, hub_request
@@ -206,7 +207,7 @@ def test_a_repair_killed_between_a_rewritten_ledger_part_and_the_old_ones_remova
     env.update(STORAGE_ROOT=str(settings.storage_root), STATE_DIR=str(settings.state_dir),
                PROCESSED_ROOT=str(settings.processed_root), HF_ENDPOINT=hub.endpoint,
                **{FAILPOINT_VARIABLE: "ledger-part-rewritten"})
-    script = ("import sys; from hugflow_ray.pipeline.verify import repair; from hugflow_ray.settings import "
+    script = ("import sys; from hugflow_ray.pipeline.repair import repair; from hugflow_ray.settings import "
               "load_settings; repair(load_settings(), sys.argv[1])")
     killed = subprocess.run([sys.executable, "-c", script, name], env=env, capture_output=True, timeout=KILL_TIMEOUT,
                             check=False)

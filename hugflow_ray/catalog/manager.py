@@ -17,10 +17,11 @@ from pathlib import Path
 
 from hugflow_ray.adapters.hub import Hub
 from hugflow_ray.catalog import sources
-from hugflow_ray.copies import store
+from hugflow_ray.copies import kept, store
 from hugflow_ray.copies.layout import StoreLayout
 from hugflow_ray.copies.status import read_status, read_status_or_none
 from hugflow_ray.copies.store import dataset_dir_of
+from hugflow_ray.copies.verify import VerifyReport, verify
 from hugflow_ray.core.catalog import GB, Catalog, CatalogEntry, DataKind, UrlSource, load_catalog
 from hugflow_ray.core.licences import LicenceVerdict, check_agrees, judge
 from hugflow_ray.core.naming import catalog_dir_name, dataset_dir_name, is_catalog_dir_name
@@ -30,8 +31,8 @@ from hugflow_ray.core.request import AddRequest, HubRef, LocalRef, Origin
 from hugflow_ray.core.tiers import Candidate, Decision, PlannedEntry, Presence, TierPlan, plan_tier
 from hugflow_ray.errors import CatalogError, DamagedStateError, HubError, HugflowError, RepairError, SourceError
 from hugflow_ray.pipeline.download import window
+from hugflow_ray.pipeline.repair import RepairReport, repair
 from hugflow_ray.pipeline.sync import SyncReport, sync
-from hugflow_ray.pipeline.verify import RepairReport, VerifyReport, repair, verify
 from hugflow_ray.settings import Settings
 from hugflow_ray.utils.humanize import gigabytes
 
@@ -377,8 +378,8 @@ def verify_copy(settings: Settings, name: str) -> VerifyReport:
         DatasetNotFoundError: no such copy. RepairError: it has no ledger or index. SyncError: it is locked.
     """
     dataset_dir = dataset_dir_of(settings, name)
-    if sources.is_kept(dataset_dir):
-        return sources.verify_files(settings, name, dataset_dir)
+    if kept.is_kept(dataset_dir):
+        return kept.verify_files(settings, name, dataset_dir)
     return verify(settings, name)
 
 
@@ -389,7 +390,7 @@ def repair_copy(settings: Settings, name: str, report: VerifyReport, *, catalog:
 
     Raises:
         RepairError: a catalog copy whose entry the catalog no longer lists, or a copy that cannot be re-made as it
-            was (see :func:`hugflow_ray.pipeline.verify.repair`).
+            was (see :func:`hugflow_ray.pipeline.repair.repair`).
     """
     entry = _url_entry_of(settings, name, catalog)
     if entry is None:
@@ -397,7 +398,7 @@ def repair_copy(settings: Settings, name: str, report: VerifyReport, *, catalog:
     assert isinstance(entry.source, UrlSource)
     layout = StoreLayout.of(settings)
     root = layout.url_source(entry.name)
-    if sources.is_kept(layout.copy(name).root):
+    if kept.is_kept(layout.copy(name).root):
         touched = sources.repair_files(settings, entry, name, root, report)
         return RepairReport(dataset_name=name, rows_dropped=[f.row_id for f in [*report.missing, *report.changed]],
                             files_removed=touched, sync=None)
