@@ -1,4 +1,4 @@
-"""The Python API, in one import: sync a request or in-memory rows, list, inspect, verify and repair copies, remove one;
+"""The Python API, in one import: sync a request or in-memory rows, list, inspect, verify and repair copies, retry their row errors, remove one;
 plan, apply and inspect a catalog tier, and reconcile the disk with the repository.
 
     from hugflow_ray.api import load_settings, sync
@@ -22,6 +22,7 @@ from hugflow_ray.catalog.manager import (
 )
 from hugflow_ray.catalog.manager import apply as catalog_apply
 from hugflow_ray.catalog.manager import plan as catalog_plan
+from hugflow_ray.catalog.manager import retry_copy as retry
 from hugflow_ray.catalog.manager import status as catalog_status
 from hugflow_ray.catalog.reconcile import ReconcilePlan, ReconcileReport
 from hugflow_ray.catalog.reconcile import apply as reconcile_apply
@@ -30,14 +31,14 @@ from hugflow_ray.copies.store import RemoveReport, StatusRow, dataset_size, remo
 from hugflow_ray.copies.verify import VerifyReport, verify
 from hugflow_ray.executors.default import release_ray
 from hugflow_ray.pipeline.in_memory import sync_rows
-from hugflow_ray.pipeline.repair import RepairReport, repair
+from hugflow_ray.pipeline.repair import RepairReport, RetryReport, repair
 from hugflow_ray.pipeline.sync import SyncReport, sync
 from hugflow_ray.settings import Settings, load_settings
 
 __all__ = [
     "ApplyReport", "CatalogPlan", "CatalogStatus", "EntryResult", "EntryStatus", "ReconcilePlan", "ReconcileReport",
-    "catalog_apply", "catalog_plan", "catalog_status", "reconcile_apply", "reconcile_plan", "repair_copy",
-    "verify_copy",
-    "RemoveReport", "RepairReport", "Settings", "StatusRow", "SyncReport", "VerifyReport", "dataset_size",
-    "load_settings", "release_ray", "remove", "repair", "row_errors", "status", "sync", "sync_rows", "verify",
+    "RemoveReport", "RepairReport", "RetryReport", "Settings", "StatusRow", "SyncReport", "VerifyReport",
+    "catalog_apply", "catalog_plan", "catalog_status", "dataset_size", "load_settings", "reconcile_apply",
+    "reconcile_plan", "release_ray", "remove", "repair", "repair_copy", "retry", "row_errors", "status", "sync",
+    "sync_rows", "verify", "verify_copy",
 ]

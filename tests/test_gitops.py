@@ -81,6 +81,7 @@ def test_row_errors_are_listed_and_github_failures_do_not_stop_the_sync(world: W
     final = world.comment(2, path)
     assert "✅ synced" in final and "| row errors | 4 |" in final
     assert "[undecodable]" in final and "[non_finite]" in final and "--errors" in final
+    assert comments.RETRY_HINT.format(name="org__mixed__split_train__rev_main") in final, "how to retry them"
     assert world.github.pulls[2].merged and world.github.pulls[2].merge_sha == head
     assert "retrying" in world.caplog.text and "goes on without this comment update" in world.caplog.text
     world.assert_no_canary()

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
+from typing import TypeVar
 
 from hugflow_ray.adapters.hub import Hub
 from hugflow_ray.catalog import sources
@@ -31,12 +32,14 @@ from hugflow_ray.core.request import AddRequest, HubRef, LocalRef, Origin
 from hugflow_ray.core.tiers import Candidate, Decision, PlannedEntry, Presence, TierPlan, plan_tier
 from hugflow_ray.errors import CatalogError, DamagedStateError, HubError, HugflowError, RepairError, SourceError
 from hugflow_ray.pipeline.download import window
-from hugflow_ray.pipeline.repair import RepairReport, repair
+from hugflow_ray.pipeline.repair import RepairReport, RetryReport, repair, retry
 from hugflow_ray.pipeline.sync import SyncReport, sync
 from hugflow_ray.settings import Settings
 from hugflow_ray.utils.humanize import gigabytes
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 
 
@@ -402,9 +405,29 @@ def repair_copy(settings: Settings, name: str, report: VerifyReport, *, catalog:
         touched = sources.repair_files(settings, entry, name, root, report)
         return RepairReport(dataset_name=name, rows_dropped=[f.row_id for f in [*report.missing, *report.changed]],
                             files_removed=touched, sync=None)
+    return _from_source(entry, root, lambda request: repair(settings, name, report=report, request=request))
+
+
+def retry_copy(settings: Settings, name: str, *, code: str | None = None, catalog: Catalog | None = None
+               ) -> RetryReport:
+    """Convert again a copy's rows recorded as row errors (see :func:`hugflow_ray.pipeline.repair.retry`). A copy of
+    a URL source with row errors needs its source again: it is downloaded (and verified) from its catalog entry."""
+    entry = _url_entry_of(settings, name, catalog)
+    if entry is None:
+        return retry(settings, name, code=code)
+    if not [r for r in store.row_errors(settings, name) if code is None or r.error_code == code]:
+        return RetryReport(dataset_name=name, retried=[], still_failing={}, sync=None)  # no download for nothing
+    root = StoreLayout.of(settings).url_source(entry.name)
+    return _from_source(entry, root, lambda request: retry(settings, name, code=code, request=request))
+
+
+def _from_source(entry: CatalogEntry, root: Path, resync: Callable[[AddRequest], _T]) -> _T:
+    """``resync`` with the request that re-makes a URL source's copy, its source downloaded into ``root`` for it
+    (and deleted after)."""
+    assert isinstance(entry.source, UrlSource)
     data = sources.fetch(entry, entry.source, root)
     try:
-        return repair(settings, name, report=report, request=_request(entry, _downloaded(entry, data)))
+        return resync(_request(entry, _downloaded(entry, data)))
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

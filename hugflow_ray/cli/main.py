@@ -280,6 +280,7 @@ def status(
 ) -> None:
     """Show the datasets under STORAGE_ROOT (or one dataset's failed rows)."""
     from hugflow_ray.copies import store
+    from hugflow_ray.gitops.comments import RETRY_HINT
     from hugflow_ray.pipeline.progress import read_progress
 
     settings = options.settings()
@@ -292,6 +293,8 @@ def status(
         typer.echo(f"{name}: {len(failed)} row errors")
         for row in failed:
             typer.echo(f"  row {row.row_id}: [{row.error_code}] {row.error}")
+        if failed:
+            typer.echo(RETRY_HINT.format(name=name))
         return
     rows = [r for r in store.status(settings) if name is None or r.dataset_name == name]
     progress = {r.dataset_name: read_progress(settings.state_dir, r.dataset_name) for r in rows
@@ -400,6 +403,39 @@ def _verify_one(settings: Settings, copy: str, *, repair: bool, quiet: bool) -> 
         typer.echo(after.lines()[0])
     return {**found, "ok": after.ok, "repaired": {"rows_dropped": repaired.rows_dropped,
                                                   "files_removed": repaired.files_removed}, "after": after}
+
+
+@app.command()
+def retry(
+    name: Annotated[str, typer.Argument(help="A copy's directory name (`hugflow status` lists them).")],
+    code: Annotated[str | None, typer.Option("--code", help="Only the row errors of this code (`hugflow status "
+                                             "NAME --errors` lists them), e.g. too_long.")] = None,
+    as_json: options.AsJson = False,
+) -> None:
+    """Convert again exactly the rows recorded as row errors: after a codec fix, or with MAX_AUDIO_SECONDS raised.
+    Exit 1 when some still fail."""
+    from hugflow_ray.catalog import manager
+    from hugflow_ray.executors.default import release_ray
+
+    settings = options.settings()
+    try:
+        report = manager.retry_copy(settings, name, code=code)
+    finally:
+        release_ray()
+    if as_json:
+        options.echo_json({"dataset_name": report.dataset_name, "retried": report.retried,
+                           "still_failing": report.still_failing})
+    elif not report.retried:
+        kind = f" of code {code!r}" if code else ""
+        typer.echo(f"{name}: no row errors{kind} to retry.")
+    else:
+        fixed = len(report.retried) - len(report.still_failing)
+        typer.echo(f"{name}: retried {len(report.retried)} rows: {fixed} converted, {len(report.still_failing)} "
+                   "still row errors")
+        if report.still_failing:
+            typer.echo(f"  errors:   hugflow status {name} --errors")
+    if report.still_failing:
+        raise typer.Exit(1)
 
 
 def _register_manager() -> None:

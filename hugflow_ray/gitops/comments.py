@@ -11,6 +11,9 @@ from hugflow_ray.utils.humanize import duration, human_size
 MARKER_PREFIX = "<!-- hugflow-ray:"
 PR_MARKER = f"{MARKER_PREFIX}pr -->"
 ROW_ERRORS_LISTED = 5
+# Said under a copy's row errors (the PR comment, `hugflow status NAME --errors`).
+RETRY_HINT = ("After a fix (a newer hugflow, or MAX_AUDIO_SECONDS raised), `hugflow retry {name}` converts exactly "
+              "these rows again (`--code CODE`: only one kind).")
 
 
 REQUEST_MARKER = re.compile(re.escape(MARKER_PREFIX) + r"request (.+?) -->")
@@ -115,6 +118,7 @@ def succeeded(path: str, plan: PlanView, result: ResultView) -> str:
     if result.row_errors:
         lines += ["", f"First row errors (all: `hugflow status {plan.identity.name} --errors`):", ""]
         lines += [f"- {e}" for e in result.first_errors]
+        lines += ["", RETRY_HINT.format(name=plan.identity.name)]
     if result.already_complete:
         lines += ["", "Already complete at this commit (an earlier run synced it): nothing to do."]
     lines += ["", "An operator may merge this PR."]

@@ -21,6 +21,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from hugflow_ray.copies.ledger import Ledger, LedgerDamagedError
 from hugflow_ray.copies.locks import DatasetLock
 from hugflow_ray.copies.status import read_status, write_status
@@ -28,7 +31,7 @@ from hugflow_ray.copies.store import dataset_dir_of, write_measured_status
 from hugflow_ray.copies.verify import CONVERTED_FOLDERS, VerifyReport, ledger_of, verify
 from hugflow_ray.core.licences import LicenceVerdict
 from hugflow_ray.core.plan import FORMAT_VERSION
-from hugflow_ray.core.records import DatasetState, RowRecord
+from hugflow_ray.core.records import DatasetState, RowColumn, RowRecord, RowStatus
 from hugflow_ray.core.request import DEFAULT_AUDIO_COLUMN, DEFAULT_TEXT_COLUMN, AddRequest, HubRef, LocalRef
 from hugflow_ray.errors import DamagedStateError, RepairError
 from hugflow_ray.executors.base import Executor
@@ -203,3 +206,82 @@ def _remove(dataset_dir: Path, relative: str) -> bool:
         raise RepairError(f"{dataset_dir / relative} is a folder where the copy keeps a file: hugflow deletes no "
                           "folder it did not make; remove it, then repair again") from None
     return True
+
+
+@dataclass(frozen=True)
+class RetryReport:
+    """What :func:`retry` did.
+
+    Attributes:
+        retried: the rows recorded as row errors (of the code asked for) that were converted again.
+        still_failing: those of them that are row errors again, with their codes.
+        sync: the sync that converted them (None when there was nothing to retry).
+    """
+
+    dataset_name: str
+    retried: list[int]
+    still_failing: dict[int, str]
+    sync: SyncReport | None
+
+
+def retry(
+    settings: Settings,
+    name: str,
+    *,
+    code: str | None = None,
+    executor: Executor | None = None,
+    on_progress: ProgressCallback | None = None,
+    request: AddRequest | None = None,
+) -> RetryReport:
+    """Convert again exactly the rows of the copy ``name`` recorded as row errors (only those of ``code`` when
+    given): after a codec fix, or with ``MAX_AUDIO_SECONDS`` raised. Their records are dropped from the ledger and
+    the copy re-synced, which converts exactly them (as a repair does); the status, manifests and metrics are the
+    sync's own.
+
+    Args:
+        request: the request that re-makes the copy, when the fingerprint cannot say it alone (a catalog URL
+            source's copy; see :func:`repair`).
+
+    Raises:
+        DatasetNotFoundError: no copy of that name.
+        RepairError: the copy cannot be re-synced as it was made; nothing was changed.
+        SyncError, HubError, PlanError: from the re-sync, after the rows were dropped; running it again finishes it.
+    """
+    dataset_dir = dataset_dir_of(settings, name)
+    with DatasetLock(settings.state_dir, name, owner="retry"):
+        ledger = ledger_of(dataset_dir)
+        fingerprint = _fingerprint(ledger, name)
+        _check_reproducible(fingerprint, settings, name)
+        request = request or _request_of(fingerprint, name)
+        _check_same_source(fingerprint, request, name)
+        failed = _error_ids(ledger, code)
+        if not failed:
+            return RetryReport(dataset_name=name, retried=[], still_failing={}, sync=None)
+        _mark_syncing(dataset_dir)
+        ledger.drop_rows(failed)
+    synced = sync(request, settings, owner="retry", dataset_name=name, expect_sha=fingerprint.get("sha"),
+                  executor=executor, on_progress=on_progress, licence=_RESTORING)
+    again = _errors_among(Ledger(dataset_dir), failed)
+    return RetryReport(dataset_name=name, retried=failed, still_failing=again, sync=synced)
+
+
+def _row_errors(ledger: Ledger) -> pa.Table:
+    """The ledger's row errors: their ids and codes."""
+    table = ledger.read([RowColumn.ROW_ID, RowColumn.STATUS, RowColumn.ERROR_CODE])
+    return table.filter(pc.equal(table.column(RowColumn.STATUS), RowStatus.ERROR.value))
+
+
+def _error_ids(ledger: Ledger, code: str | None) -> list[int]:
+    """The ids of the ledger's row errors (of ``code`` only, when given)."""
+    errors = _row_errors(ledger)
+    if code is not None:
+        errors = errors.filter(pc.equal(errors.column(RowColumn.ERROR_CODE), code))
+    return errors.column(RowColumn.ROW_ID).to_pylist()
+
+
+def _errors_among(ledger: Ledger, ids: list[int]) -> dict[int, str]:
+    """Which of the rows ``ids`` are row errors, with their codes."""
+    errors = _row_errors(ledger)
+    errors = errors.filter(pc.is_in(errors.column(RowColumn.ROW_ID), value_set=pa.array(ids, pa.int64())))
+    return dict(zip(errors.column(RowColumn.ROW_ID).to_pylist(), errors.column(RowColumn.ERROR_CODE).to_pylist(),
+                    strict=True))
