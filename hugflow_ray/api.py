@@ -7,6 +7,9 @@ plan, apply and inspect a catalog tier, and reconcile the disk with the reposito
     from hugflow_ray.api import catalog_apply, catalog_plan, catalog_status
     plan = catalog_plan(load_settings(), tier="minimal")      # a CatalogPlan: plan.tier.entries, .left_out
     report = catalog_apply(load_settings(), tier="minimal")   # an ApplyReport: report.results, report.ok
+
+    from hugflow_ray.api import download_dataset
+    result = download_dataset("ljspeech")                     # one entry, any tier: an EntryResult
 """
 
 from __future__ import annotations
@@ -35,10 +38,19 @@ from hugflow_ray.pipeline.repair import RepairReport, RetryReport, repair
 from hugflow_ray.pipeline.sync import SyncReport, sync
 from hugflow_ray.settings import Settings, load_settings
 
+
+def download_dataset(name: str, settings: Settings | None = None) -> EntryResult:
+    """Bring the catalog entry ``name`` onto this machine (whatever its tier) under the budget and the licence
+    policy, as ``hugflow catalog apply NAME`` does; the settings from the environment unless given. Returns its
+    result: synced, already present, skipped (with why: over budget, licence) or failed (with the error)."""
+    (result,) = catalog_apply(settings or load_settings(), names=[name]).results
+    return result
+
+
 __all__ = [
     "ApplyReport", "CatalogPlan", "CatalogStatus", "EntryResult", "EntryStatus", "ReconcilePlan", "ReconcileReport",
     "RemoveReport", "RepairReport", "RetryReport", "Settings", "StatusRow", "SyncReport", "VerifyReport",
-    "catalog_apply", "catalog_plan", "catalog_status", "dataset_size", "load_settings", "reconcile_apply",
+    "catalog_apply", "catalog_plan", "catalog_status", "dataset_size", "download_dataset", "load_settings", "reconcile_apply",
     "reconcile_plan", "release_ray", "remove", "repair", "repair_copy", "retry", "row_errors", "status", "sync",
     "sync_rows", "verify", "verify_copy",
 ]

@@ -285,6 +285,39 @@ def test_reconcile_brings_in_removes_and_lists_unmanaged_and_a_second_run_has_no
                                           "in_place": ["org__calls__split_train__rev_main", "catalog__midi"]}
 
 
+def test_named_entries_come_in_whatever_their_tier_under_the_same_budget_and_licence_rules(
+        settings: Settings, sources: Sources, tmp_path: Path) -> None:
+    from hugflow_ray.api import download_dataset
+
+    write_catalog(tmp_path, *seven_entries(sources))
+    env = {"STORAGE_ROOT": str(settings.storage_root), "STATE_DIR": str(settings.state_dir),
+           "HF_ENDPOINT": settings.hf_endpoint, "CATALOG_PATH": str(settings.catalog_path),
+           "MAX_STORAGE_GB": str(BUDGET_GB)}
+    planned = CliRunner().invoke(app, ["catalog", "plan", "clips", "midi", "nc", "big", "--json"], env=env)
+    assert planned.exit_code == 0, planned.output
+    plan = json.loads(planned.stdout)
+    assert plan["tier"] is None and plan["named"] == ["midi", "big", "nc", "clips"], "highest priority first"
+    assert {e["name"]: e["decision"] for e in plan["entries"]} == {
+        "midi": "bring in", "big": "over budget", "nc": "licence refused", "clips": "bring in"}
+
+    applied = CliRunner().invoke(app, ["catalog", "apply", "clips", "midi", "nc", "big"], env=env)
+    assert applied.exit_code == 0, applied.output
+    assert {(r.dataset_name, r.state.value) for r in store_status(settings)} == {
+        ("catalog__clips", "complete"), ("catalog__midi", "complete")}, "only the named entries that may come in"
+    outcomes = {line.split()[0]: line.split()[1] for line in applied.stdout.splitlines()}
+    assert outcomes == {"midi": "synced", "big": "skipped", "nc": "skipped", "clips": "synced"}
+
+    assert download_dataset("speech-url", settings).outcome is Outcome.SYNCED, "the seed's download_dataset(name)"
+    again = download_dataset("clips", settings)
+    assert (again.outcome, again.dataset_name) == (Outcome.PRESENT, "catalog__clips")
+
+    unknown = CliRunner().invoke(app, ["catalog", "apply", "clipz"], env=env)
+    assert unknown.exit_code == 1 and "no entry 'clipz'" in str(unknown.exception)
+    assert "calls, midi, speech-url, big, nc, clips, textonly" in str(unknown.exception)
+    both = CliRunner().invoke(app, ["catalog", "plan", "clips", "--tier", "minimal"], env=env)
+    assert both.exit_code == 1 and "both a tier and entry names" in str(both.exception)
+
+
 def test_catalog_cli_plan_and_status_print_the_plan_and_the_budget(settings: Settings, sources: Sources,
                                                                   tmp_path: Path) -> None:
     write_catalog(tmp_path, *seven_entries(sources))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -145,30 +145,40 @@ class EntryFacts:
 
 @dataclass(frozen=True)
 class CatalogPlan:
-    """A tier's plan with what each entry's source and licence were found to be."""
+    """A tier's plan (or named entries') with what each entry's source and licence were found to be.
+
+    Attributes:
+        named: the entries asked for by name, when not a tier (``tier.tier`` is then empty).
+    """
 
     catalog: Catalog
     tier: TierPlan
     facts: dict[str, EntryFacts]
     offline: bool
+    named: tuple[str, ...] = ()
 
 
-def plan(settings: Settings, *, tier: str | None = None, catalog: Catalog | None = None, offline: bool = False
-         ) -> CatalogPlan:
-    """What ``apply`` would do for ``tier``, without doing it.
+def plan(settings: Settings, *, tier: str | None = None, names: Sequence[str] = (), catalog: Catalog | None = None,
+         offline: bool = False) -> CatalogPlan:
+    """What ``apply`` would do for ``tier``, or for the entries ``names`` (of any tier), without doing it: either way
+    under the budget (every other copy on the disk counted) and the licence policy.
 
     Args:
         offline: do not ask the Hub (no card licence check, no Hub file sizes).
 
     Raises:
-        CatalogError: the catalog is invalid or the tier unknown.
+        CatalogError: the catalog is invalid, the tier or a name unknown, or both a tier and names given.
     """
     catalog = catalog or read_catalog(settings)
-    name = chosen_tier(catalog, settings, tier)
+    if names:
+        entries, name = _named(catalog, tier, names), ""
+    else:
+        name = chosen_tier(catalog, settings, tier)
+        entries = catalog.tier_entries(name)
     hub = None if offline else Hub.from_settings(settings)
     candidates: list[Candidate] = []
     facts: dict[str, EntryFacts] = {}
-    for entry in catalog.tier_entries(name):
+    for entry in entries:
         dataset = entry_dataset_name(entry)
         there, disk = presence(settings, dataset, pinned=_pin(entry))
         entry_facts, problem = _inspect(entry, settings, hub)
@@ -178,7 +188,24 @@ def plan(settings: Settings, *, tier: str | None = None, catalog: Catalog | None
                                     transient_bytes=entry_facts.source_peak_bytes or 0))
     other = storage_used(settings, excluding=frozenset(c.dataset_name for c in candidates))
     tier_plan = plan_tier(candidates, tier=name, budget_bytes=budget_bytes(settings), other_bytes=other)
-    return CatalogPlan(catalog, tier_plan, facts, offline)
+    return CatalogPlan(catalog, tier_plan, facts, offline, tuple(e.name for e in entries) if names else ())
+
+
+def _named(catalog: Catalog, tier: str | None, names: Sequence[str]) -> list[CatalogEntry]:
+    """The catalog's entries ``names``, highest priority first.
+
+    Raises:
+        CatalogError: a name the catalog does not list, or a tier given as well.
+    """
+    if tier is not None:
+        raise CatalogError("both a tier and entry names given", fix="Name entries, or pass --tier; not both.",
+                           catalog_path=catalog.path)
+    try:
+        return catalog.named_entries(names)
+    except KeyError as e:
+        listed = ", ".join(entry.name for entry in catalog.entries)
+        raise CatalogError(f"there is no entry {e.args[0]!r}", fix=f"Name one of: {listed}.",
+                           catalog_path=catalog.path) from None
 
 
 def _pin(entry: CatalogEntry) -> str | None:
@@ -240,14 +267,14 @@ class ApplyReport:
         return all(r.outcome is not Outcome.FAILED for r in self.results)
 
 
-def apply(settings: Settings, *, tier: str | None = None, catalog: Catalog | None = None,
+def apply(settings: Settings, *, tier: str | None = None, names: Sequence[str] = (), catalog: Catalog | None = None,
           on_entry: Callable[[PlannedEntry], None] | None = None) -> ApplyReport:
-    """Bring a tier onto this machine: its plan, carried out highest priority first.
+    """Bring a tier (or the entries ``names``) onto this machine: its plan, carried out highest priority first.
 
     An entry is synced only if, measured on the disk just before it starts, it still fits the budget. A failing
     entry is reported and the next one goes on; complete entries are not touched.
     """
-    decided = plan(settings, tier=tier, catalog=catalog)
+    decided = plan(settings, tier=tier, names=names, catalog=catalog)
     report = ApplyReport(decided)
     for planned in decided.tier.entries:
         if on_entry is not None and planned.decision in (Decision.BRING_IN, Decision.RESUME):

@@ -18,10 +18,13 @@ catalog_app = typer.Typer(help="The curated catalog: plan, apply and inspect a t
 _TIER = typer.Option("--tier", help="The tier (cumulative) to bring in; default HUGFLOW_TIER.")
 _CATALOG = typer.Option("--catalog", help="The catalog file; default CATALOG_PATH (catalog.yaml).")
 _OFFLINE = typer.Option("--offline", help="Do not ask the Hub (no card licence check, no Hub sizes).")
+_NAMES = typer.Argument(help="Catalog entries to bring in (any tier), instead of a tier; under the same budget and "
+                        "licence rules.", show_default=False)
 
 
 @catalog_app.command("plan")
 def plan_command(
+    names: Annotated[list[str] | None, _NAMES] = None,
     tier: Annotated[str | None, _TIER] = None,
     catalog: Annotated[Path | None, _CATALOG] = None,
     offline: Annotated[bool, _OFFLINE] = False,
@@ -32,7 +35,8 @@ def plan_command(
     from hugflow_ray.catalog import manager
 
     settings = options.settings()
-    decided = manager.plan(settings, tier=tier, catalog=manager.read_catalog(settings, catalog), offline=offline)
+    decided = manager.plan(settings, tier=tier, names=names or (), catalog=manager.read_catalog(settings, catalog),
+                           offline=offline)
     if as_json:
         options.echo_json(plan_json(decided))
         return
@@ -54,7 +58,7 @@ def plan_json(decided) -> dict[str, object]:
             "running_bytes": planned.running_bytes if planned.decision.included else None,
             "decision": planned.decision, "included": planned.decision.included, "reason": planned.reason,
         })
-    return {"tier": tier_plan.tier, "budget_bytes": tier_plan.budget_bytes, "other_bytes": tier_plan.other_bytes,
+    return {"tier": tier_plan.tier or None, "named": list(decided.named) or None, "budget_bytes": tier_plan.budget_bytes, "other_bytes": tier_plan.other_bytes,
             "offline": decided.offline, "entries": entries, "total_bytes": tier_plan.total_bytes,
             "to_sync": [p.entry.name for p in tier_plan.to_sync]}
 
@@ -69,9 +73,12 @@ def _table(header: list[str], rows: list[list[str]], *, right: frozenset[int]) -
 def plan_lines(decided) -> list[str]:
     """The plan as ``catalog plan`` and ``reconcile`` print it."""
     tier_plan, catalog = decided.tier, decided.catalog
-    rank = catalog.tiers.index(tier_plan.tier)
-    tiers = " + ".join(catalog.tiers[: rank + 1])
-    lines = [f"tier {tier_plan.tier} ({tiers}); budget {gigabytes(tier_plan.budget_bytes)}; other data on disk "
+    if decided.named:
+        asked = f"entries {', '.join(decided.named)}"
+    else:
+        rank = catalog.tiers.index(tier_plan.tier)
+        asked = f"tier {tier_plan.tier} ({' + '.join(catalog.tiers[: rank + 1])})"
+    lines = [f"{asked}; budget {gigabytes(tier_plan.budget_bytes)}; other data on disk "
              f"{gigabytes(tier_plan.other_bytes)}" + (" (offline: Hub cards not read)" if decided.offline else "")]
     rows = []
     for planned in tier_plan.entries:
@@ -100,16 +107,18 @@ def plan_lines(decided) -> list[str]:
 
 @catalog_app.command("apply")
 def apply_command(
+    names: Annotated[list[str] | None, _NAMES] = None,
     tier: Annotated[str | None, _TIER] = None,
     catalog: Annotated[Path | None, _CATALOG] = None,
 ) -> None:
-    """Bring the tier in: highest priority first, never over the budget, complete entries untouched."""
+    """Bring the tier (or the entries named) in: highest priority first, never over the budget, complete entries
+    untouched."""
     from hugflow_ray.catalog import manager
     from hugflow_ray.executors.default import release_ray
 
     settings = options.settings()
     try:
-        report = manager.apply(settings, tier=tier, catalog=manager.read_catalog(settings, catalog),
+        report = manager.apply(settings, tier=tier, names=names or (), catalog=manager.read_catalog(settings, catalog),
                                on_entry=lambda p: typer.echo(f"{p.decision.value}: {p.entry.name}", err=True))
     finally:
         release_ray()

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path, PurePosixPath
@@ -177,6 +177,18 @@ class Catalog:
         included = set(self.tiers[: rank + 1])
         chosen = [(e.priority, i, e) for i, e in enumerate(self.entries) if e.tier in included]
         return [e for _, _, e in sorted(chosen, key=lambda t: (t[0], t[1]))]
+
+    def named_entries(self, names: Iterable[str]) -> list[CatalogEntry]:
+        """The entries named (each once), highest priority first as in a tier.
+
+        Raises:
+            KeyError: a name the catalog does not list (the first one).
+        """
+        by_name = {e.name: (e.priority, i, e) for i, e in enumerate(self.entries)}
+        wanted = dict.fromkeys(names)
+        if unknown := [n for n in wanted if n not in by_name]:
+            raise KeyError(unknown[0])
+        return [e for _, _, e in sorted((by_name[n] for n in wanted), key=lambda t: (t[0], t[1]))]
 
     def entry(self, name: str) -> CatalogEntry | None:
         """The entry called ``name``, or None."""
