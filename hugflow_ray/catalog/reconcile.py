@@ -77,12 +77,12 @@ def plan(settings: Settings, *, requests_dir: Path = Path("requests"), tier: str
     Raises:
         RequestError: a request file is invalid. CatalogError: the catalog is invalid or the tier unknown.
     """
-    removals = _requests(requests_dir / "remove", RemoveRequest)
+    removals = requests_of(requests_dir / "remove", RemoveRequest)
     removed = {dataset_dir_name(r.dataset) for _, r in removals}
     steps: list[Step] = []
     in_place: list[str] = []
     desired: set[str] = set()
-    for path, request in _requests(requests_dir / "add", AddRequest):
+    for path, request in requests_of(requests_dir / "add", AddRequest):
         name = dataset_dir_name(request.dataset)
         if name in removed or name in desired:
             continue
@@ -117,7 +117,8 @@ def plan(settings: Settings, *, requests_dir: Path = Path("requests"), tier: str
     return ReconcilePlan(removals_steps + steps, in_place, unmanaged, catalog_plan, left_out)
 
 
-def _requests(directory: Path, kind: type[AddRequest | RemoveRequest]) -> list[tuple[Path, AddRequest]]:
+def requests_of(directory: Path, kind: type[AddRequest | RemoveRequest]) -> list[tuple[Path, AddRequest]]:
+    """The requests of ``kind`` in ``directory`` (its .yaml and .yml files, in name order), each with its path."""
     found = []
     for path in sorted(directory.glob("*.yaml")) + sorted(directory.glob("*.yml")):
         request = load_request(path)

@@ -1,4 +1,4 @@
-"""``hugflow catalog plan|apply|status`` and ``hugflow reconcile``: the dataset manager's shell."""
+"""``hugflow catalog plan|apply|status``, ``hugflow reconcile`` and ``hugflow drift``: the dataset manager's shell."""
 
 from __future__ import annotations
 
@@ -198,4 +198,40 @@ def reconcile(
         for result in report.results:
             typer.echo(f"{'done' if result.ok else 'FAILED':<6} {result.step.dataset_name}: {result.detail}")
     if not report.ok:
+        raise typer.Exit(1)
+
+
+def drift(
+    requests_dir: Annotated[Path, typer.Option("--requests", help="The requests directory.")] = Path("requests"),
+    as_json: options.AsJson = False,
+) -> None:
+    """List the copies of Hub requests whose revision now resolves to another commit on the Hub, or whose card now
+    states another licence (with the licence policy's verdict). Exit 1 when the Hub could not answer for one."""
+    from hugflow_ray.catalog.drift import drift as find_drift
+
+    settings = options.settings()
+    found = find_drift(settings, requests_dir=requests_dir)
+    if as_json:
+        options.echo_json([{"request": str(d.request), "dataset_name": d.dataset_name, "hf_id": d.hf_id,
+                            "revision": d.revision, "copy_sha": d.copy_sha, "hub_sha": d.hub_sha, "moved": d.moved,
+                            "licence_before": d.licence_before, "licence_now": d.licence_now,
+                            "licence_changed": d.licence_changed,
+                            "licence_verdict": d.verdict.line() if d.verdict and d.licence_changed else None,
+                            "error": d.error} for d in found])
+    else:
+        for d in found:
+            if d.error is not None:
+                typer.echo(f"error     {d.dataset_name}: {d.error}")
+                continue
+            if d.moved:
+                typer.echo(f"moved     {d.dataset_name}: {d.hf_id}@{d.revision} {(d.copy_sha or '?')[:12]} -> "
+                           f"{(d.hub_sha or '?')[:12]}  ({d.request})")
+            if d.licence_changed and d.verdict is not None:
+                typer.echo(f"licence   {d.dataset_name}: {d.licence_before or '(none)'} -> {d.verdict.line()}")
+        drifted, failed = sum(d.drifted for d in found), sum(d.error is not None for d in found)
+        checked = len(found) - failed
+        summary = (f"{drifted} of {checked} copies of Hub requests drifted" if drifted
+                   else f"no drift: {checked} copies of Hub requests match the Hub")
+        typer.echo(summary + (f"; {failed} could not be checked" if failed else ""))
+    if any(d.error is not None for d in found):
         raise typer.Exit(1)

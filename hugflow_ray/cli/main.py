@@ -439,10 +439,11 @@ def retry(
 
 
 def _register_manager() -> None:
-    from hugflow_ray.cli.catalog import catalog_app, reconcile
+    from hugflow_ray.cli.catalog import catalog_app, drift, reconcile
 
     app.add_typer(catalog_app, name="catalog")
     app.command()(reconcile)
+    app.command()(drift)
 
 
 _register_manager()
