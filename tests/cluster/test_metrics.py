@@ -29,7 +29,7 @@ from tests.ray_nodes import MEMORY, TOKEN, Node, answers, free_port
 
 pytestmark = pytest.mark.cluster
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 MONITORING = ROOT / "cluster" / "monitoring"
 FAST_METRICS = {"RAY_metrics_report_interval_ms": "1000"}
 HUGFLOW_METRICS = (

@@ -197,7 +197,7 @@ def test_an_oversize_file_is_refused_without_reading_it_whole(tmp_path: Path) ->
 
 
 def test_the_shipped_examples_are_valid() -> None:
-    root = Path(__file__).resolve().parents[1] / "requests"
+    root = Path(__file__).resolve().parents[2] / "requests"
     examples = sorted(root.glob("*/*.yaml"))
     assert {p.parent.name for p in examples} == {"add", "remove"}
     for example in examples:

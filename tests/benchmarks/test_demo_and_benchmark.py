@@ -12,7 +12,7 @@ from hugflow_ray.cli import demo
 from tests.audio_fixtures import decode_back
 from tests.helpers import load_benchmark
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.subprocess_sync  # the demo and the benchmarks sync (most in child processes)
 
 

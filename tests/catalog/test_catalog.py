@@ -466,7 +466,7 @@ def test_a_url_audio_copy_is_pinned_to_its_source_and_a_new_version_is_made_agai
 
 def test_the_readme_shows_what_the_example_catalog_plans() -> None:
     """The worked example in the README is the real output of the repository's catalog.yaml, offline."""
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     result = CliRunner().invoke(app, ["catalog", "plan", "--tier", "balanced", "--offline", "--catalog",
                                       str(repo / "catalog.yaml")],
                                 env={"MAX_STORAGE_GB": "150", "STORAGE_ROOT": "datasets"})

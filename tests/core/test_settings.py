@@ -70,7 +70,7 @@ def test_secrets_never_show_in_the_settings_repr(monkeypatch: pytest.MonkeyPatch
 
 
 def test_every_setting_is_documented_in_env_example() -> None:
-    example = (Path(__file__).resolve().parents[1] / ".env.example").read_text()
+    example = (Path(__file__).resolve().parents[2] / ".env.example").read_text()
     for name in Settings.model_fields:
         assert f"\n{name.upper()}=" in "\n" + example or f"\n# {name.upper()}=" in "\n" + example, name
 

@@ -20,7 +20,7 @@ import yaml
 
 from hugflow_ray.settings import Settings
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CLUSTER_YAML = REPO / "ray_cluster.yaml"
 CLUSTER = REPO / "cluster"
 HEAD_UNIT = CLUSTER / "ray-head.service"
@@ -31,7 +31,7 @@ CLUSTER_README = CLUSTER / "README.md"
 RECONCILE_UNIT = CLUSTER / "hugflow-reconcile.service"
 ENTRYPOINT = CLUSTER / "entrypoint.sh"
 # Every file under cluster/ and the test(s) below that cover it.
-# cluster/monitoring/ is run and checked by tests/test_metrics.py (a real Prometheus, promtool).
+# cluster/monitoring/ is run and checked by tests/cluster/test_metrics.py (a real Prometheus, promtool).
 MONITORING = ("monitoring/prometheus.yml", "monitoring/hugflow.rules.yml", "monitoring/grafana-hugflow.json")
 COVERED = {HEAD_UNIT.name, WORKER_UNIT.name, RAY_ENV.name, RUNNER_ENV.name, CLUSTER_README.name, RECONCILE_UNIT.name,
            ENTRYPOINT.name, *MONITORING}
