@@ -91,10 +91,7 @@ def repair(
             raise RepairError(f"{name}: {report.unsafe[0]}: hugflow neither reads nor writes through it; move the "
                               "copy's own folder back (or remove the copy), then repair; nothing was changed")
         ledger = ledger_of(dataset_dir)
-        fingerprint = _fingerprint(ledger, name)
-        _check_reproducible(fingerprint, settings, name)
-        request = request or _request_of(fingerprint, name)
-        _check_same_source(fingerprint, request, name)
+        fingerprint, request = _as_made(ledger, settings, name, request)
         bad = report.bad_rows
         # Rows a damaged ledger lost are not known: their files are no strays but rows to convert again (the same
         # bytes under the same names), so nothing is deleted for want of a ledger row.
@@ -109,8 +106,7 @@ def repair(
             _measure_again(dataset_dir)  # no re-sync finalizes a complete copy that only lost unexpected files
     if not bad and not ledger_short and report.state is DatasetState.COMPLETE:
         return RepairReport(dataset_name=name, rows_dropped=[], files_removed=sorted(removed), sync=None)
-    synced = sync(request, settings, owner="repair", dataset_name=name,
-                  expect_sha=fingerprint.get("sha"), executor=executor, on_progress=on_progress, licence=_RESTORING)
+    synced = _resync(request, settings, name, fingerprint, owner="repair", executor=executor, on_progress=on_progress)
     return RepairReport(dataset_name=name, rows_dropped=[r.row_id for r in dropped], files_removed=sorted(removed),
                         sync=synced)
 
@@ -118,6 +114,24 @@ def repair(
 # A repair restores rows of a copy the licence policy let in when it was made (with the override its request or
 # catalog entry carried, which the fingerprint does not keep): the policy is not asked again.
 _RESTORING = LicenceVerdict(licence=None, allowed=True, overridden=False, reason="a repair restores an existing copy")
+
+
+def _as_made(ledger: Ledger, settings: Settings, name: str, request: AddRequest | None
+             ) -> tuple[dict[str, Any], AddRequest]:
+    """The copy's fingerprint, and the request that re-makes it as it was made (``request`` when given), both checked
+    before anything is dropped: the same output format, encoder settings and source."""
+    fingerprint = _fingerprint(ledger, name)
+    _check_reproducible(fingerprint, settings, name)
+    request = request or _request_of(fingerprint, name)
+    _check_same_source(fingerprint, request, name)
+    return fingerprint, request
+
+
+def _resync(request: AddRequest, settings: Settings, name: str, fingerprint: dict[str, Any], *, owner: str,
+            executor: Executor | None, on_progress: ProgressCallback | None) -> SyncReport:
+    """Sync the copy ``name`` at its pinned commit: the rows not in its ledger are converted, as made before."""
+    return sync(request, settings, owner=owner, dataset_name=name, expect_sha=fingerprint.get("sha"),
+                executor=executor, on_progress=on_progress, licence=_RESTORING)
 
 
 def _fingerprint(ledger: Ledger, name: str) -> dict[str, Any]:
@@ -250,17 +264,13 @@ def retry(
     dataset_dir = dataset_dir_of(settings, name)
     with DatasetLock(settings.state_dir, name, owner="retry"):
         ledger = ledger_of(dataset_dir)
-        fingerprint = _fingerprint(ledger, name)
-        _check_reproducible(fingerprint, settings, name)
-        request = request or _request_of(fingerprint, name)
-        _check_same_source(fingerprint, request, name)
+        fingerprint, request = _as_made(ledger, settings, name, request)
         failed = _error_ids(ledger, code)
         if not failed:
             return RetryReport(dataset_name=name, retried=[], still_failing={}, sync=None)
         _mark_syncing(dataset_dir)
         ledger.drop_rows(failed)
-    synced = sync(request, settings, owner="retry", dataset_name=name, expect_sha=fingerprint.get("sha"),
-                  executor=executor, on_progress=on_progress, licence=_RESTORING)
+    synced = _resync(request, settings, name, fingerprint, owner="retry", executor=executor, on_progress=on_progress)
     again = _errors_among(Ledger(dataset_dir), failed)
     return RetryReport(dataset_name=name, retried=failed, still_failing=again, sync=synced)
 

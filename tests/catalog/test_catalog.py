@@ -119,6 +119,13 @@ def settings(hub: HubFixture, tmp_path: Path) -> Settings:
                          max_storage_gb=BUDGET_GB)
 
 
+def cli_env(settings: Settings) -> dict[str, str]:
+    """The environment a `hugflow` command needs to see ``settings``."""
+    return {"STORAGE_ROOT": str(settings.storage_root), "STATE_DIR": str(settings.state_dir),
+            "HF_ENDPOINT": settings.hf_endpoint, "CATALOG_PATH": str(settings.catalog_path),
+            "MAX_STORAGE_GB": str(BUDGET_GB)}
+
+
 def _files(root: Path) -> dict[str, tuple[int, bytes]]:
     """Every file under ``root``: its modification time and bytes."""
     return {str(p.relative_to(root)): (p.stat().st_mtime_ns, p.read_bytes()) for p in sorted(root.rglob("*"))
@@ -269,17 +276,13 @@ def test_reconcile_brings_in_removes_and_lists_unmanaged_and_a_second_run_has_no
 
     result = CliRunner().invoke(app, ["reconcile", "--tier", "minimal", "--apply", "--requests",
                                       str(tmp_path / "requests")],
-                                env={"STORAGE_ROOT": str(settings.storage_root), "STATE_DIR": str(settings.state_dir),
-                                     "HF_ENDPOINT": settings.hf_endpoint, "CATALOG_PATH": str(settings.catalog_path),
-                                     "MAX_STORAGE_GB": str(BUDGET_GB)})
+                                env=cli_env(settings))
     assert result.exit_code == 0, result.output
     assert "nothing to do: 2 in place" in result.output
     assert "unmanaged someone-elses" in result.output
     as_json = CliRunner().invoke(app, ["reconcile", "--tier", "minimal", "--json", "--requests",
                                        str(tmp_path / "requests")],
-                                 env={"STORAGE_ROOT": str(settings.storage_root), "STATE_DIR": str(settings.state_dir),
-                                      "HF_ENDPOINT": settings.hf_endpoint, "CATALOG_PATH": str(settings.catalog_path),
-                                      "MAX_STORAGE_GB": str(BUDGET_GB)})
+                                 env=cli_env(settings))
     assert as_json.exit_code == 0, as_json.output
     assert json.loads(as_json.stdout) == {"steps": [], "left_out": [], "unmanaged": ["someone-elses"],
                                           "in_place": ["org__calls__split_train__rev_main", "catalog__midi"]}
@@ -290,9 +293,7 @@ def test_named_entries_come_in_whatever_their_tier_under_the_same_budget_and_lic
     from hugflow_ray.api import download_dataset
 
     write_catalog(tmp_path, *seven_entries(sources))
-    env = {"STORAGE_ROOT": str(settings.storage_root), "STATE_DIR": str(settings.state_dir),
-           "HF_ENDPOINT": settings.hf_endpoint, "CATALOG_PATH": str(settings.catalog_path),
-           "MAX_STORAGE_GB": str(BUDGET_GB)}
+    env = cli_env(settings)
     planned = CliRunner().invoke(app, ["catalog", "plan", "clips", "midi", "nc", "big", "--json"], env=env)
     assert planned.exit_code == 0, planned.output
     plan = json.loads(planned.stdout)
@@ -321,9 +322,7 @@ def test_named_entries_come_in_whatever_their_tier_under_the_same_budget_and_lic
 def test_catalog_cli_plan_and_status_print_the_plan_and_the_budget(settings: Settings, sources: Sources,
                                                                   tmp_path: Path) -> None:
     write_catalog(tmp_path, *seven_entries(sources))
-    env = {"STORAGE_ROOT": str(settings.storage_root), "STATE_DIR": str(settings.state_dir),
-           "HF_ENDPOINT": settings.hf_endpoint, "CATALOG_PATH": str(settings.catalog_path),
-           "MAX_STORAGE_GB": str(BUDGET_GB)}
+    env = cli_env(settings)
     planned = CliRunner().invoke(app, ["catalog", "plan", "--tier", "balanced"], env=env)
     assert planned.exit_code == 0, planned.output
     lines = planned.stdout.splitlines()
