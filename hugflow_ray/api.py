@@ -1,5 +1,6 @@
-"""The Python API, in one import: sync a request or in-memory rows, list, inspect, verify and repair copies, retry their row errors, remove one;
-plan, apply and inspect a catalog tier, and reconcile the disk with the repository.
+"""The Python API, in one import: sync a request or in-memory rows; list, inspect, verify and repair copies (one
+verify and one repair for every kind of copy: converted rows or kept files), retry their row errors, remove one;
+plan, apply and inspect a catalog tier or named entries, and reconcile the disk with the repository.
 
     from hugflow_ray.api import load_settings, sync
     report = sync(Path("requests/add/my_dataset.yaml"), load_settings())
@@ -20,21 +21,21 @@ from hugflow_ray.catalog.manager import (
     CatalogStatus,
     EntryResult,
     EntryStatus,
-    repair_copy,
-    verify_copy,
 )
 from hugflow_ray.catalog.manager import apply as catalog_apply
 from hugflow_ray.catalog.manager import plan as catalog_plan
+from hugflow_ray.catalog.manager import repair_copy as repair
 from hugflow_ray.catalog.manager import retry_copy as retry
 from hugflow_ray.catalog.manager import status as catalog_status
+from hugflow_ray.catalog.manager import verify_copy as verify
 from hugflow_ray.catalog.reconcile import ReconcilePlan, ReconcileReport
 from hugflow_ray.catalog.reconcile import apply as reconcile_apply
 from hugflow_ray.catalog.reconcile import plan as reconcile_plan
 from hugflow_ray.copies.store import RemoveReport, StatusRow, dataset_size, remove, row_errors, status
-from hugflow_ray.copies.verify import VerifyReport, verify
+from hugflow_ray.copies.verify import VerifyReport
 from hugflow_ray.executors.default import release_ray
 from hugflow_ray.pipeline.in_memory import sync_rows
-from hugflow_ray.pipeline.repair import RepairReport, RetryReport, repair
+from hugflow_ray.pipeline.repair import RepairReport, RetryReport
 from hugflow_ray.pipeline.sync import SyncReport, sync
 from hugflow_ray.settings import Settings, load_settings
 
@@ -50,7 +51,7 @@ def download_dataset(name: str, settings: Settings | None = None) -> EntryResult
 __all__ = [
     "ApplyReport", "CatalogPlan", "CatalogStatus", "EntryResult", "EntryStatus", "ReconcilePlan", "ReconcileReport",
     "RemoveReport", "RepairReport", "RetryReport", "Settings", "StatusRow", "SyncReport", "VerifyReport",
-    "catalog_apply", "catalog_plan", "catalog_status", "dataset_size", "download_dataset", "load_settings", "reconcile_apply",
-    "reconcile_plan", "release_ray", "remove", "repair", "repair_copy", "retry", "row_errors", "status", "sync",
-    "sync_rows", "verify", "verify_copy",
+    "catalog_apply", "catalog_plan", "catalog_status", "dataset_size", "download_dataset", "load_settings",
+    "reconcile_apply", "reconcile_plan", "release_ray", "remove", "repair", "retry", "row_errors", "status", "sync",
+    "sync_rows", "verify",
 ]

@@ -31,7 +31,9 @@ from hugflow_ray.core.records import DatasetState, DatasetStatus
 from hugflow_ray.core.request import AddRequest, HubRef, LocalRef, Origin
 from hugflow_ray.core.tiers import Candidate, Decision, PlannedEntry, Presence, TierPlan, plan_tier
 from hugflow_ray.errors import CatalogError, DamagedStateError, HubError, HugflowError, RepairError, SourceError
+from hugflow_ray.executors.base import Executor
 from hugflow_ray.pipeline.download import window
+from hugflow_ray.pipeline.progress import ProgressCallback
 from hugflow_ray.pipeline.repair import RepairReport, RetryReport, repair, retry
 from hugflow_ray.pipeline.sync import SyncReport, sync
 from hugflow_ray.settings import Settings
@@ -413,18 +415,21 @@ def verify_copy(settings: Settings, name: str) -> VerifyReport:
     return verify(settings, name)
 
 
-def repair_copy(settings: Settings, name: str, report: VerifyReport, *, catalog: Catalog | None = None
-                ) -> RepairReport:
-    """Repair what ``report`` found: a copy's bad rows re-converted, or a kept copy's bad files put back. A copy of a
-    URL source needs its source again: it is downloaded (and verified) from the catalog entry that made the copy.
+def repair_copy(settings: Settings, name: str, report: VerifyReport | None = None, *, catalog: Catalog | None = None,
+                executor: Executor | None = None, on_progress: ProgressCallback | None = None) -> RepairReport:
+    """Repair what ``report`` found (verified now when not given): a copy's bad rows re-converted, or a kept copy's
+    bad files put back. A copy of a URL source needs its source again: it is downloaded (and verified) from the
+    catalog entry that made the copy. ``executor`` and ``on_progress`` are the re-sync's (see
+    :func:`hugflow_ray.pipeline.repair.repair`).
 
     Raises:
         RepairError: a catalog copy whose entry the catalog no longer lists, or a copy that cannot be re-made as it
             was (see :func:`hugflow_ray.pipeline.repair.repair`).
     """
+    report = report if report is not None else verify_copy(settings, name)
     entry = _url_entry_of(settings, name, catalog)
     if entry is None:
-        return repair(settings, name, report=report)
+        return repair(settings, name, report=report, executor=executor, on_progress=on_progress)
     assert isinstance(entry.source, UrlSource)
     layout = StoreLayout.of(settings)
     root = layout.url_source(entry.name)
@@ -432,20 +437,22 @@ def repair_copy(settings: Settings, name: str, report: VerifyReport, *, catalog:
         touched = sources.repair_files(settings, entry, name, root, report)
         return RepairReport(dataset_name=name, rows_dropped=[f.row_id for f in [*report.missing, *report.changed]],
                             files_removed=touched, sync=None)
-    return _from_source(entry, root, lambda request: repair(settings, name, report=report, request=request))
+    return _from_source(entry, root, lambda request: repair(settings, name, report=report, request=request,
+                                                             executor=executor, on_progress=on_progress))
 
 
-def retry_copy(settings: Settings, name: str, *, code: str | None = None, catalog: Catalog | None = None
-               ) -> RetryReport:
+def retry_copy(settings: Settings, name: str, *, code: str | None = None, catalog: Catalog | None = None,
+               executor: Executor | None = None, on_progress: ProgressCallback | None = None) -> RetryReport:
     """Convert again a copy's rows recorded as row errors (see :func:`hugflow_ray.pipeline.repair.retry`). A copy of
     a URL source with row errors needs its source again: it is downloaded (and verified) from its catalog entry."""
     entry = _url_entry_of(settings, name, catalog)
     if entry is None:
-        return retry(settings, name, code=code)
+        return retry(settings, name, code=code, executor=executor, on_progress=on_progress)
     if not [r for r in store.row_errors(settings, name) if code is None or r.error_code == code]:
         return RetryReport(dataset_name=name, retried=[], still_failing={}, sync=None)  # no download for nothing
     root = StoreLayout.of(settings).url_source(entry.name)
-    return _from_source(entry, root, lambda request: retry(settings, name, code=code, request=request))
+    return _from_source(entry, root, lambda request: retry(settings, name, code=code, request=request,
+                                                            executor=executor, on_progress=on_progress))
 
 
 def _from_source(entry: CatalogEntry, root: Path, resync: Callable[[AddRequest], _T]) -> _T:

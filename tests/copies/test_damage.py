@@ -177,9 +177,9 @@ def _status(w: World) -> None:
 def _verify(w: World, *, repair: bool) -> None:
     for name in (HUB_COPY, KEPT_COPY):
         try:
-            report = api.verify_copy(w.settings, name)
+            report = api.verify(w.settings, name)
             if repair and not report.ok:
-                api.repair_copy(w.settings, name, report)
+                api.repair(w.settings, name, report)
         except HugflowError:
             continue  # one line for this copy; verify --all goes on with the next
 
