@@ -13,7 +13,7 @@ from hugflow_ray.copies.status import read_status_or_none
 from hugflow_ray.core.licences import LicenceVerdict, judge, normalise
 from hugflow_ray.core.naming import dataset_dir_name
 from hugflow_ray.core.request import AddRequest, HubRef
-from hugflow_ray.errors import DamagedStateError, HubError
+from hugflow_ray.errors import HubError
 from hugflow_ray.settings import Settings
 
 
@@ -72,10 +72,7 @@ def drift(settings: Settings, *, requests_dir: Path = Path("requests")) -> list[
         if not isinstance(ref, HubRef):
             continue
         name = dataset_dir_name(ref)
-        try:
-            status = read_status_or_none(layout.copy(name).root)
-        except DamagedStateError:
-            status = None
+        status = read_status_or_none(layout.copy(name).root)  # a damaged one: None, with a warning
         if status is None:
             continue
         copy = Drift(path, name, ref.hf_id, ref.revision, status.identity.sha, licence_before=status.identity.license)

@@ -40,10 +40,6 @@ class CopyLayout:
     root: Path
 
     @property
-    def name(self) -> str:
-        return self.root.name
-
-    @property
     def audio(self) -> Path:
         return self.root / naming.AUDIO_DIR
 
@@ -112,9 +108,6 @@ class StoreLayout:
     def url_source(self, entry: str) -> Path:
         """A catalog URL source's working folder (its downloads, its extraction), until its copy is complete."""
         return self.storage_root / URL_SOURCES / entry
-
-    def lock(self, name: str) -> Path:
-        return lock_path(self.state_dir, name)
 
     def progress(self, name: str) -> Path:
         return progress_path(self.state_dir, name)
