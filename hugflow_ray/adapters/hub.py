@@ -244,6 +244,17 @@ class Hub:
                 "sha256": lfs.sha256 if lfs is not None else None,
                 "blob_id": sibling.blob_id,
             }
+        if any(m["blob_id"] is None for m in metadata.values()):  # a mirror that lists names only: ask the tree
+            with self._errors(snapshot.hf_id, snapshot.sha):
+                tree = self._api.list_repo_tree(snapshot.hf_id, revision=snapshot.sha, repo_type="dataset",
+                                                recursive=True)
+                for entry in tree:
+                    if isinstance(entry, huggingface_hub.hf_api.RepoFile):
+                        metadata[entry.path] = {
+                            "size": entry.lfs.size if entry.lfs is not None else entry.size,
+                            "sha256": entry.lfs.sha256 if entry.lfs is not None else None,
+                            "blob_id": entry.blob_id,
+                        }
         return metadata
 
     def download(self, hf_id: str, sha: str, path: str, *, local_dir: Path | None = None) -> Path:
