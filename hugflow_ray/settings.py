@@ -71,6 +71,11 @@ class Settings(BaseSettings):
         "converted (by default each file is deleted once all its rows are in the ledger: a sync's disk is its output "
         "plus a few source files)."
     )
+    keep_previous_copy: bool = Field(
+        False, description="When a copy synced again at a new commit (reusing the rows of its unchanged files) is "
+        "complete and takes the old copy's place, keep the old copy under STORAGE_ROOT/.previous/<name>@<commit> "
+        "(by default it is deleted: the disk holds one copy of each dataset)."
+    )
     auto_merge: bool = Field(False, **_control("Merge the PR when every request succeeded."))
     log_level: LogLevel = Field("INFO", description="Logging level.")
     mp3_bitrate: int = Field(192, description="MP3 CBR bitrate in kbps, clamped per file to the legal maximum.")

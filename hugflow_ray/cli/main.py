@@ -160,6 +160,9 @@ def local_sync(
     typer.echo(f"{report.dataset_name}: completed{errors} ({report.rows_done} rows{resumed}, {report.seconds:.1f} s, "
                f"{ray_times}{busy})")
     typer.echo(f"  seconds:  {_phases_line(imports, report.phases, shutdown)}")
+    if report.replaced_sha:
+        typer.echo(f"  updated:  from {report.replaced_sha[:12]} to {(report.sha or '')[:12]}: {report.reused:,} rows of "
+                   f"unchanged files taken over, {report.newly_processed:,} converted")
     if len(report.blocks_by_node) > 1:
         nodes = ", ".join(f"{node[:12]} {count}" for node, count in sorted(report.blocks_by_node.items()))
         typer.echo(f"  blocks converted per node: {nodes}")

@@ -3,7 +3,8 @@
 
 A copy (``STORAGE_ROOT/<name>/``) holds what its users read (``audio/``, ``json/``, the manifests; a kept copy's
 ``files/``) and its own state under ``.hugflow/`` (the ledger, the status, the parts' row counts, a kept copy's
-index, the downloads in flight). The run state of the whole store (locks, progress files, staged rows, the PR
+index, the downloads in flight). A copy's next version (a new commit) is built under ``STORAGE_ROOT/.next/`` and
+then takes its place; one replaced can be kept under ``STORAGE_ROOT/.previous/``. The run state of the whole store (locks, progress files, staged rows, the PR
 workflow's scratch space) lives under ``STATE_DIR``; the processed links under ``PROCESSED_ROOT``.
 """
 
@@ -29,6 +30,8 @@ SOURCES_DIR = "sources"  # a Hub dataset's downloaded files, until their rows ar
 FILES_DIR = "files"  # a kept copy's files, as the source holds them
 FILES_INDEX = "files.parquet"  # a kept copy's index: every file's path, size and sha256
 URL_SOURCES = ".sources"  # under STORAGE_ROOT: a catalog URL source's verified downloads, until its copy is complete
+NEXT_COPIES = ".next"  # under STORAGE_ROOT: a copy's next version (a new commit), built beside it until complete
+PREVIOUS_COPIES = ".previous"  # under STORAGE_ROOT: copies replaced by their next version, kept (KEEP_PREVIOUS_COPY)
 LOCKS_DIR = "locks"  # under STATE_DIR
 PROGRESS_DIR = "progress"  # under STATE_DIR
 
@@ -104,6 +107,15 @@ class StoreLayout:
 
     def copy(self, name: str) -> CopyLayout:
         return CopyLayout(self.storage_root / name)
+
+    def next_copy(self, name: str) -> CopyLayout:
+        """Where the copy ``name`` at a new commit is built while the copy itself stays whole (an incremental
+        re-sync); it takes the copy's place when complete."""
+        return CopyLayout(self.storage_root / NEXT_COPIES / name)
+
+    def previous_copy(self, name: str, sha: str | None) -> Path:
+        """Where a copy replaced by its next version is kept, named after its commit."""
+        return self.storage_root / PREVIOUS_COPIES / f"{name}@{(sha or 'unknown')[:12]}"
 
     def url_source(self, entry: str) -> Path:
         """A catalog URL source's working folder (its downloads, its extraction), until its copy is complete."""

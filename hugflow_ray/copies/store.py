@@ -170,6 +170,10 @@ def remove(source: Path | RemoveRequest, settings: Settings, *, owner: str = "re
         elif dataset_dir.is_dir():
             shutil.rmtree(dataset_dir)  # removes symlinks inside without following them
             removed.append(str(dataset_dir))
+        next_version = layout.next_copy(name).root  # a new commit's copy being built beside it
+        if next_version.is_dir() and not next_version.is_symlink():
+            shutil.rmtree(next_version)
+            removed.append(str(next_version))
         link = layout.processed_link(name)
         if link.is_symlink() and Path(os.readlink(link)) == dataset_dir.resolve():
             link.unlink()

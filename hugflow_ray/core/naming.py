@@ -130,3 +130,14 @@ def mp3_path(part: int, name: str) -> str:
 def json_file(row_id: int) -> str:
     """The sidecar JSON of a row, relative to the dataset directory."""
     return f"{JSON_DIR}/{row_id}.json"
+
+
+def moved_mp3_path(audio_file: str, part: int, old_id: int, new_id: int) -> str:
+    """The MP3 path a row gets when its part becomes part ``part`` and its id ``new_id`` (an incremental re-sync): the
+    same basename in the new part's folder, the row id renumbered where the name carries it (``<stem>+<id>.mp3``),
+    exactly the path :func:`mp3_path` gives the row at its new place (names are decided within the part)."""
+    name = audio_file.rsplit("/", 1)[-1]
+    stem, plus, rest = name.rpartition("+")
+    if plus and rest == f"{old_id}.mp3":
+        name = f"{stem}+{new_id}.mp3"
+    return mp3_path(part, name)

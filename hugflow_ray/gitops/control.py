@@ -272,7 +272,7 @@ class _Job:
         self.reporter.notify(f"syncing `{plan.identity.source}` ({view.rows or '?'} rows, "
                              f"{human_size(view.download_bytes or 0)} to download) from `{path}`")
         started = time.monotonic()
-        before = status_version(self.layout.copy(plan.identity.name).root)
+        before = self._status_versions(plan.identity.name)
         if run is None:
             root = self.layout.ci_run(self.event.number, self.event.head_sha)
             (root / path).parent.mkdir(parents=True, exist_ok=True)
@@ -338,16 +338,23 @@ class _Job:
         except LedgerMismatchError:
             return False
 
-    def _finish(self, path: str, plan: Plan, view: comments.PlanView, code: int, before: tuple[int, int] | None,
-                seconds: float, run: DriverRun) -> Outcome:
+    def _status_versions(self, name: str) -> list[tuple[int, int] | None]:
+        """The versions of the status files a sync of ``name`` records its outcome in: the copy's, and its next
+        version's (a copy at another commit is replaced by one built beside it)."""
+        return [status_version(folder) for folder in (self.layout.next_copy(name).root, self.layout.copy(name).root)]
+
+    def _finish(self, path: str, plan: Plan, view: comments.PlanView, code: int,
+                before: list[tuple[int, int] | None], seconds: float, run: DriverRun) -> Outcome:
         """Report the driver's outcome as the copy's status file records it (the state and the error), not its output:
         a driver that exits 0 leaving the copy complete at the plan's commit succeeded, whether it recorded that
         now or a run before it did (a job that ended before this one re-attached to it)."""
-        dataset_dir = self.layout.copy(plan.identity.name).root
         done = self._complete(plan) if code == 0 else None
         if done is None:
-            recorded = status_version(dataset_dir) != before
-            status = read_status_or_none(dataset_dir) if recorded else None
+            folders = (self.layout.next_copy(plan.identity.name).root, self.layout.copy(plan.identity.name).root)
+            changed = [f for f, now, was in zip(folders, self._status_versions(plan.identity.name), before,
+                                                strict=True) if now != was]
+            recorded = bool(changed)
+            status = read_status_or_none(changed[0]) if changed else None
             progress = read_progress(self.settings.state_dir, plan.identity.name)
             rows = progress.rows_done if progress else None
             resume = f" It resumes from the {rows:,} rows finished so far." if rows else ""

@@ -42,6 +42,7 @@ from hugflow_ray.core.request import AddRequest, HubRef, request_of_kind
 from hugflow_ray.errors import DamagedStateError, HugflowError, Interrupted, SyncError
 from hugflow_ray.executors.base import Executor, Reads, RunResult, Steps
 from hugflow_ray.executors.default import default_executor
+from hugflow_ray.pipeline import incremental
 from hugflow_ray.pipeline.convert import RowConverter
 from hugflow_ray.pipeline.download import PartDownloads, window
 from hugflow_ray.pipeline.plan import check_licence, licence_verdict, make_plan, with_columns
@@ -93,6 +94,10 @@ class SyncReport:
     manifest: Path | None
     output_busy_fraction: float | None
     blocks_by_node: dict[str, int] = field(default_factory=dict)
+    reused: int = 0
+    """Rows taken over from the copy at the previous commit (an incremental re-sync), not converted."""
+    replaced_sha: str | None = None
+    """The commit of the copy this sync replaced (an incremental re-sync), None otherwise."""
     phases: dict[str, float] = field(default_factory=dict)
     """Seconds by phase, in order: plan, download, ledger, waiting for the executor, executor start (its own length:
     it ran on a thread beside download and ledger, so only the wait adds to ``seconds``), convert, finalize."""
@@ -179,7 +184,15 @@ class _DatasetSync:
                  start: _ExecutorStart) -> None:
         self.plan, self.settings, self.hub = plan, settings, hub
         self.restart, self.started, self.start = restart, started, start
-        self.dataset_dir = StoreLayout.of(settings).copy(plan.identity.name).root
+        store, name = StoreLayout.of(settings), plan.identity.name
+        self.copy_dir = store.copy(name).root
+        incremental.settle(store, name, keep=settings.keep_previous_copy)
+        # the copy complete at another commit: the new one is built beside it, taking over its unchanged rows
+        fingerprint = plan.fingerprint(settings.encoder)
+        self.replacing = None if restart else incremental.replaced_sha(self.copy_dir, fingerprint)
+        self.dataset_dir = (incremental.begin(store, name, self.replacing, fingerprint) if self.replacing
+                            else self.copy_dir)
+        self.reused = 0
         self.ledger = Ledger(self.dataset_dir)
         self.current = read_status_or_none(self.dataset_dir)  # derived state: a damaged one is rebuilt
         self.status: DatasetStatus | None = None  # this run's, once the split's rows are counted
@@ -223,7 +236,7 @@ class _DatasetSync:
 
     def _run(self, on_progress: ProgressCallback | None, *, progress_bar: bool) -> SyncReport:
         if complete := self._already_complete():
-            return complete
+            return self._replaced(complete)
         self.start.begin()  # Ray's start-up (seconds) runs while this thread downloads and counts rows
         parts, metadata = plan_parts(self.plan.format, self.plan.file_names(), _sizes(self.plan))
         downloads = PartDownloads(
@@ -240,10 +253,10 @@ class _DatasetSync:
             settled = (self.plan.audio_column, self.plan.text_column) != (self.request_audio, self.request_text)
             if settled and (complete := self._already_complete()):  # the first part settled the columns
                 finished = True
-                return complete
+                return self._replaced(complete)
             with self._phase("ledger"):
                 opened = self._open_ledger()
-                stream = _Stream(self, parts, shape, downloads, opened.finished)
+                stream = _Stream(self, parts, shape, downloads, opened.finished, self._taken(parts, metadata))
             self.status = DatasetStatus(self.plan.identity, DatasetState.SYNCING, stream.estimated_total(),
                                         rows_done=len(opened.finished))
             write_status(self.dataset_dir, self.status)
@@ -252,7 +265,9 @@ class _DatasetSync:
                                              progress_bar, bytes_total=self.plan.download_bytes if self.hub else None)
             self.reporter.downloaded(self._bytes_so_far)
             self.reporter.update(0, 0, force=True)
+            self._take_over(stream)  # the unchanged parts whose ids are known before any part is read
             startup, result = self._convert(stream, shape)
+            self._take_over(stream)  # the rest, every part now counted
             finished = True
         finally:
             downloads.close(done=finished)  # an interruption or a failure does not wait for the files in flight
@@ -260,8 +275,40 @@ class _DatasetSync:
         with self._phase("finalize"):
             self._finalize()
         resumed = len(opened.finished)
-        return self._report(self.status, resumed=resumed, new=self.status.rows_total - resumed, ray_startup=startup,
-                            result=result)
+        return self._report(self.status, resumed=resumed, new=self.status.rows_total - resumed - self.reused,
+                            ray_startup=startup, result=result)
+
+    def _take_over(self, stream: _Stream) -> None:
+        if self.replacing is not None:
+            with self._phase("take over"):
+                stream.take_over()
+
+    def _taken(self, parts: list[Part], metadata: list[int]) -> dict[int, incremental.TakenPart]:
+        """The parts whose rows the copy being replaced gives (none when this sync replaces nothing)."""
+        if self.replacing is None:
+            return {}
+        old = incremental.old_plan(self.plan, self.replacing, self.hub)
+        return incremental.taken_parts(self.copy_dir, old, self.plan, parts, metadata,
+                                       max_seconds=self.settings.max_audio_seconds)
+
+    def _replaced(self, report: SyncReport) -> SyncReport:
+        """An already complete next version (a run cut short before the swap) takes the copy's place."""
+        if self.replacing is None:
+            return report
+        self._take_place()
+        return dataclasses.replace(report, dataset_dir=self.dataset_dir, replaced_sha=self.replacing,
+                                   manifest=CopyLayout(self.dataset_dir).manifest_jsonl)
+
+    def _take_place(self) -> None:
+        """The complete copy becomes the one its users read: the next version swapped into the copy's place (when
+        this sync replaces a copy), then the processed link."""
+        name = self.plan.identity.name
+        if self.replacing is not None:
+            self.dataset_dir = incremental.replace(StoreLayout.of(self.settings), name,
+                                                   keep=self.settings.keep_previous_copy)
+            log.info("%s: now at %s, in place of the copy at %s (%d rows taken over)", name,
+                     (self.plan.identity.sha or "")[:12], self.replacing[:12], self.reused)
+        store.link_processed(self.settings, name, self.dataset_dir)
 
     def _downloaded(self, size: int) -> None:
         """A file finished downloading (called on a download thread)."""
@@ -402,7 +449,7 @@ class _DatasetSync:
         status.state = DatasetState.COMPLETE
         # measured once, now that nothing else will be written into the copy: `hugflow status` reads it from here
         store.write_measured_status(self.dataset_dir, status)
-        store.link_processed(self.settings, name, self.dataset_dir)
+        self._take_place()
         self.reporter.finish(DatasetState.COMPLETE)
 
     def _report(self, status: DatasetStatus, *, resumed: int, new: int, already: bool = False,
@@ -414,7 +461,8 @@ class _DatasetSync:
             seconds=time.perf_counter() - self.started, ray_startup_seconds=ray_startup,
             manifest=CopyLayout(self.dataset_dir).manifest_jsonl,
             output_busy_fraction=result.writer_busy_fraction if result else None,
-            blocks_by_node=result.blocks_by_node if result else {}, phases=dict(self.phases),
+            blocks_by_node=result.blocks_by_node if result else {}, reused=self.reused, replaced_sha=self.replacing,
+            phases=dict(self.phases),
         )
 
 
@@ -422,17 +470,24 @@ class _Stream:
     """The parts of one sync as they download, open and finish.
 
     Built before any part is read: the parts whose rows the record of counted parts and the ledger show all finished
-    are skipped (never downloaded); every other part is read as slices. :meth:`opened` runs on the executor's
+    are skipped (never downloaded), and so are the parts whose rows the copy being replaced gives (taken over by
+    :meth:`take_over`, once their ids are known); every other part is read as slices. :meth:`opened` runs on the executor's
     feeder thread, :meth:`written` on the thread that runs the executor; a lock keeps their shared counts.
     """
 
     def __init__(self, sync: _DatasetSync, parts: list[Part], shape: SplitShape, downloads: PartDownloads,
-                 finished: np.ndarray) -> None:
+                 finished: np.ndarray, taken: dict[int, incremental.TakenPart]) -> None:
         self._sync, self._parts, self._shape, self._downloads = sync, parts, shape, downloads
         self._finished = finished
         self._names = sync.plan.file_names()
         self._record = PartRows(sync.dataset_dir)
         self._counted = self._record.read([self._part_names(p) for p in parts])
+        self._taken = taken
+        self._old_rows = incremental.OldRows(sync.copy_dir, sync.plan.identity.name) if taken else None
+        for index, part in taken.items():
+            if index not in self._counted:
+                self._record.add(index, self._part_names(parts[index]), part.rows)
+                self._counted[index] = part.rows
         self._skipped: set[int] = set()
         first = 0
         for part in parts:  # the known prefix: ids are positions, so a part's ids need every earlier count
@@ -448,13 +503,31 @@ class _Stream:
         self._total: int | None = None
         self._written = len(finished)
         self._estimate = self._estimated()
-        downloads.plan([p for p in parts if p.index not in self._skipped])
+        downloads.plan([p for p in parts if p.index not in self._skipped and p.index not in taken])
 
     def _part_names(self, part: Part) -> list[str]:
         return [self._names[i] for i in part.files]
 
+    def take_over(self) -> None:
+        """Take over the rows of every part the copy being replaced gives whose ids are known (every earlier part
+        counted) and which are not yet in the ledger; each such part is then finished."""
+        first = 0
+        for part in self._parts:
+            with self._lock:
+                rows = self._counted.get(part.index, part.rows)
+            if rows is None:
+                return  # ids are positions: no later part's ids are known yet
+            if part.index in self._taken and part.index not in self._skipped:
+                assert self._old_rows is not None
+                ids = self._old_rows.take(self._taken[part.index], first, self._sync.dataset_dir, self._finished)
+                self._skipped.add(part.index)
+                self._sync.reused += len(ids)
+                if len(ids):
+                    self.written(len(ids), 0, ids)
+            first += rows
+
     def reads(self) -> Reads:
-        todo = [p for p in self._parts if p.index not in self._skipped]
+        todo = [p for p in self._parts if p.index not in self._skipped and p.index not in self._taken]
         units = units_per_part(todo, self._shape.format, cpus=available_cpus())
         slices = [(p.index, u, n) for p, n in zip(todo, units, strict=True) for u in range(n)]
         sizes = [p.size or 0 for p in todo]
@@ -465,7 +538,7 @@ class _Stream:
         """The parts to read, in split order, each once its files are local and its rows are counted."""
         first = 0
         for part in self._parts:
-            if part.index in self._skipped:
+            if part.index in self._skipped or part.index in self._taken:
                 first += self._counted.get(part.index, part.rows or 0)
                 continue
             paths = self._downloads.wait(part)

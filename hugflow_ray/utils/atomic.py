@@ -6,8 +6,10 @@ A reader (or a crash) sees either the old file or the whole new one, never a hal
 from __future__ import annotations
 
 import ctypes
+import errno
 import json
 import os
+import shutil
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -130,6 +132,48 @@ def write_many(files: Sequence[tuple[Path, bytes]], *, root: Path) -> None:
     for temp, path in temps:
         _rename(temp, path)
     sync_filesystem(root)
+
+
+def link_many(links: Sequence[tuple[Path, Path]], *, root: Path) -> None:
+    """Give each existing file (``source``) a second name (``path``) atomically and durably: a hard link, so the
+    bytes are shared, never copied; a filesystem that refuses hard links gets a copy. One sync for the names."""
+    if not links:
+        return
+    for source, path in links:
+        temp = _temp_path(path)
+        temp.unlink(missing_ok=True)
+        try:
+            os.link(source, temp, follow_symlinks=False)
+        except OSError as e:
+            if e.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
+                raise
+            shutil.copyfile(source, temp, follow_symlinks=False)
+        _rename(temp, path)
+    sync_filesystem(root)
+
+
+_RENAME_EXCHANGE = 2  # renameat2's flag (linux/fs.h)
+_AT_FDCWD = -100
+
+
+def exchange(first: Path, second: Path) -> None:
+    """Swap two directories (or files) in one atomic step, so a reader sees one or the other at each name, never
+    neither: ``renameat2(RENAME_EXCHANGE)``. A filesystem without it (NFS) gets three renames, and a crash between
+    them leaves ``first``'s old content under ``<second>.swap``; the names are made durable either way."""
+    done = False
+    if _LIBC is not None and hasattr(_LIBC, "renameat2"):
+        result = _LIBC.renameat2(_AT_FDCWD, os.fsencode(first), _AT_FDCWD, os.fsencode(second), _RENAME_EXCHANGE)
+        if result == 0:
+            done = True
+        elif (error := ctypes.get_errno()) not in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
+            raise OSError(error, f"could not swap {first} and {second}: {os.strerror(error)}", str(first))
+    if not done:
+        aside = second.with_name(f"{second.name}.swap")
+        os.rename(first, aside)
+        os.rename(second, first)
+        os.rename(aside, second)
+    for directory in {first.parent, second.parent}:
+        fsync_dir(directory)
 
 
 def json_bytes(value: Any) -> bytes:

@@ -48,3 +48,16 @@ def test_a_file_written_by_name_appears_whole_or_not_at_all(tmp_path: Path) -> N
     assert target.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["manifest.parquet"]
     atomic.write_through(target, lambda temp: temp.write_bytes(b"new"))
     assert target.read_bytes() == b"new" and [p.name for p in tmp_path.iterdir()] == ["manifest.parquet"]
+
+
+def test_exchange_swaps_two_folders_and_link_many_gives_files_second_names(tmp_path: Path) -> None:
+    first, second = tmp_path / "first", tmp_path / "second"
+    for folder, text in ((first, "one"), (second, "two")):
+        folder.mkdir()
+        (folder / "file").write_text(text)
+    atomic.exchange(first, second)
+    assert ((first / "file").read_text(), (second / "file").read_text()) == ("two", "one")
+    (tmp_path / "linked").mkdir()
+    atomic.link_many([(first / "file", tmp_path / "linked" / "again")], root=tmp_path)
+    assert (tmp_path / "linked" / "again").stat().st_ino == (first / "file").stat().st_ino
+    assert not list((tmp_path / "linked").glob(f".*{atomic.TEMP_SUFFIX}"))

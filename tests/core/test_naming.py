@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from hugflow_ray.core.naming import dataset_dir_name
+from hugflow_ray.core.naming import dataset_dir_name, duplicated_stems, moved_mp3_path, mp3_name, mp3_path
 from hugflow_ray.core.request import DatasetRef, HubRef, LocalRef
 
 
@@ -84,3 +84,11 @@ def test_a_hub_copy_of_an_org_called_catalog_is_no_catalog_entrys_copy(tmp_path:
     assert all(is_catalog_dir_name(catalog_dir_name(name)) for name in ("midi", "a__b", "x_y", "Über"))
     settings = load_settings(storage_root=tmp_path, catalog_path=tmp_path / "no-catalog.yaml")
     assert _url_entry_of(settings, hub_copy, None) is None, "repaired as the Hub copy it is, no catalog needed"
+
+
+@pytest.mark.parametrize("candidate", ["speech", "", "Same"])
+def test_a_row_moved_to_another_part_and_id_gets_the_path_a_conversion_there_gives(candidate: str) -> None:
+    duplicated = duplicated_stems([candidate, candidate.upper()]) if candidate == "Same" else frozenset()
+    old = mp3_path(3, mp3_name(candidate, 17, duplicated))
+    assert moved_mp3_path(old, 5, 17, 170) == mp3_path(5, mp3_name(candidate, 170, duplicated))
+    assert moved_mp3_path("audio/00003/x+7.mp3", 0, 17, 170) == "audio/00000/x+7.mp3", "only the row's own id moves"
