@@ -148,3 +148,15 @@ def test_the_webdataset_read_benchmark_reads_every_row_with_ray_datas_reader_and
     assert {variant: [run["rows"] for run in runs] for variant, runs in result["runs"].items()} == {
         "raydata": [result["clips"]], "hugflow": [result["clips"]]}
     assert all(ratio["median"] > 0 for ratio in result["hugflow_over_raydata"].values())
+
+
+def test_the_incremental_benchmark_updates_a_copy_after_one_shard_changed_in_smoke_mode(
+        joined_ray: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in joined_ray.items():  # the syncs join the session's Ray: what it measures is not Ray's start
+        monkeypatch.setenv(name, value)
+    result = load_benchmark("incremental").main(["--smoke", "--join"])
+    (only,) = result["rounds"]
+    assert result["identical"], "the updated copy equals a fresh sync of the new commit"
+    assert (only["incremental"]["taken_over"], only["incremental"]["converted"]) == (14, 2)
+    assert (only["full"]["taken_over"], only["full"]["converted"]) == (0, 16)
+    assert result["wall_ratio"]["median"] > 0
