@@ -10,7 +10,7 @@ import logging
 import re
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import requests
 from github import Auth, Github, GithubException
@@ -29,8 +29,8 @@ BACKOFF_SECONDS = 2.0
 MAX_WAIT_SECONDS = 300.0  # never sleep longer than this for one rate-limit reset
 
 
-class PullRequestClient:
-    """One pull request of one repository.
+class RepositoryClient:
+    """One repository, every call retried alike.
 
     Args:
         api_url: the REST API (``GITHUB_API_URL``: github.com or GitHub Enterprise Server).
@@ -44,7 +44,6 @@ class PullRequestClient:
         api_url: str,
         token: str,
         repository: str,
-        number: int,
         attempts: int = ATTEMPTS,
         backoff_seconds: float = BACKOFF_SECONDS,
         seconds_between_writes: float = 1.0,
@@ -53,13 +52,9 @@ class PullRequestClient:
         # Retries are ours (below), so that 5xx and rate limits are retried the same way for every call.
         self._github = Github(auth=Auth.Token(token), base_url=api_url, retry=None, timeout=30,
                               seconds_between_requests=None, seconds_between_writes=seconds_between_writes)
-        self.repository, self.number = repository, number
+        self.repository = repository
         self._attempts, self._backoff, self._sleep = attempts, backoff_seconds, sleep
         self._repository = None
-        self._pull = None
-        self._comments: dict[str, IssueComment] = {}
-        self._ours: list[IssueComment] | None = None  # our comments on the PR, listed once per run
-        self._login: str | None = None
 
     def _call(self, what: str, fn: Callable[[], T]) -> T:
         """``fn()``, retried with back-off on 5xx, rate limits and connection errors."""
@@ -83,6 +78,18 @@ class PullRequestClient:
         if self._repository is None:
             self._repository = self._call("read repository", lambda: self._github.get_repo(self.repository))
         return self._repository
+
+
+class PullRequestClient(RepositoryClient):
+    """One pull request of one repository (``number``; the other arguments are :class:`RepositoryClient`'s)."""
+
+    def __init__(self, *, number: int, **client: Any) -> None:
+        super().__init__(**client)
+        self.number = number
+        self._pull = None
+        self._comments: dict[str, IssueComment] = {}
+        self._ours: list[IssueComment] | None = None  # our comments on the PR, listed once per run
+        self._login: str | None = None
 
     def _pr(self):  # noqa: ANN202 - PyGithub's PullRequest
         if self._pull is None:
