@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import subprocess
 import threading
@@ -32,6 +33,9 @@ class Pull:
     merged: bool = False
     merge_sha: str | None = None
     auto_merge: dict[str, str] | None = None  # what enablePullRequestAutoMerge set: {"method", "head"}
+    head_ref: str | None = None  # the branch, for a pull request opened through the API (it follows the branch)
+    title: str = ""
+    body: str = ""
 
 
 @dataclass
@@ -76,7 +80,10 @@ class FakeGitHub:
 
     def open_pull(self, number: int, *, head_sha: str, base_sha: str, head_repo: str | None = None,
                   labels: list[str] | None = None) -> Pull:
-        pull = Pull(number, head_sha, base_sha, head_repo or self.repository, list(labels or []))
+        known = self.pulls.get(number)  # one opened through the API keeps its branch, title and body
+        pull = Pull(number, head_sha, base_sha, head_repo or self.repository, list(labels or []),
+                    head_ref=known.head_ref if known else None, title=known.title if known else "",
+                    body=known.body if known else "")
         self.pulls[number] = pull
         return pull
 
@@ -110,13 +117,15 @@ class FakeGitHub:
     def _pull_json(self, pull: Pull) -> dict[str, Any]:
         base = f"{self.api_url}/repos/{self.repository}"
 
-        def side(sha: str, repo: str) -> dict[str, Any]:
-            return {"sha": sha, "ref": "branch", "repo": {"full_name": repo, "name": repo.split("/")[1]}}
+        def side(sha: str, repo: str, ref: str = "branch") -> dict[str, Any]:
+            return {"sha": sha, "ref": ref, "repo": {"full_name": repo, "name": repo.split("/")[1]}}
 
         return {
             "number": pull.number, "state": "closed" if pull.merged else "open", "merged": pull.merged,
-            "url": f"{base}/pulls/{pull.number}", "issue_url": f"{base}/issues/{pull.number}",
-            "head": side(pull.head_sha, pull.head_repo), "base": side(pull.base_sha, self.repository),
+            "url": f"{base}/pulls/{pull.number}", "html_url": f"https://github.test/{self.repository}/pull/{pull.number}",
+            "issue_url": f"{base}/issues/{pull.number}",
+            "head": side(pull.head_sha, pull.head_repo, pull.head_ref or "branch"),
+            "base": side(pull.base_sha, self.repository, "main"), "title": pull.title, "body": pull.body,
             "labels": [{"name": name} for name in pull.labels], "user": {"login": "author", "type": "User"},
             "node_id": f"PR_node{pull.number}",
         }
@@ -132,6 +141,78 @@ class FakeGitHub:
                 entry["previous_filename"] = parts[1]
             files.append(entry)
         return files
+
+    def _branches(self, method: str, rest: str, body: dict[str, Any], head: str) -> tuple[int, Any] | None:
+        """Branches (git refs) and the pull requests opened from them through the API; None: not such a call."""
+        if (m := re.fullmatch(r"/git/refs?/heads/(.+)", rest)) and method in ("GET", "PATCH"):
+            branch = urllib.parse.unquote(m.group(1))
+            if method == "PATCH":
+                self._git("update-ref", f"refs/heads/{branch}", body["sha"])
+                self._follow(branch)
+            try:
+                sha = self._git("rev-parse", "--verify", f"refs/heads/{branch}").decode().strip()
+            except subprocess.CalledProcessError:
+                return 404, {"message": "Not Found"}
+            return 200, self._ref_json(f"refs/heads/{branch}", sha)
+        if rest == "/git/refs" and method == "POST":
+            if self._git("for-each-ref", body["ref"]).strip():
+                return 422, {"message": "Reference already exists"}
+            self._git("update-ref", body["ref"], body["sha"])
+            return 201, self._ref_json(body["ref"], body["sha"])
+        if rest == "/pulls" and method == "GET":
+            return 200, [self._pull_json(p) for p in self.pulls.values() if p.head_ref is not None and not p.merged
+                         and head in ("", f"{self.repository.split('/')[0]}:{p.head_ref}")]
+        if rest == "/pulls" and method == "POST":
+            number = max([0, *self.pulls]) + 1
+            head = self._git("rev-parse", f"refs/heads/{body['head']}").decode().strip()
+            base = self._git("rev-parse", f"refs/heads/{body['base']}").decode().strip()
+            self.pulls[number] = Pull(number, head, base, self.repository, head_ref=body["head"],
+                                      title=body["title"], body=body.get("body") or "")
+            return 201, self._pull_json(self.pulls[number])
+        if (m := re.fullmatch(r"/pulls/(\d+)", rest)) and method == "PATCH":
+            pull = self.pulls[int(m.group(1))]
+            pull.title, pull.body = body.get("title", pull.title), body.get("body", pull.body)
+            return 200, self._pull_json(pull)
+        return None
+
+    def _ref_json(self, ref: str, sha: str) -> dict[str, Any]:
+        return {"ref": ref, "url": f"{self.api_url}/repos/{self.repository}/git/{ref}",
+                "object": {"sha": sha, "type": "commit"}}
+
+    def _put_file(self, path: str, body: dict[str, Any]) -> tuple[int, Any]:
+        """A commit on ``body["branch"]`` that writes one file (the contents API), made with git's plumbing."""
+        branch = body["branch"]
+        parent = self._git("rev-parse", f"refs/heads/{branch}").decode().strip()
+        try:
+            current = self._git("rev-parse", f"{parent}:{path}").decode().strip()
+        except subprocess.CalledProcessError:
+            current = None
+        if body.get("sha") != current:
+            return 409, {"message": f"{path} does not match {body.get('sha')}"}
+        data = base64.b64decode(body["content"])
+        blob = subprocess.run(["git", "-C", str(self.git_dir), "hash-object", "-w", "--stdin"], input=data,
+                              check=True, capture_output=True).stdout.decode().strip()
+        index = {**os.environ, "GIT_INDEX_FILE": str(self.git_dir / ".git" / f"index-{branch.replace('/', '-')}")}
+
+        def staged(*args: str) -> str:  # the branch's own index: the work tree and HEAD are never touched
+            return subprocess.run(["git", "-C", str(self.git_dir), *args], check=True, capture_output=True,
+                                  env=index).stdout.decode().strip()
+
+        staged("read-tree", parent)
+        staged("update-index", "--add", "--cacheinfo", f"100644,{blob},{path}")
+        tree = staged("write-tree")
+        commit = self._git("commit-tree", tree, "-p", parent, "-m", body["message"]).decode().strip()
+        self._git("update-ref", f"refs/heads/{branch}", commit)
+        self._follow(branch)
+        return 200, {"content": {"path": path, "sha": blob, "name": path.rsplit("/", 1)[-1]},
+                     "commit": {"sha": commit}}
+
+    def _follow(self, branch: str) -> None:
+        """An open pull request from ``branch`` shows its new head."""
+        head = self._git("rev-parse", f"refs/heads/{branch}").decode().strip()
+        for pull in self.pulls.values():
+            if pull.head_ref == branch and not pull.merged:
+                pull.head_sha = head
 
     def _graphql(self, body: dict[str, Any]) -> tuple[int, Any]:
         """GitHub's GraphQL endpoint, for the one mutation the sync uses: enablePullRequestAutoMerge."""
@@ -160,7 +241,9 @@ class FakeGitHub:
         rest = path[len(repo):]
         if rest == "" and method == "GET":
             return 200, {"full_name": self.repository, "name": self.repository.split("/")[1],
-                         "url": f"{self.api_url}{repo}"}
+                         "url": f"{self.api_url}{repo}", "default_branch": "main"}
+        if (branches := self._branches(method, rest, body, query.get("head", [""])[0])) is not None:
+            return branches
         if m := re.fullmatch(r"/pulls/(\d+)(/files|/merge)?", rest):
             pull = self.pulls.get(int(m.group(1)))
             if pull is None:
@@ -178,13 +261,17 @@ class FakeGitHub:
                 return 200, {"merged": True, "sha": pull.head_sha, "message": "Pull Request successfully merged"}
         if (m := re.fullmatch(r"/contents/(.+)", rest)) and method == "GET":
             ref = query.get("ref", ["HEAD"])[0]
+            path = urllib.parse.unquote(m.group(1))
             try:
-                data = self._git("show", f"{ref}:{urllib.parse.unquote(m.group(1))}")
+                data = self._git("show", f"{ref}:{path}")
+                blob = self._git("rev-parse", f"{ref}:{path}").decode().strip()
             except subprocess.CalledProcessError:
                 return 404, {"message": "Not Found"}
             name = m.group(1).rsplit("/", 1)[-1]
             return 200, {"type": "file", "encoding": "base64", "content": base64.b64encode(data).decode(),
-                         "path": m.group(1), "name": name, "size": len(data), "sha": "0" * 40}
+                         "path": m.group(1), "name": name, "size": len(data), "sha": blob}
+        if (m := re.fullmatch(r"/contents/(.+)", rest)) and method == "PUT":
+            return self._put_file(urllib.parse.unquote(m.group(1)), body)
         if m := re.fullmatch(r"/issues/(\d+)/comments", rest):
             number = int(m.group(1))
             if method == "GET":

@@ -10,6 +10,7 @@ import logging
 import re
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import requests
@@ -190,6 +191,68 @@ class PullRequestClient(RepositoryClient):
         status = self._call("merge", lambda: self._pr().merge(sha=sha, merge_method="merge"))
         if not status.merged:
             raise GitHubError(f"GitHub did not merge #{self.number}: {status.message}")
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """A pull request the tool opened or kept current: its number, its page, and what this run did to it."""
+
+    number: int
+    url: str
+    action: str  # "opened", "updated" or "unchanged"
+
+
+class ProposalClient(RepositoryClient):
+    """The pull requests the tool opens itself: one per branch, each setting one file on the default branch."""
+
+    def propose(self, branch: str, path: str, content: bytes, *, title: str, body: str, message: str) -> Proposal:
+        """Open the pull request from ``branch`` that sets ``path`` to ``content``, or bring the open one up to date
+        (the file, then the title and body); a branch left by a closed one starts again from the default branch.
+
+        Raises:
+            GitHubError: GitHub refused or did not answer, after the retries.
+        """
+        repo = self._repo
+        base, owner = repo.default_branch, self.repository.split("/")[0]
+        pulls = self._call("list pull requests", lambda: list(repo.get_pulls(state="open", head=f"{owner}:{branch}",
+                                                                            base=base)))
+        if pulls:
+            pull = pulls[0]
+            changed = self._put(path, content, branch, message)
+            if not changed and (pull.title, pull.body or "") == (title, body):
+                return Proposal(pull.number, pull.html_url or pull.url, "unchanged")
+            self._call("edit pull request", lambda: pull.edit(title=title, body=body))
+            return Proposal(pull.number, pull.html_url or pull.url, "updated")
+        start = self._call(f"read branch {base}", lambda: repo.get_git_ref(f"heads/{base}")).object.sha
+        if (ref := self._call(f"read branch {branch}", lambda: _or_none(lambda: repo.get_git_ref(f"heads/{branch}")))):
+            self._call(f"reset branch {branch}", lambda: ref.edit(start, force=True))
+        else:
+            self._call(f"create branch {branch}", lambda: repo.create_git_ref(f"refs/heads/{branch}", start))
+        self._put(path, content, branch, message)
+        pull = self._call("open pull request", lambda: repo.create_pull(base=base, head=branch, title=title,
+                                                                         body=body))
+        return Proposal(pull.number, pull.html_url or pull.url, "opened")
+
+    def _put(self, path: str, content: bytes, branch: str, message: str) -> bool:
+        """Set ``path`` to ``content`` on ``branch`` (one commit); False when it already holds it."""
+        current = self._call(f"read {path} on {branch}", lambda: self._repo.get_contents(path, ref=branch))
+        if isinstance(current, list):
+            raise GitHubError(f"{path} on {branch} is a folder")
+        if current.decoded_content == content:
+            return False
+        self._call(f"write {path} on {branch}", lambda: self._repo.update_file(path, message, content, current.sha,
+                                                                              branch=branch))
+        return True
+
+
+def _or_none(read: Callable[[], T]) -> T | None:
+    """``read()``, or None when GitHub answers 404."""
+    try:
+        return read()
+    except GithubException as e:
+        if e.status == 404:
+            return None
+        raise
 
 
 def fit_comment(body: str, limit: int = COMMENT_LIMIT) -> str:

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from hugflow_ray.cli import options
 from hugflow_ray.core.tiers import Decision
+from hugflow_ray.errors import CIError
 from hugflow_ray.utils.humanize import gigabytes, human_size
+
+if TYPE_CHECKING:
+    from hugflow_ray.settings import Settings
 
 catalog_app = typer.Typer(help="The curated catalog: plan, apply and inspect a tier under the storage budget.",
                           no_args_is_help=True)
@@ -203,6 +207,8 @@ def reconcile(
 
 def drift(
     requests_dir: Annotated[Path, typer.Option("--requests", help="The requests directory.")] = Path("requests"),
+    open_prs: Annotated[bool, typer.Option("--open-prs", help="Open (or update) one pull request per drifted "
+                                           "request in GITHUB_REPOSITORY, which the PR flow syncs.")] = False,
     as_json: options.AsJson = False,
 ) -> None:
     """List the copies of Hub requests whose revision now resolves to another commit on the Hub, or whose card now
@@ -211,12 +217,15 @@ def drift(
 
     settings = options.settings()
     found = find_drift(settings, requests_dir=requests_dir)
+    proposed = {d.dataset_name: p for d, p in _open_prs(settings, found)} if open_prs else {}
     if as_json:
         options.echo_json([{"request": str(d.request), "dataset_name": d.dataset_name, "hf_id": d.hf_id,
                             "revision": d.revision, "copy_sha": d.copy_sha, "hub_sha": d.hub_sha, "moved": d.moved,
                             "licence_before": d.licence_before, "licence_now": d.licence_now,
                             "licence_changed": d.licence_changed,
                             "licence_verdict": d.verdict.line() if d.verdict and d.licence_changed else None,
+                            "pull_request": ({"number": p.number, "url": p.url, "action": p.action}
+                                             if (p := proposed.get(d.dataset_name)) else None),
                             "error": d.error} for d in found])
     else:
         for d in found:
@@ -228,6 +237,8 @@ def drift(
                            f"{(d.hub_sha or '?')[:12]}  ({d.request})")
             if d.licence_changed and d.verdict is not None:
                 typer.echo(f"licence   {d.dataset_name}: {d.licence_before or '(none)'} -> {d.verdict.line()}")
+            if (p := proposed.get(d.dataset_name)) is not None:
+                typer.echo(f"pr        {d.dataset_name}: {p.action} #{p.number} {p.url}")
         drifted, failed = sum(d.drifted for d in found), sum(d.error is not None for d in found)
         checked = len(found) - failed
         summary = (f"{drifted} of {checked} copies of Hub requests drifted" if drifted
@@ -235,3 +246,16 @@ def drift(
         typer.echo(summary + (f"; {failed} could not be checked" if failed else ""))
     if any(d.error is not None for d in found):
         raise typer.Exit(1)
+
+
+def _open_prs(settings: Settings, found: list[Any]) -> list[tuple[Any, Any]]:
+    """``drift --open-prs``: the pull requests, in ``GITHUB_REPOSITORY`` with ``GITHUB_TOKEN``."""
+    from hugflow_ray.adapters.github import ProposalClient
+    from hugflow_ray.catalog.drift import open_pull_requests
+    from hugflow_ray.gitops.control import github_token
+
+    if not settings.github_repository:
+        raise CIError("drift --open-prs needs GITHUB_REPOSITORY (owner/name of the requests repository)")
+    client = ProposalClient(api_url=settings.github_api_url, token=github_token(settings),
+                            repository=settings.github_repository)
+    return open_pull_requests(found, client)

@@ -50,7 +50,7 @@ def steps(workflow: dict[Any, Any]) -> list[dict[str, Any]]:
     return [step for job in workflow["jobs"].values() for step in job["steps"]]
 
 
-@pytest.mark.parametrize("name", ["dataset-sync.yml", "validate.yml"])
+@pytest.mark.parametrize("name", ["dataset-sync.yml", "validate.yml", "dataset-drift.yml"])
 def test_actions_are_pinned_by_sha_and_credentials_are_not_persisted(name: str) -> None:
     workflow = load(name)
     for step in steps(workflow):
@@ -90,3 +90,16 @@ def test_validation_runs_on_githubs_runners_without_secrets() -> None:
     text = (WORKFLOWS / "validate.yml").read_text()
     assert "secrets." not in text and "github.token" not in text
     assert any("validate --offline" in s.get("run", "") for s in steps(workflow))
+
+
+def test_drift_runs_the_default_branchs_code_on_a_schedule_with_its_token_on_one_step() -> None:
+    workflow = load("dataset-drift.yml")
+    assert list(workflow["on"]) == ["schedule"], "a schedule runs the default branch's latest commit only"
+    (job,) = workflow["jobs"].values()
+    assert job["runs-on"] == ["self-hosted", "Linux", "X64"] and 0 < job["timeout-minutes"] <= 24 * 60
+    checkout = next(s for s in job["steps"] if s.get("uses", "").startswith("actions/checkout@"))
+    assert "ref" not in checkout["with"], "the commit the schedule chose, no other"
+    with_secrets = [s for s in job["steps"] if "secrets." in json.dumps(s) or "github.token" in json.dumps(s)]
+    assert len(with_secrets) == 1 and with_secrets[0]["run"].endswith("drift --open-prs")
+    assert with_secrets[0]["env"]["GITHUB_TOKEN"] == "${{ secrets.HUGFLOW_DRIFT_TOKEN }}", (
+        "pull requests opened with github.token start no workflow: the sync would never run")
