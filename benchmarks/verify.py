@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from hugflow_ray.copies.layout import StoreLayout
 from hugflow_ray.copies.ledger import Ledger
 from hugflow_ray.copies.status import write_status
 from hugflow_ray.copies.verify import verify
@@ -104,7 +105,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
               file=sys.stderr)
 
         def run_verify() -> int:
-            report = verify(settings, NAME)
+            report = verify(StoreLayout.of(settings), NAME)
             assert report.ok, report.lines()
             return report.bytes_checked
 

@@ -15,6 +15,8 @@ plan, apply and inspect a catalog tier or named entries, and reconcile the disk 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from hugflow_ray.catalog.manager import (
     ApplyReport,
     CatalogPlan,
@@ -31,13 +33,32 @@ from hugflow_ray.catalog.manager import verify_copy as verify
 from hugflow_ray.catalog.reconcile import ReconcilePlan, ReconcileReport
 from hugflow_ray.catalog.reconcile import apply as reconcile_apply
 from hugflow_ray.catalog.reconcile import plan as reconcile_plan
-from hugflow_ray.copies.store import RemoveReport, StatusRow, dataset_size, remove, row_errors, status
+from hugflow_ray.copies import store
+from hugflow_ray.copies.layout import StoreLayout
+from hugflow_ray.copies.store import RemoveReport, StatusRow, dataset_size
 from hugflow_ray.copies.verify import VerifyReport
+from hugflow_ray.core.records import RowRecord
+from hugflow_ray.core.request import RemoveRequest
 from hugflow_ray.executors.default import release_ray
 from hugflow_ray.pipeline.in_memory import sync_rows
 from hugflow_ray.pipeline.repair import RepairReport, RetryReport
 from hugflow_ray.pipeline.sync import SyncReport, sync
 from hugflow_ray.settings import Settings, load_settings
+
+
+def status(settings: Settings) -> list[StatusRow]:
+    """Every copy under ``STORAGE_ROOT`` with its state and size, as ``hugflow status`` lists them."""
+    return store.status(StoreLayout.of(settings))
+
+
+def row_errors(settings: Settings, name: str) -> list[RowRecord]:
+    """The failed rows of the copy ``name``, with their error codes and messages."""
+    return store.row_errors(StoreLayout.of(settings), name)
+
+
+def remove(source: Path | RemoveRequest, settings: Settings, *, owner: str = "remove") -> RemoveReport:
+    """Delete a copy as ``hugflow remove`` does (refused while a sync of it holds its lock)."""
+    return store.remove(source, StoreLayout.of(settings), owner=owner)
 
 
 def download_dataset(name: str, settings: Settings | None = None) -> EntryResult:

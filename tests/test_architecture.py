@@ -56,7 +56,9 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "codec": ("core", "utils", "errors"),
     "settings": ("core", "errors"),
     "adapters": ("core", "utils", "errors", "settings"),
-    "copies": ("core", "utils", "errors", "settings"),
+    # a copy's modules take the store's layout, not the settings: only the layout reads them (StoreLayout.of)
+    "copies": ("core", "utils", "errors"),
+    "copies.layout": ("core", "utils", "errors", "settings"),
     "pipeline": ("core", "codec", "copies", "adapters.hub", "utils", "errors", "settings", "executors.base",
                  "executors.default"),
     # the executor runs the steps it is handed (executors.base.Steps), never the pipeline's stages by name
@@ -65,7 +67,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "drivers": ("core", "adapters.hub", "executors.base", "pipeline.plan", "utils", "errors", "settings"),
     "gitops": (),
     "gitops.control": ("core", "copies", "adapters", "drivers", "gitops", "pipeline", "utils", "errors", "settings"),
-    "api": ("copies", "pipeline", "catalog", "executors.default", "settings"),
+    "api": ("core", "copies", "pipeline", "catalog", "executors.default", "settings"),
     "catalog": ("core", "copies", "adapters", "pipeline", "executors.base", "executors.default", "utils", "errors", "settings"),
     "cli": ("",),  # the shell around everything
     "__main__": ("cli",),

@@ -385,7 +385,7 @@ class CatalogStatus:
 def status(settings: Settings, *, catalog: Catalog | None = None) -> CatalogStatus:
     """Every catalog entry's state on this machine, in catalog order."""
     catalog = catalog or read_catalog(settings)
-    rows = {r.dataset_name: r for r in store.status(settings)}
+    rows = {r.dataset_name: r for r in store.status(StoreLayout.of(settings))}
     entries: list[EntryStatus] = []
     for entry in catalog.entries:
         name = entry_dataset_name(entry)
@@ -409,10 +409,10 @@ def verify_copy(settings: Settings, name: str) -> VerifyReport:
     Raises:
         DatasetNotFoundError: no such copy. RepairError: it has no ledger or index. SyncError: it is locked.
     """
-    dataset_dir = dataset_dir_of(settings, name)
+    dataset_dir = dataset_dir_of(StoreLayout.of(settings), name)
     if kept.is_kept(dataset_dir):
-        return kept.verify_files(settings, name, dataset_dir)
-    return verify(settings, name)
+        return kept.verify_files(StoreLayout.of(settings), name, dataset_dir)
+    return verify(StoreLayout.of(settings), name)
 
 
 def repair_copy(settings: Settings, name: str, report: VerifyReport | None = None, *, catalog: Catalog | None = None,
@@ -448,7 +448,7 @@ def retry_copy(settings: Settings, name: str, *, code: str | None = None, catalo
     entry = _url_entry_of(settings, name, catalog)
     if entry is None:
         return retry(settings, name, code=code, executor=executor, on_progress=on_progress)
-    if not [r for r in store.row_errors(settings, name) if code is None or r.error_code == code]:
+    if not [r for r in store.row_errors(StoreLayout.of(settings), name) if code is None or r.error_code == code]:
         return RetryReport(dataset_name=name, retried=[], still_failing={}, sync=None)  # no download for nothing
     root = StoreLayout.of(settings).url_source(entry.name)
     return _from_source(entry, root, lambda request: retry(settings, name, code=code, request=request,

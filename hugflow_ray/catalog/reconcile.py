@@ -162,7 +162,7 @@ def apply(settings: Settings, reconcile_plan: ReconcilePlan, *, on_step: Callabl
 def _carry_out(settings: Settings, step: Step, reconcile_plan: ReconcilePlan) -> StepResult:
     if step.action is Action.REMOVE:
         assert step.request is not None
-        removed = store.remove(step.request, settings, owner="reconcile")
+        removed = store.remove(step.request, StoreLayout.of(settings), owner="reconcile")
         return StepResult(step, True, f"removed {len(removed.removed)} paths")
     if step.planned is not None:
         assert reconcile_plan.catalog is not None

@@ -119,7 +119,7 @@ def sync_files(settings: Settings, entry: CatalogEntry, dataset_name: str, root:
         kept.write_index(dataset_dir, files)
         status.state, status.rows_total, status.rows_done = DatasetState.COMPLETE, len(files), len(files)
         write_status(dataset_dir, status)
-        store.link_processed(settings, dataset_name, dataset_dir)
+        store.link_processed(StoreLayout.of(settings), dataset_name, dataset_dir)
         shutil.rmtree(root, ignore_errors=True)
         return _report(dataset_dir, status, started, already=False)
 

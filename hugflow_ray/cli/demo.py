@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"   JSONs:    {report.dataset_dir / 'json'}")
     print(f"   manifest: {report.manifest}")
     print(f"   linked:   {StoreLayout.of(settings).processed_link(report.dataset_name)}")
-    for row in status(settings):
+    for row in status(StoreLayout.of(settings)):
         print(f"   status:   {row.state}, {row.rows_done}/{row.rows_total} rows, {row.row_errors} row errors")
     print(f"Run again to see a resume that finds nothing to do; `STORAGE_ROOT={settings.storage_root} hugflow "
           "status` lists it.")

@@ -288,7 +288,7 @@ def status(
 
     settings = options.settings()
     if name is not None and errors:
-        failed = store.row_errors(settings, name)
+        failed = store.row_errors(StoreLayout.of(settings), name)
         if as_json:
             options.echo_json([{"row_id": r.row_id, "error_code": r.error_code,
                                 "error": redact(r.error or "", settings.secrets())} for r in failed])
@@ -299,7 +299,7 @@ def status(
         if failed:
             typer.echo(RETRY_HINT.format(name=name))
         return
-    rows = [r for r in store.status(settings) if name is None or r.dataset_name == name]
+    rows = [r for r in store.status(StoreLayout.of(settings)) if name is None or r.dataset_name == name]
     progress = {r.dataset_name: read_progress(settings.state_dir, r.dataset_name) for r in rows
                 if r.state is DatasetState.SYNCING}
     if as_json:
@@ -339,7 +339,7 @@ def remove(file: Annotated[Path, typer.Argument(help="A remove request (requests
     """Delete a dataset copy: files, manifests, ledger, progress file and processed symlink."""
     from hugflow_ray.copies.store import remove as remove_dataset
 
-    report = remove_dataset(file, options.settings())
+    report = remove_dataset(file, StoreLayout.of(options.settings()))
     typer.echo(f"removed {report.dataset_name}:")
     for path in report.removed:
         typer.echo(f"  {path}")
@@ -361,7 +361,7 @@ def verify(
     settings = options.settings()
     if (name is None) == (not every):
         raise typer.BadParameter("name one copy, or pass --all", param_hint="NAME")
-    names = [r.dataset_name for r in store.status(settings)] if every else [name]
+    names = [r.dataset_name for r in store.status(StoreLayout.of(settings))] if every else [name]
     wrong = 0
     found: list[dict[str, object]] = []  # with --json: one object per copy, printed at the end
     try:

@@ -12,12 +12,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from hugflow_ray.copies.batches import read_parquet
-from hugflow_ray.copies.layout import FILES_DIR, CopyLayout
+from hugflow_ray.copies.layout import FILES_DIR, CopyLayout, StoreLayout
 from hugflow_ray.copies.locks import DatasetLock
 from hugflow_ray.copies.status import read_status_or_none
 from hugflow_ray.copies.verify import ChangedFile, MissingFile, VerifyReport, file_sha256, safe_files
 from hugflow_ray.errors import DamagedStateError
-from hugflow_ray.settings import Settings
 from hugflow_ray.utils import atomic
 from hugflow_ray.utils.safe_paths import open_regular, real_directory
 
@@ -75,10 +74,10 @@ def write_index(dataset_dir: Path, files: list[KeptFile]) -> None:
     atomic.write_bytes(CopyLayout(dataset_dir).files_index, sink.getvalue().to_pybytes())
 
 
-def verify_files(settings: Settings, name: str, dataset_dir: Path) -> VerifyReport:
+def verify_files(store: StoreLayout, name: str, dataset_dir: Path) -> VerifyReport:
     """Re-hash a kept copy's files against its index: missing, changed and unexpected files (a row is a file)."""
     started = time.perf_counter()
-    with DatasetLock(settings.state_dir, name, owner="verify"):
+    with DatasetLock(store.state_dir, name, owner="verify"):
         root = CopyLayout(dataset_dir).files
         index, unsafe = safe_files(root, read_index(dataset_dir))
         if (why := real_directory(root)) is not None:

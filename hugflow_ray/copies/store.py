@@ -16,22 +16,21 @@ from hugflow_ray.core.naming import dataset_dir_name
 from hugflow_ray.core.records import DatasetIdentity, DatasetState, DatasetStatus, RowRecord, RowStatus
 from hugflow_ray.core.request import RemoveRequest, request_of_kind
 from hugflow_ray.errors import DamagedStateError, DatasetNotFoundError, SyncError
-from hugflow_ray.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
-def link_processed(settings: Settings, name: str, dataset_dir: Path) -> Path | None:
+def link_processed(store: StoreLayout, name: str, dataset_dir: Path) -> Path | None:
     """Point ``PROCESSED_ROOT/<name>`` at the dataset atomically; never replace what is not our symlink.
 
     Problems (no permission, a foreign file in the way) are warnings: the data sync itself succeeded.
     """
-    link = StoreLayout.of(settings).processed_link(name)
+    link = store.processed_link(name)
     target = dataset_dir.resolve()
     try:
         if link.is_symlink():
             current = Path(os.readlink(link))
-            if current != target and not current.resolve().is_relative_to(settings.storage_root.resolve()):
+            if current != target and not current.resolve().is_relative_to(store.storage_root.resolve()):
                 log.warning("%s points outside STORAGE_ROOT (%s); left as it is", link, current)
                 return None
         elif link.exists():
@@ -55,13 +54,13 @@ class StatusRow(DatasetStatus):
     size_bytes: int = 0
 
 
-def status(settings: Settings) -> list[StatusRow]:
+def status(store: StoreLayout) -> list[StatusRow]:
     """Every dataset copy under ``STORAGE_ROOT`` with its state and size. An unfinished copy reports the rows its
     ledger holds (the status file only knows what the last progress update said); a copy whose status file is
     damaged is listed as damaged, from its ledger, and the others list normally. A complete copy's size is the one
     recorded when it completed; the others' are walked (:func:`copy_size`)."""
     rows: list[StatusRow] = []
-    root = settings.storage_root
+    root = store.storage_root
     for dataset_dir in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []:
         try:
             current = read_status(dataset_dir)
@@ -128,21 +127,21 @@ def dataset_size(dataset_dir: Path) -> int:
     return total
 
 
-def row_errors(settings: Settings, name: str) -> list[RowRecord]:
+def row_errors(store: StoreLayout, name: str) -> list[RowRecord]:
     """The failed rows of a dataset, with their error codes and messages."""
-    return [r for r in Ledger(dataset_dir_of(settings, name)).records() if r.status is RowStatus.ERROR]
+    return [r for r in Ledger(dataset_dir_of(store, name)).records() if r.status is RowStatus.ERROR]
 
 
-def dataset_dir_of(settings: Settings, name: str) -> Path:
+def dataset_dir_of(store: StoreLayout, name: str) -> Path:
     """The directory of the copy ``name``, never a path outside ``STORAGE_ROOT`` nor a symlink.
 
     Raises:
         DatasetNotFoundError: no such copy.
     """
-    root = settings.storage_root.resolve()
+    root = store.storage_root.resolve()
     candidate = root / name
     if "/" in name or name in ("", ".", "..") or not candidate.is_dir() or candidate.is_symlink():
-        raise DatasetNotFoundError(f"no dataset {name!r} under {settings.storage_root}; `hugflow status` lists them",
+        raise DatasetNotFoundError(f"no dataset {name!r} under {store.storage_root}; `hugflow status` lists them",
                                    dataset_name=name)
     return candidate
 
@@ -153,7 +152,7 @@ class RemoveReport:
     removed: list[str]
 
 
-def remove(source: Path | RemoveRequest, settings: Settings, *, owner: str = "remove") -> RemoveReport:
+def remove(source: Path | RemoveRequest, store: StoreLayout, *, owner: str = "remove") -> RemoveReport:
     """Delete a dataset copy: files, manifests, ledger, progress file, processed symlink.
 
     Never follows a symlink out of ``STORAGE_ROOT``; refuses while a sync of the dataset holds its lock.
@@ -161,24 +160,23 @@ def remove(source: Path | RemoveRequest, settings: Settings, *, owner: str = "re
     request = request_of_kind(source, RemoveRequest)
     name = dataset_dir_name(request.dataset)
     removed: list[str] = []
-    layout = StoreLayout.of(settings)
-    with DatasetLock(settings.state_dir, name, owner=owner):
-        dataset_dir = layout.copy(name).root
+    with DatasetLock(store.state_dir, name, owner=owner):
+        dataset_dir = store.copy(name).root
         if dataset_dir.is_symlink():
             dataset_dir.unlink()
             removed.append(str(dataset_dir))
         elif dataset_dir.is_dir():
             shutil.rmtree(dataset_dir)  # removes symlinks inside without following them
             removed.append(str(dataset_dir))
-        next_version = layout.next_copy(name).root  # a new commit's copy being built beside it
+        next_version = store.next_copy(name).root  # a new commit's copy being built beside it
         if next_version.is_dir() and not next_version.is_symlink():
             shutil.rmtree(next_version)
             removed.append(str(next_version))
-        link = layout.processed_link(name)
+        link = store.processed_link(name)
         if link.is_symlink() and Path(os.readlink(link)) == dataset_dir.resolve():
             link.unlink()
             removed.append(str(link))
-        progress = layout.progress(name)
+        progress = store.progress(name)
         if os.path.lexists(progress):
             try:
                 progress.unlink()
@@ -187,5 +185,5 @@ def remove(source: Path | RemoveRequest, settings: Settings, *, owner: str = "re
                                 "remove the dataset again (its copy is already gone)") from None
             removed.append(str(progress))
     if not removed:
-        raise SyncError(f"nothing to remove: {name} is not under {settings.storage_root}")
+        raise SyncError(f"nothing to remove: {name} is not under {store.storage_root}")
     return RemoveReport(dataset_name=name, removed=removed)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol, TypeVar
 
+from hugflow_ray.copies.layout import StoreLayout
 from hugflow_ray.copies.ledger import Ledger
 from hugflow_ray.copies.locks import DatasetLock
 from hugflow_ray.copies.status import read_status
@@ -25,7 +26,6 @@ from hugflow_ray.copies.store import dataset_dir_of
 from hugflow_ray.core import naming
 from hugflow_ray.core.records import DatasetState, RowColumn, RowStatus
 from hugflow_ray.errors import DamagedStateError, RepairError
-from hugflow_ray.settings import Settings
 from hugflow_ray.utils.safe_paths import UnsafePathError, inside, open_regular, real_directory
 
 # Threads hashing at once, each over its own contiguous share of the files: hashlib releases the GIL, so a few
@@ -134,7 +134,7 @@ class VerifyReport:
         return lines
 
 
-def verify(settings: Settings, name: str) -> VerifyReport:
+def verify(store: StoreLayout, name: str) -> VerifyReport:
     """Re-hash every file the ledger of the copy ``name`` names; list missing, changed and unexpected files.
 
     Raises:
@@ -143,8 +143,8 @@ def verify(settings: Settings, name: str) -> VerifyReport:
         SyncError: a sync or removal of the copy holds its lock.
     """
     started = time.perf_counter()
-    dataset_dir = dataset_dir_of(settings, name)
-    with DatasetLock(settings.state_dir, name, owner="verify"):
+    dataset_dir = dataset_dir_of(store, name)
+    with DatasetLock(store.state_dir, name, owner="verify"):
         ledger = ledger_of(dataset_dir)
         state, rows_expected = _state(dataset_dir)
         table, unreadable = ledger.read_checked(_LEDGER_FILE_COLUMNS)

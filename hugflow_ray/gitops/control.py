@@ -368,7 +368,7 @@ class _Job:
                      already: bool) -> Outcome:
         """The request's comment says synced; Slack hears of it only when this run synced it."""
         dataset_dir = self.layout.copy(plan.identity.name).root
-        errors = store.row_errors(self.settings, plan.identity.name) if status.row_errors else []
+        errors = store.row_errors(self.layout, plan.identity.name) if status.row_errors else []
         link = self.layout.processed_link(plan.identity.name)
         result = comments.ResultView(
             dataset_dir=str(dataset_dir), link=str(link) if link.is_symlink() else None, rows=status.rows_done,
@@ -395,7 +395,7 @@ class _Job:
                     and not os.path.lexists(self.layout.copy(name).root)):  # a re-run of the job after success
                 self.reporter.comment(marker, comments.already_removed(path, name))
                 return Outcome.ALREADY_DONE
-            report = store.remove(request, self.settings, owner=self.owner)
+            report = store.remove(request, self.layout, owner=self.owner)
         except HugflowError as e:
             return self._fail(path, str(e), _what_to_do(e, otherwise=CHECK_THE_REMOVAL))
         self.reporter.comment(marker, comments.removed(path, report.dataset_name, report.removed))

@@ -24,6 +24,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from hugflow_ray.copies.layout import StoreLayout
 from hugflow_ray.copies.ledger import Ledger, LedgerDamagedError
 from hugflow_ray.copies.locks import DatasetLock
 from hugflow_ray.copies.status import read_status, write_status
@@ -82,10 +83,10 @@ def repair(
         SyncError, HubError, PlanError: from the re-sync, after the bad rows were dropped; running the repair (or
             the sync) again finishes it.
     """
-    report = report if report is not None else verify(settings, name)
+    report = report if report is not None else verify(StoreLayout.of(settings), name)
     if report.dataset_name != name:
         raise RepairError(f"the verify report given is of {report.dataset_name}, not {name}; verify {name} first")
-    dataset_dir = dataset_dir_of(settings, name)
+    dataset_dir = dataset_dir_of(StoreLayout.of(settings), name)
     with DatasetLock(settings.state_dir, name, owner="repair"):
         if report.unsafe:
             raise RepairError(f"{name}: {report.unsafe[0]}: hugflow neither reads nor writes through it; move the "
@@ -261,7 +262,7 @@ def retry(
         RepairError: the copy cannot be re-synced as it was made; nothing was changed.
         SyncError, HubError, PlanError: from the re-sync, after the rows were dropped; running it again finishes it.
     """
-    dataset_dir = dataset_dir_of(settings, name)
+    dataset_dir = dataset_dir_of(StoreLayout.of(settings), name)
     with DatasetLock(settings.state_dir, name, owner="retry"):
         ledger = ledger_of(dataset_dir)
         fingerprint, request = _as_made(ledger, settings, name, request)

@@ -308,7 +308,7 @@ class _DatasetSync:
                                                    keep=self.settings.keep_previous_copy)
             log.info("%s: now at %s, in place of the copy at %s (%d rows taken over)", name,
                      (self.plan.identity.sha or "")[:12], self.replacing[:12], self.reused)
-        store.link_processed(self.settings, name, self.dataset_dir)
+        store.link_processed(StoreLayout.of(self.settings), name, self.dataset_dir)
 
     def _downloaded(self, size: int) -> None:
         """A file finished downloading (called on a download thread)."""

@@ -16,11 +16,11 @@ import pytest
 from typer.testing import CliRunner
 
 from hugflow_ray.adapters.hub import Hub
+from hugflow_ray.api import status as store_status
 from hugflow_ray.catalog import manager, reconcile
 from hugflow_ray.catalog.manager import Outcome
 from hugflow_ray.cli.main import app
 from hugflow_ray.copies.layout import URL_SOURCES, StoreLayout
-from hugflow_ray.copies.store import status as store_status
 from hugflow_ray.core.catalog import GB
 from hugflow_ray.core.request import load_request
 from hugflow_ray.core.tiers import Decision

@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from hugflow_ray.copies import verify as verify_module
+from hugflow_ray.copies.layout import StoreLayout
 from hugflow_ray.copies.ledger import Ledger
 from hugflow_ray.copies.status import read_status, write_status
 from hugflow_ray.copies.verify import VERIFY_BATCH_ROWS, MissingFile, verify
@@ -63,7 +64,7 @@ def test_a_clean_copy_verifies_ok(settings: Settings, tmp_path: Path, batch_rows
                                   monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(verify_module, "VERIFY_BATCH_ROWS", batch_rows)
     copy = synced(settings, tmp_path)
-    report = verify(settings, copy.dataset_name)
+    report = verify(StoreLayout.of(settings), copy.dataset_name)
     assert report.ok and report.state is DatasetState.COMPLETE
     assert (report.rows, report.files_checked) == (ROWS, 2 * ROWS)
     assert report.bytes_checked == sum(len(data) for name, data in outputs(copy.dataset_dir).items()
@@ -87,7 +88,7 @@ def test_damaged_files_are_found_and_repair_reconverts_exactly_their_rows_byte_i
     (directory / "audio" / "stray.mp3").write_bytes(b"not ours")
     (directory / "json" / ".8.json.tmp-hugflow").write_bytes(b"{")
 
-    report = verify(settings, name)
+    report = verify(StoreLayout.of(settings), name)
     assert not report.ok
     assert report.missing == [MissingFile(7, "json/7.json")]
     [changed] = report.changed
@@ -106,7 +107,7 @@ def test_damaged_files_are_found_and_repair_reconverts_exactly_their_rows_byte_i
     assert repaired.sync.dataset_dir == directory
     assert outputs(directory) == before
     assert sorted(raw_ledger_ids(directory)) == list(range(ROWS)), "each row exactly once in the ledger"
-    again = verify(settings, name)
+    again = verify(StoreLayout.of(settings), name)
     assert again.ok and again.state is DatasetState.COMPLETE
     status = read_status(directory)
     assert status is not None and (status.state, status.rows_done) == (DatasetState.COMPLETE, ROWS)
@@ -124,7 +125,7 @@ def test_a_repair_that_only_deletes_unexpected_files_measures_the_complete_copy_
     counted = read_status(directory)
     assert counted is not None and counted.size_bytes == walked_size(directory)
 
-    report = verify(settings, copy.dataset_name)
+    report = verify(StoreLayout.of(settings), copy.dataset_name)
     assert report.unexpected == ["audio/stray.mp3"] and report.bad_rows == []
     repaired = repair(settings, copy.dataset_name, report=report)
     assert repaired.sync is None and repaired.files_removed == ["audio/stray.mp3"]
@@ -135,7 +136,7 @@ def test_a_repair_that_only_deletes_unexpected_files_measures_the_complete_copy_
 
 def test_an_unknown_copy_is_refused_naming_the_command_that_lists_them(settings: Settings) -> None:
     with pytest.raises(DatasetNotFoundError, match=r"no dataset 'org__nope' under .*; `hugflow status` lists them"):
-        verify(settings, "org__nope")
+        verify(StoreLayout.of(settings), "org__nope")
     with pytest.raises(DatasetNotFoundError):
         repair(settings, "../elsewhere")
 
@@ -149,7 +150,7 @@ def test_a_copy_made_before_json_checksums_says_so_and_still_finds_a_missing_jso
         table = pq.read_table(part)
         pq.write_table(table.drop_columns(["json_sha256"]), part)
     (copy.dataset_dir / "json" / "2.json").unlink()
-    report = verify(settings, copy.dataset_name)
+    report = verify(StoreLayout.of(settings), copy.dataset_name)
     assert report.missing == [MissingFile(2, "json/2.json")] and report.changed == []
     assert len(report.no_checksum) == ROWS - 1
     assert any("no checksum recorded" in line for line in report.lines())
@@ -170,7 +171,7 @@ def test_an_unfinished_copy_is_verified_for_the_rows_its_ledger_holds_and_repair
     status.state = DatasetState.FAILED
     write_status(directory, status)
 
-    report = verify(settings, copy.dataset_name)
+    report = verify(StoreLayout.of(settings), copy.dataset_name)
     assert report.state is DatasetState.FAILED and report.rows == ROWS - len(forgotten)
     assert report.missing == report.changed == []
     assert len(report.unexpected) == 2 * len(forgotten)  # written, but never recorded
@@ -179,7 +180,7 @@ def test_an_unfinished_copy_is_verified_for_the_rows_its_ledger_holds_and_repair
     assert repaired.rows_dropped == []
     assert repaired.sync is not None and repaired.sync.newly_processed == len(forgotten)
     assert outputs(directory) == before
-    assert verify(settings, copy.dataset_name).ok
+    assert verify(StoreLayout.of(settings), copy.dataset_name).ok
 
 
 def test_a_repair_with_other_encoder_settings_is_refused_before_anything_changes(
@@ -224,7 +225,7 @@ def test_a_repair_killed_between_a_rewritten_ledger_part_and_the_old_ones_remova
     assert repaired.sync is not None and repaired.sync.newly_processed == 1
     assert outputs(directory) == before
     assert sorted(raw_ledger_ids(directory)) == list(range(ROWS))
-    assert verify(settings, name).ok
+    assert verify(StoreLayout.of(settings), name).ok
 
 
 # --- repair deletes only what it can prove bad, and never reads or writes outside the copy ---------------------
@@ -236,7 +237,7 @@ def test_a_truncated_ledger_is_never_a_reason_to_empty_the_copy(settings: Settin
     before = outputs(directory)
     for part in (directory / ".hugflow" / "ledger").glob("part-*.parquet"):
         os.truncate(part, 100)
-    report = verify(settings, name)
+    report = verify(StoreLayout.of(settings), name)
     assert not report.ok and report.unreadable_parts and report.short
     assert any(line.startswith("unreadable ledger part: ") for line in report.lines())
     assert "a damaged ledger" in report.lines()[0]
@@ -244,7 +245,7 @@ def test_a_truncated_ledger_is_never_a_reason_to_empty_the_copy(settings: Settin
     assert repaired.files_removed == [], "no file is deleted for want of a ledger row"
     assert repaired.sync is not None and repaired.sync.rows_done == ROWS
     assert outputs(directory) == before
-    assert verify(settings, name).ok
+    assert verify(StoreLayout.of(settings), name).ok
 
 
 def test_a_folder_of_the_copy_replaced_by_a_link_out_of_storage_is_neither_read_nor_written(
@@ -256,7 +257,7 @@ def test_a_folder_of_the_copy_replaced_by_a_link_out_of_storage_is_neither_read_
     (outside / "precious.txt").write_text("not hugflow's")
     shutil.rmtree(directory / "json")
     (directory / "json").symlink_to(outside)
-    report = verify(settings, name)
+    report = verify(StoreLayout.of(settings), name)
     assert not report.ok and report.unsafe and "json is a symbolic link" in report.unsafe[0]
     assert "json/precious.txt" not in report.unexpected
     with pytest.raises(RepairError, match="neither reads nor writes through it"):

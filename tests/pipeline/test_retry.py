@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from hugflow_ray.api import row_errors
 from hugflow_ray.cli.main import app
-from hugflow_ray.copies.store import row_errors
 from hugflow_ray.gitops import comments
 from hugflow_ray.pipeline.sync import sync
 from hugflow_ray.settings import Settings, load_settings
