@@ -144,11 +144,7 @@ def benchmark(args: argparse.Namespace, work: Path) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--clips", type=int, default=1600)
-    parser.add_argument("--seconds", type=float, default=5.0, help="seconds per clip")
-    parser.add_argument("--rate", type=int, default=16000, help="the clips' sample rate (Hz)")
-    parser.add_argument("--shards", type=int, default=8)
-    parser.add_argument("--rounds", type=int, default=2)
+    throughput.add_data_arguments(parser, clips=1600)
     parser.add_argument("--join", action="store_true", help="join the Ray at RAY_ADDRESS instead of an embedded one")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes and one round: that it runs, not figures")
     parser.add_argument("--json", type=Path)

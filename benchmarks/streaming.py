@@ -426,11 +426,7 @@ def in_own_namespace(argv: list[str]) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--clips", type=int, default=800)
-    parser.add_argument("--seconds", type=float, default=5.0, help="seconds per clip")
-    parser.add_argument("--rate", type=int, default=16000, help="the clips' sample rate (Hz)")
-    parser.add_argument("--shards", type=int, default=8)
-    parser.add_argument("--rounds", type=int, default=2)
+    throughput.add_data_arguments(parser, clips=800)
     parser.add_argument("--rate-mbit", type=float, help="the link's rate; default: calibrated so that the download "
                         "alone takes as long as the conversion alone")
     parser.add_argument("--throttle-all-loopback", action="store_true", help="throttle the whole loopback (Ray's "

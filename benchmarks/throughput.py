@@ -102,6 +102,15 @@ class Data:
         return sorted((self.root / "data").glob("*.parquet"))
 
 
+def add_data_arguments(parser: argparse.ArgumentParser, *, clips: int, shards: int = 8, rounds: int = 2) -> None:
+    """The options of a benchmark that makes the synthetic dataset (:func:`make_data`) and runs it in rounds."""
+    parser.add_argument("--clips", type=int, default=clips)
+    parser.add_argument("--seconds", type=float, default=5.0, help="seconds per clip")
+    parser.add_argument("--rate", type=int, default=16000, help="the clips' sample rate (Hz)")
+    parser.add_argument("--shards", type=int, default=shards)
+    parser.add_argument("--rounds", type=int, default=rounds)
+
+
 def make_data(root: Path, *, clips: int, seconds: float, rate: int, shards: int, row_group_rows: int) -> Data:
     """Write (or reuse, when ``root`` already holds exactly this dataset) the deterministic dataset."""
     import datasets  # the real Audio feature metadata, as the Hub writes it
