@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 import pyarrow.compute as pc
 
-from hugflow_ray.adapters.hub import Hub
+from hugflow_ray.adapters.hub import Hub, RepoSnapshot
 from hugflow_ray.copies.batches import table_to_records
 from hugflow_ray.copies.layout import CopyLayout, StoreLayout
 from hugflow_ray.copies.ledger import Ledger, LedgerDamagedError
@@ -50,7 +50,6 @@ from hugflow_ray.core.plan import Plan, SourceFile
 from hugflow_ray.core.records import DatasetState, RowColumn, RowRecord, RowStatus
 from hugflow_ray.core.request import HubRef
 from hugflow_ray.errors import HugflowError, SyncError
-from hugflow_ray.pipeline.plan import make_plan
 from hugflow_ray.pipeline.readers.parts import Part, plan_parts
 from hugflow_ray.utils import atomic
 from hugflow_ray.utils.safe_paths import UnsafePathError, inside, open_regular, read_small
@@ -140,19 +139,25 @@ def _replaces(marker: Path) -> str | None:
         return None
 
 
-def old_plan(plan: Plan, sha: str, hub: Hub | None) -> Plan | None:
-    """The plan the old copy was made from (the same request at its commit), None when the Hub cannot say (the
-    commit is gone): then nothing is taken over and every row is converted."""
+def old_files(plan: Plan, old_dir: Path, hub: Hub | None) -> list[SourceFile] | None:
+    """The files the old copy was made from, as its ledger's fingerprint names them, with their checksums at its
+    commit (one Hub call: nothing is downloaded); None when the Hub cannot say (the commit is gone): then nothing is
+    taken over and every row is converted."""
     ref = plan.request.dataset
-    if hub is None or not isinstance(ref, HubRef):
-        return None
-    request = dataclasses.replace(plan.request, dataset=dataclasses.replace(ref, revision=sha))
     try:
-        return make_plan(request, hub=hub)
+        recorded = Ledger(old_dir).recorded_fingerprint() or {}
+    except LedgerDamagedError:
+        return None
+    names, commit = recorded.get("files"), recorded.get("files_sha") or recorded.get("sha")
+    if hub is None or not isinstance(ref, HubRef) or not isinstance(names, list) or not isinstance(commit, str):
+        return None
+    try:
+        checksums = hub.file_metadata(RepoSnapshot(ref.hf_id, commit, commit))
     except HugflowError as e:
         log.warning("%s: the files of the copy's commit %s cannot be listed (%s); every row is converted again",
-                    plan.identity.name, sha[:12], e)
+                    plan.identity.name, commit[:12], e)
         return None
+    return [SourceFile(path=name, **checksums.get(name, {})) for name in names]
 
 
 @dataclass(frozen=True)
@@ -165,23 +170,28 @@ class TakenPart:
     rows: int
 
 
-def taken_parts(old_dir: Path, old: Plan | None, plan: Plan, parts: Sequence[Part], metadata: Sequence[int], *,
-                max_seconds: float | None) -> dict[int, TakenPart]:
-    """The parts of the new split (``parts``, ``metadata``) whose rows the old copy at ``old_dir`` gives, by index."""
+def taken_parts(old_dir: Path, old: list[SourceFile] | None, plan: Plan, parts: Sequence[Part],
+                metadata: Sequence[int], *, max_seconds: float | None) -> dict[int, TakenPart]:
+    """The parts of the new split (``parts``, ``metadata``) whose rows the old copy at ``old_dir``, made from the
+    files ``old`` (:func:`old_files`), gives, by index. Its files are read as the new split's layout reads them: a
+    split whose layout changed has no file in common with it."""
     try:
         recorded = Ledger(old_dir).recorded_fingerprint() or {}
     except LedgerDamagedError:
         return {}
-    if old is None or old.format != plan.format or any(recorded.get(k) != getattr(plan, k) for k in SETTLED_LATER):
+    if old is None or any(recorded.get(k) != getattr(plan, k) for k in SETTLED_LATER):
         return {}
-    old_parts, old_metadata = plan_parts(old.format, old.file_names(), [f.size for f in old.files])
-    new_key = _keys(plan)
-    old_key = _keys(old)
+    names = [f.path for f in old]
+    try:
+        old_parts, old_metadata = plan_parts(plan.format, names, [f.size for f in old])
+    except HugflowError:
+        return {}  # the old files are no split of this layout
+    new_key = _keys(plan.file_names(), plan.files)
+    old_key = _keys(names, old)
     if [old_key[i] for i in old_metadata] != [new_key[i] for i in metadata] or None in (new_key[i] for i in metadata):
         return {}  # an audio folder's rows take columns from its metadata files
     if plan.format == "webdataset" and _part_key(old_parts[0], old_key) != _part_key(parts[0], new_key):
         return {}  # a WebDataset's rows have its first shard's columns
-    names = old.file_names()
     counts = PartRows(old_dir).read([[names[i] for i in p.files] for p in old_parts])
     table = Ledger(old_dir).read([RowColumn.ROW_ID, RowColumn.STATUS, RowColumn.DURATION])
     ids = table.column(RowColumn.ROW_ID).to_numpy()
@@ -206,10 +216,9 @@ def taken_parts(old_dir: Path, old: Plan | None, plan: Plan, parts: Sequence[Par
     return taken
 
 
-def _keys(plan: Plan) -> list[tuple[str, str] | None]:
+def _keys(names: Sequence[str], files: Sequence[SourceFile]) -> list[tuple[str, str] | None]:
     """Each file's identity: its path and its checksum (None when the Hub gave neither sha256 nor blob id)."""
-    names = plan.file_names()
-    return [_key(name, f) for name, f in zip(names, plan.files, strict=True)]
+    return [_key(name, f) for name, f in zip(names, files, strict=True)]
 
 
 def _key(name: str, file: SourceFile) -> tuple[str, str] | None:

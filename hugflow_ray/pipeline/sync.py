@@ -100,7 +100,8 @@ class SyncReport:
     """The commit of the copy this sync replaced (an incremental re-sync), None otherwise."""
     phases: dict[str, float] = field(default_factory=dict)
     """Seconds by phase, in order: plan, download, ledger, waiting for the executor, executor start (its own length:
-    it ran on a thread beside download and ledger, so only the wait adds to ``seconds``), convert, finalize."""
+    it ran on a thread beside download and ledger, so only the wait adds to ``seconds``), convert, finalize; an
+    incremental re-sync adds "take over" (the rows taken over from the copy it replaces)."""
 
 
 def sync(
@@ -287,7 +288,7 @@ class _DatasetSync:
         """The parts whose rows the copy being replaced gives (none when this sync replaces nothing)."""
         if self.replacing is None:
             return {}
-        old = incremental.old_plan(self.plan, self.replacing, self.hub)
+        old = incremental.old_files(self.plan, self.copy_dir, self.hub)
         return incremental.taken_parts(self.copy_dir, old, self.plan, parts, metadata,
                                        max_seconds=self.settings.max_audio_seconds)
 
@@ -502,6 +503,7 @@ class _Stream:
         self._open: dict[int, tuple[OpenedPart, int]] = {}  # part -> (opened, rows still to write)
         self._total: int | None = None
         self._written = len(finished)
+        self._converted = (0, 0)  # the executor's rows and row errors so far
         self._estimate = self._estimated()
         downloads.plan([p for p in parts if p.index not in self._skipped and p.index not in taken])
 
@@ -520,10 +522,12 @@ class _Stream:
             if part.index in self._taken and part.index not in self._skipped:
                 assert self._old_rows is not None
                 ids = self._old_rows.take(self._taken[part.index], first, self._sync.dataset_dir, self._finished)
-                self._skipped.add(part.index)
-                self._sync.reused += len(ids)
+                with self._lock:
+                    self._skipped.add(part.index)
+                    self._sync.reused += len(ids)
+                    self._written += len(ids)
                 if len(ids):
-                    self.written(len(ids), 0, ids)
+                    self._report(ids)
             first += rows
 
     def reads(self) -> Reads:
@@ -558,11 +562,13 @@ class _Stream:
             self._total = first
 
     def written(self, rows: int, errors: int, ids: np.ndarray) -> None:
-        """Rows were written (the executor's progress call): a part whose rows are all written is finished."""
+        """Rows were written (the executor's progress call, with its rows and errors so far): a part whose rows are
+        all written is finished."""
         done = []
         with self._lock:
             ids = np.sort(ids)
             self._written += len(ids)
+            self._converted = (rows, errors)
             for index, (opened, left) in list(self._open.items()):
                 lo, hi = np.searchsorted(ids, [opened.first_row_id, opened.first_row_id + opened.rows], side="left")
                 if hi > lo:
@@ -574,9 +580,15 @@ class _Stream:
                         self._open[index] = (opened, left)
         for index in done:
             self._downloads.finished(self._parts[index])
+        self._report(ids)
+
+    def _report(self, ids: np.ndarray) -> None:
+        """The reporter's count: the rows this run converted and those it took over."""
         reporter = self._sync.reporter
         assert reporter is not None
-        reporter.update(rows, errors, ids)
+        with self._lock:
+            (rows, errors), taken = self._converted, self._sync.reused
+        reporter.update(rows + taken, errors, ids)
 
     def _estimate_changed(self) -> None:
         self._estimate = self._estimated()

@@ -16,6 +16,7 @@ from hugflow_ray.copies.ledger import Ledger
 from hugflow_ray.copies.status import read_status
 from hugflow_ray.core.records import DatasetState
 from hugflow_ray.errors import SyncError
+from hugflow_ray.pipeline.progress import read_progress
 from hugflow_ray.pipeline.sync import sync
 from hugflow_ray.settings import Settings, load_settings
 from tests import datasets_fixtures as fx
@@ -96,6 +97,9 @@ def test_a_copy_synced_after_the_hub_moved_takes_over_its_unchanged_files_and_eq
     assert code == 0, out
     assert f"  updated:  from {first[:12]} to {second[:12]}: {TAKEN_OVER} rows of unchanged files taken over, " \
            f"{CONVERTED} converted" in out.splitlines(), out
+    progress = read_progress(mine.state_dir, old.dataset_name)
+    assert progress is not None and progress.rows_done == progress.rows_total == TAKEN_OVER + CONVERTED, (
+        "the progress counts the rows taken over with those converted")
     new_status = read_status(old.dataset_dir)
     assert new_status is not None and (new_status.state, new_status.identity.sha) == (DatasetState.COMPLETE, second)
     assert (mine.processed_root / old.dataset_name).resolve() == old.dataset_dir
