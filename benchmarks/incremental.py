@@ -89,6 +89,7 @@ def sync(out: Path, endpoint: str, joining: dict[str, str] | None) -> dict[str, 
     updated = re.search(r"updated: +from \w+ to \w+: ([\d,]+) rows of unchanged files taken over, ([\d,]+) converted",
                         output)
     return {"wall_s": wall, "cpu_s": sum(tree.cpu_by_process().values()), "rows": int(completed.group(1)),
+            "phases": throughput.phases_of(output),
             "taken_over": int(updated.group(1).replace(",", "")) if updated else 0,
             "converted": int(updated.group(2).replace(",", "")) if updated else int(completed.group(1))}
 
@@ -128,6 +129,7 @@ def benchmark(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                   f"full {full['wall_s']:.1f} s ({full['cpu_s']:.1f} CPU s): {rounds[-1]['wall_ratio']:.3f} of the "
                   f"wall time; {incremental['taken_over']} rows taken over, {incremental['converted']} converted; "
                   f"{'identical' if identical else 'DIFFERENT'} trees", flush=True)
+            print(f"  incremental, seconds by phase: {incremental['phases']}", flush=True)
             shutil.rmtree(out)
     ratios = [r["wall_ratio"] for r in rounds]
     cpu = [r["cpu_ratio"] for r in rounds if r["cpu_ratio"] is not None]

@@ -39,7 +39,6 @@ import csv
 import io
 import json
 import os
-import re
 import shutil
 import statistics
 import sys
@@ -55,7 +54,7 @@ import soundfile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from codec_throughput import iter_clips  # noqa: E402
-from throughput import ROW_GROUP_ROWS, hugflow_env, measured, show, spread  # noqa: E402
+from throughput import ROW_GROUP_ROWS, hugflow_env, measured, phases_of, show, spread  # noqa: E402
 
 LAYOUTS = ("parquet", "webdataset", "audiofolder")
 CLIPS = 2000
@@ -176,9 +175,7 @@ def run_sync(layouts: Layouts, layout: str, work: Path) -> Sync:
     if rows != layouts.clips:
         raise SystemExit(f"the {layout} sync wrote {rows} manifest rows of {layouts.clips}:\n{output[-3000:]}")
     shutil.rmtree(out)
-    line = re.search(r"seconds: +(.*)", output)
-    phases = {name: float(value) for name, value in re.findall(r"([a-z][a-z -]*?) ([0-9.]+)(?:,|$)", line.group(1))} \
-        if line else {}
+    phases = phases_of(output)
     cpu = sum(tree.cpu_by_process().values())
     return Sync(layout, wall, tree.peak_rss, cpu,
                 phases.get("waiting for the executor", 0.0) + phases.get("shut-down", 0.0),

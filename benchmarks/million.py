@@ -45,7 +45,6 @@ import collections
 import gc
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -214,9 +213,7 @@ def run_size(args: argparse.Namespace, work: Path, rows: int) -> dict[str, Any]:
 
 
 def sync_figures(rows: int, wall: float, output: str, tree: Sample) -> dict[str, Any]:
-    line = re.search(r"seconds: +(.*)", output)
-    phases = {name: float(value) for name, value in re.findall(r"([a-z][a-z -]*?) ([0-9.]+)(?:,|$)", line.group(1))} \
-        if line else {}
+    phases = throughput.phases_of(output)
     if f"({rows} rows" not in output:
         raise SystemExit(f"the sync did not report {rows} rows:\n{output[-3000:]}")
     alone = tree.peak_alone_by_role()

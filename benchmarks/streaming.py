@@ -48,7 +48,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import signal
 import statistics
@@ -65,7 +64,7 @@ REPOSITORY = HERE.parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(REPOSITORY))  # the repository: its tests/hub_server.py
 import throughput
-from throughput import Data, make_data, measured, spread
+from throughput import Data, make_data, measured, phases_of, spread
 
 from tests.hub_server import HubServer, make_dataset_repo
 
@@ -218,13 +217,6 @@ def _reported(output: str) -> dict[str, float]:
         if line.startswith("{"):
             return json.loads(line)
     raise SystemExit(f"streaming.py: a child printed no figures:\n{output[-3000:]}")
-
-
-def phases_of(output: str) -> dict[str, float]:
-    """hugflow's ``seconds:`` line: seconds by phase (as benchmarks/throughput.py reads it)."""
-    line = re.search(r"seconds: +(.*)", output)
-    found = re.findall(r"([a-z][a-z -]*?) ([0-9.]+)(?:,|$)", line.group(1)) if line else []
-    return {name: float(value) for name, value in found}
 
 
 def run_variant(variant: str, data: Data, hub: Hub, work: Path) -> Run:

@@ -102,6 +102,13 @@ class Data:
         return sorted((self.root / "data").glob("*.parquet"))
 
 
+def phases_of(output: str) -> dict[str, float]:
+    """A finished ``local-sync``'s ``seconds:`` line: its seconds by phase."""
+    line = re.search(r"seconds: +(.*)", output)
+    found = re.findall(r"([a-z][a-z -]*?) ([0-9.]+)(?:,|$)", line.group(1)) if line else []
+    return {name: float(value) for name, value in found}
+
+
 def add_data_arguments(parser: argparse.ArgumentParser, *, clips: int, shards: int = 8, rounds: int = 2) -> None:
     """The options of a benchmark that makes the synthetic dataset (:func:`make_data`) and runs it in rounds."""
     parser.add_argument("--clips", type=int, default=clips)
