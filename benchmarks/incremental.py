@@ -26,7 +26,6 @@ end; olah is stopped by its process id, and nothing else is signalled.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import io
 import json
 import os
@@ -49,6 +48,7 @@ sys.path.insert(0, str(REPOSITORY))  # the repository: its tests/hub_server.py
 import throughput
 from throughput import make_data, measured
 
+from tests.helpers import digest_tree
 from tests.hub_server import HubServer, make_dataset_repo
 
 REPO_ID = "bench/moving"
@@ -68,12 +68,6 @@ def revised(path: Path) -> bytes:
     pq.write_table(table.set_column(table.schema.get_field_index("text"), "text", texts), buffer,
                    row_group_size=throughput.ROW_GROUP_ROWS)
     return buffer.getvalue()
-
-
-def digest(copy: Path) -> dict[str, str]:
-    """sha256 of every file of a copy but its own state."""
-    return {str(p.relative_to(copy)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(copy.rglob("*"))
-            if p.is_file() and ".hugflow" not in p.relative_to(copy).parts}
 
 
 def sync(out: Path, endpoint: str, joining: dict[str, str] | None) -> dict[str, Any]:
@@ -121,7 +115,7 @@ def benchmark(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             incremental = sync(out / "mine", server.endpoint, joining)
             full = sync(out / "fresh", server.endpoint, joining)
             name = next(p for p in (out / "mine" / "datasets").iterdir() if not p.name.startswith("."))
-            identical = digest(name) == digest(out / "fresh" / "datasets" / name.name)
+            identical = digest_tree(name) == digest_tree(out / "fresh" / "datasets" / name.name)
             rounds.append({"prepare": prepared, "incremental": incremental, "full": full, "identical": identical,
                            "wall_ratio": incremental["wall_s"] / full["wall_s"],
                            "cpu_ratio": incremental["cpu_s"] / full["cpu_s"] if full["cpu_s"] else None})

@@ -338,10 +338,13 @@ class _Job:
         except LedgerMismatchError:
             return False
 
+    def _status_folders(self, name: str) -> tuple[Path, Path]:
+        """Where a sync of ``name`` records its outcome: its next version's folder (a copy at another commit is
+        replaced by one built beside it), and the copy's."""
+        return self.layout.next_copy(name).root, self.layout.copy(name).root
+
     def _status_versions(self, name: str) -> list[tuple[int, int] | None]:
-        """The versions of the status files a sync of ``name`` records its outcome in: the copy's, and its next
-        version's (a copy at another commit is replaced by one built beside it)."""
-        return [status_version(folder) for folder in (self.layout.next_copy(name).root, self.layout.copy(name).root)]
+        return [status_version(folder) for folder in self._status_folders(name)]
 
     def _finish(self, path: str, plan: Plan, view: comments.PlanView, code: int,
                 before: list[tuple[int, int] | None], seconds: float, run: DriverRun) -> Outcome:
@@ -350,7 +353,7 @@ class _Job:
         now or a run before it did (a job that ended before this one re-attached to it)."""
         done = self._complete(plan) if code == 0 else None
         if done is None:
-            folders = (self.layout.next_copy(plan.identity.name).root, self.layout.copy(plan.identity.name).root)
+            folders = self._status_folders(plan.identity.name)
             changed = [f for f, now, was in zip(folders, self._status_versions(plan.identity.name), before,
                                                 strict=True) if now != was]
             recorded = bool(changed)

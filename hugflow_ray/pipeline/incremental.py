@@ -45,6 +45,7 @@ from hugflow_ray.copies.layout import CopyLayout, StoreLayout
 from hugflow_ray.copies.ledger import Ledger, LedgerDamagedError
 from hugflow_ray.copies.part_rows import PartRows
 from hugflow_ray.copies.status import read_status_or_none
+from hugflow_ray.copies.verify import file_sha256
 from hugflow_ray.core import naming, sidecar
 from hugflow_ray.core.plan import Plan, SourceFile
 from hugflow_ray.core.records import DatasetState, RowColumn, RowRecord, RowStatus
@@ -52,7 +53,7 @@ from hugflow_ray.core.request import HubRef
 from hugflow_ray.errors import HugflowError, SyncError
 from hugflow_ray.pipeline.readers.parts import Part, plan_parts
 from hugflow_ray.utils import atomic
-from hugflow_ray.utils.safe_paths import UnsafePathError, inside, open_regular, read_small
+from hugflow_ray.utils.safe_paths import UnsafePathError, inside, read_small
 
 log = logging.getLogger(__name__)
 
@@ -289,7 +290,7 @@ class OldRows:
         if record.audio_file is None:
             return moved, None
         path = self._inside(record.audio_file)
-        if self._sha256(path) != record.sha256:
+        if file_sha256(path)[0] != record.sha256:
             raise self._damaged(record.audio_file)
         return dataclasses.replace(moved, audio_file=naming.moved_mp3_path(record.audio_file, part, record.row_id,
                                                                            new_id)), path
@@ -311,16 +312,6 @@ class OldRows:
             return inside(self.old.root, relative, known=self._known)
         except UnsafePathError:
             raise self._damaged(relative) from None
-
-    def _sha256(self, path: Path) -> str | None:
-        fd = open_regular(path)
-        if fd is None:
-            return None
-        digest = hashlib.sha256()
-        with open(fd, "rb") as f:
-            while chunk := f.read(1 << 20):
-                digest.update(chunk)
-        return digest.hexdigest()
 
     def _damaged(self, what: str) -> SyncError:
         return SyncError(f"{self.name}: {what} of the copy being updated is missing or damaged, so its rows cannot be "

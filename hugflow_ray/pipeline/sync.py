@@ -185,7 +185,8 @@ class _DatasetSync:
                  start: _ExecutorStart) -> None:
         self.plan, self.settings, self.hub = plan, settings, hub
         self.restart, self.started, self.start = restart, started, start
-        store, name = StoreLayout.of(settings), plan.identity.name
+        self.store, name = StoreLayout.of(settings), plan.identity.name
+        store = self.store
         self.copy_dir = store.copy(name).root
         incremental.settle(store, name, keep=settings.keep_previous_copy)
         # the copy complete at another commit: the new one is built beside it, taking over its unchanged rows
@@ -305,11 +306,10 @@ class _DatasetSync:
         this sync replaces a copy), then the processed link."""
         name = self.plan.identity.name
         if self.replacing is not None:
-            self.dataset_dir = incremental.replace(StoreLayout.of(self.settings), name,
-                                                   keep=self.settings.keep_previous_copy)
+            self.dataset_dir = incremental.replace(self.store, name, keep=self.settings.keep_previous_copy)
             log.info("%s: now at %s, in place of the copy at %s (%d rows taken over)", name,
                      (self.plan.identity.sha or "")[:12], self.replacing[:12], self.reused)
-        store.link_processed(StoreLayout.of(self.settings), name, self.dataset_dir)
+        store.link_processed(self.store, name, self.dataset_dir)
 
     def _downloaded(self, size: int) -> None:
         """A file finished downloading (called on a download thread)."""
