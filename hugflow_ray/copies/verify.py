@@ -221,7 +221,7 @@ def _named_files(rows: list[dict[str, Any]]) -> Iterator[_NamedFile]:
 def safe_files(root: Path, files: Iterable[_F]) -> tuple[list[_F], list[str]]:
     """The files (anything with a ``path`` relative to ``root``) whose path stays inside ``root`` through plain
     folders, and why each other one does not (never opened: a repair refuses while there is one)."""
-    known: set[Path] = set()
+    known: set[str] = set()
     safe, unsafe = [], []
     for file in files:
         try:

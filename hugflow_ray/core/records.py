@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import typing
 from collections.abc import Mapping
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from enum import StrEnum
 from typing import Any
 
@@ -80,7 +80,7 @@ class RowRecord:
     error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), RowColumn.STATUS: self.status.value}
+        return {**{f.name: getattr(self, f.name) for f in fields(self)}, RowColumn.STATUS: self.status.value}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RowRecord:

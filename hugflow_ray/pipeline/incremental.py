@@ -240,7 +240,7 @@ class OldRows:
         self.name = name
         self._ledger = Ledger(old_dir)
         self._table: Any = None
-        self._known: set[Path] = set()
+        self._known: set[str] = set()
 
     def take(self, part: TakenPart, first: int, new_dir: Path, finished: np.ndarray) -> np.ndarray:
         """Give the new copy at ``new_dir`` the rows of ``part`` that ``finished`` (sorted ids) lacks, with ids from

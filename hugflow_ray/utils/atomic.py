@@ -140,16 +140,27 @@ def link_many(links: Sequence[tuple[Path, Path]], *, root: Path) -> None:
     if not links:
         return
     for source, path in links:
+        try:
+            os.link(source, path, follow_symlinks=False)  # a new name appears whole: no temp name needed
+            continue
+        except FileExistsError:
+            pass  # replaced through a temp name, below
+        except OSError as e:
+            if e.errno not in _NO_HARD_LINK:
+                raise
         temp = _temp_path(path)
         temp.unlink(missing_ok=True)
         try:
             os.link(source, temp, follow_symlinks=False)
         except OSError as e:
-            if e.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
+            if e.errno not in _NO_HARD_LINK:
                 raise
             shutil.copyfile(source, temp, follow_symlinks=False)
         _rename(temp, path)
     sync_filesystem(root)
+
+
+_NO_HARD_LINK = (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP)  # a filesystem that refuses: a copy instead
 
 
 _RENAME_EXCHANGE = 2  # renameat2's flag (linux/fs.h)

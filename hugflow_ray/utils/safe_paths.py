@@ -18,25 +18,29 @@ class UnsafePathError(ValueError):
     """A path a copy's state names would lead out of the copy (or through a link); the message says which."""
 
 
-def inside(root: Path, relative: str, *, known: set[Path] | None = None) -> Path:
+def inside(root: Path, relative: str, *, known: set[str] | None = None) -> Path:
     """``root / relative``, once ``relative`` is shown to stay inside ``root``: relative, no ``..``, and no symbolic
     link (nor anything but a directory) in any component between ``root`` and the last one.
 
     Args:
-        known: folders already seen to be plain directories (filled in here), so that a million files in a few
-            folders cost a few ``lstat`` calls, not a million.
+        known: folders (relative to ``root``) already seen to be plain directories (filled in here), so that a
+            million files in a few folders cost a few ``lstat`` calls, and little else, not a million.
 
     Raises:
         UnsafePathError: it would not stay inside.
     """
+    head, _, last = relative.rpartition("/")
+    if known is not None and head in known and last not in ("..", ".", "") and "\\" not in last:
+        return root / relative  # its folder is known plain (never absolute, never with ``..``): only its name to check
     parts = PurePosixPath(relative).parts
     if not parts or PurePosixPath(relative).is_absolute() or "\\" in relative or any(
             p in ("..", ".", "") for p in parts):
         raise UnsafePathError(f"{relative!r} is not a plain path inside {root}")
     folder = root
-    for part in parts[:-1]:
+    for depth, part in enumerate(parts[:-1], start=1):
         folder = folder / part
-        if known is not None and folder in known:
+        name = "/".join(parts[:depth])
+        if known is not None and name in known:
             continue
         try:
             mode = os.lstat(folder).st_mode
@@ -46,7 +50,7 @@ def inside(root: Path, relative: str, *, known: set[Path] | None = None) -> Path
             kind = "a symbolic link" if stat.S_ISLNK(mode) else "not a directory"
             raise UnsafePathError(f"{folder} is {kind}: hugflow neither reads nor writes through it")
         if known is not None:
-            known.add(folder)
+            known.add(name)
     return root / relative
 
 
@@ -95,7 +99,10 @@ def read_small(path: Path, max_bytes: int) -> bytes | None:
             return None
         raise UnsafePathError(f"{path} is not a regular file (a link, a folder, a FIFO...)")
     with os.fdopen(fd, "rb") as f:
-        data = f.read(max_bytes + 1)
+        size = os.fstat(f.fileno()).st_size
+        data = f.read(min(size, max_bytes) + 1)  # never a buffer of max_bytes for a file of a few hundred bytes
+        if size < len(data) <= max_bytes:  # it grew since
+            data += f.read(max_bytes + 1 - len(data))
     if len(data) > max_bytes:
         raise UnsafePathError(f"{path} holds more than {max_bytes:,} bytes: it is no file hugflow wrote")
     return data

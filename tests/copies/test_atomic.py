@@ -61,3 +61,17 @@ def test_exchange_swaps_two_folders_and_link_many_gives_files_second_names(tmp_p
     atomic.link_many([(first / "file", tmp_path / "linked" / "again")], root=tmp_path)
     assert (tmp_path / "linked" / "again").stat().st_ino == (first / "file").stat().st_ino
     assert not list((tmp_path / "linked").glob(f".*{atomic.TEMP_SUFFIX}"))
+
+
+def test_link_many_replaces_what_stands_at_a_name_and_never_writes_through_a_link(tmp_path: Path) -> None:
+    source, elsewhere = tmp_path / "source", tmp_path / "elsewhere"
+    source.write_bytes(b"new")
+    elsewhere.write_bytes(b"not mine")
+    (tmp_path / "linked").mkdir()
+    stale, trap = tmp_path / "linked" / "stale", tmp_path / "linked" / "trap"
+    stale.write_bytes(b"an interrupted run's")
+    trap.symlink_to(elsewhere)
+    atomic.link_many([(source, stale), (source, trap)], root=tmp_path)
+    assert stale.stat().st_ino == trap.stat().st_ino == source.stat().st_ino and not trap.is_symlink()
+    assert elsewhere.read_bytes() == b"not mine"
+    assert sorted(p.name for p in (tmp_path / "linked").iterdir()) == ["stale", "trap"]
