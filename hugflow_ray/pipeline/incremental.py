@@ -14,7 +14,8 @@ Taking a row over gives exactly what converting it again would:
   decided within a part, so its MP3 keeps its basename in the new part's folder, renumbered where the name carries
   its id (:func:`~hugflow_ray.core.naming.moved_mp3_path`);
 - its JSON is the old one with ``row_id`` and ``audio`` set to the new id and path, written canonically (the bytes a
-  conversion writes), and its ledger record the old one with the new id, paths and JSON checksum.
+  conversion writes); where that leaves its bytes as they were (its id and folder did not move), a hard link to the
+  old one, as the MP3 is. Its ledger record is the old one with the new id, paths and JSON checksum.
 
 A part holding a row error, or a row longer than ``MAX_AUDIO_SECONDS`` now allows, is converted again (a codec fix
 or another limit may change it). When the next version is complete it takes the copy's place in one atomic swap (the
@@ -267,13 +268,14 @@ class OldRows:
                 moved, mp3 = self._moved(record, part.index, new_id)
                 if mp3 is not None:
                     links.append((mp3, new_dir / moved.audio_file))  # type: ignore[operator]
-                document = self._json(record)
-                document[RowColumn.ROW_ID] = new_id
-                if document.get(sidecar.AUDIO_KEY) is not None:
-                    document[sidecar.AUDIO_KEY] = moved.audio_file
-                data = atomic.json_bytes(document)
-                files.append((new_dir / naming.json_file(new_id), data))
-                made.append(dataclasses.replace(moved, json_sha256=hashlib.sha256(data).hexdigest()))
+                old_json, data = self._json(record)
+                if record.json_sha256 is None or (new_id, moved.audio_file) != (record.row_id, record.audio_file):
+                    data = self._renamed(data, new_id, moved.audio_file)
+                    files.append((new_dir / naming.json_file(new_id), data))
+                    moved = dataclasses.replace(moved, json_sha256=hashlib.sha256(data).hexdigest())
+                else:  # neither its id nor its MP3 moved: the same bytes, and a link costs far less than a new file
+                    links.append((old_json, new_dir / naming.json_file(new_id)))
+                made.append(moved)
             if not made:
                 continue
             for folder in {path.parent for _, path in links} | {new.json}:
@@ -295,7 +297,17 @@ class OldRows:
         return dataclasses.replace(moved, audio_file=naming.moved_mp3_path(record.audio_file, part, record.row_id,
                                                                            new_id)), path
 
-    def _json(self, record: RowRecord) -> dict[str, Any]:
+    @staticmethod
+    def _renamed(data: bytes, row_id: int, audio_file: str | None) -> bytes:
+        """A row's JSON with its new id and MP3 path, canonical (the bytes a conversion writes)."""
+        document = json.loads(data)
+        document[RowColumn.ROW_ID] = row_id
+        if document.get(sidecar.AUDIO_KEY) is not None:
+            document[sidecar.AUDIO_KEY] = audio_file
+        return atomic.json_bytes(document)
+
+    def _json(self, record: RowRecord) -> tuple[Path, bytes]:
+        """The old JSON's path and bytes, checked against its checksum."""
         if record.json_file is None:
             raise self._damaged(f"the JSON of row {record.row_id}")
         path = self._inside(record.json_file)
@@ -305,7 +317,7 @@ class OldRows:
             data = None
         if data is None or (record.json_sha256 is not None and hashlib.sha256(data).hexdigest() != record.json_sha256):
             raise self._damaged(record.json_file)
-        return json.loads(data)
+        return path, data
 
     def _inside(self, relative: str) -> Path:
         try:

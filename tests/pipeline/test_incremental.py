@@ -124,6 +124,17 @@ def test_a_copy_synced_after_the_hub_moved_takes_over_its_unchanged_files_and_eq
     code, out = local_sync(mine, request)
     assert code == 0 and "is already complete" in out, "synced again: nothing to do"
 
+    # the last shard rewritten with as many rows: no other row's id or folder moves, so its JSON is linked too
+    third = make_dataset_repo(hub.server.mirrors_dir, REPO, {**SECOND, "data/train-4.parquet": shard(2, 300)},
+                              card=LICENSED, replace=True)
+    before = {p.stat().st_ino for p in (old.dataset_dir / "json").iterdir()}
+    updated = sync(request, mine)
+    assert (updated.reused, updated.newly_processed) == (TAKEN_OVER + 3, 2)
+    linked = {p.name for p in (old.dataset_dir / "json").iterdir() if p.stat().st_ino in before}
+    assert linked == {f"{i}.json" for i in range(TAKEN_OVER + 3)}, "every row before the changed shard"
+    assert digest_tree(old.dataset_dir) == digest_tree(sync(request, settings_in(hub, tmp_path / "third")).dataset_dir)
+    assert read_status(old.dataset_dir).identity.sha == third  # type: ignore[union-attr]
+
 
 def test_the_replaced_copy_is_deleted_by_default_and_a_damaged_file_of_it_is_one_line(
         hub: HubFixture, settings: Settings, tmp_path: Path) -> None:
