@@ -42,7 +42,7 @@ from hugflow_ray.core.request import AddRequest, HubRef, request_of_kind
 from hugflow_ray.errors import DamagedStateError, HugflowError, Interrupted, SyncError
 from hugflow_ray.executors.base import Executor, Reads, RunResult, Steps
 from hugflow_ray.executors.default import default_executor
-from hugflow_ray.pipeline import incremental
+from hugflow_ray.pipeline import incremental, writer
 from hugflow_ray.pipeline.convert import RowConverter
 from hugflow_ray.pipeline.download import PartDownloads, window
 from hugflow_ray.pipeline.plan import check_licence, licence_verdict, make_plan, with_columns
@@ -400,12 +400,14 @@ class _DatasetSync:
     def _open_ledger(self) -> LedgerSummary:
         """Open (or start over) the ledger for this plan; returns the rows already finished."""
         try:
-            return self.ledger.open(self.plan.fingerprint(self.settings.encoder), restart=self.restart)
+            opened = self.ledger.open(self.plan.fingerprint(self.settings.encoder), restart=self.restart)
         except LedgerMismatchError as e:
             raise SyncError(
                 f"{self.plan.identity.name} was started with other settings ({e}); run again with --restart to "
                 "discard its converted rows and start over"
             ) from None
+        writer.remove_leftovers(self.dataset_dir)  # what an interrupted run left half-written
+        return opened
 
     def _convert(self, stream: _Stream, shape: SplitShape) -> tuple[float, RunResult | None]:
         """Convert and write the rows not yet finished, the parts opening as they download; returns the executor's

@@ -33,7 +33,6 @@ class DatasetWriter:
         self.audio_dir, self.json_dir = layout.audio, layout.json
         for directory in (self.audio_dir, self.json_dir):
             directory.mkdir(parents=True, exist_ok=True)
-        atomic.remove_temp_files([self.audio_dir, *_folders(self.audio_dir), self.json_dir])
         self.parts_written = 0
         self._folders: set[Path] = set()  # the audio folders (one per part) this writer has made
 
@@ -64,6 +63,14 @@ class DatasetWriter:
         if self.parts_written % COMPACT_EVERY_PARTS == 0:
             self.ledger.compact()
         return len(rows), sum(row.record.status is RowStatus.ERROR for row in rows)
+
+
+def remove_leftovers(dataset_dir: Path) -> int:
+    """Delete the temp files an interrupted run left among a copy's files; returns how many. Called when a sync opens
+    the copy, before anything writes there: the writer and the take-over of an incremental re-sync then run side by
+    side, neither sweeping the other's files in flight."""
+    layout = CopyLayout(dataset_dir)
+    return atomic.remove_temp_files([layout.audio, *_folders(layout.audio), layout.json])
 
 
 def _folders(directory: Path) -> list[Path]:
