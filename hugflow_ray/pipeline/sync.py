@@ -475,7 +475,8 @@ class _Stream:
     Built before any part is read: the parts whose rows the record of counted parts and the ledger show all finished
     are skipped (never downloaded), and so are the parts whose rows the copy being replaced gives (taken over by
     :meth:`take_over`, once their ids are known); every other part is read as slices. :meth:`opened` runs on the executor's
-    feeder thread, :meth:`written` on the thread that runs the executor; a lock keeps their shared counts.
+    feeder thread, :meth:`written` on the thread that runs the executor; a lock keeps their shared counts. The feeder
+    also takes parts over as their ids become known, while the parts before them convert.
     """
 
     def __init__(self, sync: _DatasetSync, parts: list[Part], shape: SplitShape, downloads: PartDownloads,
@@ -506,6 +507,7 @@ class _Stream:
         self._total: int | None = None
         self._written = len(finished)
         self._converted = (0, 0)  # the executor's rows and row errors so far
+        self._taking, self._reporting = threading.Lock(), threading.Lock()
         self._estimate = self._estimated()
         downloads.plan([p for p in parts if p.index not in self._skipped and p.index not in taken])
 
@@ -515,6 +517,10 @@ class _Stream:
     def take_over(self) -> None:
         """Take over the rows of every part the copy being replaced gives whose ids are known (every earlier part
         counted) and which are not yet in the ledger; each such part is then finished."""
+        with self._taking:  # the feeder thread's (while the changed parts convert) and the sync's, one at a time
+            self._take_known()
+
+    def _take_known(self) -> None:
         first = 0
         for part in self._parts:
             with self._lock:
@@ -560,6 +566,8 @@ class _Stream:
                 self._downloads.finished(part)
             self._estimate_changed()
             yield opened
+            if self._taken:  # its count may be the last the ids of a part to take over waited for
+                self.take_over()  # beside the conversion, which writes other rows' files and ledger parts
         with self._lock:
             self._total = first
 
@@ -588,9 +596,10 @@ class _Stream:
         """The reporter's count: the rows this run converted and those it took over."""
         reporter = self._sync.reporter
         assert reporter is not None
-        with self._lock:
-            (rows, errors), taken = self._converted, self._sync.reused
-        reporter.update(rows + taken, errors, ids)
+        with self._reporting:  # the executor's progress and the feeder's take-over both report
+            with self._lock:
+                (rows, errors), taken = self._converted, self._sync.reused
+            reporter.update(rows + taken, errors, ids)
 
     def _estimate_changed(self) -> None:
         self._estimate = self._estimated()
