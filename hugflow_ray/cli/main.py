@@ -336,7 +336,8 @@ def status(
 
 @app.command()
 def remove(file: Annotated[Path, typer.Argument(help="A remove request (requests/remove/*.yaml).")]) -> None:
-    """Delete a dataset copy: files, manifests, ledger, progress file and processed symlink."""
+    """Delete a dataset copy: files, manifests, ledger, progress file and processed symlink, and its other versions
+    (an update being built, the copies updates replaced and kept)."""
     from hugflow_ray.copies.store import remove as remove_dataset
 
     report = remove_dataset(file, StoreLayout.of(options.settings()))

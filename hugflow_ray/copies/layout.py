@@ -117,6 +117,11 @@ class StoreLayout:
         """Where a copy replaced by its next version is kept, named after its commit."""
         return self.storage_root / PREVIOUS_COPIES / f"{name}@{(sha or 'unknown')[:12]}"
 
+    def previous_copies(self, name: str) -> list[Path]:
+        """The kept copies of ``name`` (:meth:`previous_copy`), one per commit an update replaced."""
+        folder = self.storage_root / PREVIOUS_COPIES
+        return sorted(p for p in folder.iterdir() if p.name.rpartition("@")[0] == name) if folder.is_dir() else []
+
     def url_source(self, entry: str) -> Path:
         """A catalog URL source's working folder (its downloads, its extraction), until its copy is complete."""
         return self.storage_root / URL_SOURCES / entry

@@ -153,7 +153,8 @@ class RemoveReport:
 
 
 def remove(source: Path | RemoveRequest, store: StoreLayout, *, owner: str = "remove") -> RemoveReport:
-    """Delete a dataset copy: files, manifests, ledger, progress file, processed symlink.
+    """Delete a dataset copy: files, manifests, ledger, progress file, processed symlink; and its other versions (an
+    update being built, the copies updates replaced and kept).
 
     Never follows a symlink out of ``STORAGE_ROOT``; refuses while a sync of the dataset holds its lock.
     """
@@ -168,10 +169,11 @@ def remove(source: Path | RemoveRequest, store: StoreLayout, *, owner: str = "re
         elif dataset_dir.is_dir():
             shutil.rmtree(dataset_dir)  # removes symlinks inside without following them
             removed.append(str(dataset_dir))
-        next_version = store.next_copy(name).root  # a new commit's copy being built beside it
-        if next_version.is_dir() and not next_version.is_symlink():
-            shutil.rmtree(next_version)
-            removed.append(str(next_version))
+        # a new commit's copy being built beside it, and the versions updates replaced (KEEP_PREVIOUS_COPY)
+        for version in [store.next_copy(name).root, *store.previous_copies(name)]:
+            if version.is_dir() and not version.is_symlink():
+                shutil.rmtree(version)
+                removed.append(str(version))
         link = store.processed_link(name)
         if link.is_symlink() and Path(os.readlink(link)) == dataset_dir.resolve():
             link.unlink()

@@ -7,7 +7,9 @@ import json
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from hugflow_ray.cli.main import app
 from hugflow_ray.copies.layout import StoreLayout
 from hugflow_ray.copies.ledger import Ledger
 from hugflow_ray.copies.status import write_status
@@ -65,3 +67,22 @@ def test_a_swap_cut_short_is_finished_and_a_build_of_another_version_discarded(s
     assert incremental.begin(store, NAME, "b" * 40, FINGERPRINT) == built and (built / "json" / "0.json").exists()
     incremental.begin(store, NAME, "b" * 40, {**FINGERPRINT, "sha": "c" * 40})
     assert not (built / "json").exists(), "a build of another commit is discarded"
+
+
+def test_remove_deletes_the_copy_its_update_in_progress_and_its_kept_versions_and_nothing_else(
+        store: StoreLayout, tmp_path: Path) -> None:
+    copy_at(store.copy(NAME).root, "b" * 40, "current")
+    built = incremental.begin(store, NAME, "b" * 40, FINGERPRINT)
+    copy_at(built, "c" * 40, "half made")
+    kept = copy_at(store.previous_copy(NAME, "a" * 40), "a" * 40, "replaced")
+    other = copy_at(store.previous_copy(NAME + "_other", "a" * 40), "a" * 40, "another dataset's")
+    request = tmp_path / "remove.yaml"
+    request.write_text("hf_id: org/calls\nreason: not needed any more\n")
+    env = {"STORAGE_ROOT": str(store.storage_root), "STATE_DIR": str(store.state_dir),
+           "PROCESSED_ROOT": str(store.processed_root)}
+    result = CliRunner().invoke(app, ["remove", str(request)], env=env)
+    assert result.exit_code == 0, result.output
+    assert {line.strip() for line in result.output.splitlines()[1:]} == {
+        str(store.copy(NAME).root), str(built), str(kept)}
+    assert not store.copy(NAME).root.exists() and not built.exists() and not kept.exists()
+    assert (other / "json" / "0.json").read_text() == "another dataset's"
