@@ -99,3 +99,20 @@ def test_a_moved_copy_gets_one_pull_request_kept_current_which_the_pr_flow_syncs
     assert at(world.repo, updated.head_sha, PATH) == \
         f"{NOTE}{HF_ID}@main moved from {second[:12]} to {third[:12]} on the Hub\n{text}"
     assert len(world.github.pulls) == 1
+
+    # the Hub moves to a commit whose new file cannot be converted: the PR flow reports the update's own error (the
+    # build beside the copy recorded it) and the copy stays at the commit it was synced at
+    broken = fx.speech_records(2, start=30)
+    for row in broken:
+        row["audio"] = {"bytes": b"not audio", "path": "broken.flac"}
+    make_dataset_repo(hub.server.mirrors_dir, HF_ID, {"data/train-3.parquet": fx.parquet_bytes(
+        broken, fx.speech_features(), row_group_size=4)}, card=LICENSED)
+    drift_prs(checkout)
+    failing = world.github.pulls[pull["number"]]
+    world.event(failing.number, failing.head_sha, action="synchronize")
+    assert world.run(MAX_ROW_ERROR_RATE="0.1") == 1
+    build = read_status(tmp_path / "datasets" / ".next" / copy_dir.name)
+    assert build is not None and build.state == "failed" and "rows failed" in (build.error or "")
+    assert build.error in world.comment(failing.number, PATH), "the comment quotes the update's recorded error"
+    status = read_status(copy_dir)
+    assert status is not None and (status.state, status.identity.sha) == ("complete", second)
