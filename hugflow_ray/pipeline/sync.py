@@ -267,8 +267,13 @@ class _DatasetSync:
                                              progress_bar, bytes_total=self.plan.download_bytes if self.hub else None)
             self.reporter.downloaded(self._bytes_so_far)
             self.reporter.update(0, 0, force=True)
-            self._take_over(stream)  # the unchanged parts whose ids are known before any part is read
-            startup, result = self._convert(stream, shape)
+            stream.start_taking()  # the unchanged parts, beside Ray's start, the downloads and the conversion
+            try:
+                startup, result = self._convert(stream, shape)
+            except BaseException:
+                stream.stop_taking(quietly=True)
+                raise
+            stream.stop_taking()  # raises what stopped the take-over (a damaged file of the old copy)
             self._take_over(stream)  # the rest, every part now counted
             finished = True
         finally:
@@ -475,8 +480,8 @@ class _Stream:
     Built before any part is read: the parts whose rows the record of counted parts and the ledger show all finished
     are skipped (never downloaded), and so are the parts whose rows the copy being replaced gives (taken over by
     :meth:`take_over`, once their ids are known); every other part is read as slices. :meth:`opened` runs on the executor's
-    feeder thread, :meth:`written` on the thread that runs the executor; a lock keeps their shared counts. The feeder
-    also takes parts over as their ids become known, while the parts before them convert.
+    feeder thread, :meth:`written` on the thread that runs the executor, the take-over on a thread of its own
+    (:meth:`start_taking`); a lock keeps their shared counts.
     """
 
     def __init__(self, sync: _DatasetSync, parts: list[Part], shape: SplitShape, downloads: PartDownloads,
@@ -508,6 +513,11 @@ class _Stream:
         self._written = len(finished)
         self._converted = (0, 0)  # the executor's rows and row errors so far
         self._taking, self._reporting = threading.Lock(), threading.Lock()
+        self._cursor = (0, 0)  # the first part (position, first id) not yet taken over or known to be converted
+        self._counted_more = threading.Condition(self._lock)  # a part was counted: more ids may be known
+        self._more, self._stopping = False, False
+        self._taker: threading.Thread | None = None
+        self._taker_error: BaseException | None = None
         self._estimate = self._estimated()
         downloads.plan([p for p in parts if p.index not in self._skipped and p.index not in taken])
 
@@ -517,26 +527,60 @@ class _Stream:
     def take_over(self) -> None:
         """Take over the rows of every part the copy being replaced gives whose ids are known (every earlier part
         counted) and which are not yet in the ledger; each such part is then finished."""
-        with self._taking:  # the feeder thread's (while the changed parts convert) and the sync's, one at a time
-            self._take_known()
-
-    def _take_known(self) -> None:
-        first = 0
-        for part in self._parts:
-            with self._lock:
-                rows = self._counted.get(part.index, part.rows)
-            if rows is None:
-                return  # ids are positions: no later part's ids are known yet
-            if part.index in self._taken and part.index not in self._skipped:
-                assert self._old_rows is not None
-                ids = self._old_rows.take(self._taken[part.index], first, self._sync.dataset_dir, self._finished)
+        with self._taking:  # the take-over thread's and the sync's, one at a time
+            position, first = self._cursor
+            for part in self._parts[position:]:
                 with self._lock:
-                    self._skipped.add(part.index)
-                    self._sync.reused += len(ids)
-                    self._written += len(ids)
-                if len(ids):
-                    self._report(ids)
-            first += rows
+                    rows = self._counted.get(part.index, part.rows)
+                    stopping = self._stopping and threading.current_thread() is self._taker
+                if rows is None or stopping:
+                    return  # ids are positions: no later part's ids are known yet
+                if part.index in self._taken and part.index not in self._skipped:
+                    assert self._old_rows is not None
+                    ids = self._old_rows.take(self._taken[part.index], first, self._sync.dataset_dir,
+                                              self._finished)
+                    with self._lock:
+                        self._skipped.add(part.index)
+                        self._sync.reused += len(ids)
+                        self._written += len(ids)
+                    if len(ids):
+                        self._report(ids)
+                position, first = position + 1, first + rows
+                self._cursor = (position, first)
+
+    def start_taking(self) -> None:
+        """Take parts over on a thread of their own, each as soon as its ids are known (at once for those before the
+        first part to convert, the others as the parts before them are counted), beside Ray's start, the downloads
+        and the conversion: off the critical path wherever those leave a core idle."""
+        if self._taken:
+            self._taker = threading.Thread(target=self._take_as_counted, name="hugflow-take-over", daemon=True)
+            self._taker.start()
+
+    def _take_as_counted(self) -> None:
+        try:
+            while True:
+                self.take_over()
+                with self._counted_more:
+                    while not (self._more or self._stopping):
+                        self._counted_more.wait()
+                    if self._stopping:
+                        return
+                    self._more = False
+        except BaseException as e:  # noqa: BLE001 - raised on the sync's thread by stop_taking
+            self._taker_error = e
+
+    def stop_taking(self, *, quietly: bool = False) -> None:
+        """End the take-over thread once the part it is taking over is done; raise what stopped it, if anything
+        (``quietly``: the run failed, and that failure is the one to raise)."""
+        if self._taker is None:
+            return
+        with self._counted_more:
+            self._stopping = True
+            self._counted_more.notify()
+        self._taker.join()
+        self._taker = None
+        if self._taker_error is not None and not quietly:
+            raise self._taker_error
 
     def reads(self) -> Reads:
         todo = [p for p in self._parts if p.index not in self._skipped and p.index not in self._taken]
@@ -562,12 +606,12 @@ class _Stream:
                 self._counted[part.index] = opened.rows
                 if opened.pending:
                     self._open[part.index] = (opened, opened.pending)
+                self._more = True
+                self._counted_more.notify()
             if not opened.pending:
                 self._downloads.finished(part)
             self._estimate_changed()
             yield opened
-            if self._taken:  # its count may be the last the ids of a part to take over waited for
-                self.take_over()  # beside the conversion, which writes other rows' files and ledger parts
         with self._lock:
             self._total = first
 
