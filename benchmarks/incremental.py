@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import os
 import re
 import shutil
 import statistics
@@ -57,7 +56,6 @@ CARD = {"license": "cc-by-4.0"}
 TARGET = 0.2  # incremental / full, one shard of eight changed
 CHANGED = 3  # the shard the second commit rewrites
 VARIANTS = ("prepare", "incremental", "full")
-JOIN = ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN")
 
 
 def revised(path: Path) -> bytes:
@@ -102,9 +100,7 @@ def benchmark(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     second = make_dataset_repo(mirrors, REPO_ID, {changed: revised(data.files[CHANGED % len(data.files)])},
                                card=CARD)
     repo = mirrors / "datasets" / REPO_ID
-    joining = {name: os.environ[name] for name in JOIN if name in os.environ} if args.join else None
-    if args.join and "RAY_ADDRESS" not in (joining or {}):
-        raise SystemExit("incremental.py --join needs RAY_ADDRESS (a running Ray: `ray start --head`)")
+    joining = throughput.joining_env() if args.join else None
     rounds: list[dict[str, Any]] = []
     with HubServer(work / "hub", mirrors_dir=mirrors) as server:
         for number in range(args.rounds):

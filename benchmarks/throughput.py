@@ -3,6 +3,7 @@
     python benchmarks/throughput.py                    # 2000 clips x 5 s, 16 kHz FLAC, 4 shards, 3 rounds
     python benchmarks/throughput.py --rate 48000 --seconds 10 --clips 500 --one-file
     python benchmarks/throughput.py --scale            # hugflow at 500 / 2000 / 8000 rows, row-group sizes, resume
+    python benchmarks/throughput.py --scale --join     # the same, every sync joining the Ray at RAY_ADDRESS
     python benchmarks/throughput.py --row-groups 100 2000 10000 --clips 10000 --seconds 1
                                                        # only the row-group sweep: one file, peak RSS and rate
     python benchmarks/throughput.py --marginal 600 1800 --rounds 2
@@ -78,6 +79,7 @@ SEED_BITRATE = "192k"
 ROW_GROUP_ROWS = 100  # what the Hub's parquet export uses for audio datasets
 SCALE_ROWS = (500, 2000, 8000)
 SWEEP_ROW_GROUPS = (100, 2000, 10000)  # the Hub's export writes 100; other writers, thousands
+JOIN = ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN")  # what makes a sync join a running Ray (--join)
 RESUME_DONE_FRACTION = 0.9
 
 
@@ -555,7 +557,7 @@ def scale(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     for label, rows, shards, group in cases:
         data = make_data(work / f"data-{rows}-{shards}-{group}", clips=rows, seconds=args.seconds, rate=args.rate,
                          shards=shards, row_group_rows=group)
-        runs = [run_variant("hugflow", data, work) for _ in range(args.rounds)]
+        runs = [run_variant(scaled(args), data, work, args.joining) for _ in range(args.rounds)]
         figures = {"x_realtime": spread([r.rate(data.audio_seconds) for r in runs]),
                    "peak_rss_mib": spread([r.peak_rss / 2**20 for r in runs]),
                    "peak_rss_mib_by_process": {name: rss / 2**20 for name, rss in runs[-1].peak_by_process.items()}}
@@ -581,6 +583,18 @@ def scale(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     return result
 
 
+def scaled(args: argparse.Namespace) -> str:
+    """The variant the scale runs measure: hugflow with its embedded Ray, or (``--join``) joining a running one."""
+    return "hugflow-joined" if args.joining else "hugflow"
+
+
+def joining_env() -> dict[str, str]:
+    """The environment that makes a sync join the Ray this process was pointed at (``--join``)."""
+    if "RAY_ADDRESS" not in os.environ:
+        raise SystemExit("--join needs RAY_ADDRESS (a running Ray: `ray start --head`)")
+    return {name: os.environ[name] for name in JOIN if name in os.environ}
+
+
 def row_group_sweep(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     """hugflow over the same clips in one file, with row groups of each size, interleaved: peak RSS and rate."""
     cases = {group: make_data(work / f"data-groups-{group}", clips=args.clips, seconds=args.seconds, rate=args.rate,
@@ -588,7 +602,7 @@ def row_group_sweep(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     runs: dict[int, list[Run]] = {group: [] for group in cases}
     for _ in range(args.rounds):
         for group, data in cases.items():
-            runs[group].append(run_variant("hugflow", data, work))
+            runs[group].append(run_variant(scaled(args), data, work, args.joining))
     result: dict[str, Any] = {"clips": args.clips, "seconds": args.seconds, "groups": {}}
     for group, group_runs in runs.items():
         data = cases[group]
@@ -616,11 +630,11 @@ def resume_cost(args: argparse.Namespace, work: Path, rows: int) -> dict[str, fl
     for _ in range(args.rounds):
         out = work / "out-resume"
         shutil.rmtree(out, ignore_errors=True)
-        full = run_hugflow(data, out)
+        full = run_hugflow(data, out, joining=args.joining)
         dataset = next((out / "datasets").iterdir())
         dropped = len(Ledger(dataset).drop_rows(range(int(rows * RESUME_DONE_FRACTION), rows)))
         (dataset / ".hugflow" / "status.json").unlink()
-        resumed = run_hugflow(data, out)
+        resumed = run_hugflow(data, out, joining=args.joining)
         shutil.rmtree(out)
         fulls.append(full.wall_s - full.startup_s)
         resumes.append(resumed.wall_s - resumed.startup_s)
@@ -653,6 +667,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         f"{MARGINAL_CLIPS[1]}): marginal rate, fixed seconds, end-to-end ratio")
     parser.add_argument("--joined", action="store_true", help="with --marginal: also hugflow joining a Ray already "
                         "running on this host (run under tests/in_own_network.sh)")
+    parser.add_argument("--join", action="store_true", help="with --scale or --row-groups: every sync joins the Ray at "
+                        "RAY_ADDRESS (yours, running) instead of starting its own")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes and one round: that it runs, not figures")
     parser.add_argument("--work", type=Path, help="keep generated data here (reused when it matches)")
     parser.add_argument("--json", type=Path)
@@ -668,6 +684,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         args.clips, args.seconds, args.rounds, args.scale_rows = 8, 0.5, 1, [4, 12]
         args.row_groups = [2, 8] if args.scale or args.row_groups else None
         args.marginal = [4, 8] if args.marginal else None
+    args.joining = joining_env() if args.join else None
     variants = args.variants.split(",")
     if unknown := set(variants) - set(VARIANTS):
         parser.error(f"unknown variants {sorted(unknown)}; choose from {','.join(VARIANTS)}")

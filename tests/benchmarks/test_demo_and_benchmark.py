@@ -53,8 +53,11 @@ def test_the_throughput_benchmark_compares_every_variant_in_smoke_mode(tmp_path:
     assert cpu["python hugflow_ray"] > 0 and any(name.startswith("ray::") for name in cpu), cpu
 
 
-def test_the_throughput_benchmark_measures_scale_and_resume_in_smoke_mode(tmp_path: Path) -> None:
-    result = load_benchmark("throughput").main(["--smoke", "--scale", "--work", str(tmp_path / "work")])
+def test_the_throughput_benchmark_measures_scale_and_resume_in_smoke_mode(
+        tmp_path: Path, joined_ray: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in joined_ray.items():  # the syncs join the session's Ray: six of them, none starting its own
+        monkeypatch.setenv(name, value)
+    result = load_benchmark("throughput").main(["--smoke", "--scale", "--join", "--work", str(tmp_path / "work")])
     assert list(result["sizes"]) == ["4 rows", "12 rows"]
     assert all(size["x_realtime"]["median"] > 0 for size in result["sizes"].values())
     assert result["rss_ratio_largest_over_middle"] > 0
