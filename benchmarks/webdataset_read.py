@@ -58,10 +58,10 @@ def child(variant: str, root: Path) -> dict[str, Any]:
         dataset = ray.data.read_webdataset(shards, decoder=None)
     else:
         from hugflow_ray.executors.ray_runner import PartGate, SliceDatasource
-        from hugflow_ray.pipeline.readers.parts import iter_slice, open_part, plan_parts, split_shape, units_per_part
+        from hugflow_ray.pipeline.readers.parts import cut_parts, iter_slice, open_part, split_shape, units_per_part
         from hugflow_ray.utils.machine import available_cpus
 
-        parts, _ = plan_parts("webdataset", shards, [Path(s).stat().st_size for s in shards])
+        parts, _ = cut_parts("webdataset", shards, [Path(s).stat().st_size for s in shards])
         shape, _ = split_shape("webdataset", "wav", [Path(shards[0])], [], [])
         gate = PartGate.remote()
         first = 0

@@ -22,7 +22,7 @@ from hugflow_ray.adapters.hub import Hub
 from hugflow_ray.core.plan import Plan, SourceFile, peak_source_bytes
 from hugflow_ray.core.request import HubRef, LocalRef
 from hugflow_ray.errors import HubError, HubUnavailableError, SyncError
-from hugflow_ray.pipeline.readers.parts import Part, plan_parts
+from hugflow_ray.pipeline.readers.parts import Part, cut_parts
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ def source_peak(plan: Plan, *, concurrency: int, keep: bool) -> int | None:
     if isinstance(plan.request.dataset, LocalRef):
         return 0
     sizes = [f.size for f in plan.files]
-    parts, metadata = plan_parts(plan.format, plan.file_names(), sizes)
+    parts, metadata = cut_parts(plan.format, plan.file_names(), sizes)
     extra = sum(sizes[i] or 0 for i in metadata)
     peak = peak_source_bytes([p.size for p in parts], window=window(concurrency), keep=keep)
     return None if peak is None else peak + extra
@@ -80,7 +80,7 @@ class PartDownloads:
         """Files of the plan (by index) that are not parts' own, e.g. an audio folder's metadata: fetched now."""
         return [future.result() for future in [self._pool.submit(self._fetch, i) for i in indexes]]
 
-    def plan(self, parts: Sequence[Part]) -> None:
+    def order(self, parts: Sequence[Part]) -> None:
         """The parts to fetch, in the order :meth:`wait` asks for them; the window's first ones start downloading
         now (while Ray starts, and before any read task asks)."""
         with self._changed:

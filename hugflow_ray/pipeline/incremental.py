@@ -52,7 +52,7 @@ from hugflow_ray.core.plan import Plan, SourceFile
 from hugflow_ray.core.records import DatasetState, RowColumn, RowRecord, RowStatus
 from hugflow_ray.core.request import HubRef
 from hugflow_ray.errors import HugflowError, SyncError
-from hugflow_ray.pipeline.readers.parts import Part, plan_parts
+from hugflow_ray.pipeline.readers.parts import Part, cut_parts
 from hugflow_ray.utils import atomic
 from hugflow_ray.utils.safe_paths import UnsafePathError, inside, read_small
 
@@ -185,7 +185,7 @@ def taken_parts(old_dir: Path, old: list[SourceFile] | None, plan: Plan, parts: 
         return {}
     names = [f.path for f in old]
     try:
-        old_parts, old_metadata = plan_parts(plan.format, names, [f.size for f in old])
+        old_parts, old_metadata = cut_parts(plan.format, names, [f.size for f in old])
     except HugflowError:
         return {}  # the old files are no split of this layout
     new_key = _keys(plan.file_names(), plan.files)

@@ -51,11 +51,11 @@ from hugflow_ray.pipeline.readers.parts import (
     OpenedPart,
     Part,
     SplitShape,
+    cut_parts,
     iter_slice,
     json_columns,
     names_files,
     open_part,
-    plan_parts,
     split_shape,
     units_per_part,
 )
@@ -240,7 +240,7 @@ class _DatasetSync:
         if complete := self._already_complete():
             return self._replaced(complete)
         self.start.begin()  # Ray's start-up (seconds) runs while this thread downloads and counts rows
-        parts, metadata = plan_parts(self.plan.format, self.plan.file_names(), _sizes(self.plan))
+        parts, metadata = cut_parts(self.plan.format, self.plan.file_names(), _sizes(self.plan))
         downloads = PartDownloads(
             self.plan, self.hub, target=CopyLayout(self.dataset_dir).sources,
             concurrency=self.settings.max_concurrent_downloads,
@@ -329,7 +329,7 @@ class _DatasetSync:
         plan, names = self.plan, self.plan.file_names()
         if plan.format == "parquet":
             return SplitShape(plan.format, plan.audio_column)
-        downloads.plan(parts)
+        downloads.order(parts)
         first = downloads.wait(parts[0]) if plan.format != "audiofolder" else []
         meta = downloads.files(metadata)
         shape, columns = split_shape(plan.format, None, first, meta, [names[i] for i in metadata])
@@ -519,7 +519,7 @@ class _Stream:
         self._taker: threading.Thread | None = None
         self._taker_error: BaseException | None = None
         self._estimate = self._estimated()
-        downloads.plan([p for p in parts if p.index not in self._skipped and p.index not in taken])
+        downloads.order([p for p in parts if p.index not in self._skipped and p.index not in taken])
 
     def _part_names(self, part: Part) -> list[str]:
         return [self._names[i] for i in part.files]

@@ -17,11 +17,11 @@ READ_SCRIPT = """
 import json, sys
 from pathlib import Path
 import numpy as np
-from hugflow_ray.pipeline.readers.parts import open_part, plan_parts, split_shape, iter_slice
+from hugflow_ray.pipeline.readers.parts import open_part, cut_parts, split_shape, iter_slice
 format, root = sys.argv[1], Path(sys.argv[2])
 paths = sorted(p for p in root.rglob("*") if p.is_file())
 names = [p.relative_to(root).as_posix() for p in paths]
-parts, metadata = plan_parts(format, names, [p.stat().st_size for p in paths])
+parts, metadata = cut_parts(format, names, [p.stat().st_size for p in paths])
 first = [paths[i] for i in parts[0].files]
 shape, _ = split_shape(format, None, first, [paths[i] for i in metadata], [names[i] for i in metadata])
 rows, blocks, largest, row_id = 0, 0, 0, 0

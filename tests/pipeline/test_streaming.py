@@ -74,14 +74,14 @@ def test_downloads_keep_to_their_window_and_a_finished_part_is_deleted(hub: HubF
     from hugflow_ray.core.request import parse_request
     from hugflow_ray.pipeline.download import PartDownloads
     from hugflow_ray.pipeline.plan import make_plan
-    from hugflow_ray.pipeline.readers.parts import plan_parts
+    from hugflow_ray.pipeline.readers.parts import cut_parts
 
     client = Hub(endpoint=hub.endpoint)
     plan = make_plan(parse_request("hf_id: org/shards\ndescription: d\n"), hub=client)
-    parts, _ = plan_parts(plan.format, plan.file_names(), [f.size for f in plan.files])
+    parts, _ = cut_parts(plan.format, plan.file_names(), [f.size for f in plan.files])
     target = tmp_path / "sources"
     downloads = PartDownloads(plan, client, target=target, concurrency=1, window=1, delete=True)
-    downloads.plan(parts)
+    downloads.order(parts)
     first = downloads.wait(parts[0])
     assert [p.name for p in first] == ["train-00000-of-00003.parquet"] and first[0].is_file()
     assert data_files(target) == ["train-00000-of-00003.parquet"], "the window holds one part"

@@ -108,7 +108,7 @@ class OpenedPart:
         return self.rows * unit // units, self.rows * (unit + 1) // units
 
 
-def plan_parts(format: str, names: Sequence[str], sizes: Sequence[int | None]) -> tuple[list[Part], list[int]]:
+def cut_parts(format: str, names: Sequence[str], sizes: Sequence[int | None]) -> tuple[list[Part], list[int]]:
     """The split's parts, in split order, and (for an audio folder) its metadata files, read before any part."""
     if format != "audiofolder":
         return [Part(i, (i,), sizes[i]) for i in range(len(names))], []
