@@ -534,7 +534,7 @@ class _Stream:
                     rows = self._counted.get(part.index, part.rows)
                     stopping = self._stopping and threading.current_thread() is self._taker
                 if rows is None or stopping:
-                    return  # ids are positions: no later part's ids are known yet
+                    return  # ids are positions: no later part's ids are known yet (or the thread is to end)
                 if part.index in self._taken and part.index not in self._skipped:
                     assert self._old_rows is not None
                     ids = self._old_rows.take(self._taken[part.index], first, self._sync.dataset_dir,
@@ -640,7 +640,7 @@ class _Stream:
         """The reporter's count: the rows this run converted and those it took over."""
         reporter = self._sync.reporter
         assert reporter is not None
-        with self._reporting:  # the executor's progress and the feeder's take-over both report
+        with self._reporting:  # the executor's progress and the take-over thread both report
             with self._lock:
                 (rows, errors), taken = self._converted, self._sync.reused
             reporter.update(rows + taken, errors, ids)
