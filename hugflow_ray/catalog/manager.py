@@ -434,7 +434,8 @@ def repair_copy(settings: Settings, name: str, report: VerifyReport | None = Non
     layout = StoreLayout.of(settings)
     root = layout.url_source(entry.name)
     if kept.is_kept(layout.copy(name).root):
-        touched = sources.repair_files(settings, entry, name, root, report)
+        touched = kept.repair_files(layout, name, report, lambda: sources.fetch(entry, entry.source, root))
+        shutil.rmtree(root, ignore_errors=True)  # the source goes once the copy is whole again
         return RepairReport(dataset_name=name, rows_dropped=[f.row_id for f in [*report.missing, *report.changed]],
                             files_removed=touched, sync=None)
     return _from_source(entry, root, lambda request: repair(settings, name, report=report, request=request,

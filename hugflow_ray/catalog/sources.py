@@ -19,18 +19,16 @@ from urllib.parse import urlsplit
 from hugflow_ray.adapters.urls import fetch_url
 from hugflow_ray.catalog.archives import COMPLETE_MARKER, extract
 from hugflow_ray.copies import kept, store
-from hugflow_ray.copies.layout import FILES_DIR, StoreLayout
+from hugflow_ray.copies.layout import StoreLayout
 from hugflow_ray.copies.locks import DatasetLock
 from hugflow_ray.copies.status import read_status_or_none, write_status
-from hugflow_ray.copies.verify import VerifyReport
 from hugflow_ray.core.catalog import CatalogEntry, UrlSource
 from hugflow_ray.core.licences import LicenceVerdict
 from hugflow_ray.core.records import DatasetIdentity, DatasetState, DatasetStatus
-from hugflow_ray.errors import CatalogError, HugflowError, RepairError
+from hugflow_ray.errors import CatalogError, HugflowError
 from hugflow_ray.pipeline.sync import SyncReport
 from hugflow_ray.settings import Settings
 from hugflow_ray.utils import atomic
-from hugflow_ray.utils.safe_paths import inside
 
 FILES_SPLIT = "files"  # the identity's split of a kept copy: it has no rows, only files
 EXTRACTION_SLACK = 2  # an archive may expand to twice the larger of its declared sizes, no more
@@ -131,30 +129,3 @@ def _report(dataset_dir: Path, status: DatasetStatus, started: float, *, already
         newly_processed=0 if already else status.rows_done, already_complete=already,
         seconds=time.perf_counter() - started, ray_startup_seconds=0.0, manifest=None, output_busy_fraction=None,
     )
-
-
-def repair_files(settings: Settings, entry: CatalogEntry, name: str, root: Path, report: VerifyReport) -> list[str]:
-    """Put back a kept copy's missing and changed files from its source (downloaded and verified again) and delete
-    the unexpected ones; returns the paths restored or removed."""
-    assert isinstance(entry.source, UrlSource)
-    dataset_dir = StoreLayout.of(settings).copy(name).root
-    with DatasetLock(settings.state_dir, name, owner="repair"):
-        if report.unsafe:
-            raise RepairError(f"{name}: {report.unsafe[0]}; move the copy's own folder back (or remove the copy), "
-                              "then repair; nothing was changed")
-        data = fetch(entry, entry.source, root)
-        touched = []
-        for bad in [*report.missing, *report.changed]:
-            relative = bad.path.removeprefix(f"{FILES_DIR}/")
-            source = inside(data, relative)
-            target = inside(dataset_dir, bad.path)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            temp = target.with_name(f".{target.name}.repair")
-            shutil.copyfile(source, temp)
-            os.replace(temp, target)
-            touched.append(bad.path)
-        for path in report.unexpected:
-            inside(dataset_dir, path).unlink(missing_ok=True)
-            touched.append(path)
-    shutil.rmtree(root, ignore_errors=True)
-    return touched

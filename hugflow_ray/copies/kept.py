@@ -4,7 +4,9 @@ index (``.hugflow/files.parquet``) with every file's size and sha256, which veri
 from __future__ import annotations
 
 import os
+import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,9 +18,9 @@ from hugflow_ray.copies.layout import FILES_DIR, CopyLayout, StoreLayout
 from hugflow_ray.copies.locks import DatasetLock
 from hugflow_ray.copies.status import read_status_or_none
 from hugflow_ray.copies.verify import ChangedFile, MissingFile, VerifyReport, file_sha256, safe_files
-from hugflow_ray.errors import DamagedStateError
+from hugflow_ray.errors import DamagedStateError, RepairError
 from hugflow_ray.utils import atomic
-from hugflow_ray.utils.safe_paths import open_regular, real_directory
+from hugflow_ray.utils.safe_paths import inside, open_regular, real_directory
 
 INDEX_SCHEMA = pa.schema([("path", pa.string()), ("size", pa.int64()), ("sha256", pa.string())])
 
@@ -98,3 +100,36 @@ def verify_files(store: StoreLayout, name: str, dataset_dir: Path) -> VerifyRepo
         seconds=time.perf_counter() - started, missing=missing, changed=changed, unexpected=unexpected,
         no_checksum=[], unsafe=unsafe,
     )
+
+
+def repair_files(store: StoreLayout, name: str, report: VerifyReport, source: Callable[[], Path]) -> list[str]:
+    """Put back a kept copy's missing and changed files from its source's tree and delete the unexpected ones;
+    returns the paths restored or removed.
+
+    Args:
+        source: fetches the source's tree (downloaded and verified again: the catalog's URL sources), called once the
+            copy's lock is held and nothing unsafe stands in the copy.
+
+    Raises:
+        RepairError: a path of the copy leads through a link or out of it (nothing is changed).
+    """
+    dataset_dir = store.copy(name).root
+    with DatasetLock(store.state_dir, name, owner="repair"):
+        if report.unsafe:
+            raise RepairError(f"{name}: {report.unsafe[0]}; move the copy's own folder back (or remove the copy), "
+                              "then repair; nothing was changed")
+        data = source()
+        touched = []
+        for bad in [*report.missing, *report.changed]:
+            relative = bad.path.removeprefix(f"{FILES_DIR}/")
+            origin = inside(data, relative)
+            target = inside(dataset_dir, bad.path)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            temp = target.with_name(f".{target.name}.repair")
+            shutil.copyfile(origin, temp)
+            os.replace(temp, target)
+            touched.append(bad.path)
+        for path in report.unexpected:
+            inside(dataset_dir, path).unlink(missing_ok=True)
+            touched.append(path)
+    return touched
