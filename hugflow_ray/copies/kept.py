@@ -125,9 +125,7 @@ def repair_files(store: StoreLayout, name: str, report: VerifyReport, source: Ca
             origin = inside(data, relative)
             target = inside(dataset_dir, bad.path)
             target.parent.mkdir(parents=True, exist_ok=True)
-            temp = target.with_name(f".{target.name}.repair")
-            shutil.copyfile(origin, temp)
-            os.replace(temp, target)
+            atomic.write_through(target, lambda temp, origin=origin: shutil.copyfile(origin, temp))  # durable
             touched.append(bad.path)
         for path in report.unexpected:
             inside(dataset_dir, path).unlink(missing_ok=True)
