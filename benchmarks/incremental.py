@@ -3,6 +3,9 @@
     python benchmarks/incremental.py                      # 1600 clips x 5 s, 16 kHz FLAC, 8 shards; 2 rounds
     python benchmarks/incremental.py --rounds 3 --json incremental.json
     python benchmarks/incremental.py --join               # every sync joins the Ray at RAY_ADDRESS (yours, running)
+    python benchmarks/incremental.py --join --clips 12800 --rounds 1
+                                                          # where each sync's fixed seconds (imports, the plan's Hub
+                                                          # calls, finalize) weigh little (docs/DESIGN.md, issue 25)
     python benchmarks/incremental.py --smoke              # tiny sizes, one round: what the test suite runs
 
 The synthetic dataset (``make_data`` of benchmarks/throughput.py: parquet shards with the ``datasets`` Audio feature)
