@@ -529,7 +529,8 @@ class _Stream:
         counted) and which are not yet in the ledger; each such part is then finished."""
         with self._taking:  # the take-over thread's and the sync's, one at a time
             position, first = self._cursor
-            for part in self._parts[position:]:
+            while position < len(self._parts):  # from the cursor: a call per counted part, never the whole list
+                part = self._parts[position]
                 with self._lock:
                     rows = self._counted.get(part.index, part.rows)
                     stopping = self._stopping and threading.current_thread() is self._taker
