@@ -97,6 +97,18 @@ def test_hostile_and_duplicate_audio_filenames_get_safe_unique_deterministic_nam
                   for p in (second.dataset_dir / "audio").glob("*/*")) == names
 
 
+def test_the_last_part_is_read_as_a_slice_per_core_as_no_other_part_is_left_to_share_them() -> None:
+    mb = 1 << 20
+    # eight shards of 12 MB on 2 cores: a slice each (about 12 MB), but the last, which arrives last, is cut in two
+    assert units_per_part([Part(i, (i,), 12 * mb) for i in range(8)], "parquet", cpus=2) == [1] * 7 + [2]
+    assert units_per_part([Part(i, (i,), 12 * mb) for i in range(8)], "webdataset", cpus=8) == [4] * 7 + [8]
+    # a last part already cut finer stays so; one too small to cut is not cut; formats read whole stay whole
+    assert units_per_part([Part(0, (0,), 64 * mb), Part(1, (1,), 64 * mb)], "parquet", cpus=2) == [4, 4]
+    assert units_per_part([Part(0, (0,), 12 * mb), Part(1, (1,), 1500)], "parquet", cpus=4) == [16, 1]
+    assert units_per_part([Part(i, (i,), 12 * mb) for i in range(3)], "json", cpus=4) == [1, 1, 1]
+    assert units_per_part([], "parquet", cpus=4) == []
+
+
 def test_a_single_big_file_is_cut_into_units_that_use_every_core(settings: Settings, tmp_path: Path) -> None:
     assert units_per_part([Part(0, (0,), 64 << 20)], "parquet", cpus=2) == [8]
     report = sync(request(tmp_path, "hf_id: org/bigfile\ndescription: d\n"), settings)

@@ -126,12 +126,18 @@ def cut_parts(format: str, names: Sequence[str], sizes: Sequence[int | None]) ->
 
 
 def units_per_part(parts: Sequence[Part], format: str, *, cpus: int) -> list[int]:
-    """How many slices each part is read as: parts of about equal bytes, enough of them to keep ``cpus`` busy."""
-    if format not in SLICED_FORMATS:
+    """How many slices each part is read as: parts of about equal bytes, enough of them to keep ``cpus`` busy.
+
+    The last part is read as ``cpus`` slices at least (where its bytes allow): it is the last to download, so when
+    it arrives no other part's slices are left to share the cores with, and as one slice it would convert on one
+    core while the others idle."""
+    if format not in SLICED_FORMATS or not parts:
         return [1] * len(parts)
     sizes = [p.size or MIN_UNIT_BYTES for p in parts]
     target = max(MIN_UNIT_BYTES, min(BLOCK_BYTES, sum(sizes) // max(1, cpus * UNITS_PER_CPU)))
-    return [max(1, math.ceil(size / target)) for size in sizes]
+    units = [max(1, math.ceil(size / target)) for size in sizes]
+    units[-1] = max(units[-1], min(cpus, sizes[-1] // MIN_UNIT_BYTES))
+    return units
 
 
 # ------------------------------------------------------------------------------------------------ the split's shape
