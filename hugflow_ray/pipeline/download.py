@@ -32,6 +32,44 @@ HASH_CHUNK = 1 << 20
 
 
 WINDOW_PER_DOWNLOAD = 2  # parts downloading or local and not yet converted, per concurrent download
+QUICK_FETCH_SECONDS = 0.05  # a fetch this short (a file the Hub cache held, linked) says nothing of the link
+
+
+class Pacing:
+    """When the next download may start, so that downloads sharing one link finish a part apart, in split order.
+
+    Downloads that start together over one link share it and finish together: the parts arrive in batches of
+    ``concurrency``, and the last batch converts after the link has gone quiet (the sync's tail). Here each download
+    starts ``1/concurrency`` of the last download's duration after the one before it: over a link the downloads
+    share (a download lasts ``concurrency`` parts' time there) they then start and finish about one part's time
+    apart; where each connection is slower than the link (a download lasts as long however many run), still
+    ``concurrency`` of them run at once. Until a download's duration is known the first runs alone. Pure: the
+    caller says what time it is and waits.
+    """
+
+    def __init__(self, concurrency: int) -> None:
+        self.concurrency = max(1, concurrency)
+        self.running = 0
+        self.last_start: float | None = None
+        self.spacing: float | None = None  # seconds between starts; None until a download's duration is known
+
+    def delay(self, now: float) -> float | None:
+        """Seconds until the next download may start (0: now); None: not before a download running now ends."""
+        if self.running == 0 or self.last_start is None:
+            return 0.0
+        if self.spacing is None:
+            return None
+        return max(0.0, self.last_start + self.spacing - now)
+
+    def started(self, now: float) -> None:
+        self.running += 1
+        self.last_start = now
+
+    def ended(self, seconds: float | None) -> None:
+        """A download ended after ``seconds`` (None: it failed, which says nothing of the link)."""
+        self.running -= 1
+        if seconds is not None and seconds >= QUICK_FETCH_SECONDS:
+            self.spacing = seconds / self.concurrency
 
 
 def window(concurrency: int) -> int:
@@ -75,6 +113,9 @@ class PartDownloads:
         self._demanded = -1  # the furthest part (by index) a read is waiting for: fetched whatever the window
         self._changed = threading.Condition()
         self._cancelled = False
+        self._pacing = Pacing(concurrency)
+        self._tickets = 0  # the parts' downloads start in the order they were submitted: ticket by ticket
+        self._admitted = 0
 
     def files(self, indexes: Sequence[int]) -> list[Path]:
         """Files of the plan (by index) that are not parts' own, e.g. an audio folder's metadata: fetched now."""
@@ -124,7 +165,11 @@ class PartDownloads:
             if part.index in self._futures:
                 continue  # fetched (or fetching) already
             self._held.add(part.index)
-            self._futures[part.index] = [self._pool.submit(self._fetch, i) for i in part.files]
+            self._futures[part.index] = [self._pool.submit(self._fetch, i, self._ticket()) for i in part.files]
+
+    def _ticket(self) -> int:
+        self._tickets += 1
+        return self._tickets - 1
 
     def demand(self, index: int) -> None:
         """A read waits for part ``index``: fetch it, and the parts before it, whatever the window (what reads wait
@@ -162,18 +207,49 @@ class PartDownloads:
         if done and self._delete and self._target.is_dir():
             shutil.rmtree(self._target, ignore_errors=True)
 
-    def _fetch(self, index: int) -> Path:
+    def _fetch(self, index: int, ticket: int | None = None) -> Path:
         source = self._plan.files[index]
         if self._local:
             return Path(source.path)
         ref, hub = self._plan.request.dataset, self._hub
         assert isinstance(ref, HubRef) and hub is not None and self._plan.identity.sha is not None
         sha = self._plan.files_sha or self._plan.identity.sha
-        path = _retrying(lambda: hub.download(ref.hf_id, sha, source.path, local_dir=self._target), what=source.path)
+        began = self._paced(ticket)
+        seconds = None
+        try:
+            path = _retrying(lambda: hub.download(ref.hf_id, sha, source.path, local_dir=self._target),
+                             what=source.path)
+            seconds = time.monotonic() - began
+        finally:
+            with self._changed:
+                self._pacing.ended(seconds)
+                self._changed.notify_all()
         verify(path, source)
         if self._on_bytes is not None:
             self._on_bytes(path.stat().st_size)
         return path
+
+    def _paced(self, ticket: int | None) -> float:
+        """Wait for this download's turn (its ticket's, by :class:`Pacing`; a file fetched outside the parts' order,
+        ``ticket`` None, goes at once); returns when it started.
+
+        Raises:
+            SyncError: the downloads were cancelled meanwhile.
+        """
+        with self._changed:
+            while True:
+                if self._cancelled:
+                    raise SyncError("the downloads were cancelled")
+                delay = self._pacing.delay(time.monotonic()) if ticket is not None else 0.0
+                if ticket is None or (ticket == self._admitted and delay == 0.0):
+                    break
+                self._changed.wait(timeout=delay if ticket == self._admitted else None)
+            if ticket is not None:
+                self._admitted += 1
+            began = time.monotonic()
+            self._pacing.started(began)
+            self._changed.notify_all()
+            return began
 
 
 def _retrying(call: Callable[[], Path], *, what: str) -> Path:
