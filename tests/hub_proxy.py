@@ -72,6 +72,15 @@ class HoldingProxy:
         with self._changed:
             self._changed.notify_all()
 
+    def wait_for(self, condition: Callable[[], bool], timeout: float = 60.0) -> None:
+        """Wait until ``condition`` holds, checked as each request arrives."""
+        ends = time.monotonic() + timeout
+        with self._changed:
+            while not condition():
+                left = ends - time.monotonic()
+                assert left > 0, f"not within {timeout} s; requests: {self.requests}"
+                self._changed.wait(left)
+
     def _wait(self, path: str) -> bool:
         ends = time.monotonic() + self.deadline
         with self._changed:
@@ -85,7 +94,9 @@ class HoldingProxy:
 
     def _forward(self, handler: http.server.BaseHTTPRequestHandler, method: str) -> None:
         path = handler.path
-        self.requests.append((path, self.until()))
+        with self._changed:
+            self.requests.append((path, self.until()))
+            self._changed.notify_all()
         if any(h in path for h in self.hold) and not self._wait(path):
             handler.send_response(503)
             handler.send_header("Content-Length", "0")

@@ -202,7 +202,10 @@ class PartDownloads:
     def close(self, *, done: bool) -> None:
         """Stop downloading. When the sync is ``done`` (its rows all finished), wait for the files in flight and,
         with ``delete``, remove the download folder; otherwise leave at once and keep what was downloaded, which a
-        resume reads again without downloading it."""
+        resume reads again without downloading it. A download waiting for its turn does not start."""
+        with self._changed:
+            self._cancelled = True
+            self._changed.notify_all()
         self._pool.shutdown(wait=done, cancel_futures=True)
         if done and self._delete and self._target.is_dir():
             shutil.rmtree(self._target, ignore_errors=True)

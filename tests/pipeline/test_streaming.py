@@ -95,6 +95,35 @@ def test_downloads_keep_to_their_window_and_a_finished_part_is_deleted(hub: HubF
     assert not target.exists()
 
 
+def test_a_download_waiting_for_its_turn_does_not_start_once_the_downloads_are_closed(
+        hub: HubFixture, tmp_path: Path) -> None:
+    """Downloads start paced: with the second file's download held, the third waits for its turn; an interrupted
+    sync closes the downloads, and the third is then never asked for (an interruption does not wait for it)."""
+    from hugflow_ray.adapters.hub import Hub
+    from hugflow_ray.core.request import parse_request
+    from hugflow_ray.pipeline.download import PartDownloads
+    from hugflow_ray.pipeline.plan import make_plan
+    from hugflow_ray.pipeline.readers.parts import cut_parts
+
+    released = False
+    with HoldingProxy(hub.endpoint, hold=("train-00001-of-00003",), until=lambda: released,
+                      deadline=HOLD_DEADLINE) as proxy:
+        client = Hub(endpoint=proxy.endpoint)
+        plan = make_plan(parse_request("hf_id: org/shards\ndescription: d\n"), hub=client)  # the first file: cached
+        parts, _ = cut_parts(plan.format, plan.file_names(), [f.size for f in plan.files])
+        proxy.requests.clear()
+        downloads = PartDownloads(plan, client, target=tmp_path / "sources", concurrency=3, window=6, delete=True)
+        downloads.order(parts)
+        assert [p.name for p in downloads.wait(parts[0])] == ["train-00000-of-00003.parquet"]
+        proxy.wait_for(lambda: file_requests(proxy) == ["train-00001-of-00003.parquet"])
+        downloads.close(done=False)
+        released = True
+        proxy.check()
+        downloads.close(done=True)  # waits for the download in flight
+    assert proxy.timed_out == []
+    assert file_requests(proxy) == ["train-00001-of-00003.parquet"]
+
+
 def test_a_resume_downloads_only_the_parts_with_unfinished_rows(hub: HubFixture, tmp_path: Path) -> None:
     path = request(tmp_path, "hf_id: org/shards\ndescription: d\n")
     with HoldingProxy(hub.endpoint, hold=(), until=lambda: True, deadline=0) as proxy:
