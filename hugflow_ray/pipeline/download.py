@@ -32,7 +32,6 @@ HASH_CHUNK = 1 << 20
 
 
 WINDOW_PER_DOWNLOAD = 2  # parts downloading or local and not yet converted, per concurrent download
-QUICK_FETCH_SECONDS = 0.05  # a fetch this short (a file the Hub cache held, linked) says nothing of the link
 
 
 class Pacing:
@@ -43,8 +42,8 @@ class Pacing:
     starts ``1/concurrency`` of the last download's duration after the one before it: over a link the downloads
     share (a download lasts ``concurrency`` parts' time there) they then start and finish about one part's time
     apart; where each connection is slower than the link (a download lasts as long however many run), still
-    ``concurrency`` of them run at once. Until a download's duration is known the first runs alone. Pure: the
-    caller says what time it is and waits.
+    ``concurrency`` of them run at once. Until a download's duration is known the first runs alone. A file the Hub
+    cache holds is no download. Pure: the caller says what time it is and waits.
     """
 
     def __init__(self, concurrency: int) -> None:
@@ -68,7 +67,7 @@ class Pacing:
     def ended(self, seconds: float | None) -> None:
         """A download ended after ``seconds`` (None: it failed, which says nothing of the link)."""
         self.running -= 1
-        if seconds is not None and seconds >= QUICK_FETCH_SECONDS:
+        if seconds is not None:
             self.spacing = seconds / self.concurrency
 
 
@@ -217,24 +216,26 @@ class PartDownloads:
         ref, hub = self._plan.request.dataset, self._hub
         assert isinstance(ref, HubRef) and hub is not None and self._plan.identity.sha is not None
         sha = self._plan.files_sha or self._plan.identity.sha
-        began = self._paced(ticket)
-        seconds = None
-        try:
-            path = _retrying(lambda: hub.download(ref.hf_id, sha, source.path, local_dir=self._target),
-                             what=source.path)
-            seconds = time.monotonic() - began
-        finally:
-            with self._changed:
-                self._pacing.ended(seconds)
-                self._changed.notify_all()
+        path = hub.cached(ref.hf_id, sha, source.path, local_dir=self._target)  # e.g. the shard the plan read
+        began = self._turn(ticket, download=path is None)
+        if path is None:
+            seconds = None
+            try:
+                path = _retrying(lambda: hub.download(ref.hf_id, sha, source.path, local_dir=self._target),
+                                 what=source.path)
+                seconds = time.monotonic() - began
+            finally:
+                with self._changed:
+                    self._pacing.ended(seconds)
+                    self._changed.notify_all()
         verify(path, source)
         if self._on_bytes is not None:
             self._on_bytes(path.stat().st_size)
         return path
 
-    def _paced(self, ticket: int | None) -> float:
-        """Wait for this download's turn (its ticket's, by :class:`Pacing`; a file fetched outside the parts' order,
-        ``ticket`` None, goes at once); returns when it started.
+    def _turn(self, ticket: int | None, *, download: bool) -> float:
+        """Wait for this fetch's turn: its ticket's, and (a ``download``) the time :class:`Pacing` gives it; a file
+        fetched outside the parts' order (``ticket`` None) goes at once. Returns when it started.
 
         Raises:
             SyncError: the downloads were cancelled meanwhile.
@@ -243,14 +244,15 @@ class PartDownloads:
             while True:
                 if self._cancelled:
                     raise SyncError("the downloads were cancelled")
-                delay = self._pacing.delay(time.monotonic()) if ticket is not None else 0.0
+                delay = self._pacing.delay(time.monotonic()) if ticket is not None and download else 0.0
                 if ticket is None or (ticket == self._admitted and delay == 0.0):
                     break
                 self._changed.wait(timeout=delay if ticket == self._admitted else None)
             if ticket is not None:
                 self._admitted += 1
             began = time.monotonic()
-            self._pacing.started(began)
+            if download:
+                self._pacing.started(began)
             self._changed.notify_all()
             return began
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from hugflow_ray.pipeline.download import QUICK_FETCH_SECONDS, Pacing
+from hugflow_ray.pipeline.download import Pacing
 
 STEP = 0.001  # seconds of the model's clock
 
@@ -63,13 +63,11 @@ def test_connections_slower_than_the_link_still_run_concurrency_at_once() -> Non
     assert paced[-1] < 15 * alone / 2, "far faster than one at a time"
 
 
-def test_the_spacing_is_a_fraction_of_the_last_download_and_quick_or_failed_fetches_say_nothing() -> None:
+def test_the_spacing_is_a_fraction_of_the_last_download_and_a_failed_one_says_nothing() -> None:
     pacing = Pacing(4)
     assert pacing.delay(0.0) == 0.0, "nothing runs: the first starts at once"
     pacing.started(0.0)
     assert pacing.delay(1.0) is None, "until a download's time is known, the first runs alone"
-    pacing.ended(QUICK_FETCH_SECONDS / 2)  # a file the Hub cache held
-    pacing.started(1.0)
     pacing.ended(None)  # a download that failed
     pacing.started(2.0)
     assert pacing.spacing is None and pacing.delay(2.5) is None
@@ -77,3 +75,6 @@ def test_the_spacing_is_a_fraction_of_the_last_download_and_quick_or_failed_fetc
     pacing.started(10.0)
     assert pacing.spacing == 1.0
     assert pacing.delay(10.25) == pytest.approx(0.75) and pacing.delay(11.5) == 0.0
+    pacing.ended(0.02)  # small files download quickly: paced as quickly, never one at a time
+    pacing.started(11.5)
+    assert pacing.delay(11.501) == pytest.approx(0.004), "five milliseconds apart, four at once"
