@@ -378,7 +378,7 @@ def run_variant(variant: str, data: Data, work: Path, joining: dict[str, str] | 
     elif not variant.startswith("hugflow"):
         command = [sys.executable, __file__, "--child", variant, "--data", str(data.root), "--out", str(out),
                    "--clips", str(data.clips), "--seconds", str(data.seconds), "--rate", str(data.rate)]
-        wall, output, tree = measured(command)
+        wall, output, tree = measured(command, env=own_ray_env())
         reported = json.loads(output.strip().splitlines()[-1])
         run = Run(variant, wall, reported["startup_s"], tree.peak_rss, tree.cpu_by_process(), None)
     else:
@@ -387,11 +387,15 @@ def run_variant(variant: str, data: Data, work: Path, joining: dict[str, str] | 
     return run
 
 
+def own_ray_env() -> dict[str, str]:
+    """This process's environment without what would make a child join a running Ray (``--join``'s): a child
+    given it starts a Ray of its own."""
+    return {name: value for name, value in os.environ.items() if name not in JOIN}
+
+
 def hugflow_env(out: Path, *, metrics: bool = True) -> dict[str, str]:
-    env = {**os.environ, "STORAGE_ROOT": str(out / "datasets"), "STATE_DIR": str(out / "state"),
-           "PROCESSED_ROOT": str(out / "processed"), "HUGFLOW_METRICS": str(metrics).lower()}
-    env.pop("RAY_ADDRESS", None)
-    return env
+    return {**own_ray_env(), "STORAGE_ROOT": str(out / "datasets"), "STATE_DIR": str(out / "state"),
+            "PROCESSED_ROOT": str(out / "processed"), "HUGFLOW_METRICS": str(metrics).lower()}
 
 
 def run_hugflow(data: Data, out: Path, *, metrics: bool = True, joining: dict[str, str] | None = None) -> Run:
@@ -484,8 +488,11 @@ def running_ray() -> Iterator[dict[str, str]]:
 def marginal(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     """hugflow and the plain Ray Data script at two sizes, and the bare loop at the larger, interleaved: the marginal
     rate (fixed costs cancel) against the limit, the fixed seconds by phase, and the end-to-end ratio to the
-    script. With ``--joined``, also hugflow joining a Ray that is already running."""
-    with running_ray() if args.joined else contextlib.nullcontext() as joining:
+    script. With ``--joined``, also hugflow joining a Ray that is already running: one it starts, or with ``--join``
+    the Ray at RAY_ADDRESS."""
+    if not args.joined:
+        return _marginal(args, work, None)
+    with contextlib.nullcontext(args.joining) if args.joining else running_ray() as joining:
         return _marginal(args, work, joining)
 
 
@@ -668,7 +675,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--joined", action="store_true", help="with --marginal: also hugflow joining a Ray already "
                         "running on this host (run under tests/in_own_network.sh)")
     parser.add_argument("--join", action="store_true", help="with --scale or --row-groups: every sync joins the Ray at "
-                        "RAY_ADDRESS (yours, running) instead of starting its own")
+                        "RAY_ADDRESS (yours, running) instead of starting its own; with --marginal --joined: the "
+                        "joined syncs join it instead of a Ray the benchmark starts")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes and one round: that it runs, not figures")
     parser.add_argument("--work", type=Path, help="keep generated data here (reused when it matches)")
     parser.add_argument("--json", type=Path)

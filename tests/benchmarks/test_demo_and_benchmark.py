@@ -76,8 +76,10 @@ def test_the_verify_benchmark_times_verify_against_bare_hashing_in_smoke_mode(tm
 
 
 def test_the_throughput_benchmark_measures_marginal_rate_and_the_plain_ray_data_script_in_smoke_mode(
-        tmp_path: Path) -> None:
-    result = load_benchmark("throughput").main(["--smoke", "--marginal", "4", "8", "--joined", "--work",
+        tmp_path: Path, joined_ray: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in joined_ray.items():  # the joined variant joins the session's Ray, not one of its own
+        monkeypatch.setenv(name, value)
+    result = load_benchmark("throughput").main(["--smoke", "--marginal", "4", "8", "--joined", "--join", "--work",
                                                 str(tmp_path / "work")])
     assert result["clips"] == [4, 8] and result["limit_x_realtime"] > 0
     for variant in ("hugflow", "raydata", "hugflow-joined"):
