@@ -35,7 +35,7 @@ WINDOW_PER_DOWNLOAD = 2  # parts downloading or local and not yet converted, per
 
 
 class Pacing:
-    """When the next download may start, so that downloads sharing one link finish a part apart, in split order.
+    """When the next download may start, so that downloads sharing one link start in split order and end a part apart.
 
     Downloads that start together over one link share it and finish together: the parts arrive in batches of
     ``concurrency``, and the last batch converts after the link has gone quiet (the sync's tail). Here each download
