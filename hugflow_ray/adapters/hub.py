@@ -258,18 +258,16 @@ class Hub:
         return metadata
 
     def cached(self, hf_id: str, sha: str, path: str, *, local_dir: Path) -> Path | None:
-        """The file at ``local_dir / path`` linked (or copied) from the Hub cache, without a request; None when the
-        cache does not hold it (:meth:`download` would fetch it)."""
+        """The file at ``local_dir / path`` linked (or copied) from the Hub cache, without a request, such as the
+        shard a plan read its columns from; None when the cache does not hold it (:meth:`download` fetches it)."""
         with self._errors(hf_id, sha), _LIBRARY_SETTINGS.shared():
             return _from_cache(hf_id, sha, path, local_dir)
 
     def download(self, hf_id: str, sha: str, path: str, *, local_dir: Path | None = None) -> Path:
         """Download one file of the dataset at commit ``sha`` into the Hub cache, or under ``local_dir`` (a folder of
-        the caller's own, which it may delete from; a file the Hub cache already holds, such as the shard a plan read
-        its columns from, is linked or copied from there, not downloaded again); resumes partial downloads."""
+        the caller's own, which it may delete from; ask :meth:`cached` first for a file the Hub cache may hold);
+        resumes partial downloads."""
         with self._errors(hf_id, sha), _LIBRARY_SETTINGS.shared():
-            if local_dir is not None and (held := _from_cache(hf_id, sha, path, local_dir)) is not None:
-                return held
             return Path(
                 huggingface_hub.hf_hub_download(
                     hf_id, path, repo_type="dataset", revision=sha, endpoint=self.endpoint, token=self.token or False,

@@ -8,6 +8,7 @@ bounded by the window's largest parts when finished parts are deleted.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import shutil
 import threading
@@ -113,7 +114,7 @@ class PartDownloads:
         self._changed = threading.Condition()
         self._cancelled = False
         self._pacing = Pacing(concurrency)
-        self._tickets = 0  # the parts' downloads start in the order they were submitted: ticket by ticket
+        self._tickets = itertools.count()  # the parts' downloads start in the order they were submitted
         self._admitted = 0
 
     def files(self, indexes: Sequence[int]) -> list[Path]:
@@ -164,11 +165,7 @@ class PartDownloads:
             if part.index in self._futures:
                 continue  # fetched (or fetching) already
             self._held.add(part.index)
-            self._futures[part.index] = [self._pool.submit(self._fetch, i, self._ticket()) for i in part.files]
-
-    def _ticket(self) -> int:
-        self._tickets += 1
-        return self._tickets - 1
+            self._futures[part.index] = [self._pool.submit(self._fetch, i, next(self._tickets)) for i in part.files]
 
     def demand(self, index: int) -> None:
         """A read waits for part ``index``: fetch it, and the parts before it, whatever the window (what reads wait
