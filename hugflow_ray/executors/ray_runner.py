@@ -156,8 +156,30 @@ def shutdown() -> float:
     if not ray.is_initialized():
         return 0.0
     start = time.perf_counter()
+    _stop_autoscaler_monitor()
     ray.shutdown()
     return time.perf_counter() - start
+
+
+def _stop_autoscaler_monitor() -> None:
+    """Stop the autoscaler monitor of the Ray this process started (an embedded one; a joined Ray's processes are
+    not this process's, and none is listed), before ``ray.shutdown``. One machine has nothing to scale, so it holds
+    nothing to lose. Left to ``ray.shutdown``, it is stopped after the GCS: its SIGTERM handler then reports to a GCS
+    that is gone, and Ray waits a second before it kills it. Ray's internals are read defensively: where they
+    differ, ``ray.shutdown`` stops it as before."""
+    try:
+        from ray._private import ray_constants
+        from ray._private.worker import _global_node
+
+        monitors = _global_node.all_processes.get(ray_constants.PROCESS_TYPE_MONITOR, []) if _global_node else []
+        processes = [info.process for info in monitors]
+    except (ImportError, AttributeError) as e:
+        log.debug("the embedded Ray's autoscaler monitor is left to ray.shutdown (%s)", e)
+        return
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=SETTLE_SECONDS)
 
 
 @ray.remote(num_cpus=ENCODE_CPUS)
