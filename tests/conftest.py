@@ -202,10 +202,9 @@ def _add_script_repos(mirrors: Path, shas: dict[str, str]) -> None:
     shas["org/script-only"] = make_dataset_repo(mirrors, "org/script-only", script, card=LICENSED)
 
 
-@pytest.fixture(scope="session")
-def ray_session() -> Iterator[None]:
-    """One small embedded Ray for the whole session (2 CPUs, small object store, no dashboard), its one node the
-    storage node as an embedded sync's is."""
+def _init_session_ray() -> None:
+    """One small embedded Ray (2 CPUs, small object store, no dashboard), its one node the storage node as an
+    embedded sync's is."""
     import ray
 
     from hugflow_ray.settings import Settings
@@ -213,8 +212,29 @@ def ray_session() -> Iterator[None]:
     storage = Settings.model_fields["storage_resource"].default
     ray.init(address="local", num_cpus=2, object_store_memory=256 * 1024**2, include_dashboard=False,
              log_to_driver=False, resources={storage: 1})
+
+
+@pytest.fixture(scope="session")
+def _session_ray() -> Iterator[None]:
+    import ray
+
+    _init_session_ray()
     yield
     ray.shutdown()
+
+
+@pytest.fixture
+def ray_session(_session_ray: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The session's embedded Ray, kept for the whole session: an in-process command run by the test (`local-sync`,
+    `verify`, `retry`, `catalog apply`) ends by releasing the Ray it used, which would stop this one and make the
+    next test's sync start a Ray of its own (seconds of CPU each time); within the test, releasing it is a no-op.
+    Started again if something stopped it. Stopping an embedded Ray is tested where it is the subject
+    (``tests/cluster/test_embedded_ray.py`` and every embedded ``local-sync`` child)."""
+    import ray
+
+    if not ray.is_initialized():
+        _init_session_ray()
+    monkeypatch.setattr("hugflow_ray.executors.default.release_ray", lambda: 0.0)
 
 
 @pytest.fixture(scope="session")
@@ -222,8 +242,8 @@ def joined_ray() -> Iterator[dict[str, str]]:
     """A Ray kept running for the session (`ray start --head` in PID and mount namespaces of its own, 2 CPUs, the
     storage resource) and the environment that makes a `hugflow` subprocess join it, as it joins a running cluster,
     instead of starting one of its own: for tests of what a sync does rather than of an embedded Ray's start and
-    end, it saves that start and end on every run. Not the in-process ``ray_session``, which in-process commands
-    shut down."""
+    end, it saves that start and end on every run. Not the in-process ``ray_session``, which only the test
+    process itself uses."""
     from tests.ray_nodes import MEMORY, TOKEN, storage_head
 
     with storage_head("--num-cpus=2", *MEMORY, "--include-dashboard=false") as (address, _):

@@ -1,4 +1,4 @@
-"""The Ray a sync embeds: stopped whole, and without the second Ray's own shut-down waits on its autoscaler."""
+"""The Ray a sync embeds: stopped whole, without waiting a second on its autoscaler monitor."""
 
 from __future__ import annotations
 
