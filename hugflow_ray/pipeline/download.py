@@ -40,36 +40,70 @@ class Pacing:
 
     Downloads that start together over one link share it and finish together: the parts arrive in batches of
     ``concurrency``, and the last batch converts after the link has gone quiet (the sync's tail). Here each download
-    starts ``1/concurrency`` of the last download's duration after the one before it: over a link the downloads
-    share (a download lasts ``concurrency`` parts' time there) they then start and finish about one part's time
-    apart; where each connection is slower than the link (a download lasts as long however many run), still
-    ``concurrency`` of them run at once. Until a download's duration is known the first runs alone. A file the Hub
-    cache holds is no download. Pure: the caller says what time it is and waits.
+    starts ``1/overlap`` of the last download's duration after the one before it, and at most ``overlap`` run at
+    once. Until a download's duration is known the first runs alone; then ``overlap`` is ``concurrency`` and is
+    measured again as each download ends:
+
+    * where each connection is slower than the link, a download lasts as long however many run (a connection's
+      speed, or each request's latency, limits it): more at once bring more, and ``overlap`` stays at
+      ``concurrency``;
+    * where the downloads share one link, each is slowed in proportion to how many run: more at once bring nothing,
+      and many flows sharing a link share it unevenly, so that a later part overtakes an earlier one and the parts
+      (opened in split order) wait for the slowest. ``overlap`` is then 2: one download ends while the next has
+      begun, so the link never idles between files, and the parts arrive in order a part's time apart.
+
+    A download's worth is the downloads it ran beside (itself included, averaged over its duration) times the share
+    of the best speed any one download reached that it kept; ``overlap`` is that plus one, within 2 and
+    ``concurrency``. A file the Hub cache holds is no download. Pure: the caller says what time it is and waits.
     """
 
     def __init__(self, concurrency: int) -> None:
         self.concurrency = max(1, concurrency)
+        self.overlap = self.concurrency  # downloads at once; measured as each ends
         self.running = 0
         self.last_start: float | None = None
         self.spacing: float | None = None  # seconds between starts; None until a download's duration is known
+        self._best = 0.0  # the best bytes per second one download reached
+        self._area, self._at = 0.0, 0.0  # downloads x seconds run so far, up to when
+        self._began: dict[int, tuple[float, float]] = {}  # a running download -> (its start, the area then)
+        self._ids = itertools.count()
 
     def delay(self, now: float) -> float | None:
         """Seconds until the next download may start (0: now); None: not before a download running now ends."""
         if self.running == 0 or self.last_start is None:
             return 0.0
-        if self.spacing is None:
+        if self.spacing is None or self.running >= self.overlap:
             return None
         return max(0.0, self.last_start + self.spacing - now)
 
-    def started(self, now: float) -> None:
+    def started(self, now: float) -> int:
+        """A download started: the id :meth:`ended` takes."""
+        self._advance(now)
         self.running += 1
         self.last_start = now
+        download = next(self._ids)
+        self._began[download] = (now, self._area)
+        return download
 
-    def ended(self, seconds: float | None) -> None:
-        """A download ended after ``seconds`` (None: it failed, which says nothing of the link)."""
+    def ended(self, download: int, now: float, size: int | None) -> None:
+        """A download ended, of ``size`` bytes (None: it failed, which says nothing of the link)."""
+        self._advance(now)
         self.running -= 1
-        if seconds is not None:
-            self.spacing = seconds / self.concurrency
+        began, area = self._began.pop(download)
+        seconds = now - began
+        if size is None or seconds <= 0:
+            return
+        speed = size / seconds
+        first = self._best == 0.0
+        self._best = max(self._best, speed)
+        if not first:  # the first ran alone: what others would bring is not known yet
+            worth = (self._area - area) / seconds * speed / self._best
+            self.overlap = min(self.concurrency, max(min(2, self.concurrency), round(worth) + 1))
+        self.spacing = seconds / self.overlap
+
+    def _advance(self, now: float) -> None:
+        self._area += self.running * max(0.0, now - self._at)
+        self._at = max(self._at, now)
 
 
 def window(concurrency: int) -> int:
@@ -93,9 +127,9 @@ class PartDownloads:
     """The parts' files, fetched in split order ahead of the conversion.
 
     At most ``window`` parts are downloading or local and not yet :meth:`finished`, beyond those a read is waiting
-    for (:meth:`demand`); ``concurrency`` files download at once. A local dataset's files are used where they are
-    and never deleted. A Hub dataset's files go under ``target`` (the copy's own folder, not the shared Hub cache);
-    with ``delete``, a part's files are deleted once it is finished.
+    for (:meth:`demand`); at most ``concurrency`` files download at once (:class:`Pacing` says how many). A local
+    dataset's files are used where they are and never deleted. A Hub dataset's files go under ``target`` (the
+    copy's own folder, not the shared Hub cache); with ``delete``, a part's files are deleted once it is finished.
     """
 
     def __init__(self, plan: Plan, hub: Hub | None, *, target: Path, concurrency: int, window: int, delete: bool,
@@ -214,25 +248,26 @@ class PartDownloads:
         assert isinstance(ref, HubRef) and hub is not None and self._plan.identity.sha is not None
         sha = self._plan.files_sha or self._plan.identity.sha
         path = hub.cached(ref.hf_id, sha, source.path, local_dir=self._target)  # e.g. the shard the plan read
-        began = self._turn(ticket, download=path is None)
+        paced = self._turn(ticket, download=path is None)
         if path is None:
-            seconds = None
+            size = None
             try:
                 path = _retrying(lambda: hub.download(ref.hf_id, sha, source.path, local_dir=self._target),
                                  what=source.path)
-                seconds = time.monotonic() - began
+                size = path.stat().st_size
             finally:
                 with self._changed:
-                    self._pacing.ended(seconds)
+                    assert paced is not None
+                    self._pacing.ended(paced, time.monotonic(), size)
                     self._changed.notify_all()
         verify(path, source)
         if self._on_bytes is not None:
             self._on_bytes(path.stat().st_size)
         return path
 
-    def _turn(self, ticket: int | None, *, download: bool) -> float:
+    def _turn(self, ticket: int | None, *, download: bool) -> int | None:
         """Wait for this fetch's turn: its ticket's, and (a ``download``) the time :class:`Pacing` gives it; a file
-        fetched outside the parts' order (``ticket`` None) goes at once. Returns when it started.
+        fetched outside the parts' order (``ticket`` None) goes at once. Returns a download's id in the pacing.
 
         Raises:
             SyncError: the downloads were cancelled meanwhile.
@@ -247,11 +282,9 @@ class PartDownloads:
                 self._changed.wait(timeout=delay if ticket == self._admitted else None)
             if ticket is not None:
                 self._admitted += 1
-            began = time.monotonic()
-            if download:
-                self._pacing.started(began)
+            paced = self._pacing.started(time.monotonic()) if download else None
             self._changed.notify_all()
-            return began
+            return paced
 
 
 def _retrying(call: Callable[[], Path], *, what: str) -> Path:
