@@ -53,8 +53,9 @@ class Pacing:
       begun, so the link never idles between files, and the parts arrive in order a part's time apart.
 
     A download's worth is the downloads it ran beside (itself included, averaged over its duration) times the share
-    of the best speed any one download reached that it kept; ``overlap`` is that plus one, within 2 and
-    ``concurrency``. A file the Hub cache holds is no download. Pure: the caller says what time it is and waits.
+    it kept of the best speed a download of its size or smaller reached (a small file is slower than a big one even
+    alone: its requests' latency weighs more); ``overlap`` is that plus one, within 2 and ``concurrency``. A file
+    the Hub cache holds is no download. Pure: the caller says what time it is and waits.
     """
 
     def __init__(self, concurrency: int) -> None:
@@ -63,7 +64,7 @@ class Pacing:
         self.running = 0
         self.last_start: float | None = None
         self.spacing: float | None = None  # seconds between starts; None until a download's duration is known
-        self._best = 0.0  # the best bytes per second one download reached
+        self._best: dict[int, float] = {}  # the best bytes per second a download reached, by its size's bit length
         self._area, self._at = 0.0, 0.0  # downloads x seconds run so far, up to when
         self._began: dict[int, tuple[float, float]] = {}  # a running download -> (its start, the area then)
         self._ids = itertools.count()
@@ -93,11 +94,12 @@ class Pacing:
         seconds = now - began
         if size is None or seconds <= 0:
             return
-        speed = size / seconds
-        first = self._best == 0.0
-        self._best = max(self._best, speed)
+        speed, bits = size / seconds, size.bit_length()
+        first = not self._best
+        self._best[bits] = max(self._best.get(bits, 0.0), speed)
         if not first:  # the first ran alone: what others would bring is not known yet
-            worth = (self._area - area) / seconds * speed / self._best
+            best = max(value for length, value in self._best.items() if length <= bits)
+            worth = (self._area - area) / seconds * speed / best
             self.overlap = min(self.concurrency, max(min(2, self.concurrency), round(worth) + 1))
         self.spacing = seconds / self.overlap
 

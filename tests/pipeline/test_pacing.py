@@ -113,3 +113,17 @@ def test_the_overlap_is_what_more_downloads_at_once_bring_and_a_failed_one_says_
     pacing.ended(d, 19.02, 20)  # small files are quick: paced as quickly, several at once
     assert (pacing.overlap, pacing.spacing) == (3, pytest.approx(0.02 / 3))
     pacing.ended(c, 20.0, 2_000)
+
+
+def test_a_small_file_is_measured_against_files_no_bigger_than_itself() -> None:
+    pacing = Pacing(5)
+    big = pacing.started(0.0)
+    pacing.ended(big, 1.0, 100_000_000)  # alone: 100 MB a second
+    small = [pacing.started(1.0 + i / 100) for i in range(3)]
+    for i, download in enumerate(small):  # three at once, each 0.1 s for 1 MB: latency, not the link, limits them
+        pacing.ended(download, 1.1 + i / 100, 1_000_000)
+    assert pacing.overlap >= 3, "ten times slower than the big file, but not slowed by each other"
+    shared = [pacing.started(2.0), pacing.started(2.0)]
+    for download in shared:  # two at once, each at half the speed the small ones had: one link
+        pacing.ended(download, 2.2, 1_000_000)
+    assert pacing.overlap == 2
