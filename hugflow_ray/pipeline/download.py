@@ -251,8 +251,8 @@ class PartDownloads:
         sha = self._plan.files_sha or self._plan.identity.sha
         path = hub.cached(ref.hf_id, sha, source.path, local_dir=self._target)  # e.g. the shard the plan read
         paced = self._turn(ticket, download=path is None)
+        size = None
         if path is None:
-            size = None
             try:
                 path = _retrying(lambda: hub.download(ref.hf_id, sha, source.path, local_dir=self._target),
                                  what=source.path)
@@ -264,7 +264,7 @@ class PartDownloads:
                     self._changed.notify_all()
         verify(path, source)
         if self._on_bytes is not None:
-            self._on_bytes(path.stat().st_size)
+            self._on_bytes(path.stat().st_size if size is None else size)
         return path
 
     def _turn(self, ticket: int | None, *, download: bool) -> int | None:
